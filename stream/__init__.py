@@ -1,0 +1,1 @@
+"""metasignal stream: scores committee votes and emits trade signals."""

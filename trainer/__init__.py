@@ -1,0 +1,1 @@
+"""metasignal trainer: fits, tunes and publishes the balanced meta-model."""

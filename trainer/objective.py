@@ -1,0 +1,81 @@
+"""What "best" means for a threshold and a strategy: one metric with its parameters.
+
+Examples
+--------
+>>> import numpy as np
+>>> objective = Objective(metric="f1")
+>>> y = np.array([0, 0, 1, 1, 0, 1])
+>>> s = np.array([0.1, 0.2, 0.8, 0.7, 0.75, 0.3])
+>>> objective.find(y, s).threshold
+0.3
+>>> round(objective.value_at(y, s, 0.7), 3)
+0.571
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from trainer.thresholds import (
+    METRICS,
+    ThresholdResult,
+    average_precision,
+    confusion_at,
+    find_optimal_threshold,
+)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A threshold metric (see :func:`trainer.thresholds.find_optimal_threshold`)."""
+
+    metric: str = "f1"
+    beta: float = 1.0
+    min_recall: float = 0.0
+    min_precision: float = 0.0
+    gain: float = 1.0
+    cost: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; choose from {', '.join(METRICS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def find(self, y: np.ndarray, scores: np.ndarray) -> ThresholdResult:
+        """The optimal threshold on ``scores`` (exact search over distinct scores)."""
+        return find_optimal_threshold(
+            y,
+            scores,
+            metric=self.metric,
+            beta=self.beta,
+            min_recall=self.min_recall,
+            min_precision=self.min_precision,
+            gain=self.gain,
+            cost=self.cost,
+        )
+
+    def value_at(self, y: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+        """The metric of decisions ``scores >= threshold``; comparable across folds.
+
+        A constrained metric whose constraint fails scores 0; profit is per event so
+        folds of different length compare.
+        """
+        if self.metric == "pr_auc":
+            return average_precision(y, scores)
+        tp, fp, fn, _ = confusion_at(y, scores, threshold)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        if self.metric == "profit":
+            return (self.gain * tp - self.cost * fp) / max(len(y), 1)
+        if self.metric == "precision":
+            return precision if recall >= self.min_recall else 0.0
+        if self.metric == "recall":
+            return recall if precision >= self.min_precision else 0.0
+        beta2 = self.beta**2 if self.metric == "fbeta" else 1.0
+        denominator = beta2 * precision + recall
+        return (1 + beta2) * precision * recall / denominator if denominator else 0.0

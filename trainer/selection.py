@@ -1,0 +1,43 @@
+"""``auto`` and ``select``: choosing a strategy from walk-forward evidence.
+
+Examples
+--------
+>>> guard_choice("focal_loss", [0.30, 0.32, 0.31], [0.40, 0.41, 0.39])[0]
+'optimal_threshold'
+>>> guard_choice("focal_loss", [0.40, 0.42, 0.41], [0.40, 0.41, 0.42])[0]
+'focal_loss'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from trainer.walk_forward import WalkForwardResult
+
+ANCHOR = "optimal_threshold"
+
+
+def guard_choice(
+    rule_choice: str, rule_values: Sequence[float], anchor_values: Sequence[float]
+) -> tuple[str, str]:
+    """Keep the rule's choice unless it loses to the anchor by more than fold noise.
+
+    Fold noise is the standard deviation of the paired per-fold differences: a
+    loss smaller than that is indistinguishable from luck, so the rule stands.
+    """
+    diff = np.asarray(rule_values) - np.asarray(anchor_values)
+    mean = float(diff.mean())
+    noise = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+    evidence = f"mean fold difference {mean:+.4f} vs {ANCHOR}, fold noise {noise:.4f}"
+    if mean < -noise:
+        return ANCHOR, f"guard: {rule_choice} worse than {ANCHOR} beyond fold noise ({evidence})"
+    return rule_choice, f"guard kept {rule_choice} ({evidence})"
+
+
+def select_best(results: Mapping[str, WalkForwardResult]) -> tuple[str, str]:
+    """The strategy with the best mean walk-forward value; ties go to the earlier one."""
+    best = max(results.values(), key=lambda r: r.mean)
+    table = ", ".join(f"{name} {r.mean:.4f}±{r.std:.4f}" for name, r in results.items())
+    return best.strategy, f"select: best mean walk-forward value ({table})"

@@ -1,0 +1,367 @@
+"""Decision-threshold selection for the meta-model's trade/no-trade scores.
+
+The decision rule everywhere is: trade iff ``score >= threshold``. Trades are rare and cost
+money, so whenever two thresholds are equally good we keep the *higher* one (fewer trades).
+
+Every search is exact and O(n log n): sort the scores once, take cumulative TP/FP counts and
+evaluate the objective at every distinct score, which are the only thresholds that produce
+different decisions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "METRICS",
+    "ThresholdResult",
+    "average_precision",
+    "confusion_at",
+    "elkan_threshold",
+    "find_optimal_threshold",
+    "threshold_curve",
+]
+
+METRICS: Final[tuple[str, ...]] = ("f1", "fbeta", "precision", "recall", "profit", "pr_auc")
+
+# Mathematically equal objectives, distances and bounds can differ in the last few ulps
+# depending on how they were computed; the tie rule must not depend on that.
+_RTOL: Final = 1e-12
+
+_Floats = NDArray[np.float64]
+_Mask = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class ThresholdResult:
+    """Chosen threshold and the classification quality it induces.
+
+    ``value`` is the objective at ``threshold`` (for ``pr_auc``: the average precision of the
+    scores). ``feasible`` is False when a constraint could not be met or, for ``profit``, when
+    no threshold makes a profit.
+    """
+
+    threshold: float
+    metric: str
+    value: float
+    precision: float
+    recall: float
+    f1: float
+    n_predicted: int
+    feasible: bool
+
+    def to_dict(self) -> dict[str, float | int | str | bool]:
+        """Plain-Python mapping of the fields, for JSON reports."""
+        return {
+            "threshold": self.threshold,
+            "metric": self.metric,
+            "value": self.value,
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "n_predicted": self.n_predicted,
+            "feasible": self.feasible,
+        }
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """Confusion counts at every distinct score, highest score first."""
+
+    thresholds: _Floats
+    tp: NDArray[np.int64]
+    fp: NDArray[np.int64]
+    n_pos: int
+    n_neg: int
+
+
+@dataclass(frozen=True)
+class _Options:
+    metric: str
+    beta: float
+    min_recall: float
+    min_precision: float
+    gain: float
+    cost: float
+
+
+def elkan_threshold(gain: float, cost: float) -> float:
+    """Cost-optimal threshold on calibrated probabilities (Elkan, 2001).
+
+    Trading at probability ``p`` is worth ``p * gain - (1 - p) * cost``, which is positive
+    iff ``p > cost / (cost + gain)``.
+
+    Examples
+    --------
+    >>> elkan_threshold(gain=3.0, cost=1.0)
+    0.25
+    """
+    _check_positive("gain", gain)
+    _check_positive("cost", cost)
+    return cost / (cost + gain)
+
+
+def confusion_at(
+    y_true: ArrayLike, scores: ArrayLike, threshold: float
+) -> tuple[int, int, int, int]:
+    """Confusion counts ``(tp, fp, fn, tn)`` when predicting ``scores >= threshold``.
+
+    Examples
+    --------
+    >>> confusion_at([1, 0, 1, 0], [0.9, 0.8, 0.3, 0.1], 0.5)
+    (1, 1, 1, 1)
+    """
+    y, s = _validate_data(y_true, scores)
+    if math.isnan(threshold):
+        raise ValueError("threshold must not be NaN")
+    pred = s >= threshold
+    tp = int(np.count_nonzero(pred & y))
+    fp = int(np.count_nonzero(pred & ~y))
+    fn = int(np.count_nonzero(~pred & y))
+    return tp, fp, fn, y.size - tp - fp - fn
+
+
+def average_precision(y_true: ArrayLike, scores: ArrayLike) -> float:
+    """Step-wise average precision, identical to ``sklearn.metrics.average_precision_score``.
+
+    ``AP = sum_k (R_k - R_{k-1}) * P_k`` over the distinct scores in descending order; no
+    interpolation, so it is not the trapezoidal area under the PR curve.
+
+    Examples
+    --------
+    >>> average_precision([1, 0, 1, 0], [0.9, 0.8, 0.3, 0.1])
+    0.8333333333333333
+    """
+    c = _candidates(*_validate_data(y_true, scores))
+    _require_positives(c)
+    return _average_precision(c)
+
+
+def threshold_curve(
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    *,
+    metric: str = "f1",
+    beta: float = 1.0,
+    min_recall: float = 0.0,
+    min_precision: float = 0.0,
+    gain: float = 1.0,
+    cost: float = 1.0,
+) -> tuple[_Floats, _Floats]:
+    """Objective at every distinct score, for plotting.
+
+    Returns ``(thresholds, values)`` with thresholds strictly descending. Thresholds that
+    violate the ``min_recall`` / ``min_precision`` constraint get NaN so plots show only the
+    feasible region. For ``pr_auc`` the curve is F1, the objective its threshold is chosen by.
+
+    Examples
+    --------
+    >>> t, v = threshold_curve([1, 0, 1, 0], [0.9, 0.8, 0.3, 0.1], metric="profit")
+    >>> t.tolist(), v.tolist()
+    ([0.9, 0.8, 0.3, 0.1], [1.0, 0.0, 1.0, 0.0])
+    """
+    opts = _validate_options(metric, beta, min_recall, min_precision, gain, cost)
+    c = _candidates(*_validate_data(y_true, scores))
+    _require_positives(c)
+    values, allowed = _objective(c, opts)
+    return c.thresholds, np.where(allowed, values, np.nan)
+
+
+def find_optimal_threshold(
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    *,
+    metric: str = "f1",
+    beta: float = 1.0,
+    min_recall: float = 0.0,
+    min_precision: float = 0.0,
+    gain: float = 1.0,
+    cost: float = 1.0,
+) -> ThresholdResult:
+    """Threshold (a distinct score) that maximises ``metric``, trading iff ``score >= it``.
+
+    Parameters
+    ----------
+    y_true, scores
+        Binary labels (0/1) and finite scores of equal, non-zero length; needs a positive.
+    metric
+        One of :data:`METRICS`:
+
+        - ``f1``, ``fbeta`` (with ``beta``);
+        - ``precision`` subject to ``recall >= min_recall`` (if infeasible: the highest-recall
+          threshold, ``feasible=False``);
+        - ``recall`` subject to ``precision >= min_precision`` (if infeasible: the
+          highest-precision threshold, ``feasible=False``);
+        - ``profit`` = ``gain * TP - cost * FP`` on this sample. Ties go to the threshold
+          closest to :func:`elkan_threshold`. If no threshold makes a profit, trading is not
+          profitable on this data: the result is the lowest threshold at or above Elkan's
+          (the highest score if none is) with ``feasible=False``;
+        - ``pr_auc``: ``value`` is the average precision; the threshold is F1-optimal.
+    min_recall, min_precision
+        Constraints in [0, 1], met within a relative tolerance of 1e-12; each is only
+        accepted by the metric it constrains.
+
+    Other ties go to the higher threshold (fewer trades); objective values within 1e-12 of
+    the best (relative to the objective's range) count as ties.
+
+    Examples
+    --------
+    >>> r = find_optimal_threshold([1, 0, 1, 0], [0.9, 0.8, 0.3, 0.1], metric="f1")
+    >>> r.threshold, round(r.value, 4), r.n_predicted, r.feasible
+    (0.3, 0.8, 3, True)
+    """
+    opts = _validate_options(metric, beta, min_recall, min_precision, gain, cost)
+    c = _candidates(*_validate_data(y_true, scores))
+    _require_positives(c)
+    values, allowed = _objective(c, opts)
+    i, feasible = _select(c, opts, values, allowed)
+    value = _average_precision(c) if metric == "pr_auc" else float(values[i])
+    tp, fp = int(c.tp[i]), int(c.fp[i])
+    return ThresholdResult(
+        threshold=float(c.thresholds[i]),
+        metric=metric,
+        value=value,
+        precision=tp / (tp + fp),
+        recall=tp / c.n_pos,
+        f1=2 * tp / (tp + fp + c.n_pos),
+        n_predicted=tp + fp,
+        feasible=feasible,
+    )
+
+
+def _objective(c: _Candidates, opts: _Options) -> tuple[_Floats, _Mask]:
+    """Objective at each candidate and the mask of candidates meeting the constraint."""
+    everywhere = np.ones(c.thresholds.size, dtype=bool)
+    if opts.metric == "fbeta":
+        return _fbeta(c, opts.beta), everywhere
+    if opts.metric == "precision":
+        return _precision(c), _recall(c) >= opts.min_recall * (1.0 - _RTOL)
+    if opts.metric == "recall":
+        return _recall(c), _precision(c) >= opts.min_precision * (1.0 - _RTOL)
+    if opts.metric == "profit":
+        return opts.gain * c.tp - opts.cost * c.fp, everywhere
+    return _fbeta(c, 1.0), everywhere  # f1, and pr_auc's threshold
+
+
+def _select(c: _Candidates, opts: _Options, values: _Floats, allowed: _Mask) -> tuple[int, bool]:
+    """Index of the chosen candidate and whether it is feasible."""
+    if opts.metric == "profit":
+        return _select_profit(c, opts, values)
+    if allowed.any():
+        return _first_best(values, allowed, scale=1.0), True
+    # Only constrained metrics get here; fall back to the closest miss of the constraint.
+    fallback = _precision(c) if opts.metric == "recall" else _recall(c)
+    return _first_best(fallback, np.ones_like(allowed), scale=1.0), False
+
+
+def _select_profit(c: _Candidates, opts: _Options, profit: _Floats) -> tuple[int, bool]:
+    # Profits are differences of large terms, so ties are judged on the scale of the largest
+    # achievable gain or loss rather than relative to the (possibly tiny) best profit.
+    profit_tol = _RTOL * (opts.gain * c.n_pos + opts.cost * c.n_neg)
+    elkan = elkan_threshold(opts.gain, opts.cost)
+    dist_scale = max(abs(elkan), float(np.abs(c.thresholds).max()))
+    if profit.max() > profit_tol:
+        tied = profit >= profit.max() - profit_tol
+        # Elkan's threshold is where trading breaks even under calibration: the best prior.
+        distance = np.abs(c.thresholds - elkan)
+        return _first_best(-distance, tied, scale=dist_scale), True
+    above = np.flatnonzero(c.thresholds >= elkan - _RTOL * dist_scale)
+    return (int(above[-1]) if above.size else 0), False
+
+
+def _first_best(values: _Floats, allowed: _Mask, *, scale: float) -> int:
+    """First (= highest-threshold) allowed index within ``1e-12 * scale`` of the allowed max."""
+    best = values[allowed].max()
+    return int(np.flatnonzero(allowed & (values >= best - _RTOL * scale))[0])
+
+
+def _average_precision(c: _Candidates) -> float:
+    recall_gain = np.diff(_recall(c), prepend=0.0)
+    return float(np.sum(recall_gain * _precision(c)))
+
+
+def _precision(c: _Candidates) -> _Floats:
+    # Never 0/0: each candidate predicts at least the samples scoring exactly at it.
+    return c.tp / (c.tp + c.fp)
+
+
+def _recall(c: _Candidates) -> _Floats:
+    return c.tp / c.n_pos
+
+
+def _fbeta(c: _Candidates, beta: float) -> _Floats:
+    # The count form stays defined (0) when tp == 0, unlike the harmonic mean of P and R.
+    b2 = beta * beta
+    return (1.0 + b2) * c.tp / ((1.0 + b2) * c.tp + b2 * (c.n_pos - c.tp) + c.fp)
+
+
+def _candidates(y: _Mask, s: _Floats) -> _Candidates:
+    order = np.argsort(s)[::-1]
+    s_desc = s[order]
+    tp = np.cumsum(y[order], dtype=np.int64)
+    # A threshold equal to a tied score admits the whole run of ties, so only the last index
+    # of each run is an achievable decision.
+    last = np.append(np.flatnonzero(s_desc[1:] != s_desc[:-1]), s.size - 1)
+    n_pos = int(tp[-1])
+    return _Candidates(
+        thresholds=s_desc[last],
+        tp=tp[last],
+        fp=last + 1 - tp[last],
+        n_pos=n_pos,
+        n_neg=s.size - n_pos,
+    )
+
+
+def _validate_data(y_true: ArrayLike, scores: ArrayLike) -> tuple[_Mask, _Floats]:
+    y = np.asarray(y_true)
+    s = np.asarray(scores)
+    if y.ndim != 1 or s.ndim != 1:
+        raise ValueError(f"y_true and scores must be 1-D, got shapes {y.shape} and {s.shape}")
+    if y.size != s.size:
+        raise ValueError(f"y_true and scores must have the same length, got {y.size} and {s.size}")
+    if y.size == 0:
+        raise ValueError("y_true and scores are empty")
+    if s.dtype.kind not in "biuf":
+        raise ValueError(f"scores must be real numbers, got dtype {s.dtype}")
+    s = s.astype(np.float64)
+    if not np.isfinite(s).all():
+        raise ValueError("scores must be finite, found NaN or inf")
+    if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+        raise ValueError("y_true must contain only the labels 0 and 1")
+    return y.astype(bool), s
+
+
+def _require_positives(c: _Candidates) -> None:
+    if c.n_pos == 0:
+        raise ValueError("y_true has no positive labels, so precision and recall are undefined")
+
+
+def _validate_options(
+    metric: str, beta: float, min_recall: float, min_precision: float, gain: float, cost: float
+) -> _Options:
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}, expected one of {METRICS}")
+    if not (math.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta must be finite and > 0, got {beta}")
+    for name, bound, owner in (
+        ("min_recall", min_recall, "precision"),
+        ("min_precision", min_precision, "recall"),
+    ):
+        if not 0.0 <= bound <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {bound}")
+        # Silently ignoring a constraint would hand back a threshold that may violate it.
+        if bound > 0.0 and metric != owner:
+            raise ValueError(f"{name} only applies to metric={owner!r}, got metric={metric!r}")
+    _check_positive("gain", gain)
+    _check_positive("cost", cost)
+    return _Options(metric, beta, min_recall, min_precision, gain, cost)
+
+
+def _check_positive(name: str, x: float) -> None:
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {x}")
