@@ -17,7 +17,7 @@ Examples
 >>> load_artifact(dumps_artifact(signed), keys=[b"other"])
 Traceback (most recent call last):
 ...
-stream.errors.ArtifactError: artifact signature does not match any configured signing key (key_id ...)
+stream.errors.ArtifactError: artifact signature does not match any configured signing key ...
 """
 
 from __future__ import annotations
@@ -145,14 +145,18 @@ def _verify_signature(document: dict[str, Any], keys: list[bytes], *, allow_unsi
     if signature.get("algorithm") == "none":
         if allow_unsigned:
             return
-        raise ArtifactError("artifact is unsigned; refusing it (use --unsigned for local experiments)")
+        raise ArtifactError(
+            "artifact is unsigned; refusing it (use --unsigned for local experiments)"
+        )
     if signature.get("algorithm") != SIGNATURE_ALGORITHM:
         raise ArtifactError(f"unsupported signature algorithm {signature.get('algorithm')!r}")
     value = signature.get("value")
     if not isinstance(value, str):
         raise ArtifactError("artifact signature value is missing")
     if not keys:
-        raise ArtifactError(f"no signing key configured to verify the artifact (set {SIGNING_KEY_ENV})")
+        raise ArtifactError(
+            f"no signing key configured to verify the artifact (set {SIGNING_KEY_ENV})"
+        )
     payload = canonical_bytes(document)
     for key in keys:
         expected = hmac.new(key, payload, hashlib.sha256).hexdigest()
@@ -170,7 +174,7 @@ def _require(document: Mapping[str, Any], path: str, kind: type | tuple[type, ..
         if not isinstance(node, Mapping) or part not in node:
             raise ArtifactError(f"artifact field {path!r} is missing")
         node = node[part]
-    if not isinstance(node, kind) or isinstance(node, bool) and bool not in _as_tuple(kind):
+    if not isinstance(node, kind) or (isinstance(node, bool) and bool not in _as_tuple(kind)):
         raise ArtifactError(f"artifact field {path!r} has the wrong type")
     return node
 
@@ -184,7 +188,11 @@ def _finite_vector(document: Mapping[str, Any], path: str, length: int) -> list[
     if len(values) != length:
         raise ArtifactError(f"artifact field {path!r} has {len(values)} values, expected {length}")
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise ArtifactError(f"artifact field {path!r} holds a non-finite or non-numeric value")
     return [float(v) for v in values]
 

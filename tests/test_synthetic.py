@@ -3,8 +3,7 @@ from __future__ import annotations
 import csv
 import doctest
 import math
-import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +91,16 @@ def test_rate_steps_each_segment_matches_its_target() -> None:
     _assert_rate_close(c.labels[210_000:], 0.005)
 
 
-def test_rate_step_boundary_is_first_event_at_or_after_fraction() -> None:
+@pytest.mark.parametrize(("at", "first_new"), [(0.25, 250), (0.3337, 334), (0.0, 0)])
+def test_rate_step_boundary_is_first_event_at_or_after_fraction(at: float, first_new: int) -> None:
     # Near-0 and near-1 rates make the labels themselves reveal the boundary exactly.
     c = generate_committee(
         n_events=1_000,
         positive_rate=1e-9,
-        rate_steps=[RateStep(at=0.3337, positive_rate=1 - 1e-9)],
+        rate_steps=[RateStep(at=at, positive_rate=1 - 1e-9)],
         seed=0,
     )
-    np.testing.assert_array_equal(c.labels, np.r_[np.zeros(334), np.ones(666)])
+    np.testing.assert_array_equal(c.labels, np.r_[np.zeros(first_new), np.ones(1_000 - first_new)])
 
 
 def test_rate_step_at_zero_replaces_initial_rate() -> None:
@@ -186,7 +186,7 @@ def test_more_skilled_members_have_higher_auc() -> None:
     assert aucs[0] == pytest.approx(0.5, abs=0.03)
     assert aucs[-1] > 0.9
     # A zero-skill member is noise, not a constant.
-    assert c.votes[:, 0].std() > 0.0
+    assert _logits(c.votes[:, 0]).std() > 0.2
 
 
 def test_default_skill_spread_orders_members() -> None:
@@ -281,7 +281,7 @@ def test_to_csv_iso_parses_back_to_same_ms(tmp_path: Path) -> None:
     _, rows = _read_csv(path)
     assert rows[0][1].endswith("Z")
     parsed = [datetime.fromisoformat(r[1]) for r in rows]
-    assert all(d.utcoffset() is not None and d.utcoffset().total_seconds() == 0 for d in parsed)
+    assert all(d.utcoffset() == timedelta(0) for d in parsed)
     ms = np.array([round(d.timestamp() * 1000) for d in parsed], dtype=np.int64)
     np.testing.assert_array_equal(ms, c.time_ms)
     votes = np.array([[float(v) for v in r[2:4]] for r in rows])
@@ -358,15 +358,3 @@ def test_invariants_hold_for_any_valid_parameters(
     assert np.all(np.diff(c.time_ms) > 0)
     assert len(np.unique(c.ids)) == n_events
     assert set(np.unique(c.labels).tolist()) <= {0, 1}
-
-
-@pytest.mark.slow
-def test_million_events_generate_quickly() -> None:
-    generate_committee(n_events=1_000, seed=0)  # warm-up
-    best = math.inf
-    for _ in range(3):
-        start = time.perf_counter()
-        c = generate_committee(n_events=1_000_000, n_members=8, decaying_member=0, seed=0)
-        best = min(best, time.perf_counter() - start)
-    assert len(c) == 1_000_000
-    assert best < 2.0, f"generation took {best:.2f} s"

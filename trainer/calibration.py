@@ -40,7 +40,9 @@ class PlattCalibration:
         return {"method": "platt", "slope": self.slope, "intercept": self.intercept}
 
 
-def _platt_objective(params: np.ndarray, raw: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+def _platt_objective(
+    params: np.ndarray, raw: np.ndarray, y: np.ndarray
+) -> tuple[float, np.ndarray]:
     z = params[0] * raw + params[1]
     # log(1 + e^z) - y z is the log-loss written without ever forming p.
     loss = float(np.sum(np.logaddexp(0.0, z) - y * z))

@@ -150,8 +150,10 @@ def _signing_key(args: argparse.Namespace) -> bytes | None:
 
 
 def _load_model(args: argparse.Namespace) -> dict[str, Any]:
-    keys = [] if args.unsigned and args.key_file is None else resolve_signing_keys(
-        key_file=args.key_file
+    keys = (
+        []
+        if args.unsigned and args.key_file is None
+        else resolve_signing_keys(key_file=args.key_file)
     )
     return read_artifact(args.model, keys=keys, allow_unsigned=args.unsigned)
 

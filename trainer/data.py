@@ -78,7 +78,9 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
             table = pq.read_table(path)
         except Exception as exc:  # pyarrow raises many types for a bad file
             raise DataError(f"cannot read Parquet file {path.name}: {exc}") from None
-        return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.schema.names}
+        return {
+            name: table.column(name).to_numpy(zero_copy_only=False) for name in table.schema.names
+        }
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)

@@ -104,7 +104,11 @@ def _pr_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_plots(
-    model: MetaModelClassifier, y_oof: np.ndarray, p_oof: np.ndarray, y_ho: np.ndarray, p_ho: np.ndarray
+    model: MetaModelClassifier,
+    y_oof: np.ndarray,
+    p_oof: np.ndarray,
+    y_ho: np.ndarray,
+    p_ho: np.ndarray,
 ) -> dict[str, Any]:
     """Downsampled curve data for the HTML report (never full arrays)."""
     # pr_auc has no threshold of its own: its threshold is the F1-optimal one.

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.pipeline import Pipeline
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from trainer.objective import Objective
@@ -170,9 +170,15 @@ class MetaModelClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> MetaModelClassifier:
         objective = self.objective
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
+        check_classification_targets(y)
         if type_of_target(y) != "binary":
-            raise ValueError(f"the meta-model needs two classes; got target {type_of_target(y)}")
+            raise ValueError(
+                "Only binary classification is supported: the meta-model needs trade/no-trade "
+                f"labels, got a {type_of_target(y)} target"
+            )
         self.classes_, encoded = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError("the meta-model needs trades and non-trades; y holds only one class")
         positive_rate = float(encoded.mean())
         candidates, reason = self._candidates(positive_rate)
         self.walk_forward_: dict[str, WalkForwardResult] = {}
@@ -236,6 +242,7 @@ class MetaModelClassifier(ClassifierMixin, BaseEstimator):
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "pipeline_")
         trade = self.predict_proba(X)[:, 1] >= self.threshold_
         return np.asarray(self.classes_[trade.astype(int)])
 

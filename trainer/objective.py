@@ -9,7 +9,7 @@ Examples
 >>> objective.find(y, s).threshold
 0.3
 >>> round(objective.value_at(y, s, 0.7), 3)
-0.571
+0.667
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ Examples
 >>> pre = LogitStandardizer().fit(X)
 >>> pre.impute_.round(2).tolist()
 [0.2, 0.7]
->>> pre.transform(X).mean(axis=0).round(6).tolist()
-[0.0, 0.0]
+>>> bool(abs(pre.transform(X).mean(axis=0)).max() < 1e-12)
+True
 """
 
 from __future__ import annotations

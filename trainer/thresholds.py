@@ -197,8 +197,9 @@ def find_optimal_threshold(
           threshold, ``feasible=False``);
         - ``recall`` subject to ``precision >= min_precision`` (if infeasible: the
           highest-precision threshold, ``feasible=False``);
-        - ``profit`` = ``gain * TP - cost * FP`` on this sample. Ties go to the threshold
-          closest to :func:`elkan_threshold`. If no threshold makes a profit, trading is not
+        - ``profit`` = ``gain * TP - cost * FP`` summed over this sample. Ties go to the
+          threshold closest to :func:`elkan_threshold` (meaningful for calibrated
+          probabilities). If no threshold makes a profit, trading is not
           profitable on this data: the result is the lowest threshold at or above Elkan's
           (the highest score if none is) with ``feasible=False``;
         - ``pr_auc``: ``value`` is the average precision; the threshold is F1-optimal.

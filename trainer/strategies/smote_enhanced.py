@@ -28,7 +28,7 @@ import numpy as np
 from imblearn.over_sampling import SMOTE, RandomOverSampler
 from imblearn.pipeline import Pipeline
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from trainer.strategies.optimal_threshold import balanced_logistic_regression
@@ -70,10 +70,9 @@ class SmoteLogisticRegression(ClassifierMixin, BaseEstimator):
         return tags
 
     def _choose_sampler(self, n_minority: int, n_majority: int) -> tuple[Any, list[str]]:
-        if n_majority == 0 or n_minority / n_majority >= self.sampling_strategy:
-            return None, [
-                "smote_enhanced: classes already at the target ratio; class weights only"
-            ]
+        # imblearn rounds the target count down; at or below the current count it refuses.
+        if int(self.sampling_strategy * n_majority) <= n_minority:
+            return None, ["smote_enhanced: classes already at the target ratio; class weights only"]
         if n_minority >= self.k_neighbors + 1:
             return SMOTE(
                 sampling_strategy=self.sampling_strategy,
@@ -96,11 +95,15 @@ class SmoteLogisticRegression(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> SmoteLogisticRegression:
         X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
         if type_of_target(y) != "binary":
             raise ValueError(
-                f"SmoteLogisticRegression is a binary classifier; got target {type_of_target(y)}"
+                "Only binary classification is supported: SmoteLogisticRegression got "
+                f"a {type_of_target(y)} target"
             )
         self.classes_, encoded = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError("SmoteLogisticRegression needs two classes; y holds only one class")
         counts = np.bincount(encoded, minlength=2)
         minority = int(np.argmin(counts))
         sampler, self.fallbacks_ = self._choose_sampler(
@@ -121,6 +124,7 @@ class SmoteLogisticRegression(ClassifierMixin, BaseEstimator):
             self.sampler_ = "RandomOverSampler"
         self.coef_ = model.coef_
         self.intercept_ = model.intercept_
+        self.n_iter_ = model.n_iter_
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:
@@ -133,4 +137,5 @@ class SmoteLogisticRegression(ClassifierMixin, BaseEstimator):
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "coef_")
         return np.asarray(self.classes_[(self.decision_function(X) > 0).astype(int)])

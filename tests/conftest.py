@@ -1,0 +1,49 @@
+"""Shared fixtures: small synthetic committees and one real Kafka broker per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from trainer.synthetic import Committee, generate_committee
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def committee() -> Committee:
+    """20k events, 8 members, 3 % trades: big enough for 5 walk-forward folds."""
+    return generate_committee(n_events=20_000, positive_rate=0.03, seed=11)
+
+
+@pytest.fixture(scope="session")
+def committee_csv(tmp_path_factory: pytest.TempPathFactory, committee: Committee) -> Path:
+    path = tmp_path_factory.mktemp("data") / "votes.csv"
+    committee.to_csv(path)
+    return path
+
+
+@pytest.fixture
+def signing_key(monkeypatch: pytest.MonkeyPatch) -> bytes:
+    key = b"test-signing-key-0123456789"
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", key.decode())
+    return key
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Apache Kafka broker (KRaft) for the whole session; fails, never skips."""
+    from tests.kafka_broker import LocalKafka
+
+    broker = LocalKafka(
+        data_dir=tmp_path_factory.mktemp("kafka"),
+        script=REPO / "deploy" / "kafka" / "local-kafka.sh",
+    )
+    bootstrap = broker.start(timeout=float(os.environ.get("METASIGNAL_KAFKA_START_TIMEOUT", 180)))
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.utils.estimator_checks import check_estimator
+
+from stream.artifact import load_artifact, sign_artifact
+from stream.scoring import CompiledModel
+from trainer.calibration import fit_platt
+from trainer.data import VoteTable
+from trainer.fit import FitConfig, fit_meta_model
+from trainer.meta_model import MetaModelClassifier
+from trainer.preprocessing import LogitStandardizer
+from trainer.strategies import SmoteLogisticRegression
+from trainer.synthetic import Committee, generate_committee
+from trainer.walk_forward import walk_forward_splits
+
+
+def as_table(committee: Committee) -> VoteTable:
+    return VoteTable(
+        time_ms=committee.time_ms,
+        members=committee.members,
+        votes=committee.votes,
+        labels=committee.labels,
+    )
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [LogitStandardizer(kind="raw"), LogitStandardizer(), SmoteLogisticRegression()],
+    ids=["standardizer-raw", "standardizer-logit", "smote"],
+)
+def test_components_pass_check_estimator(estimator: object) -> None:
+    check_estimator(estimator)
+
+
+@pytest.mark.parametrize("strategy", ["optimal_threshold", "smote_enhanced", "focal_loss"])
+def test_numpy_scorer_reproduces_estimator_probabilities(
+    committee: Committee, strategy: str
+) -> None:
+    table = as_table(committee)
+    outcome = fit_meta_model(table, FitConfig(estimator={"strategy": strategy}))
+    artifact = load_artifact(sign_artifact(outcome.artifact, b"k"), keys=[b"k"])
+    scorer = CompiledModel.from_artifact(artifact)
+    votes = committee.votes.copy()
+    votes[::7, 2] = np.nan  # a member missing now and then: imputed identically
+    expected = outcome.model.predict_proba(votes)[:, 1]
+    np.testing.assert_allclose(scorer.predict_proba(votes), expected, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(
+        scorer.decide(scorer.predict_proba(votes)), outcome.model.predict(votes)
+    )
+
+
+def test_threshold_is_tuned_not_half_and_calibration_tracks_base_rate(
+    committee: Committee,
+) -> None:
+    model = MetaModelClassifier(strategy="optimal_threshold").fit(committee.votes, committee.labels)
+    assert model.threshold_ != 0.5
+    # Balanced weights imply a 50 % base rate; calibrated scores must come back near 3 %.
+    p = model.predict_proba(committee.votes)[:, 1]
+    assert abs(p.mean() - committee.labels.mean()) < 0.01
+    raw = model.decision_function(committee.votes)
+    assert (1 / (1 + np.exp(-raw))).mean() > 0.1
+
+
+def test_walk_forward_never_trains_on_the_future() -> None:
+    for train, val in walk_forward_splits(1000, n_splits=5, gap=10):
+        assert train.max() + 10 < val.min()
+
+
+def test_resampling_only_sees_training_fold_rows(committee: Committee) -> None:
+    seen: list[int] = []
+    original = SmoteLogisticRegression.fit
+
+    def recording_fit(self: SmoteLogisticRegression, X: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
+        seen.append(len(X))
+        return original(self, X, y)
+
+    n = 6000
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SmoteLogisticRegression, "fit", recording_fit)
+        MetaModelClassifier(strategy="smote_enhanced").fit(
+            committee.votes[:n], committee.labels[:n]
+        )
+    fold_sizes = [len(train) for train, _ in walk_forward_splits(n, n_splits=5)]
+    assert seen == [*fold_sizes, n]
+
+
+def test_auto_picks_by_positive_rate_and_guard_records_evidence() -> None:
+    rare = generate_committee(n_events=30_000, positive_rate=0.01, seed=3)
+    model = MetaModelClassifier(strategy="auto").fit(rare.votes, rare.labels)
+    assert model.strategy_reason_.startswith("auto: positive rate")
+    assert "smote_enhanced" in model.strategy_reason_
+    assert "fold noise" in model.strategy_reason_
+    assert set(model.walk_forward_) == {"smote_enhanced", "optimal_threshold"}
+    assert model.strategy_ in model.walk_forward_
+
+
+def test_select_scores_every_strategy_and_picks_the_best(committee: Committee) -> None:
+    model = MetaModelClassifier(strategy="select").fit(committee.votes, committee.labels)
+    table = model.walk_forward_
+    assert set(table) == {"optimal_threshold", "smote_enhanced", "focal_loss", "plain_logistic"}
+    assert table[model.strategy_].mean == max(r.mean for r in table.values())
+
+
+def test_smote_fallback_ladder_is_recorded() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = np.zeros(300, dtype=int)
+    y[[10, 20, 30]] = 1
+    assert SmoteLogisticRegression().fit(X, y).sampler_ == "SMOTE(k_neighbors=2)"
+    y1 = np.zeros(300, dtype=int)
+    y1[5] = 1
+    single = SmoteLogisticRegression().fit(X, y1)
+    assert single.sampler_ == "RandomOverSampler"
+    assert "random oversampling" in single.fallbacks_[0]
+    balanced = SmoteLogisticRegression().fit(X, (np.arange(300) % 2 == 0).astype(int))
+    assert balanced.sampler_ == "none"
+    assert "class weights only" in balanced.fallbacks_[0]
+
+
+def test_platt_recovers_known_map() -> None:
+    rng = np.random.default_rng(1)
+    raw = rng.normal(size=50_000)
+    y = (rng.random(50_000) < 1 / (1 + np.exp(-(1.5 * raw - 4)))).astype(int)
+    cal = fit_platt(raw, y)
+    assert cal.slope == pytest.approx(1.5, abs=0.1)
+    assert cal.intercept == pytest.approx(-4.0, abs=0.15)
+
+
+def test_holdout_is_reported_from_later_rows_and_model_refitted_on_all(
+    committee: Committee,
+) -> None:
+    table = as_table(committee)
+    outcome = fit_meta_model(table, FitConfig(holdout=0.25))
+    report = outcome.report
+    assert report["holdout"]["n"] == 5000
+    assert report["training"]["rows"] == 15000
+    assert report["holdout"]["positives"] == int(committee.labels[15000:].sum())
+    assert "refitted on all 20000 rows" in report["published"]
+    assert outcome.artifact["training"]["rows"] == 20000
+    assert 0.2 < report["holdout"]["f1"] < 0.95
+    assert report["holdout"]["brier"] < committee.labels.mean()
