@@ -108,6 +108,9 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
 
 
 def _as_float(values: np.ndarray) -> np.ndarray | None:
+    """Floats, or None for a non-numeric column; an empty CSV cell is a missing value (NaN)."""
+    if values.dtype.kind == "U":
+        values = np.where(np.char.strip(values) == "", "nan", values)
     try:
         return np.asarray(values, dtype=np.float64)
     except (ValueError, TypeError):

@@ -202,9 +202,7 @@ def _svg_open(width: float, height: float, title: str) -> str:
 
 
 def _text(x: float, y: float, text: str, anchor: str = "start", extra: str = "") -> str:
-    return (
-        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{extra}>{_esc(text)}</text>'
-    )
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{extra}>{_esc(text)}</text>'
 
 
 def _no_data_svg(title: str, width: int, height: int) -> str:
@@ -337,7 +335,9 @@ def svg_line_plot(
                     f'stroke="{s.color}" stroke-width="1.4"'
                 )
                 tip = s.tips[i] if i < len(s.tips) else ""
-                out.append(f"{circle}><title>{_esc(tip)}</title></circle>" if tip else circle + "/>")
+                out.append(
+                    f"{circle}><title>{_esc(tip)}</title></circle>" if tip else circle + "/>"
+                )
 
     for v, label in vlines:
         if not _usable(_finite(v), x_log):
@@ -585,7 +585,8 @@ def _pr_figure(plot: Mapping[str, Any], report: Mapping[str, Any]) -> str:
 
 def _calibration_figure(plot: Mapping[str, Any], calibration: Mapping[str, Any]) -> str:
     predicted, observed = _floats(plot.get("predicted")), _floats(plot.get("observed"))
-    counts = plot.get("count") if isinstance(plot.get("count"), Sequence) else []
+    raw_counts = plot.get("count")
+    counts: Sequence[object] = raw_counts if isinstance(raw_counts, Sequence) else []
     bins = [
         (p, o, counts[i] if i < len(counts) else None)
         for i, (p, o) in enumerate(zip(predicted, observed, strict=False))
@@ -722,8 +723,9 @@ def _strategies_section(report: Mapping[str, Any]) -> str:
             notes.append("skipped folds " + _esc(", ".join(str(k) for k in skipped)))
         is_chosen = name == chosen
         label = _esc(name) + (" (chosen)" if is_chosen else "")
+        row_class = ' class="chosen"' if is_chosen else ""
         rows.append(
-            f'<tr{" class=\"chosen\"" if is_chosen else ""} data-strategy="{_esc(name)}">'
+            f'<tr{row_class} data-strategy="{_esc(name)}">'
             f"<td>{label}</td>"
             f'<td class="num">{fmt_num(s.get("mean"))} ± {fmt_num(s.get("std"), 3)}</td>'
             f'<td title="fold thresholds: {_esc(fold_thresholds)}">{folds or _DASH}</td>'
