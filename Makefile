@@ -34,5 +34,12 @@ $(VENV)/.bench-installed: $(STAMP)
 bench-trainer: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.trainer --out docs/benchmarks.md
 
+# A real single-node Kafka (KRaft) on 127.0.0.1:9092 from Maven Central jars; no Docker needed.
+kafka-up:
+	deploy/kafka/local-kafka.sh start
+
+kafka-down:
+	deploy/kafka/local-kafka.sh stop
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,10 @@ from typing import Any
 __all__ = [
     "Marker",
     "Series",
+    "describe_objective",
+    "fmt_metric",
+    "fmt_num",
+    "fmt_pct",
     "linear_ticks",
     "log_ticks",
     "render_html",
@@ -34,7 +38,7 @@ _AXIS = "#495057"
 _WIDTH, _HEIGHT = 460, 300
 _LEFT, _RIGHT, _TOP, _BOTTOM = 58, 16, 14, 40
 _LEGEND = 20
-_CHAR_PX = 6.2  # rough width of an 11px sans-serif glyph, for label layout only
+_CHAR_PX = 6.6  # rough width of an 11px sans-serif glyph, for label layout only
 _DASH = "—"
 
 _CSS = """
@@ -87,6 +91,14 @@ def fmt_num(value: object, digits: int = 4) -> str:
     return _DASH if number is None else f"{number:.{digits}g}"
 
 
+def fmt_metric(value: object, decimals: int = 4) -> str:
+    """Objective values: fixed decimals for [0, 1]-like scores so columns line up."""
+    number = _finite(value)
+    if number is None:
+        return _DASH
+    return f"{number:.{decimals}f}" if abs(number) < 10 else fmt_num(number, decimals + 2)
+
+
 def fmt_pct(value: object) -> str:
     """A rate in percent to 3 significant digits (rare rates need the significant ones)."""
     number = _finite(value)
@@ -96,13 +108,11 @@ def fmt_pct(value: object) -> str:
 # --------------------------------------------------------------------------- axes
 
 
-def _nice_step(raw: float) -> float:
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    return next(m * magnitude for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * magnitude >= raw * 0.999)
-
-
 def linear_ticks(lo: float, hi: float, count: int = 5) -> tuple[float, float, list[float]]:
     """A padded range and round ticks covering ``[lo, hi]``.
+
+    Among 1-2-2.5-5 steps giving ``4 .. count + 2`` ticks, the one wasting least room wins
+    (ties: fewer ticks), so a curve peaking at 0.46 gets 0-0.5 rather than 0-0.6.
 
     Returns
     -------
@@ -111,7 +121,15 @@ def linear_ticks(lo: float, hi: float, count: int = 5) -> tuple[float, float, li
     if not hi > lo:
         pad = abs(lo) * 0.1 or 0.5
         lo, hi = lo - pad, hi + pad
-    step = _nice_step((hi - lo) / max(count - 1, 1))
+    magnitude = 10.0 ** math.floor(math.log10((hi - lo) / max(count - 1, 1)))
+    candidates = []
+    for step in (m * magnitude * f for f in (0.1, 1.0, 10.0) for m in (1.0, 2.0, 2.5, 5.0)):
+        first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+        n = last - first + 1
+        # Span rounded in units of the magnitude so float noise cannot break ties.
+        span = round((last - first) * step / magnitude, 6)
+        candidates.append((not 4 <= n <= count + 2, span, n, step))
+    step = min(candidates)[3]
     first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
     ticks = [round(k * step, 12) for k in range(first, last + 1)]
     return ticks[0], ticks[-1], ticks
@@ -135,7 +153,7 @@ def _tick_label(value: float, ticks: Sequence[float], log: bool) -> str:
     decimals = max(0, -math.floor(math.log10(step) + 1e-9))
     if abs(step * 10**decimals - round(step * 10**decimals)) > 1e-6:
         decimals += 1  # steps like 0.25 need one digit more than their magnitude says
-    return f"{value:.{decimals}f}"
+    return f"{value:.{decimals}f}" if decimals <= 6 else f"{value:.3g}"
 
 
 @dataclass(frozen=True)
@@ -386,10 +404,10 @@ def svg_bar_chart(
     """
     if not items:
         return _no_data_svg(title, width, _HEIGHT // 2)
-    names = [n if len(n) <= 24 else n[:23] + "…" for n, _ in items]
+    names = [n if len(n) <= 22 else n[:21] + "…" for n, _ in items]
     values = [_finite(v) for _, v in items]
     finite = [v for v in values if v is not None] or [0.0]
-    label_px = min(170.0, 12 + _CHAR_PX * max(len(n) for n in names))
+    label_px = max(40.0, 16 + _CHAR_PX * max(len(n) for n in names))
     top, row = 8.0, float(bar_height + gap)
     bottom = top + row * len(items)
     height = bottom + 40 + (0 if not value_label else 4)
@@ -472,8 +490,8 @@ def describe_objective(metric: Mapping[str, Any]) -> str:
 
 def _wide_range(values: Sequence[float | None]) -> bool:
     """True when positive values span two decades or more: then a log axis reads better."""
-    usable = [v for v in values if v is not None]
-    return bool(usable) and min(usable) > 0 and max(usable) / min(usable) >= 100
+    usable = [v for v in values if v is not None and v > 0]
+    return bool(usable) and max(usable) / min(usable) >= 100
 
 
 def _header(report: Mapping[str, Any]) -> str:
@@ -481,7 +499,7 @@ def _header(report: Mapping[str, Any]) -> str:
     name, version = model.get("name", "model"), model.get("version", "?")
     rows = [
         ("Strategy", f"<strong>{_esc(report.get('strategy', _DASH))}</strong>"),
-        ("Why", _esc(report.get("strategy_reason") or _DASH)),
+        ("Reason", _esc(report.get("strategy_reason") or _DASH)),
         (
             "Threshold",
             f"<strong>{fmt_num(report.get('threshold'))}</strong> "
@@ -535,8 +553,11 @@ def _threshold_figure(plot: Mapping[str, Any], report: Mapping[str, Any]) -> str
     thresholds, values = _floats(plot.get("threshold")), _floats(plot.get("value"))
     metric = str(plot.get("metric") or _mapping(report.get("metric")).get("metric", "metric"))
     chosen = _finite(plot.get("chosen", report.get("threshold")))
-    # Rare-event scores pile up near zero; a log threshold axis spreads them out.
-    x_log = _wide_range(thresholds) and (chosen is None or chosen > 0)
+    # A linear axis shows the region around a chosen threshold well unless that threshold
+    # sits in the first tenth of the range, as it does for very rare events; then a log axis
+    # gives the interesting region room (rounded-to-zero thresholds drop out of it).
+    top = max((t for t in thresholds if t is not None), default=0.0)
+    x_log = chosen is not None and 0 < chosen < 0.1 * top and _wide_range(thresholds)
     vlines = [(chosen, f"chosen {fmt_num(chosen)}")] if chosen is not None else []
     svg = svg_line_plot(
         [Series(thresholds, values, color=BLUE)],
@@ -546,11 +567,16 @@ def _threshold_figure(plot: Mapping[str, Any], report: Mapping[str, Any]) -> str
         x_log=x_log,
         vlines=vlines,
     )
-    axis = "log" if x_log else "linear"
+    axis = (
+        "log threshold axis, since the chosen threshold sits close to zero"
+        if x_log
+        else "linear threshold axis"
+    )
+    gaps = any(v is None for v in values)
     caption = (
         f"<strong>{_esc(metric)} vs threshold</strong>, {_esc(plot.get('source', ''))}; "
-        f"{axis} threshold axis. Dashed line: chosen threshold. Gaps are thresholds that "
-        "violate the objective's constraint."
+        f"{axis}. Dashed line: chosen threshold."
+        + (" Gaps: thresholds that violate the objective's constraint." if gaps else "")
     )
     return _figure(svg, caption)
 
@@ -578,7 +604,8 @@ def _pr_figure(plot: Mapping[str, Any], report: Mapping[str, Any]) -> str:
         f"<strong>Precision-recall</strong>, {_esc(plot.get('source', ''))}. Ring: chosen "
         f"operating point (threshold {threshold}"
         + (f", precision {fmt_num(p, 3)}, recall {fmt_num(r, 3)}" if markers else "")
-        + "). Dashed: precision of random picking (the positive rate)."
+        + ")."
+        + (" Dashed: precision of random picking (the positive rate)." if rate is not None else "")
     )
     return _figure(svg, caption)
 
@@ -592,7 +619,7 @@ def _calibration_figure(plot: Mapping[str, Any], calibration: Mapping[str, Any])
         for i, (p, o) in enumerate(zip(predicted, observed, strict=False))
         if p is not None and o is not None
     ]
-    log = _wide_range([p for p, _, _ in bins])
+    log = _wide_range([p for p, _, _ in bins]) and all(p > 0 for p, _, _ in bins)
     positive = [v for p, o, _ in bins for v in (p, o) if v > 0]
     if log and positive:
         # Same decade range on both axes so the diagonal is the diagonal; bins with no
@@ -715,8 +742,8 @@ def _strategies_section(report: Mapping[str, Any]) -> str:
     rows = []
     for name, raw in strategies.items():
         s = _mapping(raw)
-        folds = " · ".join(fmt_num(v, 3) for v in s.get("fold_values") or [])
-        fold_thresholds = ", ".join(fmt_num(v, 3) for v in s.get("fold_thresholds") or [])
+        folds = " · ".join(fmt_metric(v, 3) for v in s.get("fold_values") or [])
+        fold_thresholds = " · ".join(fmt_num(v, 3) for v in s.get("fold_thresholds") or [])
         notes = [_esc(f) for f in s.get("fallbacks") or []]
         skipped = s.get("skipped_folds") or []
         if skipped:
@@ -724,11 +751,13 @@ def _strategies_section(report: Mapping[str, Any]) -> str:
         is_chosen = name == chosen
         label = _esc(name) + (" (chosen)" if is_chosen else "")
         row_class = ' class="chosen"' if is_chosen else ""
+        if fold_thresholds:
+            folds += f'<br><span class="note">t: {fold_thresholds}</span>'
         rows.append(
             f'<tr{row_class} data-strategy="{_esc(name)}">'
             f"<td>{label}</td>"
-            f'<td class="num">{fmt_num(s.get("mean"))} ± {fmt_num(s.get("std"), 3)}</td>'
-            f'<td title="fold thresholds: {_esc(fold_thresholds)}">{folds or _DASH}</td>'
+            f'<td class="num">{fmt_metric(s.get("mean"))} ± {fmt_metric(s.get("std"))}</td>'
+            f"<td>{folds or _DASH}</td>"
             f'<td class="num">{fmt_num(s.get("threshold"))}</td>'
             f'<td class="num">{fmt_num(s.get("fit_seconds"), 3)}</td>'
             f"<td>{'<br>'.join(notes) or _DASH}</td></tr>"
@@ -740,7 +769,10 @@ def _strategies_section(report: Mapping[str, Any]) -> str:
     return (
         head
         + f"<table><thead>{header}</thead><tbody>{''.join(rows)}</tbody></table>"
-        + '<p class="note">Hover a per-fold cell for the per-fold thresholds.</p>'
+        + '<p class="note">Per fold: the metric on each validation fold at the mean of the '
+        "other folds' thresholds, so no fold grades itself; t: the threshold best on that "
+        "fold. A strategy's threshold is the mean of its fold thresholds. Out-of-fold Brier "
+        f"score of the chosen strategy: {fmt_num(validation.get('oof_brier'))}.</p>"
     )
 
 

@@ -36,6 +36,11 @@ die() { # die CODE MESSAGE
     echo "local-kafka: error: $2" >&2
     exit "$1"
 }
+die_with_log() { # die_with_log CODE MESSAGE: error line, then the broker log tail
+    echo "local-kafka: error: $2" >&2
+    log_tail
+    exit "$1"
+}
 info() { echo "local-kafka: $*" >&2; }
 
 usage() {
@@ -62,7 +67,9 @@ while [[ $# -gt 0 ]]; do
         *) echo "local-kafka: unknown argument: $1" >&2; usage ;;
     esac
 done
-is_uint "$PORT" && is_uint "$CPORT" && is_uint "$TIMEOUT" || die 2 "ports and timeout must be integers"
+if ! is_uint "$PORT" || ! is_uint "$CPORT" || ! is_uint "$TIMEOUT"; then
+    die 2 "ports and timeout must be integers"
+fi
 [[ "$PORT" != "$CPORT" ]] || die 2 "--port and --controller-port must differ"
 
 [[ "$DATA_DIR" == /* ]] || DATA_DIR="$PWD/$DATA_DIR"
@@ -100,11 +107,12 @@ fetch_jars() {
     local tmp="$CACHE_DIR/lib.tmp.$$" flog="$CACHE_DIR/fetch.log" t0=$SECONDS
     rm -rf "$tmp"
     info "fetching Kafka $KAFKA_VERSION jars into $LIB_DIR (one time) ..."
-    if ! mvn -B -q -f "$SCRIPT_DIR/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+    if ! mvn -B -q -Dstyle.color=never -f "$SCRIPT_DIR/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
         dependency:copy-dependencies -DoutputDirectory="$tmp" >"$flog" 2>&1; then
         rm -rf "$tmp"
-        tail -n 20 "$flog" >&2 || true
-        die 5 "mvn failed to fetch Kafka $KAFKA_VERSION jars (full log: $flog)"
+        echo "local-kafka: error: mvn failed to fetch Kafka $KAFKA_VERSION jars (full log: $flog)" >&2
+        sed 's/\x1b\[[0-9;]*m//g' "$flog" | grep -m 1 '\[ERROR\] .' >&2 || tail -n 10 "$flog" >&2 || true
+        exit 5
     fi
     compgen -G "$tmp/kafka_2.13-$KAFKA_VERSION.jar" >/dev/null \
         || { rm -rf "$tmp"; die 5 "mvn succeeded but kafka_2.13-$KAFKA_VERSION.jar is missing in $tmp"; }
@@ -131,6 +139,20 @@ running_pid() {
 
 port_busy() { # true if something accepts connections on 127.0.0.1:$1
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# stop_pid PID GRACE_S: SIGTERM (clean shutdown), SIGKILL after GRACE_S seconds.
+# A SIGKILLed broker restarts ~9 s slower (the controller waits for the old broker session).
+stop_pid() {
+    local pid="$1" deadline=$((SECONDS + $2))
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        info "broker (pid $pid) still running ${2}s after SIGTERM; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+    rm -f "$PID_FILE"
 }
 
 log_tail() {
@@ -255,8 +277,7 @@ cmd_start() {
         if ! "$JAVA" -cp "$LIB_DIR/*" -Dlog4j2.configurationFile="$SCRIPT_DIR/log4j2.yaml" \
             kafka.tools.StorageTool format --ignore-formatted -t "$cid" -c "$PROPS" \
             >>"$LOG_FILE" 2>&1; then
-            log_tail
-            die 1 "formatting $LOG_DIRS failed"
+            die_with_log 1 "formatting $LOG_DIRS failed"
         fi
     fi
 
@@ -265,29 +286,26 @@ cmd_start() {
     # setsid: detach from the caller's session so Ctrl-C in the calling terminal does not kill
     # the broker; stdin/stdout/stderr are redirected so callers that capture output (subprocess
     # pipes) are not kept open by the JVM.
-    # shellcheck disable=SC2086  # HEAP_OPTS is intentionally word-split
+    # shellcheck disable=SC2086,SC2016  # HEAP_OPTS is word-split; $$ expands in the child
     setsid bash -c 'echo $$ >"$0"; exec "$@"' "$PID_FILE" \
         "$JAVA" $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
         -Djava.awt.headless=true -Dlog4j2.configurationFile="$SCRIPT_DIR/log4j2.yaml" \
         -cp "$LIB_DIR/*" kafka.Kafka "$PROPS" \
         </dev/null >>"$LOG_FILE" 2>&1 &
-    local i
-    for i in $(seq 50); do [[ -s "$PID_FILE" ]] && break; sleep 0.05; done
+    local _
+    for _ in $(seq 50); do [[ -s "$PID_FILE" ]] && break; sleep 0.05; done
     pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-    is_uint "${pid:-x}" || { log_tail; die 4 "broker did not start (no pid)"; }
+    is_uint "${pid:-x}" || die_with_log 4 "broker did not start (no pid file)"
 
     local rc=0
     wait_ready "$pid" || rc=$?
     if [[ $rc -ne 0 ]]; then
         if kill -0 "$pid" 2>/dev/null; then
-            kill -KILL "$pid" 2>/dev/null || true
-            rm -f "$PID_FILE"
-            log_tail
-            die 4 "broker did not become ready on 127.0.0.1:$PORT within ${TIMEOUT}s (killed it)"
+            stop_pid "$pid" 10
+            die_with_log 4 "broker did not become ready on 127.0.0.1:$PORT within ${TIMEOUT}s (stopped it)"
         fi
         rm -f "$PID_FILE"
-        log_tail
-        die 4 "broker did not start: process exited (log: $LOG_FILE)"
+        die_with_log 4 "broker did not start: the process exited (log: $LOG_FILE)"
     fi
     echo "127.0.0.1:$PORT" >"$BOOTSTRAP_FILE"
     info "running (pid $pid, ready in $((SECONDS - t0)) s, data $DATA_DIR, log $LOG_FILE)"
@@ -301,15 +319,7 @@ cmd_stop() {
         info "not running (data $DATA_DIR)"
         return 0
     fi
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + ${METASIGNAL_KAFKA_STOP_TIMEOUT:-30}))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-        info "broker (pid $pid) ignored SIGTERM; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    fi
-    rm -f "$PID_FILE"
+    stop_pid "$pid" "${METASIGNAL_KAFKA_STOP_TIMEOUT:-30}"
     info "stopped (pid $pid)"
 }
 

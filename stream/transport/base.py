@@ -1,0 +1,132 @@
+"""The transport contract the service is written against.
+
+Two implementations keep the same meaning for topics, keys, key-hash
+partitions, offsets, consumer groups, commits and transactions:
+:mod:`stream.transport.kafka` (Apache Kafka via kafka-python) and
+:mod:`stream.transport.memory` (the embedded in-process bus).
+
+Offsets follow Kafka: a committed offset is the *next* offset to read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, order=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic to create: name, partitions and topic-level configs."""
+
+    name: str
+    partitions: int = 1
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+RebalanceCallback = Callable[[set[TopicPartition]], None]
+
+
+@dataclass(frozen=True)
+class RebalanceListener:
+    """Called inside ``poll`` when partitions are taken away or handed over."""
+
+    on_revoked: RebalanceCallback
+    on_assigned: RebalanceCallback
+    on_lost: RebalanceCallback | None = None
+
+
+class TransportError(Exception):
+    """A broker-side failure the service cannot paper over (send, commit, transaction)."""
+
+
+class Consumer(Protocol):
+    def poll(self, *, timeout_ms: int, max_records: int) -> list[Record]: ...
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None: ...
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+
+    def position(self, partition: TopicPartition) -> int: ...
+
+    def committed(self, partition: TopicPartition) -> int | None: ...
+
+    def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+    def close(self) -> None: ...
+
+
+class Producer(Protocol):
+    def send(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None: ...
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Block until every send is acknowledged; raise TransportError if one failed."""
+        ...
+
+    def begin_transaction(self) -> None: ...
+
+    def commit_transaction(self, offsets: Mapping[TopicPartition, int], consumer: Consumer) -> None:
+        """Commit the produced records and ``consumer``'s offsets atomically."""
+        ...
+
+    def abort_transaction(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    def create_topics(self, specs: Sequence[TopicSpec]) -> list[str]:
+        """Create missing topics; return the names created (idempotent)."""
+        ...
+
+    def partition_count(self, topic: str) -> int | None: ...
+
+    def consumer(
+        self,
+        *,
+        topics: Sequence[str] = (),
+        group_id: str | None = None,
+        listener: RebalanceListener | None = None,
+        read_committed: bool = False,
+        assign_all: Sequence[str] = (),
+        from_beginning: bool = True,
+    ) -> Consumer:
+        """A group member subscribed to ``topics``, or (``assign_all``) a group-less reader
+        of every partition of those topics."""
+        ...
+
+    def producer(self, *, transactional_id: str | None = None) -> Producer: ...
+
+    def close(self) -> None: ...

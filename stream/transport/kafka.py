@@ -1,0 +1,326 @@
+"""Apache Kafka through kafka-python: the production transport.
+
+Delivery is acknowledged by every in-sync replica (``acks='all'``) with an
+idempotent producer; consumers never auto-commit, so the service decides when
+an offset is done. Security settings (SASL/SSL) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaTopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from stream.transport.base import (
+    Consumer,
+    RebalanceListener,
+    Record,
+    TopicPartition,
+    TopicSpec,
+    TransportError,
+)
+
+log = logging.getLogger("metasignal.transport")
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+def _ours(tp: Any) -> TopicPartition:
+    return TopicPartition(tp.topic, tp.partition)
+
+
+def _theirs(tp: TopicPartition) -> KafkaTopicPartition:
+    return KafkaTopicPartition(tp.topic, tp.partition)
+
+
+class _ListenerAdapter(ConsumerRebalanceListener):
+    def __init__(self, listener: RebalanceListener) -> None:
+        self._listener = listener
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._listener.on_revoked({_ours(tp) for tp in revoked})
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._listener.on_assigned({_ours(tp) for tp in assigned})
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        callback = self._listener.on_lost or self._listener.on_revoked
+        callback({_ours(tp) for tp in lost})
+
+
+class KafkaTransport:
+    """Factory for Kafka consumers and producers sharing one connection config.
+
+    Parameters
+    ----------
+    bootstrap
+        ``host:port[,host:port]``.
+    client_config
+        Extra kafka-python settings, e.g. ``security_protocol``,
+        ``sasl_mechanism``, ``sasl_plain_username``, ``ssl_cafile``.
+    replication_factor
+        For topics this transport creates.
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        client_config: Mapping[str, Any] | None = None,
+        replication_factor: int = 1,
+        client_id: str = "metasignal",
+    ) -> None:
+        self.bootstrap = bootstrap
+        self._config = {
+            "bootstrap_servers": bootstrap.split(","),
+            "client_id": client_id,
+            **(client_config or {}),
+        }
+        self.replication_factor = replication_factor
+        self._admin: KafkaAdminClient | None = None
+
+    def _admin_client(self) -> KafkaAdminClient:
+        if self._admin is None:
+            try:
+                self._admin = KafkaAdminClient(**self._config)
+            except KafkaError as exc:
+                raise TransportError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from None
+        return self._admin
+
+    def create_topics(self, specs: Sequence[TopicSpec]) -> list[str]:
+        admin = self._admin_client()
+        request = {
+            spec.name: {
+                "num_partitions": spec.partitions,
+                "replication_factor": self.replication_factor,
+                "configs": dict(spec.config),
+            }
+            for spec in specs
+        }
+        result = admin.create_topics(request, raise_errors=False)
+        created = []
+        for topic in result["topics"]:
+            code = topic.get("error_code", 0)
+            if code == 0:
+                created.append(topic["name"])
+            elif code != TOPIC_ALREADY_EXISTS:
+                raise TransportError(
+                    f"cannot create topic {topic['name']}: {topic.get('error_message') or code}"
+                )
+        if created:
+            admin.wait_for_topics(created, timeout_ms=30_000)
+        return created
+
+    def partition_count(self, topic: str) -> int | None:
+        described = self._admin_client().describe_topics([topic])
+        for entry in described:
+            if entry.get("name") == topic and entry.get("error_code", 0) == 0:
+                return len(entry["partitions"])
+        return None
+
+    def consumer(
+        self,
+        *,
+        topics: Sequence[str] = (),
+        group_id: str | None = None,
+        listener: RebalanceListener | None = None,
+        read_committed: bool = False,
+        assign_all: Sequence[str] = (),
+        from_beginning: bool = True,
+    ) -> KafkaTransportConsumer:
+        return KafkaTransportConsumer(
+            self._config,
+            topics=topics,
+            group_id=group_id,
+            listener=listener,
+            read_committed=read_committed,
+            assign_all=assign_all,
+            from_beginning=from_beginning,
+        )
+
+    def producer(self, *, transactional_id: str | None = None) -> KafkaTransportProducer:
+        return KafkaTransportProducer(self._config, transactional_id=transactional_id)
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+
+
+class KafkaTransportConsumer:
+    """See :class:`stream.transport.base.Consumer`."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        topics: Sequence[str],
+        group_id: str | None,
+        listener: RebalanceListener | None,
+        read_committed: bool,
+        assign_all: Sequence[str],
+        from_beginning: bool,
+    ) -> None:
+        self.group_id = group_id
+        try:
+            self._consumer = KafkaConsumer(
+                **config,
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest" if from_beginning else "latest",
+                isolation_level="read_committed" if read_committed else "read_uncommitted",
+            )
+        except KafkaError as exc:
+            raise TransportError(f"cannot create Kafka consumer: {exc}") from None
+        if assign_all:
+            partitions: list[KafkaTopicPartition] = []
+            for topic in assign_all:
+                ids = self._consumer.partitions_for_topic(topic) or {0}
+                partitions.extend(KafkaTopicPartition(topic, p) for p in sorted(ids))
+            self._consumer.assign(partitions)
+            if from_beginning:
+                self._consumer.seek_to_beginning(*partitions)
+            else:
+                self._consumer.seek_to_end(*partitions)
+        elif topics:
+            adapter = _ListenerAdapter(listener) if listener else ConsumerRebalanceListener()
+            self._consumer.subscribe(list(topics), listener=adapter)
+
+    @property
+    def group_metadata(self) -> Any:
+        return self._consumer.group_metadata()
+
+    def poll(self, *, timeout_ms: int, max_records: int) -> list[Record]:
+        try:
+            batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise TransportError(f"poll failed: {exc}") from exc
+        out = []
+        for records in batches.values():
+            for r in records:
+                out.append(
+                    Record(
+                        topic=r.topic,
+                        partition=r.partition,
+                        offset=r.offset,
+                        key=r.key,
+                        value=r.value,
+                        timestamp_ms=r.timestamp,
+                        headers=tuple((k, v) for k, v in (r.headers or [])),
+                    )
+                )
+        return out
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        try:
+            self._consumer.commit(
+                {_theirs(tp): OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
+            )
+        except KafkaError as exc:
+            raise TransportError(f"offset commit failed: {exc}") from exc
+
+    def assignment(self) -> set[TopicPartition]:
+        return {_ours(tp) for tp in self._consumer.assignment()}
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self._consumer.seek(_theirs(partition), offset)
+
+    def position(self, partition: TopicPartition) -> int:
+        return int(self._consumer.position(_theirs(partition)))
+
+    def committed(self, partition: TopicPartition) -> int | None:
+        value = self._consumer.committed(_theirs(partition))
+        return None if value is None else int(value)
+
+    def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        ends = self._consumer.end_offsets([_theirs(tp) for tp in partitions])
+        return {_ours(tp): int(offset) for tp, offset in ends.items()}
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+class KafkaTransportProducer:
+    """See :class:`stream.transport.base.Producer`."""
+
+    def __init__(self, config: Mapping[str, Any], *, transactional_id: str | None) -> None:
+        settings: dict[str, Any] = {
+            **config,
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": 5,
+            "retries": 2_147_483_647,
+        }
+        if transactional_id is not None:
+            settings["transactional_id"] = transactional_id
+        try:
+            self._producer = KafkaProducer(**settings)
+        except KafkaError as exc:
+            raise TransportError(f"cannot create Kafka producer: {exc}") from None
+        self._errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        if transactional_id is not None:
+            # Fences any zombie with the same id and aborts its open transaction.
+            self._producer.init_transactions()
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self._errors.append(exc)
+
+    def send(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        try:
+            future = self._producer.send(topic, key=key, value=value, headers=list(headers))
+        except KafkaError as exc:
+            raise TransportError(f"send to {topic} failed: {exc}") from exc
+        future.add_errback(self._failed)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaError as exc:
+            raise TransportError(f"flush failed: {exc}") from exc
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            raise TransportError(f"{len(errors)} send(s) failed, first: {errors[0]}")
+
+    def begin_transaction(self) -> None:
+        self._producer.begin_transaction()
+
+    def commit_transaction(self, offsets: Mapping[TopicPartition, int], consumer: Consumer) -> None:
+        metadata = getattr(consumer, "group_metadata", None)
+        try:
+            self._producer.send_offsets_to_transaction(
+                {_theirs(tp): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()},
+                metadata,
+            )
+            self._producer.commit_transaction()
+        except KafkaError as exc:
+            raise TransportError(f"transaction commit failed: {exc}") from exc
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            raise TransportError(f"{len(errors)} transactional send(s) failed: {errors[0]}")
+
+    def abort_transaction(self) -> None:
+        try:
+            self._producer.abort_transaction()
+        except KafkaError as exc:
+            raise TransportError(f"transaction abort failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
