@@ -47,3 +47,22 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield bootstrap
     finally:
         broker.stop()
+
+
+TEST_KEY = b"test-signing-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def artifact_body(committee: Committee) -> dict:
+    """An unsigned artifact body fitted on the session committee (sign per test)."""
+    from trainer.data import VoteTable
+    from trainer.fit import FitConfig, fit_meta_model
+
+    table = VoteTable(
+        time_ms=committee.time_ms,
+        members=committee.members,
+        votes=committee.votes,
+        labels=committee.labels,
+    )
+    config = FitConfig(estimator={"strategy": "optimal_threshold"})
+    return fit_meta_model(table, config).artifact

@@ -260,6 +260,9 @@ class KafkaTransportProducer:
         }
         if transactional_id is not None:
             settings["transactional_id"] = transactional_id
+            # A crashed scorer's open transaction blocks read_committed readers until it
+            # times out; keep that window short.
+            settings["transaction_timeout_ms"] = 15_000
         try:
             self._producer = KafkaProducer(**settings)
         except KafkaError as exc:

@@ -1,0 +1,204 @@
+"""Wire messages: strict decoding of votes and outcomes, encoding of signals.
+
+Every message is a JSON object keyed by its event id. ``ts`` is the event time:
+epoch milliseconds (integer) or an ISO-8601 string with a timezone. A message
+that cannot be used raises :class:`MessageError` whose ``reason`` is a short,
+fixed label (it becomes a Prometheus label and a DLQ header).
+
+Examples
+--------
+>>> vote = decode_vote(b'{"id": "e1", "ts": 1700000000000, "votes": {"a": 0.2, "b": 0.9}}')
+>>> vote.id, vote.ts_ms, vote.votes["b"]
+('e1', 1700000000000, 0.9)
+>>> decode_vote(b'{"id": "e1", "ts": "2024-01-01T00:00:00Z", "votes": {"a": 1.5}}')
+Traceback (most recent call last):
+...
+stream.messages.MessageError: out_of_range: member 'a' vote 1.5 is outside [0, 1]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+
+REASONS = (
+    "oversize",
+    "invalid_json",
+    "not_object",
+    "missing_id",
+    "missing_ts",
+    "bad_ts",
+    "missing_votes",
+    "bad_votes",
+    "non_finite",
+    "out_of_range",
+    "unknown_member",
+    "missing_member",
+    "bad_label",
+)
+
+
+class MessageError(ValueError):
+    """A message that must go to the dead-letter topic, with why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    id: str
+    ts_ms: int
+    votes: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    id: str
+    ts_ms: int
+    label: int
+
+
+def parse_ts(value: Any) -> int:
+    """Event time as epoch milliseconds from an integer or an ISO-8601 string."""
+    if isinstance(value, bool):
+        raise MessageError("bad_ts", "ts must be epoch milliseconds or ISO-8601, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise MessageError("bad_ts", f"ts {value[:40]!r} is not ISO-8601") from None
+        if stamp.tzinfo is None:
+            raise MessageError("bad_ts", f"ts {value[:40]!r} has no timezone")
+        return round(stamp.timestamp() * 1000)
+    raise MessageError("bad_ts", f"ts must be epoch milliseconds or ISO-8601, got {value!r:.40}")
+
+
+def _load_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
+    if raw is None:
+        raise MessageError("invalid_json", "empty message (tombstone)")
+    if len(raw) > max_bytes:
+        raise MessageError("oversize", f"{len(raw)} bytes > limit {max_bytes}")
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MessageError("invalid_json", str(exc)[:200]) from None
+    if not isinstance(document, dict):
+        raise MessageError("not_object", f"expected a JSON object, got {type(document).__name__}")
+    return document
+
+
+def _event_id(document: Mapping[str, Any]) -> str:
+    event_id = document.get("id")
+    if not isinstance(event_id, str) or not event_id:
+        raise MessageError("missing_id", "id must be a non-empty string")
+    return event_id
+
+
+def _event_ts(document: Mapping[str, Any]) -> int:
+    if "ts" not in document:
+        raise MessageError("missing_ts", "ts is missing")
+    return parse_ts(document["ts"])
+
+
+def decode_vote(
+    raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, probabilities: bool = True
+) -> Vote:
+    """Parse and validate one vote message (member names are checked per model later)."""
+    document = _load_object(raw, max_bytes)
+    event_id = _event_id(document)
+    ts_ms = _event_ts(document)
+    votes = document.get("votes")
+    if votes is None:
+        raise MessageError("missing_votes", "votes is missing")
+    if not isinstance(votes, dict) or not votes:
+        raise MessageError("bad_votes", "votes must be a non-empty object {member: probability}")
+    for member, value in votes.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise MessageError("bad_votes", f"member {member!r} vote is not a number")
+        if not math.isfinite(value):
+            raise MessageError("non_finite", f"member {member!r} vote is not finite")
+        if probabilities and not 0.0 <= value <= 1.0:
+            raise MessageError("out_of_range", f"member {member!r} vote {value} is outside [0, 1]")
+    return Vote(id=event_id, ts_ms=ts_ms, votes=votes)
+
+
+def decode_outcome(raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Outcome:
+    """Parse and validate one outcome message ``{"id", "ts", "label": 0|1}``."""
+    document = _load_object(raw, max_bytes)
+    label = document.get("label")
+    if isinstance(label, bool) or label not in (0, 1):
+        raise MessageError("bad_label", "label must be 0 or 1")
+    return Outcome(id=_event_id(document), ts_ms=_event_ts(document), label=int(label))
+
+
+def vote_matrix(
+    votes: Sequence[Vote], members: Sequence[str], *, reject_unknown: bool, reject_missing: bool
+) -> tuple[np.ndarray, list[MessageError | None]]:
+    """Rows in model member order; NaN marks a missing member (imputed by the scorer).
+
+    Returns the matrix and, per vote, ``None`` or the error that sends it to the DLQ.
+    """
+    index = {name: j for j, name in enumerate(members)}
+    matrix = np.full((len(votes), len(members)), np.nan)
+    errors: list[MessageError | None] = [None] * len(votes)
+    for i, vote in enumerate(votes):
+        known = 0
+        for member, value in vote.votes.items():
+            j = index.get(member)
+            if j is None:
+                if reject_unknown:
+                    errors[i] = MessageError("unknown_member", f"member {member!r} is not in model")
+                    break
+                continue
+            matrix[i, j] = value
+            known += 1
+        if errors[i] is None and known < len(members) and reject_missing:
+            missing = [m for m in members if m not in vote.votes]
+            errors[i] = MessageError("missing_member", f"missing member(s) {', '.join(missing)}")
+    return matrix, errors
+
+
+def encode_signal(
+    *,
+    event_id: str,
+    ts_ms: int,
+    decision: int,
+    score: float,
+    threshold: float,
+    model_name: str,
+    model_version: int,
+    scored_at_ms: int,
+) -> bytes:
+    """A signal message; ``ts`` echoes the vote's event time in epoch ms."""
+    return json.dumps(
+        {
+            "id": event_id,
+            "ts": ts_ms,
+            "decision": decision,
+            "score": score,
+            "threshold": threshold,
+            "model": model_name,
+            "model_version": model_version,
+            "scored_at": scored_at_ms,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def encode_vote(event_id: str, ts_ms: int, votes: Mapping[str, float]) -> bytes:
+    return json.dumps({"id": event_id, "ts": ts_ms, "votes": dict(votes)}).encode()

@@ -1,0 +1,184 @@
+"""Prometheus metrics of the scorer and the HTTP endpoint that serves them.
+
+Each service owns a :class:`~prometheus_client.CollectorRegistry`, so several
+scorers can live in one process (tests, the demo) without clashing. The same
+port serves ``/metrics``, ``/healthz`` (the loop is alive) and ``/readyz`` (a
+model is loaded and votes are being consumed).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+
+class ScorerMetrics:
+    """Every series the scorer exports (names follow Prometheus conventions)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.votes = Counter("metasignal_votes_consumed", "Vote messages consumed", registry=r)
+        self.signals = Counter(
+            "metasignal_signals", "Signals produced, by decision", ["decision"], registry=r
+        )
+        self.dlq = Counter(
+            "metasignal_dlq_messages",
+            "Messages sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "metasignal_batch_scoring_seconds",
+            "Decode + score + encode time per batch",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "metasignal_vote_to_signal_latency_seconds",
+            "From the vote's broker timestamp to its signal being acknowledged",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "metasignal_model_info",
+            "The model being served (value 1)",
+            ["name", "version", "strategy"],
+            registry=r,
+        )
+        self.model_version = Gauge(
+            "metasignal_model_version", "Version of the model being served", registry=r
+        )
+        self.threshold = Gauge(
+            "metasignal_model_threshold", "Decision threshold of the served model", registry=r
+        )
+        self.model_created = Gauge(
+            "metasignal_model_created_timestamp_seconds",
+            "Creation time of the served model (model age = time() - this)",
+            registry=r,
+        )
+        self.model_age = Gauge(
+            "metasignal_model_age_seconds", "Seconds since the served model was created", registry=r
+        )
+        self.swaps = Counter("metasignal_model_swaps", "Models hot-swapped in", registry=r)
+        self.refused = Counter(
+            "metasignal_models_refused", "Artifacts refused, by reason", ["reason"], registry=r
+        )
+        self.predicted_rate = Gauge(
+            "metasignal_predicted_positive_rate",
+            "Share of trade decisions over the recent window of votes",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "metasignal_consumer_lag",
+            "Messages behind the end of each assigned partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "metasignal_rebalances", "Consumer-group rebalances seen", ["kind"], registry=r
+        )
+        self.ready = Gauge("metasignal_ready", "1 when a model is loaded and serving", registry=r)
+        self.last_batch = Gauge(
+            "metasignal_last_batch_timestamp_seconds",
+            "When the scorer loop last completed an iteration",
+            registry=r,
+        )
+        self.transaction_aborts = Counter(
+            "metasignal_transaction_aborts", "Batches rolled back (exactly-once mode)", registry=r
+        )
+
+
+class MetricsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on one port, in a daemon thread.
+
+    Parameters
+    ----------
+    port
+        TCP port on ``host``; 0 picks a free one (see :attr:`port`).
+    is_alive, is_ready
+        Probes evaluated on every request.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry,
+        port: int,
+        is_alive: Callable[[], bool],
+        is_ready: Callable[[], bool],
+        host: str = "0.0.0.0",
+    ) -> None:
+        handler = _handler_class(registry, is_alive, is_ready)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-http", daemon=True
+        )
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler_class(
+    registry: CollectorRegistry, is_alive: Callable[[], bool], is_ready: Callable[[], bool]
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                ok = is_alive()
+                self._reply(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
+            elif path == "/readyz":
+                ok = is_ready()
+                self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+            else:
+                self._reply(404, b"not found\n")
+
+        def _reply(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Scrapes every few seconds would drown the service log."""
+
+    return Handler
+
+
+class Heartbeat:
+    """Liveness: the loop must report within ``max_silence_s`` to count as alive."""
+
+    def __init__(self, max_silence_s: float = 60.0) -> None:
+        self.max_silence_s = max_silence_s
+        self._last = time.monotonic()
+
+    def beat(self) -> None:
+        self._last = time.monotonic()
+
+    def alive(self) -> bool:
+        return time.monotonic() - self._last < self.max_silence_s

@@ -1,0 +1,421 @@
+"""The scorer loop: votes in, trade/no-trade signals out, nothing lost.
+
+Each iteration (1) applies any new artifact from the ``models`` topic, (2) polls
+a batch of votes, (3) decodes, validates and scores them vectorised, (4) sends
+one signal per valid vote and one dead letter per bad one, and (5) marks the
+batch consumed:
+
+* at-least-once: wait for every send to be acknowledged, then commit offsets;
+  a crash in between replays the batch (a signal may repeat, none is lost);
+* exactly-once: signals, dead letters and the consumed offsets go in one Kafka
+  transaction; a crash aborts it, so each vote yields exactly one signal for
+  ``read_committed`` readers.
+
+Rebalances only happen inside ``poll``, and a batch is always finished before
+the next ``poll``, so a revoked partition never has work in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.messages import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MessageError,
+    Vote,
+    decode_vote,
+    encode_signal,
+    vote_matrix,
+)
+from stream.metrics import Heartbeat, ScorerMetrics
+from stream.model_store import ModelStore
+from stream.topics import Topics
+from stream.transport.base import (
+    Consumer,
+    RebalanceListener,
+    Record,
+    TopicPartition,
+    Transport,
+    TransportError,
+)
+
+log = logging.getLogger("metasignal.scorer")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScorerOptions:
+    """How the scorer runs (see :mod:`stream.config` for flags and env vars)."""
+
+    topics: Topics = field(default_factory=Topics)
+    group_id: str = "metasignal-scorer"
+    model_name: str = "meta"
+    batch_size: int = 500
+    poll_timeout_ms: int = 100
+    exactly_once: bool = False
+    transactional_id: str | None = None
+    missing_members: str = "artifact"
+    strict_members: bool = False
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    allow_unsigned: bool = False
+    lag_interval_s: float = 5.0
+    rate_window: int = 10_000
+
+
+class RollingRate:
+    """Share of trades among the last ``window`` decisions (batch-granular)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._batches: deque[tuple[int, int]] = deque()
+        self._n = 0
+        self._trades = 0
+
+    def update(self, n: int, trades: int) -> float:
+        self._batches.append((n, trades))
+        self._n += n
+        self._trades += trades
+        while self._batches and self._n - self._batches[0][0] >= self.window:
+            old_n, old_trades = self._batches.popleft()
+            self._n -= old_n
+            self._trades -= old_trades
+        return self._trades / self._n if self._n else 0.0
+
+
+@dataclass
+class ScorerStats:
+    """Running totals for summaries (the demo, logs); Prometheus has the same figures."""
+
+    votes: int = 0
+    signals: int = 0
+    trades: int = 0
+    dlq: int = 0
+    batches: int = 0
+    model_versions: list[int] = field(default_factory=list)
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+
+
+def dead_letter_headers(record: Record, error: MessageError) -> list[tuple[str, bytes]]:
+    return [
+        ("reason", error.reason.encode()),
+        ("detail", error.detail[:500].encode()),
+        ("source_topic", record.topic.encode()),
+        ("source_partition", str(record.partition).encode()),
+        ("source_offset", str(record.offset).encode()),
+    ]
+
+
+def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """Kafka commits name the next offset to read, per partition."""
+    offsets: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = r.topic_partition
+        offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+    return offsets
+
+
+def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    offsets: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = r.topic_partition
+        offsets[tp] = min(offsets.get(tp, r.offset), r.offset)
+    return offsets
+
+
+class Scorer:
+    """One scorer replica. Several in one consumer group split the partitions."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        options: ScorerOptions,
+        keys: Sequence[bytes],
+        metrics: ScorerMetrics | None = None,
+    ) -> None:
+        self.transport = transport
+        self.options = options
+        self.metrics = metrics or ScorerMetrics()
+        self.stats = ScorerStats()
+        self.heartbeat = Heartbeat()
+        self.models = ModelStore(
+            keys=keys,
+            model_name=options.model_name,
+            allow_unsigned=options.allow_unsigned,
+            on_refused=lambda reason, _: self.metrics.refused.labels(reason=reason).inc(),
+        )
+        self._models_consumer = transport.consumer(
+            assign_all=[options.topics.models], from_beginning=True
+        )
+        self._producer = transport.producer(
+            transactional_id=options.transactional_id if options.exactly_once else None
+        )
+        self._votes: Consumer | None = None
+        self._rate = RollingRate(options.rate_window)
+        self._last_lag_check = 0.0
+        self._lag_series: set[TopicPartition] = set()
+        self._closed = False
+
+    # -- readiness ---------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.models.current is not None and self._votes is not None and not self._closed
+
+    def assignment(self) -> set[TopicPartition]:
+        """Vote partitions this replica currently owns."""
+        return set() if self._votes is None else self._votes.assignment()
+
+    # -- models ------------------------------------------------------------------
+    def refresh_models(self, *, timeout_ms: int = 0) -> None:
+        """Apply every pending artifact; the newest valid version wins."""
+        while True:
+            records = self._models_consumer.poll(timeout_ms=timeout_ms, max_records=100)
+            if not records:
+                return
+            for record in records:
+                if self.models.offer(record.value) == "swapped":
+                    self._on_swap()
+            timeout_ms = 0
+
+    def load_models(self, *, timeout_s: float = 30.0) -> None:
+        """Read the ``models`` topic to its end before serving (start-up)."""
+        partitions = sorted(self._models_consumer.assignment())
+        ends = self._models_consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.refresh_models(timeout_ms=100)
+            if all(self._models_consumer.position(tp) >= end for tp, end in ends.items()):
+                return
+
+    def _on_swap(self) -> None:
+        model = self.models.current
+        assert model is not None
+        strategy = str((self.models.artifact or {}).get("strategy", {}).get("name", ""))
+        self.metrics.model_info.clear()
+        self.metrics.model_info.labels(
+            name=model.name, version=str(model.version), strategy=strategy
+        ).set(1)
+        self.metrics.model_version.set(model.version)
+        self.metrics.threshold.set(model.threshold)
+        self.metrics.model_created.set(self.models.created_at or 0.0)
+        self.metrics.swaps.inc()
+        self.stats.model_versions.append(model.version)
+
+    # -- consuming ---------------------------------------------------------------
+    def _subscribe(self) -> Consumer:
+        listener = RebalanceListener(
+            on_revoked=self._on_revoked, on_assigned=self._on_assigned, on_lost=self._on_lost
+        )
+        return self.transport.consumer(
+            topics=[self.options.topics.votes],
+            group_id=self.options.group_id,
+            listener=listener,
+            read_committed=True,
+        )
+
+    def _on_revoked(self, partitions: set[TopicPartition]) -> None:
+        # Nothing is in flight here: each batch is committed before the next poll.
+        self.metrics.rebalances.labels(kind="revoked").inc()
+        for tp in partitions & self._lag_series:
+            self.metrics.lag.remove(tp.topic, str(tp.partition))
+        self._lag_series -= partitions
+        log.info("partitions revoked: %s", sorted(partitions))
+
+    def _on_lost(self, partitions: set[TopicPartition]) -> None:
+        self.metrics.rebalances.labels(kind="lost").inc()
+        log.warning("partitions lost (session expired): %s", sorted(partitions))
+
+    def _on_assigned(self, partitions: set[TopicPartition]) -> None:
+        self.metrics.rebalances.labels(kind="assigned").inc()
+        log.info("partitions assigned: %s", sorted(partitions))
+
+    def step(self) -> int:
+        """One loop iteration; returns the number of vote records handled."""
+        self.heartbeat.beat()
+        self.metrics.last_batch.set_to_current_time()
+        self.refresh_models()
+        if self.models.current is None:
+            self.metrics.ready.set(0)
+            time.sleep(self.options.poll_timeout_ms / 1000)
+            return 0
+        if self._votes is None:
+            self._votes = self._subscribe()
+        self.metrics.ready.set(1)
+        created = self.models.created_at
+        if created:
+            self.metrics.model_age.set(time.time() - created)
+        records = self._votes.poll(
+            timeout_ms=self.options.poll_timeout_ms, max_records=self.options.batch_size
+        )
+        if records:
+            self.process(records)
+        self._update_lag()
+        return len(records)
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set; the batch in hand is always finished first."""
+        self.load_models()
+        try:
+            while not stop.is_set():
+                self.step()
+        finally:
+            self.close()
+
+    # -- the hot path ----------------------------------------------------------------
+    def _policies(self) -> tuple[bool, bool]:
+        model = self.models.current
+        assert model is not None
+        if self.options.strict_members:
+            return True, True
+        policy = self.options.missing_members
+        if policy == "artifact":
+            policy = model.missing_policy
+        return False, policy == "reject"
+
+    def process(self, records: Sequence[Record]) -> None:
+        """Score one batch and mark it consumed (see the module docstring)."""
+        model = self.models.current
+        assert model is not None and self._votes is not None
+        started = time.perf_counter()
+        probabilities = model.transform == "logit"
+        good: list[tuple[Record, Vote]] = []
+        dead: list[tuple[Record, MessageError]] = []
+        for record in records:
+            try:
+                vote = decode_vote(
+                    record.value,
+                    max_bytes=self.options.max_message_bytes,
+                    probabilities=probabilities,
+                )
+            except MessageError as bad:
+                dead.append((record, bad))
+            else:
+                good.append((record, vote))
+        reject_unknown, reject_missing = self._policies()
+        matrix, errors = vote_matrix(
+            [vote for _, vote in good],
+            model.members,
+            reject_unknown=reject_unknown,
+            reject_missing=reject_missing,
+        )
+        keep = np.array([e is None for e in errors], dtype=bool)
+        dead.extend((good[i][0], e) for i, e in enumerate(errors) if e is not None)
+        scored = [pair for pair, ok in zip(good, keep, strict=True) if ok]
+        scores = model.predict_proba(matrix[keep]) if scored else np.empty(0)
+        decisions = model.decide(scores)
+        scored_at = int(time.time() * 1000)
+        signals = self.options.topics.signals
+        dlq = self.options.topics.dlq
+        offsets = next_offsets(records)
+        try:
+            if self.options.exactly_once:
+                self._producer.begin_transaction()
+            for (_, vote), score, decision in zip(scored, scores, decisions, strict=True):
+                self._producer.send(
+                    signals,
+                    key=vote.id.encode(),
+                    value=encode_signal(
+                        event_id=vote.id,
+                        ts_ms=vote.ts_ms,
+                        decision=int(decision),
+                        score=float(score),
+                        threshold=model.threshold,
+                        model_name=model.name,
+                        model_version=model.version,
+                        scored_at_ms=scored_at,
+                    ),
+                )
+            for record, reason in dead:
+                self._producer.send(
+                    dlq,
+                    key=record.key,
+                    value=record.value,
+                    headers=dead_letter_headers(record, reason),
+                )
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            if self.options.exactly_once:
+                self._producer.commit_transaction(offsets, self._votes)
+            else:
+                self._producer.flush()
+                self._votes.commit(offsets)
+        except TransportError as exc:
+            self._rollback(records, exc)
+            return
+        acked_ms = time.time() * 1000
+        latencies = [acked_ms - record.timestamp_ms for record, _ in scored]
+        for value in latencies:
+            self.metrics.latency.observe(value / 1000)
+        self._account(len(records), decisions, dead, latencies)
+
+    def _rollback(self, records: Sequence[Record], exc: TransportError) -> None:
+        """Rewind to the batch start so it is processed again; never skip a vote."""
+        log.warning("batch not committed, will be retried: %s", exc)
+        if self.options.exactly_once:
+            self.metrics.transaction_aborts.inc()
+            try:
+                self._producer.abort_transaction()
+            except TransportError as abort_error:
+                # A fenced or broken producer cannot continue; a restart recovers cleanly.
+                raise TransportError(f"cannot abort transaction: {abort_error}") from abort_error
+        assert self._votes is not None
+        for tp, offset in first_offsets(records).items():
+            self._votes.seek(tp, offset)
+
+    def _account(
+        self,
+        n_records: int,
+        decisions: np.ndarray,
+        dead: Sequence[tuple[Record, MessageError]],
+        latencies: list[float],
+    ) -> None:
+        trades = int(decisions.sum())
+        self.metrics.votes.inc(n_records)
+        self.metrics.signals.labels(decision="1").inc(trades)
+        self.metrics.signals.labels(decision="0").inc(len(decisions) - trades)
+        for _, error in dead:
+            self.metrics.dlq.labels(reason=error.reason).inc()
+        self.metrics.predicted_rate.set(self._rate.update(len(decisions), trades))
+        stats = self.stats
+        stats.votes += n_records
+        stats.signals += len(decisions)
+        stats.trades += trades
+        stats.dlq += len(dead)
+        stats.batches += 1
+        stats.latencies_ms.extend(latencies)
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if self._votes is None or now - self._last_lag_check < self.options.lag_interval_s:
+            return
+        self._last_lag_check = now
+        assigned = sorted(self._votes.assignment())
+        if not assigned:
+            return
+        try:
+            ends = self._votes.end_offsets(assigned)
+            for tp in assigned:
+                lag = max(ends[tp] - self._votes.position(tp), 0)
+                self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+                self._lag_series.add(tp)
+        except (TransportError, KeyError) as exc:
+            log.debug("lag check skipped: %s", exc)
+
+    def close(self) -> None:
+        """Flush and leave the group; offsets are already committed per batch."""
+        if self._closed:
+            return
+        self._closed = True
+        self.metrics.ready.set(0)
+        try:
+            self._producer.flush()
+        finally:
+            self._producer.close()
+            if self._votes is not None:
+                self._votes.close()
+            self._models_consumer.close()

@@ -1,0 +1,70 @@
+"""Helpers for stream tests: artifacts, votes in, signals out, on any transport."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from stream.artifact import dumps_artifact, sign_artifact
+from stream.messages import encode_vote
+from stream.topics import Topics
+from stream.transport.base import Transport
+from trainer.synthetic import Committee
+
+
+def versioned(body: dict[str, Any], version: int, key: bytes | None) -> bytes:
+    doc = copy.deepcopy(body)
+    doc["model"]["version"] = version
+    return dumps_artifact(sign_artifact(doc, key)).encode()
+
+
+def publish_model(
+    transport: Transport, topics: Topics, artifact: bytes, name: str = "meta"
+) -> None:
+    producer = transport.producer()
+    producer.send(topics.models, key=name.encode(), value=artifact)
+    producer.flush()
+    producer.close()
+
+
+def send_votes(
+    transport: Transport, topics: Topics, committee: Committee, start: int, stop: int
+) -> list[str]:
+    producer = transport.producer()
+    ids = []
+    for i in range(start, stop):
+        event_id = str(committee.ids[i])
+        votes = dict(zip(committee.members, committee.votes[i].tolist(), strict=True))
+        producer.send(
+            topics.votes,
+            key=event_id.encode(),
+            value=encode_vote(event_id, int(committee.time_ms[i]), votes),
+        )
+        ids.append(event_id)
+    producer.flush()
+    producer.close()
+    return ids
+
+
+def send_raw(transport: Transport, topic: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+    producer = transport.producer()
+    for key, value in items:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def decode_all(values: Iterable[bytes | None]) -> list[dict[str, Any]]:
+    return [json.loads(v) for v in values if v is not None]
