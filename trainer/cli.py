@@ -22,8 +22,10 @@ from stream.artifact import (
     resolve_signing_keys,
     sign_artifact,
 )
+from stream.cli import register as register_stream_commands
 from stream.errors import ArtifactError, MetasignalError
 from stream.scoring import CompiledModel
+from stream.transport.base import TransportError
 from trainer.data import DataError, load_table
 from trainer.fit import FitConfig, fit_meta_model, holdout_metrics
 from trainer.report import render_html
@@ -127,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--members", type=_positive_int, default=8)
     synth.add_argument("--positive-rate", type=_fraction, default=0.02)
     synth.add_argument("--seed", type=int, default=0)
+
+    register_stream_commands(commands)
 
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded default")
     demo.add_argument("--events", type=_positive_int, default=60_000)
@@ -308,9 +312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    # kafka-python narrates every connection at INFO; operators need its warnings only.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    handler = getattr(args, "handler", None) or COMMANDS[args.command]
     try:
-        return COMMANDS[args.command](args)
-    except (MetasignalError, DataError) as exc:
+        return int(handler(args))
+    except (MetasignalError, DataError, TransportError) as exc:
         print(f"metasignal: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -176,6 +176,9 @@ class KafkaTransportConsumer:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest" if from_beginning else "latest",
                 isolation_level="read_committed" if read_committed else "read_uncommitted",
+                # A crashed replica's partitions move to a live one after this long.
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=3_000,
             )
         except KafkaError as exc:
             raise TransportError(f"cannot create Kafka consumer: {exc}") from None

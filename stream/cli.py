@@ -1,0 +1,244 @@
+"""Stream subcommands of ``metasignal``: scorer, publish, replay, tail, topics.
+
+Registered into the main parser by :mod:`trainer.cli`; nothing here imports
+the trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from stream.artifact import load_artifact, model_identity, resolve_signing_keys
+from stream.config import (
+    KAFKA_SETTINGS,
+    SCORER_SETTINGS,
+    add_settings,
+    default_transactional_id,
+    kafka_client_config,
+)
+from stream.errors import ArtifactError, MetasignalError
+from stream.metrics import MetricsServer
+from stream.replay import read_vote_file
+from stream.scorer import Scorer, ScorerOptions
+from stream.topics import Topics, topic_specs
+from stream.transport.base import TransportError
+from stream.transport.kafka import KafkaTransport
+
+log = logging.getLogger("metasignal")
+
+TOPIC_KINDS = ("votes", "signals", "outcomes", "models", "control", "dlq", "training")
+
+
+def _kafka(args: argparse.Namespace) -> KafkaTransport:
+    if not args.bootstrap:
+        raise MetasignalError("--bootstrap (or METASIGNAL_BOOTSTRAP) is required")
+    return KafkaTransport(
+        bootstrap=args.bootstrap,
+        client_config=kafka_client_config(args),
+        replication_factor=getattr(args, "replication_factor", 1),
+    )
+
+
+def register(commands: Any) -> None:
+    """Add the stream subcommands to ``commands`` (an argparse subparsers object)."""
+    scorer = commands.add_parser("scorer", help="score votes from Kafka into signals")
+    add_settings(scorer, KAFKA_SETTINGS)
+    add_settings(scorer, SCORER_SETTINGS)
+    scorer.set_defaults(handler=command_scorer)
+
+    publish = commands.add_parser("publish", help="put a model artifact on the models topic")
+    publish.add_argument("model", type=Path, help="model.json")
+    publish.add_argument("--key-file", type=Path, help="signing keys to verify before publishing")
+    publish.add_argument("--unsigned", action="store_true", help="allow an unsigned artifact")
+    add_settings(publish, KAFKA_SETTINGS)
+    publish.set_defaults(handler=command_publish)
+
+    replay = commands.add_parser("replay", help="send a vote file (CSV) into the votes topic")
+    replay.add_argument("file", type=Path, help="CSV with id, ts and one column per member")
+    replay.add_argument("--rate", type=float, default=0.0, help="votes per second (0 = max)")
+    replay.add_argument("--id", dest="id_column", default="id", help="event id column (id)")
+    replay.add_argument("--time", dest="time_column", default="ts", help="event time column (ts)")
+    replay.add_argument("--label", dest="label_column", default="label", help="label column")
+    replay.add_argument(
+        "--outcomes", action="store_true", help="also send each label to the outcomes topic"
+    )
+    add_settings(replay, KAFKA_SETTINGS)
+    replay.set_defaults(handler=command_replay)
+
+    tail = commands.add_parser("tail", help="print messages of a topic as they arrive")
+    tail.add_argument("topic", choices=TOPIC_KINDS, help="which topic")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest")
+    tail.add_argument("--max", type=int, default=0, help="stop after N messages (0 = never)")
+    tail.add_argument("--idle-exit", type=float, default=0.0, help="stop after N idle seconds")
+    add_settings(tail, KAFKA_SETTINGS)
+    tail.set_defaults(handler=command_tail)
+
+    topics = commands.add_parser("topics", help="manage topics")
+    actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create every metasignal topic (idempotent)")
+    create.add_argument("--partitions", type=int, default=4, help="for keyed topics (4)")
+    create.add_argument("--replication-factor", type=int, default=1, help="(1)")
+    add_settings(create, KAFKA_SETTINGS)
+    create.set_defaults(handler=command_topics_create)
+
+
+def command_scorer(args: argparse.Namespace) -> int:
+    transport = _kafka(args)
+    keys = resolve_signing_keys(key_file=args.key_file)
+    if not keys and not args.unsigned:
+        raise ArtifactError("no signing key: set METASIGNAL_SIGNING_KEY or --key-file")
+    options = ScorerOptions(
+        topics=Topics(prefix=args.topic_prefix),
+        group_id=args.group_id,
+        model_name=args.model_name,
+        batch_size=args.batch_size,
+        poll_timeout_ms=args.poll_timeout_ms,
+        exactly_once=args.exactly_once,
+        transactional_id=args.transactional_id or default_transactional_id(args.group_id),
+        missing_members=args.missing_members,
+        strict_members=args.strict_members,
+        max_message_bytes=args.max_message_bytes,
+        allow_unsigned=args.unsigned,
+    )
+    try:
+        service = Scorer(transport=transport, options=options, keys=keys)
+    except TransportError as exc:
+        raise MetasignalError(str(exc)) from None
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("signal %d received: finishing the batch, then exiting", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server = None
+    if args.metrics_port >= 0:
+        server = MetricsServer(
+            registry=service.metrics.registry,
+            port=args.metrics_port,
+            is_alive=service.heartbeat.alive,
+            is_ready=lambda: service.ready,
+        ).start()
+        log.info("metrics on :%d (/metrics /healthz /readyz)", server.port)
+    mode = "exactly-once" if options.exactly_once else "at-least-once"
+    log.info("scorer starting (%s) on %s, group %s", mode, args.bootstrap, options.group_id)
+    try:
+        service.run(stop)
+    finally:
+        if server is not None:
+            server.stop()
+        transport.close()
+    log.info(
+        "scorer stopped: %d votes, %d signals, %d dead letters",
+        service.stats.votes,
+        service.stats.signals,
+        service.stats.dlq,
+    )
+    return 0
+
+
+def command_publish(args: argparse.Namespace) -> int:
+    try:
+        raw = args.model.read_bytes()
+    except OSError as exc:
+        raise MetasignalError(f"cannot read {args.model}: {exc.strerror}") from None
+    keys = resolve_signing_keys(key_file=args.key_file)
+    # Refuse here what every scorer would refuse: a bad artifact never reaches the topic.
+    artifact = load_artifact(raw, keys=keys, allow_unsigned=args.unsigned)
+    name, version = model_identity(artifact)
+    transport = _kafka(args)
+    producer = transport.producer()
+    producer.send(Topics(prefix=args.topic_prefix).models, key=name.encode(), value=raw)
+    producer.flush()
+    producer.close()
+    transport.close()
+    print(json.dumps({"published": name, "version": version}))
+    return 0
+
+
+def command_replay(args: argparse.Namespace) -> int:
+    events = read_vote_file(
+        args.file, id_column=args.id_column, time_column=args.time_column, label=args.label_column
+    )
+    topics = Topics(prefix=args.topic_prefix)
+    transport = _kafka(args)
+    producer = transport.producer()
+    started = time.monotonic()
+    for i, event in enumerate(events):
+        if args.rate > 0:
+            delay = started + i / args.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        producer.send(topics.votes, key=event.key, value=event.vote)
+        if args.outcomes and event.outcome is not None:
+            producer.send(topics.outcomes, key=event.key, value=event.outcome)
+    producer.flush()
+    producer.close()
+    transport.close()
+    print(json.dumps({"sent": len(events), "seconds": round(time.monotonic() - started, 3)}))
+    return 0
+
+
+def command_tail(args: argparse.Namespace) -> int:
+    topic = getattr(Topics(prefix=args.topic_prefix), args.topic)
+    transport = _kafka(args)
+    consumer = transport.consumer(assign_all=[topic], from_beginning=args.from_beginning)
+    seen = 0
+    last = time.monotonic()
+    try:
+        while not args.max or seen < args.max:
+            records = consumer.poll(timeout_ms=200, max_records=500)
+            if not records:
+                if args.idle_exit and time.monotonic() - last > args.idle_exit:
+                    break
+                continue
+            last = time.monotonic()
+            for record in records:
+                line: dict[str, Any] = {
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "key": record.key.decode(errors="replace") if record.key else None,
+                }
+                try:
+                    line["value"] = json.loads(record.value) if record.value else None
+                except ValueError:
+                    line["value"] = (record.value or b"").decode(errors="replace")
+                if record.headers:
+                    line["headers"] = {k: v.decode(errors="replace") for k, v in record.headers}
+                print(json.dumps(line), flush=True)
+                seen += 1
+                if args.max and seen >= args.max:
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+        transport.close()
+    return 0
+
+
+def command_topics_create(args: argparse.Namespace) -> int:
+    transport = _kafka(args)
+    try:
+        created = transport.create_topics(
+            topic_specs(Topics(prefix=args.topic_prefix), partitions=args.partitions)
+        )
+    except TransportError as exc:
+        raise MetasignalError(str(exc)) from None
+    finally:
+        transport.close()
+    print(json.dumps({"created": created}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - use the `metasignal` entry point
+    sys.exit("use the `metasignal` command")

@@ -1,0 +1,282 @@
+"""The scorer's promises on a real Apache Kafka broker (KRaft, started by conftest)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from stream.scorer import Scorer, ScorerOptions
+from stream.topics import Topics, topic_specs
+from stream.transport.kafka import KafkaTransport
+from tests.conftest import REPO, TEST_KEY
+from tests.streaming import publish_model, send_raw, send_votes, versioned, wait_for
+from trainer.synthetic import Committee
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def kafka(kafka_bootstrap: str) -> Iterator[tuple[KafkaTransport, Topics]]:
+    """A transport plus a fresh set of topics (unique prefix) for one test."""
+    transport = KafkaTransport(bootstrap=kafka_bootstrap)
+    topics = Topics(prefix=f"t{uuid.uuid4().hex[:8]}.")
+    transport.create_topics(topic_specs(topics, partitions=4))
+    yield transport, topics
+    transport.close()
+
+
+def committed_signals(
+    transport: KafkaTransport, topics: Topics, expect: int, timeout: float = 90
+) -> list[dict[str, Any]]:
+    """Every committed signal, waiting until at least ``expect`` arrived."""
+    consumer = transport.consumer(assign_all=[topics.signals], read_committed=True)
+    out: list[dict[str, Any]] = []
+
+    def more() -> bool:
+        out.extend(
+            json.loads(r.value) for r in consumer.poll(timeout_ms=200, max_records=5000) if r.value
+        )
+        return len(out) >= expect
+
+    wait_for(more, timeout=timeout, interval=0)
+    # Anything beyond ``expect`` (a duplicate) must also be seen: drain a little longer.
+    for _ in range(5):
+        more()
+    consumer.close()
+    return out
+
+
+def dead_letters(transport: KafkaTransport, topics: Topics, expect: int) -> list[Any]:
+    consumer = transport.consumer(assign_all=[topics.dlq], read_committed=True)
+    out: list[Any] = []
+    wait_for(
+        lambda: (
+            bool(out.extend(consumer.poll(timeout_ms=200, max_records=500))) or len(out) >= expect
+        ),
+        timeout=60,
+        interval=0,
+    )
+    consumer.close()
+    return out
+
+
+class ScorerThread:
+    def __init__(self, transport: KafkaTransport, topics: Topics, **options: Any) -> None:
+        self.scorer = Scorer(
+            transport=transport,
+            options=ScorerOptions(topics=topics, poll_timeout_ms=100, **options),
+            keys=[TEST_KEY],
+        )
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.scorer.run, args=(self.stop,), daemon=True)
+
+    def __enter__(self) -> Scorer:
+        self.thread.start()
+        return self.scorer
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_votes_to_signals_end_to_end(
+    kafka: tuple[KafkaTransport, Topics],
+    committee: Committee,
+    artifact_body: dict,
+    exactly_once: bool,
+) -> None:
+    transport, topics = kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    ids = send_votes(transport, topics, committee, 0, 3000)
+    with ScorerThread(
+        transport,
+        topics,
+        exactly_once=exactly_once,
+        transactional_id=f"{topics.prefix}s",
+        group_id=f"{topics.prefix}g",
+    ):
+        out = committed_signals(transport, topics, expect=3000)
+    counts = Counter(s["id"] for s in out)
+    assert set(counts) == set(ids)
+    if exactly_once:
+        assert max(counts.values()) == 1
+    assert all(s["decision"] == int(s["score"] >= s["threshold"]) for s in out)
+
+
+def test_hot_swap_mid_stream(
+    kafka: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: dict
+) -> None:
+    transport, topics = kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    first = send_votes(transport, topics, committee, 0, 1000)
+    with ScorerThread(transport, topics, group_id=f"{topics.prefix}g") as scorer:
+        assert wait_for(lambda: scorer.stats.signals >= 1000)
+        publish_model(transport, topics, versioned(artifact_body, 2, TEST_KEY))
+        assert wait_for(lambda: scorer.stats.model_versions == [1, 2])
+        second = send_votes(transport, topics, committee, 1000, 2000)
+        out = committed_signals(transport, topics, expect=2000)
+    version = {s["id"]: s["model_version"] for s in out}
+    assert set(version) == set(first) | set(second)
+    assert {version[i] for i in second} == {2}
+    assert {version[i] for i in first} == {1}
+
+
+def test_tampered_and_unsigned_artifacts_refused_while_scoring_continues(
+    kafka: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: dict
+) -> None:
+    transport, topics = kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    with ScorerThread(transport, topics, group_id=f"{topics.prefix}g") as scorer:
+        send_votes(transport, topics, committee, 0, 500)
+        assert wait_for(lambda: scorer.stats.signals >= 500)
+        tampered = json.loads(versioned(artifact_body, 3, TEST_KEY))
+        tampered["linear"]["intercept"] += 5.0
+        publish_model(transport, topics, json.dumps(tampered).encode())
+        publish_model(transport, topics, versioned(artifact_body, 4, None))
+        send_votes(transport, topics, committee, 500, 1000)
+        assert wait_for(lambda: scorer.stats.signals >= 1000)
+        refused = sum(
+            s.value
+            for m in scorer.metrics.refused.collect()
+            for s in m.samples
+            if s.name.endswith("_total")
+        )
+    assert refused == 2
+    assert scorer.stats.model_versions == [1]
+    out = committed_signals(transport, topics, expect=1000)
+    assert {s["model_version"] for s in out} == {1}
+
+
+def test_poison_messages_to_dlq_while_good_ones_are_scored(
+    kafka: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: dict
+) -> None:
+    transport, topics = kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    good = send_votes(transport, topics, committee, 0, 200)
+    full = {m: 0.5 for m in committee.members}
+    poison = [
+        (b"bad-json", b"{oops"),
+        (b"no-id", json.dumps({"ts": 1, "votes": full}).encode()),
+        (b"range", json.dumps({"id": "range", "ts": 1, "votes": {**full, "m1": -0.1}}).encode()),
+        (b"big", json.dumps({"id": "big", "ts": 1, "votes": full, "x": "y" * 100_000}).encode()),
+    ]
+    send_raw(transport, topics.votes, poison)
+    with ScorerThread(transport, topics, group_id=f"{topics.prefix}g"):
+        out = committed_signals(transport, topics, expect=200)
+        dead = dead_letters(transport, topics, expect=4)
+    assert {s["id"] for s in out} == set(good)
+    reasons = {r.key: dict(r.headers)["reason"] for r in dead}
+    assert reasons == {
+        b"bad-json": b"invalid_json",
+        b"no-id": b"missing_id",
+        b"range": b"out_of_range",
+        b"big": b"oversize",
+    }
+    assert {r.key: r.value for r in dead} == dict(poison)
+
+
+def test_two_scorers_in_one_group_split_four_partitions(
+    kafka: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: dict
+) -> None:
+    transport, topics = kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    group = f"{topics.prefix}g"
+    with (
+        ScorerThread(transport, topics, group_id=group) as a,
+        ScorerThread(transport, topics, group_id=group) as b,
+    ):
+        assert wait_for(lambda: len(a.assignment()) == 2 and len(b.assignment()) == 2, timeout=60)
+        assert not a.assignment() & b.assignment()
+        ids = send_votes(transport, topics, committee, 0, 4000)
+        out = committed_signals(transport, topics, expect=4000)
+        assert wait_for(lambda: a.stats.signals + b.stats.signals >= 4000)
+    assert {s["id"] for s in out} == set(ids)
+    assert a.stats.signals > 0 and b.stats.signals > 0
+
+
+def scorer_process(bootstrap: str, topics: Topics, *extra: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "METASIGNAL_SIGNING_KEY": TEST_KEY.decode()}
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainer.cli", "scorer", "--bootstrap", bootstrap,
+         "--topic-prefix", topics.prefix, "--group-id", f"{topics.prefix}g",
+         "--metrics-port", "-1", "--batch-size", "200", *extra],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_kill_9_mid_stream_and_restart_loses_nothing(
+    kafka: tuple[KafkaTransport, Topics],
+    kafka_bootstrap: str,
+    committee: Committee,
+    artifact_body: dict,
+    exactly_once: bool,
+) -> None:
+    transport, topics = kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    ids = send_votes(transport, topics, committee, 0, 20_000)
+    extra = ("--exactly-once", "--transactional-id", f"{topics.prefix}tx") if exactly_once else ()
+    first = scorer_process(kafka_bootstrap, topics, *extra)
+    probe = transport.consumer(assign_all=[topics.signals])
+    seen = 0
+
+    def some_progress() -> bool:
+        nonlocal seen
+        seen += len(probe.poll(timeout_ms=100, max_records=5000))
+        return seen >= 2000
+
+    assert wait_for(some_progress, timeout=90, interval=0)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    probe.close()
+    assert seen < 20_000, "the scorer finished before it could be killed mid-stream"
+    second = scorer_process(kafka_bootstrap, topics, *extra)
+    try:
+        out = committed_signals(transport, topics, expect=20_000, timeout=150)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    counts = Counter(s["id"] for s in out)
+    assert set(counts) == set(ids), f"{len(set(ids) - set(counts))} votes without a signal"
+    if exactly_once:
+        assert max(counts.values()) == 1, "duplicate signals in exactly-once mode"
+
+
+def test_sigterm_finishes_the_batch_commits_and_exits_0(
+    kafka: tuple[KafkaTransport, Topics],
+    kafka_bootstrap: str,
+    committee: Committee,
+    artifact_body: dict,
+) -> None:
+    transport, topics = kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    ids = send_votes(transport, topics, committee, 0, 3000)
+    process = scorer_process(kafka_bootstrap, topics)
+    out = committed_signals(transport, topics, expect=3000)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    log = process.stdout.read().decode() if process.stdout else ""
+    assert "scorer stopped: 3000 votes, 3000 signals" in log
+    assert {s["id"] for s in out} == set(ids)
+    # Offsets were committed: a new scorer in the same group has nothing left to do.
+    again = scorer_process(kafka_bootstrap, topics)
+    try:
+        assert not wait_for(
+            lambda: len(committed_signals(transport, topics, expect=3001, timeout=8)) > 3000,
+            timeout=10,
+        )
+    finally:
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=30) == 0
