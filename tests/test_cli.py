@@ -129,3 +129,19 @@ def test_too_few_positives_for_the_folds(
     data.write_text("\n".join(rows) + "\n")
     assert main(fit_args(data, tmp_path / "out")) == 2
     assert "positives in the training period" in capsys.readouterr().err
+
+
+def test_readme_configuration_table_matches_the_settings() -> None:
+    from stream.config import KAFKA_SETTINGS, SCORER_SETTINGS, SIGNING_KEY_DOC, settings_markdown
+
+    table = settings_markdown((*KAFKA_SETTINGS, *SCORER_SETTINGS, SIGNING_KEY_DOC))
+    assert table in (REPO / "README.md").read_text()
+
+
+def test_readme_starts_with_exactly_the_two_commands() -> None:
+    text = (REPO / "README.md").read_text()
+    block = text.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in block.strip().splitlines()] == [
+        "make demo",
+        "make test",
+    ]

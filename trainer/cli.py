@@ -133,10 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     register_stream_commands(commands)
 
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded default")
-    demo.add_argument("--events", type=_positive_int, default=60_000)
-    demo.add_argument("--positive-rate", type=_fraction, default=0.02)
+    demo.add_argument("--events", type=_positive_int, default=60_000, help="(60000)")
+    demo.add_argument("--positive-rate", type=_fraction, default=0.02, help="(0.02)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--bootstrap", help="run on a real Kafka broker instead of the memory bus")
+    demo.add_argument("--summary-json", type=Path, help="write the final figures as JSON")
+    demo.add_argument(
+        "--rate", type=float, default=5000.0, help="votes/s to stream (5000; 0 = max)"
+    )
+    demo.add_argument("--exactly-once", action="store_true", help="transactional scorer")
     return parser
 
 
@@ -287,11 +293,21 @@ def command_synth(args: argparse.Namespace) -> int:
 
 
 def command_demo(args: argparse.Namespace) -> int:
-    from trainer.demo import run_offline_demo
+    from trainer.demo import DemoOptions, run_demo
 
-    return run_offline_demo(
-        events=args.events, positive_rate=args.positive_rate, out=args.out, seed=args.seed
+    run_demo(
+        DemoOptions(
+            events=args.events,
+            positive_rate=args.positive_rate,
+            seed=args.seed,
+            out=args.out,
+            bootstrap=args.bootstrap,
+            summary_json=args.summary_json,
+            rate=args.rate,
+            exactly_once=args.exactly_once,
+        )
     )
+    return 0
 
 
 COMMANDS = {
@@ -305,7 +321,8 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet = getattr(args, "quiet", False)
+    # The demo prints its own story; its logs would interleave with the live line.
+    quiet = getattr(args, "quiet", False) or args.command == "demo"
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
