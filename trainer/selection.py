@@ -37,7 +37,24 @@ def guard_choice(
 
 
 def select_best(results: Mapping[str, WalkForwardResult]) -> tuple[str, str]:
-    """The strategy with the best mean walk-forward value; ties go to the earlier one."""
+    """The best mean walk-forward value, if it beats the anchor by more than fold noise.
+
+    A winner whose lead over ``optimal_threshold`` is within the noise of the
+    paired fold differences won by luck as likely as by merit; the anchor stays.
+    """
     best = max(results.values(), key=lambda r: r.mean)
     table = ", ".join(f"{name} {r.mean:.4f}±{r.std:.4f}" for name, r in results.items())
-    return best.strategy, f"select: best mean walk-forward value ({table})"
+    anchor = results.get(ANCHOR)
+    if anchor is None or best is anchor:
+        return best.strategy, f"select: best mean walk-forward value ({table})"
+    diff = np.asarray(best.fold_values) - np.asarray(anchor.fold_values)
+    noise = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+    if float(diff.mean()) <= noise:
+        return ANCHOR, (
+            f"select: {best.strategy} leads {ANCHOR} by {diff.mean():+.4f}, within fold noise "
+            f"{noise:.4f}; keeping {ANCHOR} ({table})"
+        )
+    return best.strategy, (
+        f"select: {best.strategy} beats {ANCHOR} by {diff.mean():+.4f} > fold noise "
+        f"{noise:.4f} ({table})"
+    )

@@ -4,8 +4,8 @@ Rows are time-ordered. Fold ``k`` trains on everything before its validation
 block (minus an optional purge ``gap``) and predicts the block; resampling
 happens inside the strategy's ``fit``, so only training rows are ever
 synthesised. From the out-of-fold predictions we fit the calibration map,
-tune one threshold per fold and average them, and score each fold at the
-threshold tuned on the *other* folds: an honest estimate with its fold noise.
+tune one threshold per fold and take their median (a robust average), and score
+each fold at the threshold tuned on the *other* folds: an honest estimate with its fold noise.
 
 Examples
 --------
@@ -56,7 +56,8 @@ class WalkForwardResult:
 
     @property
     def threshold(self) -> float:
-        return float(np.mean(self.fold_thresholds))
+        """The fold thresholds' median: a robust average, so one odd fold cannot drag it."""
+        return float(np.median(self.fold_thresholds))
 
     @property
     def mean(self) -> float:
@@ -86,11 +87,11 @@ def leave_one_fold_out_values(
     fold_scores: list[np.ndarray],
     thresholds: list[float],
 ) -> list[float]:
-    """Score fold ``k`` at the mean threshold of the other folds, so no fold grades itself."""
+    """Score fold ``k`` at the median threshold of the other folds, so no fold grades itself."""
     values = []
     for k, (y, s) in enumerate(zip(fold_labels, fold_scores, strict=True)):
         others = thresholds[:k] + thresholds[k + 1 :] or [thresholds[k]]
-        values.append(objective.value_at(y, s, float(np.mean(others))))
+        values.append(objective.value_at(y, s, float(np.median(others))))
     return values
 
 
