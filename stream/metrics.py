@@ -98,6 +98,51 @@ class ScorerMetrics:
             "When the scorer loop last completed an iteration",
             registry=r,
         )
+        self.outcomes_joined = Counter(
+            "metasignal_outcomes_joined", "Outcomes joined to their vote", registry=r
+        )
+        self.outcomes_unmatched = Counter(
+            "metasignal_outcomes_unmatched",
+            "Outcomes with no remembered vote (never seen, evicted or late)",
+            ["reason"],
+            registry=r,
+        )
+        self.join_entries = Gauge(
+            "metasignal_join_cache_entries", "Votes waiting for their outcome", registry=r
+        )
+        self.join_evictions = Counter(
+            "metasignal_join_cache_evictions",
+            "Votes dropped from the join cache, by reason (size, ttl)",
+            ["reason"],
+            registry=r,
+        )
+        self.realized_rate = Gauge(
+            "metasignal_realized_positive_rate",
+            "Share of trades among recent joined outcomes",
+            registry=r,
+        )
+        self.rolling_f1 = Gauge("metasignal_rolling_f1", "Rolling F1 of signals", registry=r)
+        self.rolling_precision = Gauge(
+            "metasignal_rolling_precision", "Rolling precision of signals", registry=r
+        )
+        self.rolling_recall = Gauge(
+            "metasignal_rolling_recall", "Rolling recall of signals", registry=r
+        )
+        self.rolling_pr_auc = Gauge(
+            "metasignal_rolling_pr_auc", "Rolling PR-AUC of scores (ranking quality)", registry=r
+        )
+        self.member_log_loss = Gauge(
+            "metasignal_member_log_loss",
+            "Rolling log-loss of each committee member's votes",
+            ["member"],
+            registry=r,
+        )
+        self.drift_events = Counter(
+            "metasignal_drift_events",
+            "Re-tune/retrain requests sent to the trainer",
+            ["kind"],
+            registry=r,
+        )
         self.transaction_aborts = Counter(
             "metasignal_transaction_aborts", "Batches rolled back (exactly-once mode)", registry=r
         )

@@ -17,19 +17,26 @@ the next ``poll``, so a revoked partition never has work in flight.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from stream.drift.monitor import DriftMonitor
+from stream.drift.policy import Decision, DriftPolicy
+from stream.errors import MetasignalError
+from stream.join import JoinCache
 from stream.messages import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MessageError,
     Vote,
+    decode_outcome,
     decode_vote,
     encode_signal,
     vote_matrix,
@@ -66,6 +73,14 @@ class ScorerOptions:
     allow_unsigned: bool = False
     lag_interval_s: float = 5.0
     rate_window: int = 10_000
+    track_outcomes: bool = True
+    join_max_entries: int = 200_000
+    join_ttl_s: float = 24 * 3600.0
+    drift_detector: str = "cusum"
+    drift_window: int = 5000
+    drift_min_outcomes: int = 2000
+    drift_cooldown_outcomes: int = 5000
+    drift_settle_outcomes: int = 2000
 
 
 class RollingRate:
@@ -97,8 +112,11 @@ class ScorerStats:
     trades: int = 0
     dlq: int = 0
     batches: int = 0
+    outcomes: int = 0
+    joined: int = 0
     model_versions: list[int] = field(default_factory=list)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    drift_requests: list[dict[str, object]] = field(default_factory=list)
 
 
 def dead_letter_headers(record: Record, error: MessageError) -> list[tuple[str, bytes]]:
@@ -160,6 +178,18 @@ class Scorer:
         self._rate = RollingRate(options.rate_window)
         self._last_lag_check = 0.0
         self._lag_series: set[TopicPartition] = set()
+        self.join = JoinCache(
+            max_entries=options.join_max_entries,
+            ttl_s=options.join_ttl_s,
+            on_evict=lambda reason: self.metrics.join_evictions.labels(reason=reason).inc(),
+        )
+        self.monitor: DriftMonitor | None = None
+        self._last_outcome_ts: int | None = None
+        self.policy = DriftPolicy(
+            min_outcomes=options.drift_min_outcomes,
+            cooldown_outcomes=options.drift_cooldown_outcomes,
+            settle_outcomes=options.drift_settle_outcomes,
+        )
         self._closed = False
 
     # -- readiness ---------------------------------------------------------------
@@ -206,18 +236,43 @@ class Scorer:
         self.metrics.model_created.set(self.models.created_at or 0.0)
         self.metrics.swaps.inc()
         self.stats.model_versions.append(model.version)
+        if self.monitor is None or self.monitor.members != model.members:
+            self.monitor = DriftMonitor(
+                members=model.members,
+                window=self.options.drift_window,
+                detector=self.options.drift_detector,
+            )
+        else:
+            self.monitor.reset_quality()
+        holdout = ((self.models.artifact or {}).get("metrics") or {}).get("holdout") or {}
+        self.policy.start(model_version=model.version, baseline_f1=holdout.get("f1"))
 
     # -- consuming ---------------------------------------------------------------
     def _subscribe(self) -> Consumer:
         listener = RebalanceListener(
             on_revoked=self._on_revoked, on_assigned=self._on_assigned, on_lost=self._on_lost
         )
+        topics = [self.options.topics.votes]
+        if self.options.track_outcomes:
+            topics.append(self.options.topics.outcomes)
+            self.check_co_partitioning()
         return self.transport.consumer(
-            topics=[self.options.topics.votes],
+            topics=topics,
             group_id=self.options.group_id,
             listener=listener,
             read_committed=True,
         )
+
+    def check_co_partitioning(self) -> None:
+        """Votes and outcomes must share partitioning so each scorer joins its own keys."""
+        votes = self.transport.partition_count(self.options.topics.votes)
+        outcomes = self.transport.partition_count(self.options.topics.outcomes)
+        if votes is not None and outcomes is not None and votes != outcomes:
+            raise MetasignalError(
+                f"topics {self.options.topics.votes} ({votes} partitions) and "
+                f"{self.options.topics.outcomes} ({outcomes}) are not co-partitioned: "
+                "give them the same partition count"
+            )
 
     def _on_revoked(self, partitions: set[TopicPartition]) -> None:
         # Nothing is in flight here: each batch is committed before the next poll.
@@ -279,14 +334,17 @@ class Scorer:
         return False, policy == "reject"
 
     def process(self, records: Sequence[Record]) -> None:
-        """Score one batch and mark it consumed (see the module docstring)."""
+        """Score one batch, join its outcomes, and mark it consumed (module docstring)."""
         model = self.models.current
         assert model is not None and self._votes is not None
         started = time.perf_counter()
+        outcome_topic = self.options.topics.outcomes
+        vote_records = [r for r in records if r.topic != outcome_topic]
+        outcome_records = [r for r in records if r.topic == outcome_topic]
         probabilities = model.transform == "logit"
         good: list[tuple[Record, Vote]] = []
         dead: list[tuple[Record, MessageError]] = []
-        for record in records:
+        for record in vote_records:
             try:
                 vote = decode_vote(
                     record.value,
@@ -307,18 +365,18 @@ class Scorer:
         keep = np.array([e is None for e in errors], dtype=bool)
         dead.extend((good[i][0], e) for i, e in enumerate(errors) if e is not None)
         scored = [pair for pair, ok in zip(good, keep, strict=True) if ok]
-        scores = model.predict_proba(matrix[keep]) if scored else np.empty(0)
+        features = matrix[keep]
+        scores = model.predict_proba(features) if scored else np.empty(0)
         decisions = model.decide(scores)
         scored_at = int(time.time() * 1000)
-        signals = self.options.topics.signals
-        dlq = self.options.topics.dlq
+        topics = self.options.topics
         offsets = next_offsets(records)
         try:
             if self.options.exactly_once:
                 self._producer.begin_transaction()
             for (_, vote), score, decision in zip(scored, scores, decisions, strict=True):
                 self._producer.send(
-                    signals,
+                    topics.signals,
                     key=vote.id.encode(),
                     value=encode_signal(
                         event_id=vote.id,
@@ -331,9 +389,20 @@ class Scorer:
                         scored_at_ms=scored_at,
                     ),
                 )
+            if self.options.track_outcomes:
+                for i, (_, vote) in enumerate(scored):
+                    self.join.remember(
+                        vote.id,
+                        ts_ms=vote.ts_ms,
+                        votes=features[i],
+                        score=float(scores[i]),
+                        decision=int(decisions[i]),
+                        model_version=model.version,
+                    )
+                dead.extend(self._join_outcomes(outcome_records))
             for record, reason in dead:
                 self._producer.send(
-                    dlq,
+                    topics.dlq,
                     key=record.key,
                     value=record.value,
                     headers=dead_letter_headers(record, reason),
@@ -351,7 +420,112 @@ class Scorer:
         latencies = [acked_ms - record.timestamp_ms for record, _ in scored]
         for value in latencies:
             self.metrics.latency.observe(value / 1000)
-        self._account(len(records), decisions, dead, latencies)
+        self._account(len(vote_records), decisions, dead, latencies)
+
+    def _join_outcomes(self, records: Sequence[Record]) -> list[tuple[Record, MessageError]]:
+        """Join outcomes to remembered votes, send training rows, feed the drift monitor."""
+        dead: list[tuple[Record, MessageError]] = []
+        model = self.models.current
+        monitor = self.monitor
+        assert model is not None and monitor is not None
+        for record in records:
+            try:
+                outcome = decode_outcome(record.value, max_bytes=self.options.max_message_bytes)
+            except MessageError as bad:
+                dead.append((record, bad))
+                continue
+            self.stats.outcomes += 1
+            scored = self.join.match(outcome.id)
+            if scored is None:
+                self.metrics.outcomes_unmatched.labels(reason="unknown_or_evicted").inc()
+                continue
+            self.stats.joined += 1
+            self.metrics.outcomes_joined.inc()
+            votes = {
+                m: float(v)
+                for m, v in zip(model.members, scored.votes, strict=True)
+                if not np.isnan(v)
+            }
+            self._producer.send(
+                self.options.topics.training,
+                key=outcome.id.encode(),
+                value=json.dumps(
+                    {
+                        "id": outcome.id,
+                        "ts": scored.ts_ms,
+                        "votes": votes,
+                        "label": outcome.label,
+                        "score": scored.score,
+                        "decision": scored.decision,
+                        "model_version": scored.model_version,
+                    },
+                    separators=(",", ":"),
+                ).encode(),
+            )
+            if scored.model_version == model.version:
+                monitor.update(
+                    label=outcome.label,
+                    score=scored.score,
+                    decision=scored.decision,
+                    votes=scored.votes,
+                )
+            self._last_outcome_ts = scored.ts_ms
+        if records:
+            self._after_outcomes(monitor)
+        return dead
+
+    def _after_outcomes(self, monitor: DriftMonitor) -> None:
+        snapshot = monitor.snapshot()
+        fired, direction = monitor.consume_rate_drift()
+        m = self.metrics
+        m.join_entries.set(len(self.join))
+        for gauge, value in (
+            (m.realized_rate, snapshot.realized_rate),
+            (m.rolling_f1, snapshot.rolling_f1),
+            (m.rolling_precision, snapshot.rolling_precision),
+            (m.rolling_recall, snapshot.rolling_recall),
+            (m.rolling_pr_auc, snapshot.rolling_pr_auc),
+        ):
+            gauge.set(value)
+        for member, loss in snapshot.member_log_loss.items():
+            m.member_log_loss.labels(member=member).set(loss)
+        decision = self.policy.decide(
+            outcomes=snapshot.outcomes,
+            window_positives=snapshot.window_positives,
+            rolling_f1=snapshot.rolling_f1,
+            rolling_pr_auc=snapshot.rolling_pr_auc,
+            member_auc=snapshot.member_auc,
+            rate_drift=fired,
+            rate_direction=direction,
+            event_ts=self._last_outcome_ts,
+        )
+        if decision is not None:
+            self._request(decision, snapshot.to_dict())
+
+    def _request(self, decision: Decision, stats: dict[str, object]) -> None:
+        model = self.models.current
+        assert model is not None
+        request = {
+            "id": uuid.uuid4().hex,
+            "kind": decision.kind,
+            "reason": decision.reason,
+            "model": model.name,
+            "model_version": model.version,
+            "since_ts": decision.since_ts,
+            "at": int(time.time() * 1000),
+            "source": self.options.group_id,
+            "stats": stats,
+        }
+        self._producer.send(
+            self.options.topics.control,
+            key=model.name.encode(),
+            value=json.dumps(request, separators=(",", ":")).encode(),
+        )
+        self.metrics.drift_events.labels(kind=decision.kind).inc()
+        self.stats.drift_requests.append(
+            {"at": self.stats.joined, "kind": decision.kind, "reason": decision.reason}
+        )
+        log.warning("drift: requesting %s (%s)", decision.kind, decision.reason)
 
     def _rollback(self, records: Sequence[Record], exc: TransportError) -> None:
         """Rewind to the batch start so it is processed again; never skip a vote."""

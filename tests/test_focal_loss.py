@@ -14,7 +14,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_estimator
 
 import trainer.strategies.focal_loss as focal_module
 from trainer.strategies.focal_loss import FocalLossClassifier, focal_loss_and_gradient
@@ -161,9 +161,13 @@ def test_gamma_zero_matches_weighted_logistic_regression(
     np.testing.assert_allclose(focal.intercept_, np.atleast_1d(ref.intercept_), rtol=0, atol=1e-5)
 
 
-@parametrize_with_checks([FocalLossClassifier(), FocalLossClassifier(gamma=0.5, alpha=0.5)])
-def test_sklearn_estimator_checks(estimator: FocalLossClassifier, check: Any) -> None:
-    check(estimator)
+@pytest.mark.parametrize(
+    "estimator", [FocalLossClassifier(), FocalLossClassifier(gamma=0.5, alpha=0.5)], ids=repr
+)
+def test_sklearn_estimator_checks(estimator: FocalLossClassifier) -> None:
+    # check_estimator turns the checks this environment cannot run (pandas, array API)
+    # into warnings instead of skipped tests; every other check must pass.
+    check_estimator(estimator)
 
 
 def test_rare_positive_ranking_and_determinism() -> None:

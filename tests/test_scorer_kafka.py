@@ -197,7 +197,7 @@ def test_two_scorers_in_one_group_split_four_partitions(
         ScorerThread(transport, topics, group_id=group) as a,
         ScorerThread(transport, topics, group_id=group) as b,
     ):
-        assert wait_for(lambda: len(a.assignment()) == 2 and len(b.assignment()) == 2, timeout=60)
+        assert wait_for(lambda: len(a.assignment()) == 4 and len(b.assignment()) == 4, timeout=60)
         assert not a.assignment() & b.assignment()
         ids = send_votes(transport, topics, committee, 0, 4000)
         out = committed_signals(transport, topics, expect=4000)

@@ -205,7 +205,11 @@ def test_two_scorers_split_partitions_and_cover_every_vote(
     for _ in range(200):
         first.step(), second.step()
     a, b = first.assignment(), second.assignment()
-    assert len(a) == 2 and len(b) == 2 and not a & b
+    assert len(a) == 4 and len(b) == 4 and not a & b
+    # Co-partitioned: each scorer owns the same partition numbers of votes and outcomes.
+    assert {tp.partition for tp in a if tp.topic == TOPICS.votes} == {
+        tp.partition for tp in a if tp.topic == TOPICS.outcomes
+    }
     assert first.stats.signals > 0 and second.stats.signals > 0
     assert sorted(s["id"] for s in signals(bus)) == sorted(ids)
 

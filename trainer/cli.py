@@ -23,12 +23,14 @@ from stream.artifact import (
     sign_artifact,
 )
 from stream.cli import register as register_stream_commands
+from stream.config import KAFKA_SETTINGS, add_settings, kafka_client_config
 from stream.errors import ArtifactError, MetasignalError
 from stream.scoring import CompiledModel
 from stream.transport.base import TransportError
 from trainer.data import DataError, load_table
 from trainer.fit import FitConfig, fit_meta_model, holdout_metrics
 from trainer.report import render_html
+from trainer.service import TRAINER_SETTINGS
 from trainer.strategies import META_STRATEGIES, SELECTABLE
 from trainer.thresholds import METRICS
 
@@ -131,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
 
     register_stream_commands(commands)
+
+    trainer = commands.add_parser("trainer", help="answer drift requests with gated models")
+    add_settings(trainer, KAFKA_SETTINGS)
+    add_settings(trainer, TRAINER_SETTINGS)
+    trainer.set_defaults(handler=command_trainer)
 
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded default")
     demo.add_argument("--events", type=_positive_int, default=60_000, help="(60000)")
@@ -307,6 +314,55 @@ def command_demo(args: argparse.Namespace) -> int:
             exactly_once=args.exactly_once,
         )
     )
+    return 0
+
+
+def command_trainer(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from stream.metrics import MetricsServer
+    from stream.topics import Topics
+    from stream.transport.kafka import KafkaTransport
+    from trainer.service import TrainerOptions, TrainerService
+
+    if not args.bootstrap:
+        raise MetasignalError("--bootstrap (or METASIGNAL_BOOTSTRAP) is required")
+    transport = KafkaTransport(bootstrap=args.bootstrap, client_config=kafka_client_config(args))
+    service = TrainerService(
+        transport=transport,
+        options=TrainerOptions(
+            topics=Topics(prefix=args.topic_prefix),
+            group_id=args.group_id,
+            model_name=args.model_name,
+            transactional_id=args.transactional_id,
+            strategy=args.strategy,
+            metric=args.metric,
+            window_rows=args.window_rows,
+            gate_fraction=args.gate_fraction,
+            gate_tolerance=args.gate_tolerance,
+            force=args.force,
+        ),
+        keys=resolve_signing_keys(key_file=args.key_file),
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server = None
+    if args.metrics_port >= 0:
+        server = MetricsServer(
+            registry=service.metrics.registry,
+            port=args.metrics_port,
+            is_alive=lambda: True,
+            is_ready=lambda: True,
+        ).start()
+    log.info("trainer waiting for requests on %s", Topics(prefix=args.topic_prefix).control)
+    try:
+        service.run(stop)
+    finally:
+        if server is not None:
+            server.stop()
+        transport.close()
     return 0
 
 

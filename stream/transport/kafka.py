@@ -15,6 +15,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
@@ -178,6 +179,8 @@ class KafkaTransportConsumer:
                 isolation_level="read_committed" if read_committed else "read_uncommitted",
                 # A crashed replica's partitions move to a live one after this long.
                 session_timeout_ms=10_000,
+                # Range keeps partition p of co-partitioned topics (votes, outcomes) together.
+                partition_assignment_strategy=(RangePartitionAssignor,),
                 heartbeat_interval_ms=3_000,
             )
         except KafkaError as exc:

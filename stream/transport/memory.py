@@ -181,12 +181,17 @@ class MemoryBus:
                 self._cond.notify_all()
 
     def _assignment(self, group_id: str, member: str) -> tuple[int, set[TopicPartition]]:
-        """Round-robin over sorted partitions and members: deterministic, balanced."""
+        """Partition ``p`` of every topic goes to the same member, like Kafka's range
+        assignor with equal partition counts: co-partitioned topics stay together."""
         group = self._groups[group_id]
         members = sorted(group.members)
         topics = sorted(set().union(*group.topics.values())) if group.topics else []
-        partitions = [tp for topic in topics for tp in self._partitions(topic)]
-        mine = {tp for i, tp in enumerate(partitions) if members[i % len(members)] == member}
+        mine = {
+            tp
+            for topic in topics
+            for tp in self._partitions(topic)
+            if members[tp.partition % len(members)] == member
+        }
         return group.generation, mine
 
 

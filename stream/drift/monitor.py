@@ -1,0 +1,217 @@
+"""What the joined outcomes say about the live model, tracked online with river.
+
+Per joined outcome the monitor updates: a drift detector on the realized
+positive rate, the predicted (signal) rate, each member's rolling log-loss,
+and rolling precision/recall/F1 of the emitted signals; a window of
+``(score, label)`` pairs gives the rolling PR-AUC (ranking quality).
+
+Examples
+--------
+>>> import numpy as np
+>>> monitor = DriftMonitor(members=("a", "b"), window=100, detector="adwin")
+>>> rng = np.random.default_rng(0)
+>>> for _ in range(500):
+...     y = int(rng.random() < 0.1)
+...     monitor.update(label=y, score=0.8 if y else 0.05, decision=y,
+...                    votes=np.array([0.7 if y else 0.1, 0.5]))
+>>> snap = monitor.snapshot()
+>>> round(snap.rolling_f1, 2), snap.rolling_pr_auc
+(1.0, 1.0)
+>>> snap.member_log_loss["a"] < snap.member_log_loss["b"]
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from river import metrics, utils
+
+from stream.drift.detectors import make_detector
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mann-Whitney ROC AUC (ties count half); NaN unless both classes are present.
+
+    Unlike log-loss it ignores calibration, so a base-rate shift leaves it alone
+    while a member that stops knowing anything falls towards 0.5.
+    """
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # Average ranks over ties.
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(scores)]
+    for start, end in zip(starts, ends, strict=True):
+        ranks[order[start:end]] = (start + end + 1) / 2
+    return float(
+        (ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+    )
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Step-wise average precision (ranking quality); NaN without positives."""
+    positives = int(labels.sum())
+    if positives == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    hits = labels[order]
+    # Ties share the precision of their whole block, as scikit-learn does.
+    sorted_scores = scores[order]
+    last_of_block = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
+    tp = np.cumsum(hits)[last_of_block]
+    k = np.flatnonzero(last_of_block) + 1
+    recall_steps = np.diff(np.r_[0, tp]) / positives
+    return float(np.sum(recall_steps * tp / k))
+
+
+@dataclass(frozen=True)
+class DriftSnapshot:
+    """The monitor's state, for the policy, the metrics and the control message."""
+
+    outcomes: int
+    window_outcomes: int
+    window_positives: int
+    realized_rate: float
+    predicted_rate: float
+    rolling_precision: float
+    rolling_recall: float
+    rolling_f1: float
+    rolling_pr_auc: float
+    member_log_loss: Mapping[str, float]
+    member_auc: Mapping[str, float]
+    rate_drift: bool
+    rate_direction: str | None
+    detector_stats: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        def clean(value: float) -> float | None:
+            return None if isinstance(value, float) and math.isnan(value) else value
+
+        return {
+            "outcomes": self.outcomes,
+            "window_outcomes": self.window_outcomes,
+            "window_positives": self.window_positives,
+            "realized_rate": clean(self.realized_rate),
+            "predicted_rate": clean(self.predicted_rate),
+            "rolling_precision": clean(self.rolling_precision),
+            "rolling_recall": clean(self.rolling_recall),
+            "rolling_f1": clean(self.rolling_f1),
+            "rolling_pr_auc": clean(self.rolling_pr_auc),
+            "member_log_loss": {k: clean(v) for k, v in self.member_log_loss.items()},
+            "member_auc": {k: clean(v) for k, v in self.member_auc.items()},
+            "rate_drift": self.rate_drift,
+            "rate_direction": self.rate_direction,
+            "detector": dict(self.detector_stats),
+        }
+
+
+class DriftMonitor:
+    """Online quality and drift statistics of one scorer's joined outcomes.
+
+    Parameters
+    ----------
+    members
+        Member names in model order (the ``votes`` rows follow it).
+    window
+        Outcomes in the rolling windows.
+    detector, detector_params
+        Drift detector on the realized positive rate (see
+        :func:`stream.drift.detectors.make_detector`).
+    """
+
+    def __init__(
+        self,
+        *,
+        members: Sequence[str],
+        window: int = 5000,
+        detector: str = "cusum",
+        detector_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.members = tuple(members)
+        self.window = window
+        self._detector_name = detector
+        self._detector_params = dict(detector_params or {})
+        self._detector = make_detector(detector, **self._detector_params)
+        self.outcomes = 0
+        self._rate_drift = False
+        self._direction: str | None = None
+        self.reset_quality()
+
+    def reset_quality(self) -> None:
+        """Forget the rolling quality (a new model is serving); the rate detector keeps going."""
+        # river ships no type information: keep its objects as Any.
+        self._precision: Any = utils.Rolling(metrics.Precision, window_size=self.window)
+        self._recall: Any = utils.Rolling(metrics.Recall, window_size=self.window)
+        self._f1: Any = utils.Rolling(metrics.F1, window_size=self.window)
+        self._log_loss: dict[str, Any] = {
+            m: utils.Rolling(metrics.LogLoss, window_size=self.window) for m in self.members
+        }
+        self._labels: deque[int] = deque(maxlen=self.window)
+        self._scores: deque[float] = deque(maxlen=self.window)
+        self._decisions: deque[int] = deque(maxlen=self.window)
+        self._votes: deque[np.ndarray] = deque(maxlen=self.window)
+
+    def update(self, *, label: int, score: float, decision: int, votes: np.ndarray) -> None:
+        self.outcomes += 1
+        self._detector.update(label)
+        if self._detector.drift_detected:
+            self._rate_drift = True
+            self._direction = getattr(self._detector, "drift_direction", None)
+        truth, predicted = bool(label), bool(decision)
+        self._precision.update(truth, predicted)
+        self._recall.update(truth, predicted)
+        self._f1.update(truth, predicted)
+        for member, vote in zip(self.members, votes, strict=True):
+            if not math.isnan(vote):
+                self._log_loss[member].update(truth, float(min(max(vote, 1e-6), 1 - 1e-6)))
+        self._labels.append(label)
+        self._scores.append(score)
+        self._decisions.append(decision)
+        self._votes.append(votes)
+
+    def consume_rate_drift(self) -> tuple[bool, str | None]:
+        """Whether the rate detector fired since the last call (then cleared)."""
+        fired, direction = self._rate_drift, self._direction
+        self._rate_drift, self._direction = False, None
+        return fired, direction
+
+    def snapshot(self) -> DriftSnapshot:
+        labels = np.fromiter(self._labels, dtype=np.int64)
+        scores = np.fromiter(self._scores, dtype=np.float64)
+        n = len(labels)
+        detector_stats = {
+            key: getattr(self._detector, key)
+            for key in ("rate", "statistic_up", "statistic_down")
+            if isinstance(getattr(self._detector, key, None), int | float)
+        }
+        detector_stats["name"] = self._detector_name
+        votes = np.array(self._votes).reshape(n, len(self.members))
+        return DriftSnapshot(
+            outcomes=self.outcomes,
+            window_outcomes=n,
+            window_positives=int(labels.sum()),
+            realized_rate=float(labels.mean()) if n else float("nan"),
+            predicted_rate=float(np.mean(self._decisions)) if n else float("nan"),
+            rolling_precision=float(self._precision.get()),
+            rolling_recall=float(self._recall.get()),
+            rolling_f1=float(self._f1.get()),
+            rolling_pr_auc=average_precision(labels, scores) if n else float("nan"),
+            member_log_loss={m: float(loss.get()) for m, loss in self._log_loss.items()},
+            member_auc={
+                m: roc_auc(labels[~np.isnan(votes[:, j])], votes[~np.isnan(votes[:, j]), j])
+                for j, m in enumerate(self.members)
+            },
+            rate_drift=self._rate_drift,
+            rate_direction=self._direction,
+            detector_stats=detector_stats,
+        )

@@ -1,0 +1,487 @@
+"""``metasignal trainer``: answers drift requests with gated, signed models.
+
+The trainer consumes the one-partition ``control`` topic in a consumer group,
+so exactly one trainer is active and a standby takes over when it dies. For
+each request it takes the recent window of joined rows from ``training``,
+re-tunes the champion (calibration intercept and threshold) or retrains it,
+and compares candidate and champion on the most recent rows the candidate was
+not fitted on. A candidate that is not worse is published to ``models``.
+
+Publishing the artifact and committing the request's offset happen in one
+Kafka transaction: a trainer killed mid-request leaves nothing behind, and the
+request is served again — once — by whoever takes over. Requests already
+answered (by id) or about a superseded model version are skipped, so duplicate
+requests give one new model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
+from stream.config import Setting, parse_bool
+from stream.errors import ArtifactError
+from stream.scoring import CompiledModel
+from stream.topics import Topics
+from stream.transport.base import Consumer, Record, Transport, TransportError
+from trainer.calibration import fit_platt
+from trainer.data import DataError, VoteTable
+from trainer.fit import FitConfig, build_artifact, holdout_metrics
+from trainer.meta_model import MetaModelClassifier
+from trainer.objective import Objective
+
+log = logging.getLogger("metasignal.trainer")
+
+TRAINER_SETTINGS = (
+    Setting("group_id", "METASIGNAL_TRAINER_GROUP_ID", "metasignal-trainer", "trainer group"),
+    Setting("model_name", "METASIGNAL_MODEL_NAME", "meta", "model name to maintain"),
+    Setting(
+        "transactional_id",
+        "METASIGNAL_TRAINER_TRANSACTIONAL_ID",
+        "metasignal-trainer",
+        "transactional id; the same for active and standby, so a takeover fences the old one",
+    ),
+    Setting("strategy", "METASIGNAL_TRAINER_STRATEGY", "auto", "strategy for retrains"),
+    Setting("metric", "METASIGNAL_TRAINER_METRIC", "f1", "threshold and gate metric"),
+    Setting("window_rows", "METASIGNAL_TRAINER_WINDOW_ROWS", 50_000, "recent rows used", type=int),
+    Setting(
+        "gate_fraction",
+        "METASIGNAL_TRAINER_GATE_FRACTION",
+        0.3,
+        "most recent share of the window kept for the champion/challenger gate",
+        type=float,
+    ),
+    Setting(
+        "gate_tolerance",
+        "METASIGNAL_TRAINER_GATE_TOLERANCE",
+        0.0,
+        "a candidate may trail the champion by this much (metric units)",
+        type=float,
+    ),
+    Setting(
+        "force",
+        "METASIGNAL_TRAINER_FORCE",
+        False,
+        "publish candidates even when the gate refuses them",
+        type=parse_bool,
+    ),
+    Setting(
+        "metrics_port",
+        "METASIGNAL_METRICS_PORT",
+        9109,
+        "port of /metrics, /healthz, /readyz (-1 disables)",
+        type=int,
+    ),
+    Setting("key_file", "METASIGNAL_KEY_FILE", None, "signing keys, one per line"),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainerOptions:
+    topics: Topics = field(default_factory=Topics)
+    group_id: str = "metasignal-trainer"
+    model_name: str = "meta"
+    transactional_id: str = "metasignal-trainer"
+    strategy: str = "auto"
+    metric: str = "f1"
+    window_rows: int = 50_000
+    gate_fraction: float = 0.3
+    gate_tolerance: float = 0.0
+    min_positives: int = 20
+    min_regime_rows: int = 1000
+    force: bool = False
+    poll_timeout_ms: int = 200
+    splits: int = 3
+
+
+class TrainerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "metasignal_trainer_requests", "Control requests seen, by kind", ["kind"], registry=r
+        )
+        self.retrains = Counter(
+            "metasignal_trainer_retrains", "Retrained models published", registry=r
+        )
+        self.retunes = Counter(
+            "metasignal_trainer_retunes", "Re-tuned models published", registry=r
+        )
+        self.refusals = Counter(
+            "metasignal_trainer_refusals", "Candidates refused by the champion gate", registry=r
+        )
+        self.skipped = Counter(
+            "metasignal_trainer_skipped",
+            "Requests skipped (duplicate id, superseded version)",
+            ["reason"],
+            registry=r,
+        )
+        self.failures = Counter(
+            "metasignal_trainer_failures", "Requests that failed (data, broker)", registry=r
+        )
+        self.duration = Histogram(
+            "metasignal_trainer_duration_seconds",
+            "Time to answer a request",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "metasignal_trainer_last_success_timestamp_seconds",
+            "When a request was last answered successfully",
+            registry=r,
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What became of one request."""
+
+    request_id: str
+    outcome: str  # published, refused, skipped, failed
+    detail: str
+    version: int | None = None
+    gate: dict[str, Any] | None = None
+
+
+def _parse_row(raw: bytes | None) -> dict[str, Any] | None:
+    try:
+        row = json.loads(raw or b"")
+    except ValueError:
+        return None
+    if not isinstance(row, dict) or row.get("label") not in (0, 1):
+        return None
+    if not isinstance(row.get("votes"), dict) or not isinstance(row.get("ts"), int):
+        return None
+    return row
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]], members: Sequence[str]) -> VoteTable:
+    """Joined training rows, time-ordered, in the champion's member order (NaN = missing)."""
+    ordered = sorted(rows, key=lambda row: row["ts"])
+    votes = np.array(
+        [[row["votes"].get(m, np.nan) for m in members] for row in ordered], dtype=np.float64
+    ).reshape(len(ordered), len(members))
+    return VoteTable(
+        time_ms=np.array([row["ts"] for row in ordered], dtype=np.int64),
+        members=tuple(members),
+        votes=votes,
+        labels=np.array([row["label"] for row in ordered], dtype=np.int8),
+    )
+
+
+def metric_value(
+    objective: Objective, y: np.ndarray, scores: np.ndarray, threshold: float
+) -> float:
+    return objective.value_at(y, scores, threshold)
+
+
+def retune_artifact(
+    champion: Artifact, table: VoteTable, objective: Objective
+) -> tuple[Artifact, float]:
+    """Keep the weights; refit the calibration map and threshold on recent rows.
+
+    A base-rate shift moves the log-odds of every event alike, so a new Platt
+    intercept (and slope) plus a re-tuned threshold is the whole correction.
+    """
+    model = CompiledModel.from_artifact(champion)
+    coef = np.asarray(champion["linear"]["coef"], dtype=np.float64)
+    raw = model.features(table.votes) @ coef + float(champion["linear"]["intercept"])
+    calibration = fit_platt(raw, table.labels)
+    scores = calibration.transform(raw)
+    threshold = objective.find(table.labels, scores).threshold
+    candidate = copy.deepcopy(champion)
+    candidate["calibration"] = calibration.to_dict()
+    candidate["threshold"] = {
+        **champion["threshold"],
+        "value": threshold,
+        "fold_thresholds": [threshold],
+    }
+    candidate["strategy"] = {
+        **champion["strategy"],
+        "reason": f"re-tuned on {len(table)} recent joined rows (weights unchanged)",
+    }
+    return candidate, threshold
+
+
+class TrainerService:
+    """One trainer replica (a standby waits in the same consumer group)."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        options: TrainerOptions,
+        keys: Sequence[bytes],
+        metrics: TrainerMetrics | None = None,
+    ) -> None:
+        if not keys:
+            raise ArtifactError("the trainer signs what it publishes: a signing key is required")
+        self.transport = transport
+        self.options = options
+        self.keys = list(keys)
+        self.metrics = metrics or TrainerMetrics()
+        self.champion: Artifact | None = None
+        self.handled: set[str] = set()
+        self.verdicts: list[Verdict] = []
+        self.rows: deque[dict[str, Any]] = deque(maxlen=options.window_rows)
+        topics = options.topics
+        self._models = transport.consumer(assign_all=[topics.models], read_committed=True)
+        self._training = transport.consumer(assign_all=[topics.training], read_committed=True)
+        self._control: Consumer | None = None
+        self._producer = transport.producer(transactional_id=options.transactional_id)
+
+    # -- state from the log ----------------------------------------------------------
+    def _drain(self, consumer: Consumer) -> list[Record]:
+        """Everything up to the current end of the consumer's partitions."""
+        out: list[Record] = []
+        ends = consumer.end_offsets(sorted(consumer.assignment()))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            out.extend(consumer.poll(timeout_ms=100, max_records=5000))
+            if all(consumer.position(tp) >= end for tp, end in ends.items()):
+                break
+        return out
+
+    def refresh(self) -> None:
+        """Catch up with published models (champion, answered requests) and training rows."""
+        for record in self._drain(self._models):
+            try:
+                artifact = load_artifact(record.value or b"", keys=self.keys)
+            except ArtifactError:
+                continue
+            if artifact["model"]["name"] != self.options.model_name:
+                continue
+            request = artifact.get("request") or {}
+            if request.get("id"):
+                self.handled.add(str(request["id"]))
+            if (
+                self.champion is None
+                or artifact["model"]["version"] > self.champion["model"]["version"]
+            ):
+                self.champion = artifact
+        for record in self._drain(self._training):
+            row = _parse_row(record.value)
+            if row is not None:
+                self.rows.append(row)
+
+    # -- the loop ------------------------------------------------------------------------
+    def step(self) -> int:
+        if self._control is None:
+            self._control = self.transport.consumer(
+                topics=[self.options.topics.control],
+                group_id=self.options.group_id,
+                read_committed=True,
+            )
+        records = self._control.poll(timeout_ms=self.options.poll_timeout_ms, max_records=1)
+        for record in records:
+            self.handle(record)
+        return len(records)
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                self.step()
+        finally:
+            self.close()
+
+    def handle(self, record: Record) -> Verdict:
+        """Answer one control request and commit it, atomically with any published model."""
+        assert self._control is not None
+        started = time.perf_counter()
+        self.refresh()
+        request = self._parse_request(record)
+        kind = str(request.get("kind", "invalid"))
+        self.metrics.requests.labels(kind=kind).inc()
+        verdict, artifact = self._answer(request)
+        offsets = {record.topic_partition: record.offset + 1}
+        try:
+            self._producer.begin_transaction()
+            if artifact is not None:
+                self._producer.send(
+                    self.options.topics.models,
+                    key=self.options.model_name.encode(),
+                    value=dumps_artifact(artifact).encode(),
+                )
+            self._producer.commit_transaction(offsets, self._control)
+        except TransportError as exc:
+            self.metrics.failures.inc()
+            self._producer.abort_transaction()
+            self._control.seek(record.topic_partition, record.offset)
+            log.error("could not publish the answer to %s: %s", verdict.request_id, exc)
+            return Verdict(verdict.request_id, "failed", str(exc))
+        if artifact is not None:
+            self.champion = artifact
+            self.handled.add(verdict.request_id)
+        self._count(verdict, kind)
+        self.metrics.duration.observe(time.perf_counter() - started)
+        self.verdicts.append(verdict)
+        log.info(
+            "request %s (%s): %s — %s", verdict.request_id, kind, verdict.outcome, verdict.detail
+        )
+        return verdict
+
+    def _count(self, verdict: Verdict, kind: str) -> None:
+        if verdict.outcome == "published":
+            (self.metrics.retrains if kind == "retrain" else self.metrics.retunes).inc()
+            self.metrics.last_success.set_to_current_time()
+        elif verdict.outcome == "refused":
+            self.metrics.refusals.inc()
+            self.metrics.last_success.set_to_current_time()
+        elif verdict.outcome == "skipped":
+            self.metrics.skipped.labels(reason=verdict.detail.split(":", 1)[0]).inc()
+        else:
+            self.metrics.failures.inc()
+
+    @staticmethod
+    def _parse_request(record: Record) -> dict[str, Any]:
+        try:
+            request = json.loads(record.value or b"")
+        except ValueError:
+            return {"id": f"offset-{record.offset}", "kind": "invalid"}
+        return request if isinstance(request, dict) else {"kind": "invalid"}
+
+    def _answer(self, request: dict[str, Any]) -> tuple[Verdict, Artifact | None]:
+        request_id = str(request.get("id", ""))
+        kind = request.get("kind")
+        if kind not in ("retune", "retrain") or not request_id:
+            return Verdict(request_id, "failed", "invalid request"), None
+        if request_id in self.handled:
+            return Verdict(request_id, "skipped", "duplicate: request already answered"), None
+        champion = self.champion
+        if champion is None:
+            return Verdict(request_id, "failed", "no champion model on the models topic"), None
+        version = int(champion["model"]["version"])
+        asked = request.get("model_version")
+        if isinstance(asked, int) and asked < version:
+            return Verdict(
+                request_id, "skipped", f"superseded: v{asked} already replaced by v{version}"
+            ), None
+        try:
+            return self._challenge(request, champion)
+        except (DataError, ValueError) as exc:
+            return Verdict(request_id, "failed", f"cannot build a candidate: {exc}"), None
+
+    def _challenge(
+        self, request: dict[str, Any], champion: Artifact
+    ) -> tuple[Verdict, Artifact | None]:
+        options = self.options
+        members = champion["members"]
+        rows = list(self.rows)
+        since = request.get("since_ts")
+        if isinstance(since, int):
+            # A rate change was located: learn the new regime only, if it has enough rows.
+            recent = [row for row in rows if row["ts"] >= since]
+            if len(recent) >= options.min_regime_rows:
+                rows = recent
+        table = rows_to_table(rows, members)
+        n_gate = int(len(table) * options.gate_fraction)
+        fit_part, gate = (
+            table.rows(0, len(table) - n_gate),
+            table.rows(len(table) - n_gate, len(table)),
+        )
+        if fit_part.positives < options.min_positives or gate.positives < 1:
+            raise DataError(
+                f"{fit_part.positives} positives to fit and {gate.positives} to gate on "
+                f"in {len(table)} recent rows; need at least {options.min_positives} and 1"
+            )
+        objective = Objective(metric=options.metric)
+        champion_model = CompiledModel.from_artifact(champion)
+        champion_value = metric_value(
+            objective,
+            gate.labels,
+            champion_model.predict_proba(gate.votes),
+            champion_model.threshold,
+        )
+        kind = request["kind"]
+        if kind == "retune":
+            body, _ = retune_artifact(champion, fit_part, objective)
+        else:
+            body = self._retrain(champion, fit_part, table)
+        candidate = CompiledModel.from_artifact(body)
+        candidate_value = metric_value(
+            objective, gate.labels, candidate.predict_proba(gate.votes), candidate.threshold
+        )
+        forced = bool(request.get("force")) or options.force
+        gate_block = {
+            "metric": options.metric,
+            "champion_version": champion["model"]["version"],
+            "champion": champion_value,
+            "candidate": candidate_value,
+            "tolerance": options.gate_tolerance,
+            "rows_fit": len(fit_part),
+            "rows_gate": len(gate),
+            "forced": forced,
+        }
+        request_id = str(request["id"])
+        if candidate_value < champion_value - options.gate_tolerance and not forced:
+            detail = (
+                f"refused: candidate {options.metric} {candidate_value:.4f} < champion "
+                f"{champion_value:.4f} on the {len(gate)} most recent rows"
+            )
+            log.warning("request %s %s", request_id, detail)
+            return Verdict(request_id, "refused", detail, gate=gate_block), None
+        version = int(champion["model"]["version"]) + 1
+        body["model"] = {"name": options.model_name, "version": version}
+        body["created_at"] = (
+            datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        )
+        body["request"] = {k: request.get(k) for k in ("id", "kind", "reason", "model_version")}
+        body["gate"] = gate_block
+        metrics = dict(body.get("metrics") or {})
+        metrics["gate"] = holdout_metrics(
+            gate.labels, candidate.predict_proba(gate.votes), candidate.threshold
+        )
+        body["metrics"] = metrics
+        body.pop("signature", None)
+        artifact = sign_artifact(body, self.keys[0])
+        detail = (
+            f"published v{version}: candidate {options.metric} {candidate_value:.4f} vs "
+            f"champion {champion_value:.4f}"
+        )
+        return Verdict(request_id, "published", detail, version=version, gate=gate_block), artifact
+
+    def _retrain(self, champion: Artifact, fit_part: VoteTable, table: VoteTable) -> Artifact:
+        """Fit the configured strategy on the fit part; publish weights refitted on all rows."""
+        options = self.options
+        model = MetaModelClassifier(
+            strategy=options.strategy, metric=options.metric, n_splits=options.splits
+        ).fit(fit_part.votes, fit_part.labels)
+        config = FitConfig(
+            model_name=options.model_name,
+            model_version=int(champion["model"]["version"]) + 1,
+            missing_policy=champion["preprocessing"]["missing_policy"],
+        )
+        evidence = model.walk_forward_[model.strategy_]
+        validation = {
+            "metric": model.metric,
+            "chosen": evidence.summary(),
+            "oof_brier": float(
+                np.mean((evidence.oof_scores - fit_part.labels[evidence.oof_index]) ** 2)
+            ),
+        }
+        return build_artifact(
+            model,
+            table=fit_part,
+            config=config,
+            training_window=(int(fit_part.time_ms[0]), int(fit_part.time_ms[-1])),
+            validation=validation,
+            holdout=None,
+        )
+
+    def close(self) -> None:
+        self._producer.close()
+        for consumer in (self._models, self._training, self._control):
+            if consumer is not None:
+                consumer.close()
