@@ -2,8 +2,9 @@
 
 Each scored vote is remembered (member votes, score, decision, model version)
 until its outcome arrives, its entry outlives ``ttl_s``, or the cache is full
-(oldest first). Votes and outcomes are co-partitioned by event id, so each
-scorer only ever needs its own keys.
+(oldest first). An outcome that overtakes its vote (possible when both are
+fresh) is parked until the vote is scored. Votes and outcomes are
+co-partitioned by event id, so each scorer only ever needs its own keys.
 
 Examples
 --------
@@ -49,8 +50,9 @@ class JoinCache:
     ttl_s: float = 3600.0
     clock: Callable[[], float] = time.monotonic
     on_evict: Callable[[str], None] | None = None
-    evictions: dict[str, int] = field(default_factory=lambda: {"size": 0, "ttl": 0})
+    evictions: dict[str, int] = field(default_factory=lambda: {"size": 0, "ttl": 0, "early": 0})
     _entries: OrderedDict[str, ScoredVote] = field(default_factory=OrderedDict)
+    _early: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         if self.max_entries < 1:
@@ -96,6 +98,17 @@ class JoinCache:
                 break
             self._entries.popitem(last=False)
             self._evicted("ttl")
+
+    def park(self, event_id: str, label: int) -> None:
+        """Keep an outcome that arrived before its vote (bounded like the votes)."""
+        self._early[event_id] = label
+        while len(self._early) > self.max_entries:
+            self._early.popitem(last=False)
+            self._evicted("early")
+
+    def claim(self, event_id: str) -> int | None:
+        """The parked label of a vote that has just been scored, if its outcome came first."""
+        return self._early.pop(event_id, None)
 
     def _evicted(self, reason: str) -> None:
         self.evictions[reason] += 1

@@ -31,7 +31,7 @@ import numpy as np
 from stream.drift.monitor import DriftMonitor
 from stream.drift.policy import Decision, DriftPolicy
 from stream.errors import MetasignalError
-from stream.join import JoinCache
+from stream.join import JoinCache, ScoredVote
 from stream.messages import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MessageError,
@@ -81,6 +81,7 @@ class ScorerOptions:
     drift_min_outcomes: int = 2000
     drift_cooldown_outcomes: int = 5000
     drift_settle_outcomes: int = 2000
+    drift_snapshot_every: int = 250
 
 
 class RollingRate:
@@ -181,10 +182,11 @@ class Scorer:
         self.join = JoinCache(
             max_entries=options.join_max_entries,
             ttl_s=options.join_ttl_s,
-            on_evict=lambda reason: self.metrics.join_evictions.labels(reason=reason).inc(),
+            on_evict=self._on_evict,
         )
         self.monitor: DriftMonitor | None = None
         self._last_outcome_ts: int | None = None
+        self._last_snapshot_at = 0
         self.policy = DriftPolicy(
             min_outcomes=options.drift_min_outcomes,
             cooldown_outcomes=options.drift_cooldown_outcomes,
@@ -196,6 +198,13 @@ class Scorer:
     @property
     def ready(self) -> bool:
         return self.models.current is not None and self._votes is not None and not self._closed
+
+    def _on_evict(self, reason: str) -> None:
+        if reason == "early":
+            # An outcome whose vote never came within the cache's bounds.
+            self.metrics.outcomes_unmatched.labels(reason="no_vote").inc()
+        else:
+            self.metrics.join_evictions.labels(reason=reason).inc()
 
     def assignment(self) -> set[TopicPartition]:
         """Vote partitions this replica currently owns."""
@@ -244,8 +253,7 @@ class Scorer:
             )
         else:
             self.monitor.reset_quality()
-        holdout = ((self.models.artifact or {}).get("metrics") or {}).get("holdout") or {}
-        self.policy.start(model_version=model.version, baseline_f1=holdout.get("f1"))
+        self.policy.start(model_version=model.version)
 
     # -- consuming ---------------------------------------------------------------
     def _subscribe(self) -> Consumer:
@@ -399,6 +407,11 @@ class Scorer:
                         decision=int(decisions[i]),
                         model_version=model.version,
                     )
+                    early = self.join.claim(vote.id)
+                    if early is not None:
+                        matched = self.join.match(vote.id)
+                        assert matched is not None
+                        self._joined(matched, early)
                 dead.extend(self._join_outcomes(outcome_records))
             for record, reason in dead:
                 self._producer.send(
@@ -425,9 +438,6 @@ class Scorer:
     def _join_outcomes(self, records: Sequence[Record]) -> list[tuple[Record, MessageError]]:
         """Join outcomes to remembered votes, send training rows, feed the drift monitor."""
         dead: list[tuple[Record, MessageError]] = []
-        model = self.models.current
-        monitor = self.monitor
-        assert model is not None and monitor is not None
         for record in records:
             try:
                 outcome = decode_outcome(record.value, max_bytes=self.options.max_message_bytes)
@@ -437,42 +447,45 @@ class Scorer:
             self.stats.outcomes += 1
             scored = self.join.match(outcome.id)
             if scored is None:
-                self.metrics.outcomes_unmatched.labels(reason="unknown_or_evicted").inc()
+                # Its vote may still be on the way (fresh outcomes can overtake votes).
+                self.join.park(outcome.id, outcome.label)
                 continue
-            self.stats.joined += 1
-            self.metrics.outcomes_joined.inc()
-            votes = {
-                m: float(v)
-                for m, v in zip(model.members, scored.votes, strict=True)
-                if not np.isnan(v)
-            }
-            self._producer.send(
-                self.options.topics.training,
-                key=outcome.id.encode(),
-                value=json.dumps(
-                    {
-                        "id": outcome.id,
-                        "ts": scored.ts_ms,
-                        "votes": votes,
-                        "label": outcome.label,
-                        "score": scored.score,
-                        "decision": scored.decision,
-                        "model_version": scored.model_version,
-                    },
-                    separators=(",", ":"),
-                ).encode(),
-            )
-            if scored.model_version == model.version:
-                monitor.update(
-                    label=outcome.label,
-                    score=scored.score,
-                    decision=scored.decision,
-                    votes=scored.votes,
-                )
-            self._last_outcome_ts = scored.ts_ms
-        if records:
-            self._after_outcomes(monitor)
+            self._joined(scored, outcome.label)
+        if self.monitor is not None and self.stats.joined - self._last_snapshot_at >= (
+            self.options.drift_snapshot_every
+        ):
+            # Snapshots sort whole windows: take them every few hundred outcomes, not per batch.
+            self._last_snapshot_at = self.stats.joined
+            self._after_outcomes(self.monitor)
         return dead
+
+    def _joined(self, scored: ScoredVote, label: int) -> None:
+        model = self.models.current
+        assert model is not None and self.monitor is not None
+        self.stats.joined += 1
+        self.metrics.outcomes_joined.inc()
+        votes = {
+            m: float(v) for m, v in zip(model.members, scored.votes, strict=True) if not np.isnan(v)
+        }
+        row = {
+            "id": scored.id,
+            "ts": scored.ts_ms,
+            "votes": votes,
+            "label": label,
+            "score": scored.score,
+            "decision": scored.decision,
+            "model_version": scored.model_version,
+        }
+        self._producer.send(
+            self.options.topics.training,
+            key=scored.id.encode(),
+            value=json.dumps(row, separators=(",", ":")).encode(),
+        )
+        if scored.model_version == model.version:
+            self.monitor.update(
+                label=label, score=scored.score, decision=scored.decision, votes=scored.votes
+            )
+        self._last_outcome_ts = scored.ts_ms
 
     def _after_outcomes(self, monitor: DriftMonitor) -> None:
         snapshot = monitor.snapshot()
@@ -512,6 +525,7 @@ class Scorer:
             "model": model.name,
             "model_version": model.version,
             "since_ts": decision.since_ts,
+            "at_event_ts": self._last_outcome_ts,
             "at": int(time.time() * 1000),
             "source": self.options.group_id,
             "stats": stats,

@@ -13,30 +13,48 @@ def check_summary(summary: dict, live_events: int) -> None:
     assert summary["signals"] == live_events
     assert summary["votes"] == live_events + 3
     assert summary["dlq"] == 3
-    assert summary["model_versions"] == [1]
-    assert 0 < summary["trades"] < live_events * 0.1
+    assert summary["model_versions"][0] == 1
+    assert 0 < summary["trades"] < live_events * 0.2
     assert summary["latency_p99_ms"] is not None and summary["latency_p99_ms"] >= 0
     assert set(summary["live"]) == {"f1", "precision", "recall"}
-    assert summary["live"]["f1"] > 0.25
+    assert summary["live"]["f1"] > 0.2
 
 
-def test_demo_on_the_memory_bus_writes_the_summary(tmp_path: Path) -> None:
+def test_demo_closes_the_loop_on_the_memory_bus(tmp_path: Path) -> None:
     path = tmp_path / "summary.json"
-    code = main(["demo", "--events", "16000", "--out", str(tmp_path / "out"),
+    code = main(["demo", "--events", "60000", "--out", str(tmp_path / "out"),
                  "--summary-json", str(path), "--rate", "0"])  # fmt: skip
     assert code == 0
     summary = json.loads(path.read_text())
     assert summary["transport"] == "memory"
-    check_summary(summary, live_events=8000)
-    assert (tmp_path / "out" / "report.html").exists()
+    check_summary(summary, live_events=48_000)
+    kinds = {event["kind"] for event in summary["drift_events"]}
+    # The rate step asks for a re-tune, the decaying member for a retrain; the gate may still
+    # refuse a retrain candidate fitted on a half-decayed window, so only the re-tune must land.
+    assert "retune" in kinds and "retrain" in kinds
+    assert summary["retunes"] >= 1
+    assert len(summary["model_versions"]) >= 2
+    # The rate step is at live event 12000: detection must come after it, not before.
+    assert min(event["at"] for event in summary["drift_events"]) > 12_000
+    assert summary["f1_after_drift"] > summary["f1_after_drift_without_loop"]
+    assert (tmp_path / "out" / "timeline.html").read_text().count("<svg") == 3
+
+
+def test_no_loop_baseline_keeps_the_first_model(tmp_path: Path) -> None:
+    summary = run_demo(DemoOptions(events=40_000, out=tmp_path, rate=0.0, loop=False))
+    assert summary["model_versions"] == [1]
+    assert summary["retrains"] == summary["retunes"] == 0
+    assert summary["f1_after_drift"] == pytest.approx(summary["f1_after_drift_without_loop"])
 
 
 @pytest.mark.kafka
-def test_demo_on_the_real_broker(tmp_path: Path, kafka_bootstrap: str) -> None:
+def test_demo_closes_the_loop_on_the_real_broker(tmp_path: Path, kafka_bootstrap: str) -> None:
     summary = run_demo(
         DemoOptions(
-            events=12_000, out=tmp_path, bootstrap=kafka_bootstrap, rate=0.0, exactly_once=True
+            events=60_000, out=tmp_path, bootstrap=kafka_bootstrap, rate=0.0, exactly_once=True
         )
     )
     assert summary["transport"] == "kafka"
-    check_summary(summary, live_events=6000)
+    check_summary(summary, live_events=48_000)
+    assert summary["retunes"] + summary["retrains"] >= 1
+    assert len(summary["model_versions"]) >= 2

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 import numpy as np
 
 from stream.artifact import load_artifact
-from stream.messages import encode_vote
 from stream.scorer import Scorer, ScorerOptions
 from stream.topics import Topics, topic_specs
 from stream.transport.memory import MemoryBus
@@ -82,8 +80,7 @@ def test_outcomes_join_their_votes_into_training_rows(
             zip(committee.members, committee.votes[i].tolist(), strict=True)
         )
     assert scorer.stats.joined == 500
-    unmatched = scorer.metrics.outcomes_unmatched.labels(reason="unknown_or_evicted")
-    assert unmatched._value.get() == 1
+    assert scorer.join.claim("ghost") == 1  # parked, waiting for a vote that never comes
     assert [dict(r.headers)["reason"] for r in bus.records(TOPICS.dlq)] == [b"bad_label"]
 
 
@@ -117,7 +114,10 @@ def first_model(committee: Committee, stop: int) -> dict:
     return fit_meta_model(table, FitConfig(estimator={"strategy": "optimal_threshold"})).artifact
 
 
-def stream_with_outcomes(bus: MemoryBus, committee: Committee, services: list[Any], start: int, stop: int, chunk: int = 2000) -> None:  # fmt: skip
+def stream_with_outcomes(
+    bus: MemoryBus, committee: Committee, services: list[Any], start: int, stop: int
+) -> None:
+    chunk = 2000
     for lo in range(start, stop, chunk):
         hi = min(lo + chunk, stop)
         send_votes(bus, TOPICS, committee, lo, hi)
@@ -156,20 +156,36 @@ def test_rate_step_triggers_one_request_and_the_trainer_publishes_a_better_model
     assert len(kinds) == len(set(kinds))
 
 
-def test_duplicate_and_superseded_requests_give_one_model(artifact_body: dict, committee: Committee) -> None:  # fmt: skip
-    bus = make_bus()
-    publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
-    rows = bus.producer()
+def send_training_rows(bus: MemoryBus, committee: Committee, labels: np.ndarray) -> None:
+    """Joined rows as the scorer would write them (model v1 scored them)."""
+    producer = bus.producer()
     for i in range(len(committee)):
         event_id = str(committee.ids[i])
-        votes = dict(zip(committee.members, committee.votes[i].tolist(), strict=True))
-        row = {"id": event_id, "ts": int(committee.time_ms[i]), "votes": votes,
-               "label": int(committee.labels[i]), "score": 0.0, "decision": 0, "model_version": 1}  # fmt: skip
-        rows.send(TOPICS.training, key=event_id.encode(), value=json.dumps(row).encode())
+        row = {
+            "id": event_id,
+            "ts": int(committee.time_ms[i]),
+            "votes": dict(zip(committee.members, committee.votes[i].tolist(), strict=True)),
+            "label": int(labels[i]),
+            "score": 0.0,
+            "decision": 0,
+            "model_version": 1,
+        }
+        producer.send(TOPICS.training, key=event_id.encode(), value=json.dumps(row).encode())
+
+
+def send_request(bus: MemoryBus, request: dict[str, Any]) -> None:
+    bus.producer().send(TOPICS.control, key=b"meta", value=json.dumps(request).encode())
+
+
+def test_duplicate_and_superseded_requests_give_one_model(
+    artifact_body: dict, committee: Committee
+) -> None:
+    bus = make_bus()
+    publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
+    send_training_rows(bus, committee, committee.labels)
     request = {"id": "r1", "kind": "retune", "reason": "test", "model_version": 1}
-    control = bus.producer()
     for item in (request, request, {**request, "id": "r2"}):
-        control.send(TOPICS.control, key=b"meta", value=json.dumps(item).encode())
+        send_request(bus, item)
     trainer = TrainerService(
         transport=bus,
         options=TrainerOptions(topics=TOPICS, force=True, window_rows=20_000),
@@ -188,16 +204,8 @@ def test_a_worse_candidate_is_refused(artifact_body: dict, committee: Committee)
     labels = committee.labels.copy()
     n_fit = int(len(labels) * 0.7)
     labels[:n_fit] = rng.permutation(labels[:n_fit])  # the candidate learns from noise
-    rows = bus.producer()
-    for i in range(len(committee)):
-        event_id = str(committee.ids[i])
-        votes = dict(zip(committee.members, committee.votes[i].tolist(), strict=True))
-        row = {"id": event_id, "ts": int(committee.time_ms[i]), "votes": votes,
-               "label": int(labels[i]), "score": 0.0, "decision": 0, "model_version": 1}  # fmt: skip
-        rows.send(TOPICS.training, key=event_id.encode(), value=json.dumps(row).encode())
-    control = bus.producer()
-    control.send(TOPICS.control, key=b"meta", value=json.dumps(
-        {"id": "bad", "kind": "retrain", "reason": "test", "model_version": 1}).encode())  # fmt: skip
+    send_training_rows(bus, committee, labels)
+    send_request(bus, {"id": "bad", "kind": "retrain", "reason": "test", "model_version": 1})
     trainer = TrainerService(
         transport=bus,
         options=TrainerOptions(topics=TOPICS, strategy="optimal_threshold", window_rows=20_000),

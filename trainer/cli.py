@@ -140,16 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.set_defaults(handler=command_trainer)
 
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded default")
-    demo.add_argument("--events", type=_positive_int, default=60_000, help="(60000)")
-    demo.add_argument("--positive-rate", type=_fraction, default=0.02, help="(0.02)")
+    demo.add_argument("--events", type=_positive_int, default=100_000, help="(100000)")
+    demo.add_argument("--positive-rate", type=_fraction, default=0.01, help="(0.01)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--bootstrap", help="run on a real Kafka broker instead of the memory bus")
     demo.add_argument("--summary-json", type=Path, help="write the final figures as JSON")
     demo.add_argument(
-        "--rate", type=float, default=5000.0, help="votes/s to stream (5000; 0 = max)"
+        "--rate", type=float, default=4000.0, help="votes/s to stream (4000; 0 = max)"
     )
     demo.add_argument("--exactly-once", action="store_true", help="transactional scorer")
+    demo.add_argument("--no-loop", action="store_true", help="baseline: first model only")
     return parser
 
 
@@ -312,6 +313,7 @@ def command_demo(args: argparse.Namespace) -> int:
             summary_json=args.summary_json,
             rate=args.rate,
             exactly_once=args.exactly_once,
+            loop=not args.no_loop,
         )
     )
     return 0
@@ -385,8 +387,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    # kafka-python narrates every connection at INFO; operators need its warnings only.
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python narrates every connection at INFO; operators need its warnings only
+    # (and the demo's story only its errors).
+    logging.getLogger("kafka").setLevel(
+        logging.ERROR if args.command == "demo" else logging.WARNING
+    )
     handler = getattr(args, "handler", None) or COMMANDS[args.command]
     try:
         return int(handler(args))

@@ -303,6 +303,7 @@ class TrainerService:
         self.refresh()
         request = self._parse_request(record)
         kind = str(request.get("kind", "invalid"))
+        log.info("handling request %s (%s)", request.get("id"), kind)
         self.metrics.requests.labels(kind=kind).inc()
         verdict, artifact = self._answer(request)
         offsets = {record.topic_partition: record.offset + 1}

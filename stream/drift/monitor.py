@@ -1,9 +1,10 @@
 """What the joined outcomes say about the live model, tracked online with river.
 
-Per joined outcome the monitor updates: a drift detector on the realized
-positive rate, the predicted (signal) rate, each member's rolling log-loss,
-and rolling precision/recall/F1 of the emitted signals; a window of
-``(score, label)`` pairs gives the rolling PR-AUC (ranking quality).
+Per joined outcome the monitor updates river's drift detector on the realized
+positive rate and river's rolling precision/recall/F1 of the emitted signals,
+and keeps a window of ``(votes, score, decision, label)``. A snapshot computes
+from that window the realized and predicted rates, the PR-AUC of the scores
+(ranking quality), and each member's log-loss and ROC AUC, vectorised.
 
 Examples
 --------
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 from river import metrics, utils
+from scipy.stats import rankdata
 
 from stream.drift.detectors import make_detector
 
@@ -45,17 +47,18 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     negatives = len(labels) - positives
     if positives == 0 or negatives == 0:
         return float("nan")
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    # Average ranks over ties.
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
-    ends = np.r_[starts[1:], len(scores)]
-    for start, end in zip(starts, ends, strict=True):
-        ranks[order[start:end]] = (start + end + 1) / 2
+    ranks = rankdata(scores)
     return float(
         (ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives)
     )
+
+
+def log_loss(labels: np.ndarray, p: np.ndarray, eps: float = 1e-6) -> float:
+    """Mean binary log-loss of probabilities ``p`` (clipped) against 0/1 labels."""
+    if len(labels) == 0:
+        return float("nan")
+    q = np.clip(p, eps, 1 - eps)
+    return float(-np.mean(labels * np.log(q) + (1 - labels) * np.log1p(-q)))
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -153,9 +156,6 @@ class DriftMonitor:
         self._precision: Any = utils.Rolling(metrics.Precision, window_size=self.window)
         self._recall: Any = utils.Rolling(metrics.Recall, window_size=self.window)
         self._f1: Any = utils.Rolling(metrics.F1, window_size=self.window)
-        self._log_loss: dict[str, Any] = {
-            m: utils.Rolling(metrics.LogLoss, window_size=self.window) for m in self.members
-        }
         self._labels: deque[int] = deque(maxlen=self.window)
         self._scores: deque[float] = deque(maxlen=self.window)
         self._decisions: deque[int] = deque(maxlen=self.window)
@@ -171,9 +171,6 @@ class DriftMonitor:
         self._precision.update(truth, predicted)
         self._recall.update(truth, predicted)
         self._f1.update(truth, predicted)
-        for member, vote in zip(self.members, votes, strict=True):
-            if not math.isnan(vote):
-                self._log_loss[member].update(truth, float(min(max(vote, 1e-6), 1 - 1e-6)))
         self._labels.append(label)
         self._scores.append(score)
         self._decisions.append(decision)
@@ -196,6 +193,7 @@ class DriftMonitor:
         }
         detector_stats["name"] = self._detector_name
         votes = np.array(self._votes).reshape(n, len(self.members))
+        seen = ~np.isnan(votes)
         return DriftSnapshot(
             outcomes=self.outcomes,
             window_outcomes=n,
@@ -206,9 +204,12 @@ class DriftMonitor:
             rolling_recall=float(self._recall.get()),
             rolling_f1=float(self._f1.get()),
             rolling_pr_auc=average_precision(labels, scores) if n else float("nan"),
-            member_log_loss={m: float(loss.get()) for m, loss in self._log_loss.items()},
+            member_log_loss={
+                m: log_loss(labels[seen[:, j]], votes[seen[:, j], j])
+                for j, m in enumerate(self.members)
+            },
             member_auc={
-                m: roc_auc(labels[~np.isnan(votes[:, j])], votes[~np.isnan(votes[:, j]), j])
+                m: roc_auc(labels[seen[:, j]], votes[seen[:, j], j])
                 for j, m in enumerate(self.members)
             },
             rate_drift=self._rate_drift,

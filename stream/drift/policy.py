@@ -4,21 +4,25 @@
   while the ranking holds (rolling PR-AUC within tolerance of its baseline):
   the intercept and threshold need correcting, the weights do not;
 * **retrain** when the ranking degraded (PR-AUC fell beyond tolerance) or a
-  member decayed (its rolling ROC AUC fell by more than ``member_tolerance``;
-  AUC ignores calibration, so a base-rate shift alone never looks like decay).
+  member decayed (its rolling ROC AUC fell by ``member_tolerance`` more than the
+  median member's: AUC ignores calibration, and comparing with the other members
+  keeps a change that affects the whole committee from looking like decay).
 
-One change gives one request: after a request the policy waits for a new model
-(or ``cooldown_outcomes``), and never repeats a kind for the same model version.
+One change gives one request: after a request the policy waits
+``cooldown_outcomes``, and asks for the same kind for the same model version
+again only if the problem persists ``retry_outcomes`` later (the trainer may
+have refused a candidate while the change was still young).
 
 Examples
 --------
->>> policy = DriftPolicy(min_outcomes=10, min_positives=1, cooldown_outcomes=100,
-...                      settle_outcomes=0)
->>> policy.start(model_version=1, baseline_f1=0.5)
+>>> policy = DriftPolicy(min_outcomes=10, min_positives=1, quality_min_positives=5,
+...                      cooldown_outcomes=100, settle_outcomes=0)
+>>> policy.start(model_version=1)
 >>> quality = dict(window_positives=5, rolling_f1=0.48, rolling_pr_auc=0.6,
 ...                member_auc={"a": 0.9, "b": 0.8, "c": 0.85})
->>> [policy.decide(outcomes=n, **quality, rate_drift=False, rate_direction=None) for n in (0, 20)]
-[None, None]
+>>> [policy.decide(outcomes=n, **quality, rate_drift=False, rate_direction=None)
+...  for n in (0, 20, 25)]
+[None, None, None]
 >>> decision = policy.decide(outcomes=30, **quality, rate_drift=True, rate_direction="up")
 >>> decision.kind, decision.reason
 ('retune', 'positive rate shifted up; ranking holds (PR-AUC 0.600 vs 0.600)')
@@ -29,6 +33,7 @@ True
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -44,28 +49,29 @@ class Decision:
 class DriftPolicy:
     """Tolerances are relative: 0.2 means "20 % below the baseline"."""
 
-    ap_tolerance: float = 0.2
-    f1_tolerance: float = 0.2
-    f1_min_positives: int = 100
+    ap_tolerance: float = 0.25
+    f1_tolerance: float = 0.25
+    quality_min_positives: int = 100
     member_tolerance: float = 0.08
     min_outcomes: int = 2000
     min_positives: int = 20
     cooldown_outcomes: int = 5000
     settle_outcomes: int = 2000
+    retry_outcomes: int = 20_000
     model_version: int = 0
     baseline_f1: float | None = None
     baseline_ap: float | None = None
     baseline_auc: dict[str, float] = field(default_factory=dict)
     _started_at: int | None = None
     _last_request_at: int | None = None
-    _requested: set[tuple[int, str]] = field(default_factory=set)
+    _requested: dict[tuple[int, str], int] = field(default_factory=dict)
     _pending_rate: str | None = None
     _pending_since: tuple[int, int | None] | None = None  # (outcomes, event ts) at detection
 
-    def start(self, *, model_version: int, baseline_f1: float | None = None) -> None:
+    def start(self, *, model_version: int) -> None:
         """A new model is serving: new baselines, cooldown over."""
         self.model_version = model_version
-        self.baseline_f1 = baseline_f1
+        self.baseline_f1 = None
         self.baseline_ap = None
         self.baseline_auc = {}
         self._started_at = None
@@ -74,13 +80,17 @@ class DriftPolicy:
         self._pending_since = None
 
     def _decayed_members(self, member_auc: Mapping[str, float]) -> list[str]:
-        return sorted(
-            m
+        drops = {
+            m: self.baseline_auc[m] - auc
             for m, auc in member_auc.items()
-            if m in self.baseline_auc
-            and not math.isnan(auc)
-            and auc < self.baseline_auc[m] - self.member_tolerance
-        )
+            if m in self.baseline_auc and not math.isnan(auc)
+        }
+        if len(drops) < 3:
+            return []
+        # Relative to the typical member: a regime change that makes the event harder to
+        # rank lowers every member's AUC alike; decay singles one out.
+        typical = statistics.median(drops.values())
+        return sorted(m for m, drop in drops.items() if drop - typical > self.member_tolerance)
 
     def decide(
         self,
@@ -107,11 +117,18 @@ class DriftPolicy:
         seen = outcomes - self._started_at
         if seen < self.min_outcomes or window_positives < self.min_positives:
             return None
-        if self.baseline_ap is None and not math.isnan(rolling_pr_auc):
-            # The first full window under this model is the ranking and member baseline.
-            self.baseline_ap = rolling_pr_auc
+        if not self.baseline_auc:
+            # The first window under this model is the members' baseline...
             self.baseline_auc = {k: v for k, v in member_auc.items() if not math.isnan(v)}
             return None
+        if (
+            self.baseline_ap is None
+            and window_positives >= self.quality_min_positives
+            and not math.isnan(rolling_pr_auc)
+        ):
+            # ...and the first window with enough trades to measure PR-AUC and F1 is theirs.
+            self.baseline_ap = rolling_pr_auc
+            self.baseline_f1 = None if math.isnan(rolling_f1) else rolling_f1
         if self._last_request_at is not None and outcomes - self._last_request_at < (
             self.cooldown_outcomes
         ):
@@ -124,15 +141,19 @@ class DriftPolicy:
             if outcomes - detected_at < self.settle_outcomes:
                 return None
             decision = Decision(decision.kind, decision.reason, since_ts)
-        if (self.model_version, decision.kind) in self._requested or (
-            decision.kind == "retune" and (self.model_version, "retrain") in self._requested
+        if self._asked_recently(decision.kind, outcomes) or (
+            decision.kind == "retune" and self._asked_recently("retrain", outcomes)
         ):
             return None
-        self._requested.add((self.model_version, decision.kind))
+        self._requested[(self.model_version, decision.kind)] = outcomes
         self._last_request_at = outcomes
         self._pending_rate = None
         self._pending_since = None
         return decision
+
+    def _asked_recently(self, kind: str, outcomes: int) -> bool:
+        asked_at = self._requested.get((self.model_version, kind))
+        return asked_at is not None and outcomes - asked_at < self.retry_outcomes
 
     def _classify(
         self, f1: float, ap: float, member_auc: Mapping[str, float], positives: int
@@ -143,18 +164,23 @@ class DriftPolicy:
                 f"{m} AUC {member_auc[m]:.3f} < {self.baseline_auc[m]:.3f}" for m in decayed
             )
             return Decision("retrain", f"member(s) decayed: {detail}")
-        assert self.baseline_ap is not None
-        if not math.isnan(ap) and ap < self.baseline_ap * (1 - self.ap_tolerance):
+        # PR-AUC and F1 on few positives are noise: only a well-populated window may act.
+        enough = positives >= self.quality_min_positives and self.baseline_ap is not None
+        baseline_ap = self.baseline_ap if self.baseline_ap is not None else float("nan")
+        if enough and not math.isnan(ap) and ap < baseline_ap * (1 - self.ap_tolerance):
             return Decision(
-                "retrain", f"ranking degraded: PR-AUC {ap:.3f} < baseline {self.baseline_ap:.3f}"
+                "retrain", f"ranking degraded: PR-AUC {ap:.3f} < baseline {baseline_ap:.3f}"
             )
-        ranking = f"ranking holds (PR-AUC {ap:.3f} vs {self.baseline_ap:.3f})"
+        ranking = (
+            f"ranking holds (PR-AUC {ap:.3f} vs {baseline_ap:.3f})"
+            if enough
+            else f"ranking not yet measurable ({positives} trades in the window)"
+        )
         if self._pending_rate is not None:
             return Decision("retune", f"positive rate shifted {self._pending_rate}; {ranking}")
-        # F1 on few positives is noise: only a well-populated window may call for a re-tune.
         if (
             self.baseline_f1
-            and positives >= self.f1_min_positives
+            and enough
             and not math.isnan(f1)
             and f1 < self.baseline_f1 * (1 - self.f1_tolerance)
         ):

@@ -195,9 +195,10 @@ class KafkaTransportConsumer:
                 self._consumer.seek_to_beginning(*partitions)
             else:
                 self._consumer.seek_to_end(*partitions)
+        elif topics and listener is not None:
+            self._consumer.subscribe(list(topics), listener=_ListenerAdapter(listener))
         elif topics:
-            adapter = _ListenerAdapter(listener) if listener else ConsumerRebalanceListener()
-            self._consumer.subscribe(list(topics), listener=adapter)
+            self._consumer.subscribe(list(topics))
 
     @property
     def group_metadata(self) -> Any:

@@ -214,6 +214,7 @@ class MemoryConsumer:
         self._member = f"member-{next(bus._ids)}"
         self._positions: dict[TopicPartition, int] = {}
         self._generation = -1
+        self._turn = 0
         self._from_beginning = from_beginning
         self._closed = False
         if assign_all:
@@ -252,7 +253,10 @@ class MemoryConsumer:
             self._rebalance_if_needed()
             with self._bus._cond:
                 out: list[Record] = []
-                for tp in sorted(self._positions):
+                # Rotate the starting partition so a busy partition cannot starve the others.
+                order = sorted(self._positions)
+                self._turn = (self._turn + 1) % max(len(order), 1)
+                for tp in order[self._turn :] + order[: self._turn]:
                     log = self._bus._logs[tp.topic][tp.partition]
                     position = self._positions[tp]
                     take = log[position : position + max_records - len(out)]
