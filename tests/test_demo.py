@@ -56,5 +56,7 @@ def test_demo_closes_the_loop_on_the_real_broker(tmp_path: Path, kafka_bootstrap
     )
     assert summary["transport"] == "kafka"
     check_summary(summary, live_events=48_000)
+    # Drift injected -> control request -> new model on `models` -> swapped in and used.
+    assert summary["drift_events"]
     assert summary["retunes"] + summary["retrains"] >= 1
     assert len(summary["model_versions"]) >= 2

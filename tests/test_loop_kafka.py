@@ -1,0 +1,188 @@
+"""The closed loop's promises on the real Kafka broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stream.artifact import load_artifact
+from stream.topics import Topics, topic_specs
+from stream.transport.kafka import KafkaTransport
+from tests.conftest import REPO, TEST_KEY
+from tests.streaming import publish_model, send_votes, versioned, wait_for
+from tests.test_scorer_kafka import ScorerThread
+from trainer.service import TrainerOptions, TrainerService
+from trainer.synthetic import Committee, generate_committee
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def kafka(kafka_bootstrap: str) -> Iterator[tuple[KafkaTransport, Topics]]:
+    transport = KafkaTransport(bootstrap=kafka_bootstrap)
+    topics = Topics(prefix=f"l{uuid.uuid4().hex[:8]}.")
+    transport.create_topics(topic_specs(topics, partitions=4))
+    yield transport, topics
+    transport.close()
+
+
+def send_training_rows(
+    transport: KafkaTransport, topics: Topics, committee: Committee, labels: np.ndarray
+) -> None:
+    producer = transport.producer()
+    for i in range(len(committee)):
+        event_id = str(committee.ids[i])
+        row = {
+            "id": event_id,
+            "ts": int(committee.time_ms[i]),
+            "votes": dict(zip(committee.members, committee.votes[i].tolist(), strict=True)),
+            "label": int(labels[i]),
+            "score": 0.0,
+            "decision": 0,
+            "model_version": 1,
+        }
+        producer.send(topics.training, key=event_id.encode(), value=json.dumps(row).encode())
+    producer.flush()
+    producer.close()
+
+
+def send_requests(transport: KafkaTransport, topics: Topics, *requests: dict[str, Any]) -> None:
+    producer = transport.producer()
+    for request in requests:
+        producer.send(topics.control, key=b"meta", value=json.dumps(request).encode())
+    producer.flush()
+    producer.close()
+
+
+def committed_models(transport: KafkaTransport, topics: Topics) -> list[dict[str, Any]]:
+    consumer = transport.consumer(assign_all=[topics.models], read_committed=True)
+    out = []
+    for _ in range(10):
+        out.extend(consumer.poll(timeout_ms=200, max_records=100))
+    consumer.close()
+    return [load_artifact(r.value or b"", keys=[TEST_KEY]) for r in out]
+
+
+class TrainerThread:
+    def __init__(self, transport: KafkaTransport, topics: Topics, **options: Any) -> None:
+        self.service = TrainerService(
+            transport=transport,
+            options=TrainerOptions(topics=topics, group_id=f"{topics.prefix}trainer",
+                                   transactional_id=f"{topics.prefix}trainer", **options),
+            keys=[TEST_KEY],
+        )  # fmt: skip
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.service.run, args=(self.stop,), daemon=True)
+
+    def __enter__(self) -> TrainerService:
+        self.thread.start()
+        return self.service
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive()
+
+
+def test_duplicate_requests_give_one_model(
+    kafka: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: dict
+) -> None:
+    transport, topics = kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    send_training_rows(transport, topics, committee, committee.labels)
+    request = {"id": "dup", "kind": "retune", "reason": "test", "model_version": 1}
+    send_requests(transport, topics, request, request, {**request, "id": "other"})
+    with TrainerThread(transport, topics, force=True, window_rows=20_000) as trainer:
+        assert wait_for(lambda: len(trainer.verdicts) == 3, timeout=90)
+    assert [(v.request_id, v.outcome) for v in trainer.verdicts] == [
+        ("dup", "published"), ("dup", "skipped"), ("other", "skipped")
+    ]  # fmt: skip
+    models = committed_models(transport, topics)
+    assert [m["model"]["version"] for m in models] == [1, 2]
+    assert models[1]["request"]["id"] == "dup"
+
+
+def test_worse_candidate_refused(
+    kafka: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: dict
+) -> None:
+    transport, topics = kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    labels = committee.labels.copy()
+    n_fit = int(len(labels) * 0.7)
+    labels[:n_fit] = np.random.default_rng(0).permutation(labels[:n_fit])
+    send_training_rows(transport, topics, committee, labels)
+    send_requests(
+        transport, topics, {"id": "x", "kind": "retrain", "reason": "t", "model_version": 1}
+    )
+    with TrainerThread(
+        transport, topics, strategy="optimal_threshold", window_rows=20_000
+    ) as trainer:
+        assert wait_for(lambda: len(trainer.verdicts) == 1, timeout=90)
+    assert trainer.verdicts[0].outcome == "refused"
+    assert [m["model"]["version"] for m in committed_models(transport, topics)] == [1]
+
+
+def test_join_cache_stays_bounded_under_a_flood(
+    kafka: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: dict
+) -> None:
+    transport, topics = kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    send_votes(transport, topics, committee, 0, 6000)
+    with ScorerThread(
+        transport, topics, group_id=f"{topics.prefix}g", join_max_entries=1000
+    ) as scorer:
+        assert wait_for(lambda: scorer.stats.votes >= 6000, timeout=90)
+        assert len(scorer.join) == 1000
+        assert scorer.join.evictions["size"] == 5000
+
+
+def trainer_process(bootstrap: str, topics: Topics) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "METASIGNAL_SIGNING_KEY": TEST_KEY.decode()}
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainer.cli", "trainer", "--bootstrap", bootstrap,
+         "--topic-prefix", topics.prefix, "--group-id", f"{topics.prefix}trainer",
+         "--transactional-id", f"{topics.prefix}trainer", "--metrics-port", "-1",
+         "--window-rows", "200000"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def test_trainer_killed_mid_request_serves_it_once_after_restart(
+    kafka: tuple[KafkaTransport, Topics], kafka_bootstrap: str, artifact_body: dict
+) -> None:
+    transport, topics = kafka
+    big = generate_committee(n_events=120_000, positive_rate=0.03, seed=21)
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    send_training_rows(transport, topics, big, big.labels)
+    send_requests(
+        transport, topics, {"id": "once", "kind": "retrain", "reason": "t", "model_version": 1}
+    )
+    first = trainer_process(kafka_bootstrap, topics)
+    assert first.stdout is not None
+    for line in first.stdout:
+        if b"handling request once" in line:
+            break
+    first.send_signal(signal.SIGKILL)  # mid-request: the retrain on 120k rows takes seconds
+    first.wait(timeout=10)
+    assert [m["model"]["version"] for m in committed_models(transport, topics)] == [1]
+    second = trainer_process(kafka_bootstrap, topics)
+    try:
+        assert wait_for(lambda: len(committed_models(transport, topics)) >= 2, timeout=150)
+        wait_for(lambda: False, timeout=3)  # time for a duplicate answer to show up, if any
+        models = committed_models(transport, topics)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+    answered = [m for m in models if (m.get("request") or {}).get("id") == "once"]
+    assert len(answered) == 1
+    assert answered[0]["model"]["version"] == 2
