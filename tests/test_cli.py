@@ -145,3 +145,21 @@ def test_readme_starts_with_exactly_the_two_commands() -> None:
         "make demo",
         "make test",
     ]
+
+
+def test_strategy_choices_match_the_strategies() -> None:
+    from trainer.settings import STRATEGY_CHOICES
+    from trainer.strategies import META_STRATEGIES, SELECTABLE
+
+    assert set(STRATEGY_CHOICES) == {*META_STRATEGIES, *SELECTABLE}
+
+
+def test_the_scorer_command_does_not_load_the_fitting_code() -> None:
+    code = (
+        "import sys, trainer.cli; trainer.cli.build_parser(); "
+        "print(any(m in sys.modules for m in ('imblearn', 'trainer.fit', 'trainer.meta_model')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

@@ -31,8 +31,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
-from stream.config import Setting, parse_bool
 from stream.errors import ArtifactError
+from stream.metrics import Heartbeat
 from stream.scoring import CompiledModel
 from stream.topics import Topics
 from stream.transport.base import Consumer, Record, Transport, TransportError
@@ -41,51 +41,11 @@ from trainer.data import DataError, VoteTable
 from trainer.fit import FitConfig, build_artifact, holdout_metrics
 from trainer.meta_model import MetaModelClassifier
 from trainer.objective import Objective
+from trainer.settings import TRAINER_SETTINGS
+
+__all__ = ["TRAINER_SETTINGS", "TrainerMetrics", "TrainerOptions", "TrainerService"]
 
 log = logging.getLogger("metasignal.trainer")
-
-TRAINER_SETTINGS = (
-    Setting("group_id", "METASIGNAL_TRAINER_GROUP_ID", "metasignal-trainer", "trainer group"),
-    Setting("model_name", "METASIGNAL_MODEL_NAME", "meta", "model name to maintain"),
-    Setting(
-        "transactional_id",
-        "METASIGNAL_TRAINER_TRANSACTIONAL_ID",
-        "metasignal-trainer",
-        "transactional id; the same for active and standby, so a takeover fences the old one",
-    ),
-    Setting("strategy", "METASIGNAL_TRAINER_STRATEGY", "auto", "strategy for retrains"),
-    Setting("metric", "METASIGNAL_TRAINER_METRIC", "f1", "threshold and gate metric"),
-    Setting("window_rows", "METASIGNAL_TRAINER_WINDOW_ROWS", 50_000, "recent rows used", type=int),
-    Setting(
-        "gate_fraction",
-        "METASIGNAL_TRAINER_GATE_FRACTION",
-        0.3,
-        "most recent share of the window kept for the champion/challenger gate",
-        type=float,
-    ),
-    Setting(
-        "gate_tolerance",
-        "METASIGNAL_TRAINER_GATE_TOLERANCE",
-        0.0,
-        "a candidate may trail the champion by this much (metric units)",
-        type=float,
-    ),
-    Setting(
-        "force",
-        "METASIGNAL_TRAINER_FORCE",
-        False,
-        "publish candidates even when the gate refuses them",
-        type=parse_bool,
-    ),
-    Setting(
-        "metrics_port",
-        "METASIGNAL_METRICS_PORT",
-        9109,
-        "port of /metrics, /healthz, /readyz (-1 disables)",
-        type=int,
-    ),
-    Setting("key_file", "METASIGNAL_KEY_FILE", None, "signing keys, one per line"),
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,6 +192,8 @@ class TrainerService:
         self.options = options
         self.keys = list(keys)
         self.metrics = metrics or TrainerMetrics()
+        # A retrain may take minutes: liveness allows for it, a wedged loop still fails.
+        self.heartbeat = Heartbeat(max_silence_s=900.0)
         self.champion: Artifact | None = None
         self.handled: set[str] = set()
         self.verdicts: list[Verdict] = []
@@ -278,6 +240,7 @@ class TrainerService:
 
     # -- the loop ------------------------------------------------------------------------
     def step(self) -> int:
+        self.heartbeat.beat()
         if self._control is None:
             self._control = self.transport.consumer(
                 topics=[self.options.topics.control],
