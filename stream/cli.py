@@ -107,6 +107,11 @@ def command_scorer(args: argparse.Namespace) -> int:
         strict_members=args.strict_members,
         max_message_bytes=args.max_message_bytes,
         allow_unsigned=args.unsigned,
+        track_outcomes=args.track_outcomes,
+        join_max_entries=args.join_max_entries,
+        join_ttl_s=args.join_ttl_s,
+        drift_detector=args.drift_detector,
+        drift_window=args.drift_window,
     )
     try:
         service = Scorer(transport=transport, options=options, keys=keys)

@@ -124,6 +124,41 @@ SCORER_SETTINGS = (
         type=int,
     ),
     Setting(
+        "track_outcomes",
+        "METASIGNAL_TRACK_OUTCOMES",
+        True,
+        "join outcomes, write training rows, track drift and send requests",
+        type=parse_bool,
+    ),
+    Setting(
+        "join_max_entries",
+        "METASIGNAL_JOIN_MAX_ENTRIES",
+        200_000,
+        "scored votes kept waiting for their outcome (oldest dropped first)",
+        type=int,
+    ),
+    Setting(
+        "join_ttl_s",
+        "METASIGNAL_JOIN_TTL_S",
+        86_400.0,
+        "seconds a scored vote waits for its outcome",
+        type=float,
+    ),
+    Setting(
+        "drift_detector",
+        "METASIGNAL_DRIFT_DETECTOR",
+        "cusum",
+        "detector on the realized positive rate",
+        choices=("cusum", "adwin", "page_hinkley"),
+    ),
+    Setting(
+        "drift_window",
+        "METASIGNAL_DRIFT_WINDOW",
+        5000,
+        "joined outcomes in the rolling quality window",
+        type=int,
+    ),
+    Setting(
         "key_file",
         "METASIGNAL_KEY_FILE",
         None,
@@ -209,6 +244,8 @@ def settings_markdown(settings: Sequence[Setting]) -> str:
     lines = ["| flag | environment variable | default | meaning |", "|---|---|---|---|"]
     for s in settings:
         flag = f"`{s.flag}`" if s.name != "signing_key" else "—"
+        if s.is_bool:
+            flag = f"`{s.flag}` / `--no-{s.flag[2:]}`"
         default = "—" if s.default is None else f"`{s.default}`"
         lines.append(f"| {flag} | `{s.env}` | {default} | {s.help} |")
     return "\n".join(lines)

@@ -133,9 +133,11 @@ def test_too_few_positives_for_the_folds(
 
 def test_readme_configuration_table_matches_the_settings() -> None:
     from stream.config import KAFKA_SETTINGS, SCORER_SETTINGS, SIGNING_KEY_DOC, settings_markdown
+    from trainer.settings import TRAINER_SETTINGS
 
-    table = settings_markdown((*KAFKA_SETTINGS, *SCORER_SETTINGS, SIGNING_KEY_DOC))
-    assert table in (REPO / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
+    assert settings_markdown((*KAFKA_SETTINGS, *SCORER_SETTINGS, SIGNING_KEY_DOC)) in readme
+    assert settings_markdown(TRAINER_SETTINGS) in readme
 
 
 def test_readme_starts_with_exactly_the_two_commands() -> None:
