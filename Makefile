@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench-trainer kafka-up kafka-down clean
+.PHONY: demo test lint typecheck unit bench bench-trainer bench-stream bench-drift bench-loop \
+	kafka-up kafka-down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,8 +28,20 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# Benchmarks (not timed tests): each rewrites its own section of docs/benchmarks.md.
+bench: bench-trainer bench-stream bench-drift bench-loop
+
 bench-trainer: $(STAMP)
 	$(BIN)/python -m bench.trainer --out docs/benchmarks.md
+
+bench-stream: $(STAMP)
+	$(BIN)/python -m bench.stream --out docs/benchmarks.md
+
+bench-drift: $(STAMP)
+	$(BIN)/python -m bench.drift --out docs/benchmarks.md
+
+bench-loop: $(STAMP)
+	$(BIN)/python -m bench.loop --out docs/benchmarks.md
 
 # A real single-node Kafka (KRaft) on 127.0.0.1:9092 from Maven Central jars; no Docker needed.
 kafka-up:

@@ -43,9 +43,10 @@ import scipy.sparse.linalg as spla
 from river.drift import binary
 from scipy.optimize import brentq
 
+from bench.markdown import markers, write_section
 from stream.drift.detectors import BernoulliCUSUM, bernoulli_kl, make_detector
 
-BEGIN, END = "<!-- drift:begin -->", "<!-- drift:end -->"
+BEGIN, END = markers("drift")
 SEED = 20_251_124
 ARL0_GOAL = 1_000_000.0
 DELAY_GOAL = 1_500
@@ -767,18 +768,6 @@ def recommendation(summary: Summary) -> list[str]:
     return lines
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's marked section of ``path`` (or add it), keeping the rest."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    start, stop = text.find(BEGIN), text.find(END)
-    if start != -1 and stop > start:
-        text = text[:start] + section + text[stop + len(END) :].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -809,7 +798,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers is not None:
         plan = replace(plan, workers=max(1, min(args.workers, MAX_WORKERS)))
     section = run_benchmark(plan, command)
-    write_section(args.out, section)
+    write_section(args.out, "drift", section)
     print(section)
     return 0
 

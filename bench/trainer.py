@@ -34,6 +34,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import TimeSeriesSplit, TunedThresholdClassifierCV
 
+from bench.markdown import markers, write_section
 from trainer.data import DataError, VoteTable
 from trainer.fit import FitConfig, fit_meta_model, holdout_metrics, library_versions
 from trainer.preprocessing import LogitStandardizer
@@ -48,7 +49,7 @@ ANCHOR_SPEC = (
 HOLDOUT = 0.3
 N_BLOCKS = 5
 N_MEMBERS = 8
-BEGIN, END = "<!-- trainer:begin -->", "<!-- trainer:end -->"
+BEGIN, END = markers("trainer")
 SHUFFLE_SEED = 0
 
 # Imbalanced sets with 1-10 % positives and at least ~50 positives, one per family where
@@ -618,18 +619,6 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's marked section of ``path`` (or add it), keeping the rest."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    start, stop = text.find(BEGIN), text.find(END)
-    if start != -1 and stop > start:
-        text = text[:start] + section + text[stop + len(END) :].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -650,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         section = run_benchmark(QUICK if args.quick else FULL, command)
     finally:
         trainer_log.setLevel(previous_level)
-    write_section(args.out, section)
+    write_section(args.out, "trainer", section)
     print(section)
     return 0
 

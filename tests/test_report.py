@@ -33,7 +33,8 @@ SAMPLE: dict[str, Any] = {
     ),
     "fallbacks": [],
     "threshold": 0.2584169398350532,
-    "metric": {
+    "metric": "f1",
+    "objective": {
         "metric": "f1",
         "beta": 1.0,
         "min_recall": 0.0,

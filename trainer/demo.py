@@ -375,6 +375,15 @@ def summarise(
         "f1_after_drift": f1_score(labels[after], decisions[after]),
         "f1_after_drift_without_loop": f1_score(labels[after], baseline[after]),
         "f1_before_drift": f1_score(labels[:step_index], decisions[:step_index]),
+        "f1_by_segment": [
+            {
+                "start": int(part[0]),
+                "stop": int(part[-1]) + 1,
+                "loop": f1_score(labels[part], decisions[part]),
+                "first_model": f1_score(labels[part], baseline[part]),
+            }
+            for part in np.array_split(np.arange(n), 8)
+        ],
         "holdout": {k: report["holdout"][k] for k in ("f1", "precision", "recall")},
         "seconds": round(seconds, 2),
         "timeline": str(options.out / "timeline.html"),

@@ -209,7 +209,8 @@ def fit_meta_model(table: VoteTable, config: FitConfig) -> FitOutcome:
         "strategy_reason": model.strategy_reason_,
         "fallbacks": published.fallbacks_,
         "threshold": model.threshold_,
-        "metric": model.objective.to_dict(),
+        "metric": model.metric,
+        "objective": model.objective.to_dict(),
         "holdout": holdout,
         "validation": validation,
         "training": {

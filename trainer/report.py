@@ -471,6 +471,11 @@ def _floats(values: object) -> list[float | None]:
     return [_finite(v) for v in values] if isinstance(values, Sequence) else []
 
 
+def _objective(report: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The threshold objective: ``report["objective"]`` (``metric`` is its name)."""
+    return _mapping(report.get("objective")) or {"metric": report.get("metric", "?")}
+
+
 def describe_objective(metric: Mapping[str, Any]) -> str:
     """Human-readable objective, showing only the options that metric actually uses."""
     name = str(metric.get("metric", "?"))
@@ -503,7 +508,7 @@ def _header(report: Mapping[str, Any]) -> str:
         (
             "Threshold",
             f"<strong>{fmt_num(report.get('threshold'))}</strong> "
-            f"(objective: {_esc(describe_objective(_mapping(report.get('metric'))))})",
+            f"(objective: {_esc(describe_objective(_objective(report)))})",
         ),
         ("Fit time", f"{fmt_num(report.get('fit_seconds'), 3)} s"),
         ("Published", _esc(report.get("published") or _DASH)),
@@ -551,7 +556,7 @@ def _holdout_section(report: Mapping[str, Any]) -> str:
 
 def _threshold_figure(plot: Mapping[str, Any], report: Mapping[str, Any]) -> str:
     thresholds, values = _floats(plot.get("threshold")), _floats(plot.get("value"))
-    metric = str(plot.get("metric") or _mapping(report.get("metric")).get("metric", "metric"))
+    metric = str(plot.get("metric") or _objective(report).get("metric", "metric"))
     chosen = _finite(plot.get("chosen", report.get("threshold")))
     # A linear axis shows the region around a chosen threshold well unless that threshold
     # sits in the first tenth of the range, as it does for very rare events; then a log axis
@@ -734,7 +739,7 @@ def _weights_section(report: Mapping[str, Any]) -> str:
 def _strategies_section(report: Mapping[str, Any]) -> str:
     validation = _mapping(report.get("validation"))
     strategies = _mapping(validation.get("strategies"))
-    metric = validation.get("metric") or _mapping(report.get("metric")).get("metric", "metric")
+    metric = validation.get("metric") or _objective(report).get("metric", "metric")
     head = "<h2>Strategy comparison (walk-forward)</h2>"
     if not strategies:
         return head + '<p class="note">No walk-forward results in this report.</p>'
