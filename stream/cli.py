@@ -13,8 +13,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from stream.artifact import load_artifact, model_identity, resolve_signing_keys
 from stream.config import (
@@ -117,31 +120,16 @@ def command_scorer(args: argparse.Namespace) -> int:
         service = Scorer(transport=transport, options=options, keys=keys)
     except TransportError as exc:
         raise MetasignalError(str(exc)) from None
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: Any) -> None:
-        log.info("signal %d received: finishing the batch, then exiting", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    server = None
-    if args.metrics_port >= 0:
-        server = MetricsServer(
-            registry=service.metrics.registry,
-            port=args.metrics_port,
-            is_alive=service.heartbeat.alive,
-            is_ready=lambda: service.ready,
-        ).start()
-        log.info("metrics on :%d (/metrics /healthz /readyz)", server.port)
     mode = "exactly-once" if options.exactly_once else "at-least-once"
     log.info("scorer starting (%s) on %s, group %s", mode, args.bootstrap, options.group_id)
-    try:
-        service.run(stop)
-    finally:
-        if server is not None:
-            server.stop()
-        transport.close()
+    serve(
+        service.run,
+        registry=service.metrics.registry,
+        metrics_port=args.metrics_port,
+        is_alive=service.heartbeat.alive,
+        is_ready=lambda: service.ready,
+    )
+    transport.close()
     log.info(
         "scorer stopped: %d votes, %d signals, %d dead letters",
         service.stats.votes,
@@ -149,6 +137,40 @@ def command_scorer(args: argparse.Namespace) -> int:
         service.stats.dlq,
     )
     return 0
+
+
+def serve(
+    run: Callable[[threading.Event], None],
+    *,
+    registry: CollectorRegistry,
+    metrics_port: int,
+    is_alive: Callable[[], bool],
+    is_ready: Callable[[], bool],
+) -> None:
+    """Run a service loop until SIGTERM/SIGINT, with its metrics and probes on a port.
+
+    The signal only sets the stop event: the loop finishes the work in hand,
+    flushes and commits before ``run`` returns.
+    """
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("signal %d received: finishing the work in hand, then exiting", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server = None
+    if metrics_port >= 0:
+        server = MetricsServer(
+            registry=registry, port=metrics_port, is_alive=is_alive, is_ready=is_ready
+        ).start()
+        log.info("metrics on :%d (/metrics /healthz /readyz)", server.port)
+    try:
+        run(stop)
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def command_publish(args: argparse.Namespace) -> int:

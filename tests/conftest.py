@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,3 +68,16 @@ def artifact_body(committee: Committee) -> dict:
     )
     config = FitConfig(estimator={"strategy": "optimal_threshold"})
     return fit_meta_model(table, config).artifact
+
+
+@pytest.fixture
+def kafka(kafka_bootstrap: str) -> Iterator[tuple[Any, Any]]:
+    """A Kafka transport plus a fresh set of topics (unique prefix) for one test."""
+    from stream.topics import Topics, topic_specs
+    from stream.transport.kafka import KafkaTransport
+
+    transport = KafkaTransport(bootstrap=kafka_bootstrap)
+    topics = Topics(prefix=f"t{uuid.uuid4().hex[:8]}.")
+    transport.create_topics(topic_specs(topics, partitions=4))
+    yield transport, topics
+    transport.close()

@@ -68,3 +68,32 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: flo
 
 def decode_all(values: Iterable[bytes | None]) -> list[dict[str, Any]]:
     return [json.loads(v) for v in values if v is not None]
+
+
+def send_training_rows(
+    transport: Transport, topics: Topics, committee: Committee, labels: Iterable[int]
+) -> None:
+    """Joined rows as a scorer would write them (all scored by model v1)."""
+    producer = transport.producer()
+    for i, label in enumerate(labels):
+        event_id = str(committee.ids[i])
+        row = {
+            "id": event_id,
+            "ts": int(committee.time_ms[i]),
+            "votes": dict(zip(committee.members, committee.votes[i].tolist(), strict=True)),
+            "label": int(label),
+            "score": 0.0,
+            "decision": 0,
+            "model_version": 1,
+        }
+        producer.send(topics.training, key=event_id.encode(), value=json.dumps(row).encode())
+    producer.flush()
+    producer.close()
+
+
+def send_requests(transport: Transport, topics: Topics, *requests: dict[str, Any]) -> None:
+    producer = transport.producer()
+    for request in requests:
+        producer.send(topics.control, key=b"meta", value=json.dumps(request).encode())
+    producer.flush()
+    producer.close()

@@ -2,66 +2,33 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
 from stream.artifact import load_artifact
-from stream.topics import Topics, topic_specs
+from stream.topics import Topics
 from stream.transport.kafka import KafkaTransport
 from tests.conftest import REPO, TEST_KEY
-from tests.streaming import publish_model, send_votes, versioned, wait_for
+from tests.streaming import (
+    publish_model,
+    send_requests,
+    send_training_rows,
+    send_votes,
+    versioned,
+    wait_for,
+)
 from tests.test_scorer_kafka import ScorerThread
 from trainer.service import TrainerOptions, TrainerService
 from trainer.synthetic import Committee, generate_committee
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str) -> Iterator[tuple[KafkaTransport, Topics]]:
-    transport = KafkaTransport(bootstrap=kafka_bootstrap)
-    topics = Topics(prefix=f"l{uuid.uuid4().hex[:8]}.")
-    transport.create_topics(topic_specs(topics, partitions=4))
-    yield transport, topics
-    transport.close()
-
-
-def send_training_rows(
-    transport: KafkaTransport, topics: Topics, committee: Committee, labels: np.ndarray
-) -> None:
-    producer = transport.producer()
-    for i in range(len(committee)):
-        event_id = str(committee.ids[i])
-        row = {
-            "id": event_id,
-            "ts": int(committee.time_ms[i]),
-            "votes": dict(zip(committee.members, committee.votes[i].tolist(), strict=True)),
-            "label": int(labels[i]),
-            "score": 0.0,
-            "decision": 0,
-            "model_version": 1,
-        }
-        producer.send(topics.training, key=event_id.encode(), value=json.dumps(row).encode())
-    producer.flush()
-    producer.close()
-
-
-def send_requests(transport: KafkaTransport, topics: Topics, *requests: dict[str, Any]) -> None:
-    producer = transport.producer()
-    for request in requests:
-        producer.send(topics.control, key=b"meta", value=json.dumps(request).encode())
-    producer.flush()
-    producer.close()
 
 
 def committed_models(transport: KafkaTransport, topics: Topics) -> list[dict[str, Any]]:

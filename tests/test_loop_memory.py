@@ -12,7 +12,13 @@ from stream.scorer import Scorer, ScorerOptions
 from stream.topics import Topics, topic_specs
 from stream.transport.memory import MemoryBus
 from tests.conftest import TEST_KEY
-from tests.streaming import publish_model, send_votes, versioned
+from tests.streaming import (
+    publish_model,
+    send_requests,
+    send_training_rows,
+    send_votes,
+    versioned,
+)
 from trainer.data import VoteTable
 from trainer.fit import FitConfig, fit_meta_model
 from trainer.service import TrainerOptions, TrainerService
@@ -156,36 +162,15 @@ def test_rate_step_triggers_one_request_and_the_trainer_publishes_a_better_model
     assert len(kinds) == len(set(kinds))
 
 
-def send_training_rows(bus: MemoryBus, committee: Committee, labels: np.ndarray) -> None:
-    """Joined rows as the scorer would write them (model v1 scored them)."""
-    producer = bus.producer()
-    for i in range(len(committee)):
-        event_id = str(committee.ids[i])
-        row = {
-            "id": event_id,
-            "ts": int(committee.time_ms[i]),
-            "votes": dict(zip(committee.members, committee.votes[i].tolist(), strict=True)),
-            "label": int(labels[i]),
-            "score": 0.0,
-            "decision": 0,
-            "model_version": 1,
-        }
-        producer.send(TOPICS.training, key=event_id.encode(), value=json.dumps(row).encode())
-
-
-def send_request(bus: MemoryBus, request: dict[str, Any]) -> None:
-    bus.producer().send(TOPICS.control, key=b"meta", value=json.dumps(request).encode())
-
-
 def test_duplicate_and_superseded_requests_give_one_model(
     artifact_body: dict, committee: Committee
 ) -> None:
     bus = make_bus()
     publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
-    send_training_rows(bus, committee, committee.labels)
+    send_training_rows(bus, TOPICS, committee, committee.labels)
     request = {"id": "r1", "kind": "retune", "reason": "test", "model_version": 1}
     for item in (request, request, {**request, "id": "r2"}):
-        send_request(bus, item)
+        send_requests(bus, TOPICS, item)
     trainer = TrainerService(
         transport=bus,
         options=TrainerOptions(topics=TOPICS, force=True, window_rows=20_000),
@@ -204,8 +189,10 @@ def test_a_worse_candidate_is_refused(artifact_body: dict, committee: Committee)
     labels = committee.labels.copy()
     n_fit = int(len(labels) * 0.7)
     labels[:n_fit] = rng.permutation(labels[:n_fit])  # the candidate learns from noise
-    send_training_rows(bus, committee, labels)
-    send_request(bus, {"id": "bad", "kind": "retrain", "reason": "test", "model_version": 1})
+    send_training_rows(bus, TOPICS, committee, labels)
+    send_requests(
+        bus, TOPICS, {"id": "bad", "kind": "retrain", "reason": "test", "model_version": 1}
+    )
     trainer = TrainerService(
         transport=bus,
         options=TrainerOptions(topics=TOPICS, strategy="optimal_threshold", window_rows=20_000),

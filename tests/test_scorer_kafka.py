@@ -8,31 +8,19 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from stream.scorer import Scorer, ScorerOptions
-from stream.topics import Topics, topic_specs
+from stream.topics import Topics
 from stream.transport.kafka import KafkaTransport
 from tests.conftest import REPO, TEST_KEY
 from tests.streaming import publish_model, send_raw, send_votes, versioned, wait_for
 from trainer.synthetic import Committee
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str) -> Iterator[tuple[KafkaTransport, Topics]]:
-    """A transport plus a fresh set of topics (unique prefix) for one test."""
-    transport = KafkaTransport(bootstrap=kafka_bootstrap)
-    topics = Topics(prefix=f"t{uuid.uuid4().hex[:8]}.")
-    transport.create_topics(topic_specs(topics, partitions=4))
-    yield transport, topics
-    transport.close()
 
 
 def committed_signals(

@@ -323,10 +323,7 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 def command_trainer(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
-    from stream.metrics import MetricsServer
+    from stream.cli import serve
     from stream.topics import Topics
     from stream.transport.kafka import KafkaTransport
     from trainer.service import TrainerOptions, TrainerService
@@ -350,25 +347,16 @@ def command_trainer(args: argparse.Namespace) -> int:
         ),
         keys=resolve_signing_keys(key_file=args.key_file),
     )
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    server = None
-    if args.metrics_port >= 0:
-        server = MetricsServer(
-            registry=service.metrics.registry,
-            port=args.metrics_port,
-            is_alive=service.heartbeat.alive,
-            # An idle standby is ready: it takes over when the active trainer goes away.
-            is_ready=service.heartbeat.alive,
-        ).start()
     log.info("trainer waiting for requests on %s", Topics(prefix=args.topic_prefix).control)
-    try:
-        service.run(stop)
-    finally:
-        if server is not None:
-            server.stop()
-        transport.close()
+    serve(
+        service.run,
+        registry=service.metrics.registry,
+        metrics_port=args.metrics_port,
+        is_alive=service.heartbeat.alive,
+        # An idle standby is ready: it takes over when the active trainer goes away.
+        is_ready=service.heartbeat.alive,
+    )
+    transport.close()
     return 0
 
 
