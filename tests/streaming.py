@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -12,6 +17,7 @@ from stream.artifact import dumps_artifact, sign_artifact
 from stream.messages import encode_vote
 from stream.topics import Topics
 from stream.transport.base import Transport
+from tests.conftest import REPO, TEST_KEY
 from trainer.synthetic import Committee
 
 
@@ -97,3 +103,45 @@ def send_requests(transport: Transport, topics: Topics, *requests: dict[str, Any
         producer.send(topics.control, key=b"meta", value=json.dumps(request).encode())
     producer.flush()
     producer.close()
+
+
+class ServiceProcess:
+    """``metasignal <args>`` in a child process, its output in a file.
+
+    A file, not a pipe: nobody reads a pipe while the test waits, and a full pipe
+    would stall the service at its next log line.
+    """
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "METASIGNAL_SIGNING_KEY": TEST_KEY.decode()}
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
+            prefix="metasignal-", suffix=".log", delete=False
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "trainer.cli", *args],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        with open(self._log.name, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+    def wait_for_output(self, text: str, timeout: float = 60.0) -> bool:
+        return wait_for(lambda: text in self.output(), timeout=timeout, interval=0.02)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """Make sure nothing outlives the test, whatever happened."""
+        if self.process.poll() is None:
+            self.kill()
+        self._log.close()

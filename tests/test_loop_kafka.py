@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -15,8 +12,9 @@ import pytest
 from stream.artifact import load_artifact
 from stream.topics import Topics
 from stream.transport.kafka import KafkaTransport
-from tests.conftest import REPO, TEST_KEY
+from tests.conftest import TEST_KEY
 from tests.streaming import (
+    ServiceProcess,
     publish_model,
     send_requests,
     send_training_rows,
@@ -113,14 +111,11 @@ def test_join_cache_stays_bounded_under_a_flood(
         assert scorer.join.evictions["size"] == 5000
 
 
-def trainer_process(bootstrap: str, topics: Topics) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "METASIGNAL_SIGNING_KEY": TEST_KEY.decode()}
-    return subprocess.Popen(
-        [sys.executable, "-m", "trainer.cli", "trainer", "--bootstrap", bootstrap,
-         "--topic-prefix", topics.prefix, "--group-id", f"{topics.prefix}trainer",
-         "--transactional-id", f"{topics.prefix}trainer", "--metrics-port", "-1",
-         "--window-rows", "200000"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+def trainer_process(bootstrap: str, topics: Topics) -> ServiceProcess:
+    return ServiceProcess(
+        "trainer", "--bootstrap", bootstrap, "--topic-prefix", topics.prefix,
+        "--group-id", f"{topics.prefix}trainer", "--transactional-id", f"{topics.prefix}trainer",
+        "--metrics-port", "-1", "--window-rows", "200000",
     )  # fmt: skip
 
 
@@ -131,25 +126,24 @@ def test_trainer_killed_mid_request_serves_it_once_after_restart(
     big = generate_committee(n_events=120_000, positive_rate=0.03, seed=21)
     publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
     send_training_rows(transport, topics, big, big.labels)
-    send_requests(
-        transport, topics, {"id": "once", "kind": "retrain", "reason": "t", "model_version": 1}
-    )
+    request = {"id": "once", "kind": "retrain", "reason": "t", "model_version": 1}
+    send_requests(transport, topics, request)
     first = trainer_process(kafka_bootstrap, topics)
-    assert first.stdout is not None
-    for line in first.stdout:
-        if b"handling request once" in line:
-            break
-    first.send_signal(signal.SIGKILL)  # mid-request: the retrain on 120k rows takes seconds
-    first.wait(timeout=10)
+    try:
+        handling = first.wait_for_output("handling request once", timeout=120)
+    finally:
+        first.stop()  # SIGKILL mid-request: the retrain on 120k rows takes seconds
+    assert handling, first.output()[-2000:]
+    assert "published v2" not in first.output()
     assert [m["model"]["version"] for m in committed_models(transport, topics)] == [1]
     second = trainer_process(kafka_bootstrap, topics)
     try:
-        assert wait_for(lambda: len(committed_models(transport, topics)) >= 2, timeout=150)
-        wait_for(lambda: False, timeout=3)  # time for a duplicate answer to show up, if any
+        assert second.wait_for_output("published v2", timeout=150), second.output()[-2000:]
+        time.sleep(3)  # time for a duplicate answer to show up, if there were one
         models = committed_models(transport, topics)
+        assert second.terminate() == 0
     finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=30) == 0
+        second.stop()
     answered = [m for m in models if (m.get("request") or {}).get("id") == "once"]
     assert len(answered) == 1
     assert answered[0]["model"]["version"] == 2

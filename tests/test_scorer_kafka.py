@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -16,8 +13,15 @@ import pytest
 from stream.scorer import Scorer, ScorerOptions
 from stream.topics import Topics
 from stream.transport.kafka import KafkaTransport
-from tests.conftest import REPO, TEST_KEY
-from tests.streaming import publish_model, send_raw, send_votes, versioned, wait_for
+from tests.conftest import TEST_KEY
+from tests.streaming import (
+    ServiceProcess,
+    publish_model,
+    send_raw,
+    send_votes,
+    versioned,
+    wait_for,
+)
 from trainer.synthetic import Committee
 
 pytestmark = pytest.mark.kafka
@@ -194,13 +198,10 @@ def test_two_scorers_in_one_group_split_four_partitions(
     assert a.stats.signals > 0 and b.stats.signals > 0
 
 
-def scorer_process(bootstrap: str, topics: Topics, *extra: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "METASIGNAL_SIGNING_KEY": TEST_KEY.decode()}
-    return subprocess.Popen(
-        [sys.executable, "-m", "trainer.cli", "scorer", "--bootstrap", bootstrap,
-         "--topic-prefix", topics.prefix, "--group-id", f"{topics.prefix}g",
-         "--metrics-port", "-1", "--batch-size", "200", *extra],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+def scorer_process(bootstrap: str, topics: Topics, *extra: str) -> ServiceProcess:
+    return ServiceProcess(
+        "scorer", "--bootstrap", bootstrap, "--topic-prefix", topics.prefix,
+        "--group-id", f"{topics.prefix}g", "--metrics-port", "-1", "--batch-size", "200", *extra,
     )  # fmt: skip
 
 
@@ -225,17 +226,19 @@ def test_kill_9_mid_stream_and_restart_loses_nothing(
         seen += len(probe.poll(timeout_ms=100, max_records=5000))
         return seen >= 2000
 
-    assert wait_for(some_progress, timeout=90, interval=0)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
-    probe.close()
+    try:
+        progressed = wait_for(some_progress, timeout=90, interval=0)
+    finally:
+        first.stop()  # SIGKILL
+        probe.close()
+    assert progressed, f"no signal in 90 s; scorer said:\n{first.output()[-2000:]}"
     assert seen < 20_000, "the scorer finished before it could be killed mid-stream"
     second = scorer_process(kafka_bootstrap, topics, *extra)
     try:
         out = committed_signals(transport, topics, expect=20_000, timeout=150)
+        assert second.terminate() == 0
     finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(timeout=30)
+        second.stop()
     counts = Counter(s["id"] for s in out)
     assert set(counts) == set(ids), f"{len(set(ids) - set(counts))} votes without a signal"
     if exactly_once:
@@ -252,19 +255,20 @@ def test_sigterm_finishes_the_batch_commits_and_exits_0(
     publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
     ids = send_votes(transport, topics, committee, 0, 3000)
     process = scorer_process(kafka_bootstrap, topics)
-    out = committed_signals(transport, topics, expect=3000)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
-    log = process.stdout.read().decode() if process.stdout else ""
-    assert "scorer stopped: 3000 votes, 3000 signals" in log
+    try:
+        out = committed_signals(transport, topics, expect=3000)
+        assert process.terminate() == 0
+    finally:
+        process.stop()
+    assert "scorer stopped: 3000 votes, 3000 signals" in process.output()
     assert {s["id"] for s in out} == set(ids)
-    # Offsets were committed: a new scorer in the same group has nothing left to do.
+    # Offsets were committed: a new scorer in the same group has nothing left to redo.
     again = scorer_process(kafka_bootstrap, topics)
     try:
-        assert not wait_for(
-            lambda: len(committed_signals(transport, topics, expect=3001, timeout=8)) > 3000,
-            timeout=10,
-        )
+        assert again.wait_for_output("partitions assigned", timeout=60)
+        time.sleep(2)
+        assert again.terminate() == 0
     finally:
-        again.send_signal(signal.SIGTERM)
-        assert again.wait(timeout=30) == 0
+        again.stop()
+    assert "scorer stopped: 0 votes, 0 signals" in again.output()
+    assert len(committed_signals(transport, topics, expect=3001, timeout=3)) == 3000
