@@ -376,7 +376,11 @@ def test_hadolint_does_flag_a_bad_dockerfile(tmp_path: Path) -> None:
 
 
 # -- requirements.lock -------------------------------------------------------------------------
-TARGET_ENV = {**default_environment(), "sys_platform": "linux", "platform_system": "Linux"}
+TARGET_ENV: dict[str, str] = {
+    **{key: str(value) for key, value in default_environment().items()},
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+}
 
 
 def read_pins(path: Path) -> dict[str, Version]:

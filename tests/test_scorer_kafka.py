@@ -51,13 +51,12 @@ def committed_signals(
 def dead_letters(transport: KafkaTransport, topics: Topics, expect: int) -> list[Any]:
     consumer = transport.consumer(assign_all=[topics.dlq], read_committed=True)
     out: list[Any] = []
-    wait_for(
-        lambda: (
-            bool(out.extend(consumer.poll(timeout_ms=200, max_records=500))) or len(out) >= expect
-        ),
-        timeout=60,
-        interval=0,
-    )
+
+    def enough() -> bool:
+        out.extend(consumer.poll(timeout_ms=200, max_records=500))
+        return len(out) >= expect
+
+    wait_for(enough, timeout=60, interval=0)
     consumer.close()
     return out
 

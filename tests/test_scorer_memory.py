@@ -164,6 +164,7 @@ def test_poison_messages_go_to_dlq_with_reasons_and_good_ones_are_scored(
     original = dict(poison)
     for record in dead:
         headers = dict(record.headers)
+        assert record.key is not None
         assert record.value == original[record.key]  # the payload is kept byte for byte
         assert headers["source_topic"] == TOPICS.votes.encode()
         assert int(headers["source_offset"]) >= 0
