@@ -158,6 +158,7 @@ def test_select_keeps_the_anchor_unless_the_lead_beats_fold_noise() -> None:
         return WalkForwardResult(
             strategy=name,
             calibration=PlattCalibration(1.0, 0.0),
+            threshold=0.5,
             fold_thresholds=[0.5] * len(values),
             fold_values=values,
             oof_index=np.arange(1),
@@ -177,17 +178,40 @@ def test_select_keeps_the_anchor_unless_the_lead_beats_fold_noise() -> None:
     assert select_best(clear)[0] == "focal_loss"
 
 
-def test_threshold_is_the_median_of_fold_thresholds() -> None:
-    from trainer.calibration import PlattCalibration
-    from trainer.walk_forward import WalkForwardResult
+def test_threshold_maximises_the_fold_averaged_objective() -> None:
+    from trainer.objective import Objective
+    from trainer.walk_forward import pooled_threshold
 
-    result = WalkForwardResult(
-        strategy="x",
-        calibration=PlattCalibration(1.0, 0.0),
-        fold_thresholds=[0.169, 0.177, 0.452, 0.142, 0.611],
-        fold_values=[0.1] * 5,
-        oof_index=np.arange(1),
-        oof_scores=np.zeros(1),
-        fit_seconds=0.0,
-    )
-    assert result.threshold == pytest.approx(0.177)
+    rng = np.random.default_rng(3)
+    folds = []
+    for _ in range(4):
+        y = (rng.random(400) < 0.1).astype(int)
+        folds.append((y, np.clip(0.3 * y + rng.random(400) * 0.7, 0, 1)))
+    labels, scores = [f[0] for f in folds], [f[1] for f in folds]
+    objective = Objective(metric="f1")
+    threshold, values = pooled_threshold(objective, labels, scores)
+    candidates = np.unique(np.concatenate(scores))
+    # Brute force: the candidate with the best mean F1 over the folds (highest on ties).
+    means = np.array([np.mean([objective.value_at(y, s, t) for y, s in folds]) for t in candidates])
+    assert threshold == candidates[np.flatnonzero(np.isclose(means, means.max()))[-1]]
+    # Each fold is graded at the threshold chosen without it.
+    for k, (y, s) in enumerate(folds):
+        rest = [f for j, f in enumerate(folds) if j != k]
+        rest_means = np.array(
+            [np.mean([objective.value_at(yy, ss, t) for yy, ss in rest]) for t in candidates]
+        )
+        chosen = candidates[np.flatnonzero(np.isclose(rest_means, rest_means.max()))[-1]]
+        assert values[k] == pytest.approx(objective.value_at(y, s, chosen))
+
+
+@pytest.mark.parametrize("metric", ["f1", "fbeta", "precision", "recall", "profit"])
+def test_objective_curve_equals_value_at(metric: str) -> None:
+    from trainer.objective import Objective
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(300) < 0.2).astype(int)
+    s = np.round(rng.random(300), 2)
+    objective = Objective(metric=metric, beta=2.0, min_recall=0.5, min_precision=0.3, cost=0.5)
+    thresholds = np.unique(s)
+    expected = [objective.value_at(y, s, t) for t in thresholds]
+    np.testing.assert_allclose(objective.curve(y, s, thresholds), expected, atol=1e-12)

@@ -59,6 +59,32 @@ class Objective:
             cost=self.cost,
         )
 
+    def curve(self, y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+        """:meth:`value_at` for many thresholds at once (sorted counts, O(n log n)).
+
+        For ``pr_auc``, which has no threshold of its own, this is the F1 curve: the
+        threshold it publishes is the F1-optimal one.
+        """
+        y = np.asarray(y)
+        scores = np.asarray(scores, dtype=np.float64)
+        positives = np.sort(scores[y == 1])
+        negatives = np.sort(scores[y == 0])
+        tp = len(positives) - np.searchsorted(positives, thresholds, side="left")
+        fp = len(negatives) - np.searchsorted(negatives, thresholds, side="left")
+        fn = len(positives) - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+            recall = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), 0.0)
+            if self.metric == "profit":
+                return (self.gain * tp - self.cost * fp) / max(len(y), 1)
+            if self.metric == "precision":
+                return np.where(recall >= self.min_recall, precision, 0.0)
+            if self.metric == "recall":
+                return np.where(precision >= self.min_precision, recall, 0.0)
+            beta2 = self.beta**2 if self.metric == "fbeta" else 1.0
+            denominator = beta2 * precision + recall
+            return np.where(denominator > 0, (1 + beta2) * precision * recall / denominator, 0.0)
+
     def value_at(self, y: np.ndarray, scores: np.ndarray, threshold: float) -> float:
         """The metric of decisions ``scores >= threshold``; comparable across folds.
 

@@ -4,8 +4,11 @@ Rows are time-ordered. Fold ``k`` trains on everything before its validation
 block (minus an optional purge ``gap``) and predicts the block; resampling
 happens inside the strategy's ``fit``, so only training rows are ever
 synthesised. From the out-of-fold predictions we fit the calibration map,
-tune one threshold per fold and take their median (a robust average), and score
-each fold at the threshold tuned on the *other* folds: an honest estimate with its fold noise.
+choose the threshold that maximises the objective averaged over the folds (every
+distinct out-of-fold score is a candidate), and score each fold at the threshold
+chosen on the *other* folds: an honest estimate with its fold noise. Averaging
+the objective rather than the folds' own optima keeps one odd fold from
+dragging the threshold.
 
 Examples
 --------
@@ -46,6 +49,7 @@ class WalkForwardResult:
 
     strategy: str
     calibration: PlattCalibration
+    threshold: float
     fold_thresholds: list[float]
     fold_values: list[float]
     oof_index: np.ndarray
@@ -53,11 +57,6 @@ class WalkForwardResult:
     fit_seconds: float
     fallbacks: list[str] = field(default_factory=list)
     skipped_folds: list[int] = field(default_factory=list)
-
-    @property
-    def threshold(self) -> float:
-        """The fold thresholds' median: a robust average, so one odd fold cannot drag it."""
-        return float(np.median(self.fold_thresholds))
 
     @property
     def mean(self) -> float:
@@ -81,18 +80,29 @@ class WalkForwardResult:
         }
 
 
-def leave_one_fold_out_values(
-    objective: Objective,
-    fold_labels: list[np.ndarray],
-    fold_scores: list[np.ndarray],
-    thresholds: list[float],
-) -> list[float]:
-    """Score fold ``k`` at the median threshold of the other folds, so no fold grades itself."""
+def _best(candidates: np.ndarray, mean_curve: np.ndarray) -> float:
+    """The best candidate; ties go to the highest threshold (fewer trades)."""
+    top = np.flatnonzero(np.isclose(mean_curve, mean_curve.max(), rtol=0, atol=1e-12))
+    return float(candidates[top[-1]])
+
+
+def pooled_threshold(
+    objective: Objective, fold_labels: list[np.ndarray], fold_scores: list[np.ndarray]
+) -> tuple[float, list[float]]:
+    """The threshold maximising the fold-averaged objective, and each fold's honest value.
+
+    Fold ``k`` is graded at the threshold chosen on the other folds only.
+    """
+    candidates = np.unique(np.concatenate(fold_scores))
+    curves = np.vstack(
+        [objective.curve(y, s, candidates) for y, s in zip(fold_labels, fold_scores, strict=True)]
+    )
+    threshold = _best(candidates, curves.mean(axis=0))
     values = []
     for k, (y, s) in enumerate(zip(fold_labels, fold_scores, strict=True)):
-        others = thresholds[:k] + thresholds[k + 1 :] or [thresholds[k]]
-        values.append(objective.value_at(y, s, float(np.median(others))))
-    return values
+        others = np.delete(curves, k, axis=0) if len(curves) > 1 else curves
+        values.append(objective.value_at(y, s, _best(candidates, others.mean(axis=0))))
+    return threshold, values
 
 
 def evaluate_strategy(
@@ -137,11 +147,13 @@ def evaluate_strategy(
         thresholds.append(objective.find(labels, scores).threshold)
     if not thresholds:
         raise ValueError("no walk-forward validation fold contains a positive; cannot tune")
+    threshold, fold_values = pooled_threshold(objective, fold_labels, fold_scores)
     return WalkForwardResult(
         strategy=name,
         calibration=calibration,
+        threshold=threshold,
         fold_thresholds=thresholds,
-        fold_values=leave_one_fold_out_values(objective, fold_labels, fold_scores, thresholds),
+        fold_values=fold_values,
         oof_index=oof_index,
         oof_scores=calibration.transform(oof_raw),
         fit_seconds=time.perf_counter() - started,
