@@ -1,0 +1,957 @@
+"""Streaming benchmark: the scorer's hot path, throughput, latency and memory on real Kafka.
+
+``python -m bench.stream --out docs/benchmarks.md [--quick]`` measures
+
+1. in-process, one thread: decode + score + encode votes/s of the work in
+   ``Scorer.process`` (batches of 500, no broker) and its split, with the stdlib ``json``
+   against ``orjson`` (pip-installed into a scratch directory, never the project venv);
+2. on a real broker (``tests.kafka_broker.LocalKafka`` on free ports, temporary data dir):
+   sustained votes/s of one scorer on one partition against a bare kafka-python
+   consume->produce passthrough, at-least-once and exactly-once, as ratios of runs made
+   back to back in the same broker session;
+3. vote-to-signal latency p50/p99 at a steady 1,000 votes/s;
+4. the scorer process's RSS across 1,000,000 votes.
+
+What-if rows rerun the same code with one knob changed (the ``crc32c`` C extension on the
+workers' path, ``retry_backoff_ms=10``, ``track_outcomes=False``) to show what a fix would
+buy; a mode that misses a goal gets a cProfile and per-phase wall times of the scorer.
+
+The markdown lands between the ``stream`` markers of ``--out``; the rest of the file (the
+trainer's section) is left alone. ``--parts inproc`` needs no broker (the smoke test);
+``--no-orjson``/``--no-crc32c`` skip the scratch ``pip install --target`` of those two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import markdown
+from bench.markdown import markers
+from bench.stream_broker import (
+    KINDS,
+    MODES,
+    SHIPPED,
+    STALL_P50_MS,
+    Bench,
+    LatencyRun,
+    LatencySpec,
+    MemoryResult,
+    ProfileResult,
+    ThroughputResult,
+    Variant,
+    create_topics,
+    median,
+    preload,
+    publish_artifact,
+    run_latency,
+    run_memory,
+    run_profile,
+    run_throughput,
+)
+from bench.stream_data import Inputs, build_inputs
+from bench.stream_inproc import (
+    BATCH_SIZE,
+    ORJSON_BOTH,
+    STDLIB,
+    InprocResult,
+    find_orjson,
+    run_inproc,
+    scratch_install,
+)
+from bench.stream_worker import POLL_TIMEOUT_MS, PRODUCER_SETTINGS
+
+SECTION = "stream"
+BEGIN, END = markers(SECTION)
+PARTS = ("inproc", "throughput", "latency", "memory")
+REPO = Path(__file__).resolve().parent.parent
+RATIO_GOAL = 0.8
+P99_GOAL_MS = 25.0
+RSS_GOAL_MB = 250.0
+LATENCY_RATE = 1_000.0
+# kafka-python's transactional producer sleeps retry_backoff_ms (default 100) whenever the
+# coordinator answers CONCURRENT_TRANSACTIONS, which back-to-back transactions provoke.
+WHAT_IF_BACKOFF = (("retry_backoff_ms", 10),)
+# kafka-python verifies every fetched batch with a pure-Python CRC-32C unless the `crc32c`
+# C extension imports; the what-if runs both workers with it on their path.
+CRC32C_DIR = Path("/tmp/crc32c")
+CRC32C_LABEL = "with crc32c"
+# A scorer that joins outcomes also subscribes to the outcomes topic and keeps a join cache;
+# the what-if turns that off to show what it costs (when ScorerOptions has the switch).
+NO_OUTCOMES = (("track_outcomes", False),)
+NO_OUTCOMES_LABEL = "track_outcomes=False"
+
+
+log = logging.getLogger("bench.stream")
+
+
+def scorer_has_option(name: str) -> bool:
+    """Whether this checkout's ``ScorerOptions`` has ``name`` (what-ifs adapt to the code)."""
+    from stream.scorer import ScorerOptions
+
+    return name in {f.name for f in dataclasses.fields(ScorerOptions)}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of the full run and of ``--quick``."""
+
+    inproc_votes: int
+    inproc_repeats: int
+    tp_votes: int
+    tp_repeats: int
+    lat_seconds: float
+    lat_repeats: int
+    lat_warmup_s: float
+    mem_votes: int
+
+
+FULL = Plan(
+    inproc_votes=20_000,
+    inproc_repeats=15,
+    tp_votes=200_000,
+    tp_repeats=3,
+    lat_seconds=20.0,
+    lat_repeats=2,
+    lat_warmup_s=2.0,
+    mem_votes=1_000_000,
+)
+QUICK = Plan(
+    inproc_votes=10_000,
+    inproc_repeats=5,
+    tp_votes=20_000,
+    tp_repeats=1,
+    lat_seconds=8.0,
+    lat_repeats=1,
+    lat_warmup_s=2.0,
+    mem_votes=50_000,
+)
+
+
+@dataclass
+class Results:
+    """Everything measured; a part that was not run (or failed) stays ``None``."""
+
+    inproc: InprocResult | None = None
+    throughput: ThroughputResult | None = None
+    latency: list[LatencyRun] | None = None
+    latency_diagnosis: list[LatencyRun] = field(default_factory=list)
+    memory: MemoryResult | None = None
+    profiles: list[ProfileResult] = field(default_factory=list)
+    preload_s: float | None = None
+    preloaded: int = 0
+    broker_start_s: float | None = None
+    crc32c_note: str = ""
+    restarts: list[str] = field(default_factory=list)
+    discarded: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_broker_parts(
+    results: Results, inputs: Inputs, plan: Plan, parts: Sequence[str], *, crc32c: bool
+) -> None:
+    """Start a private broker, run the selected broker parts, always stop it."""
+    from tests.kafka_broker import LocalKafka
+
+    with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
+        workdir = Path(tmp)
+        broker = LocalKafka(data_dir=workdir / "kafka")
+        started = time.perf_counter()
+        bootstrap = broker.start(timeout=180)
+        results.broker_start_s = time.perf_counter() - started
+        log.info("broker up at %s in %.1f s", bootstrap, results.broker_start_s)
+        try:
+            bench = Bench(bootstrap, "bench.votes", "bench.models", workdir)
+            create_topics(bootstrap, [bench.votes_topic, bench.models_topic])
+            publish_artifact(bootstrap, bench.models_topic, inputs.artifact)
+            # One pre-loaded topic serves every throughput run and the memory run.
+            n = max(
+                plan.tp_votes if "throughput" in parts else 0,
+                plan.mem_votes if "memory" in parts else 0,
+            )
+            if n:
+                log.info("pre-loading %d votes", n)
+                results.preload_s = preload(bootstrap, bench.votes_topic, inputs, n)
+                results.preloaded = n
+            if "throughput" in parts:
+                guarded(
+                    results, "throughput", lambda: throughput_part(results, bench, plan, crc32c)
+                )
+            if "latency" in parts:
+                guarded(results, "latency", lambda: latency_part(results, bench, inputs, plan))
+            if "memory" in parts:
+                guarded(results, "memory", lambda: memory_part(results, bench, plan))
+            guarded(results, "profile", lambda: profile_part(results, bench, plan))
+            results.restarts = bench.restarts
+            results.discarded = bench.discarded
+        finally:
+            broker.stop()
+
+
+def guarded(results: Results, part: str, action: Callable[[], None]) -> None:
+    """Run one part; a failure is reported in the markdown instead of losing the others."""
+    try:
+        action()
+    except Exception as exc:  # a benchmark part may fail in many ways; report, go on
+        log.exception("%s failed", part)
+        results.errors[part] = f"{type(exc).__name__}: {str(exc)[:400]}"
+
+
+def throughput_part(results: Results, bench: Bench, plan: Plan, crc32c: bool) -> None:
+    """Part 2: as shipped in both modes, plus the at-least-once what-ifs."""
+    variants = [SHIPPED]
+    if crc32c:
+        target, note = scratch_install("crc32c", CRC32C_DIR, install=True)
+        results.crc32c_note = note
+        if target is not None:
+            variants.append(Variant(CRC32C_LABEL, target, modes=("at-least-once",)))
+    if scorer_has_option("track_outcomes"):
+        variants.append(
+            Variant(NO_OUTCOMES_LABEL, scorer_options=NO_OUTCOMES, modes=("at-least-once",))
+        )
+    results.throughput = run_throughput(
+        bench, n_votes=plan.tp_votes, repeats=plan.tp_repeats, variants=variants
+    )
+
+
+def profile_part(results: Results, bench: Bench, plan: Plan) -> None:
+    """cProfile the scorer in each mode that misses the throughput or the latency goal."""
+    for mode in MODES:
+        reasons = []
+        tp = results.throughput
+        if tp is not None and median(tp.ratios[(mode, SHIPPED.label)]) < RATIO_GOAL:
+            reasons.append(f"throughput ratio < {RATIO_GOAL}")
+        if results.latency:
+            pooled = pooled_latency(results.latency, LatencySpec("scorer", mode))
+            if pooled.size and float(np.percentile(pooled, 99)) > P99_GOAL_MS:
+                reasons.append(f"p99 > {P99_GOAL_MS:.0f} ms")
+        # The profile reads the pre-loaded votes; with none (latency alone) there is no run.
+        n_votes = min(plan.tp_votes // 2, results.preloaded)
+        if reasons and n_votes:
+            log.info("profiling the scorer (%s): %s", mode, ", ".join(reasons))
+            profile = run_profile(bench, mode, n_votes=n_votes)
+            profile.reason = ", ".join(reasons)
+            results.profiles.append(profile)
+
+
+def memory_part(results: Results, bench: Bench, plan: Plan) -> None:
+    """Part 4."""
+    results.memory = run_memory(bench, n_votes=plan.mem_votes)
+
+
+def latency_part(results: Results, bench: Bench, inputs: Inputs, plan: Plan) -> None:
+    """Part 3; a mode whose scorer misses the p99 goal gets a run with every phase timed."""
+    specs = [LatencySpec(kind, mode) for mode in MODES for kind in KINDS]
+    specs += [
+        LatencySpec(kind, "exactly-once", WHAT_IF_BACKOFF, label="retry_backoff_ms=10")
+        for kind in KINDS
+    ]
+    if scorer_has_option("track_outcomes"):
+        specs.append(
+            LatencySpec(
+                "scorer", "at-least-once", label=NO_OUTCOMES_LABEL, scorer_options=NO_OUTCOMES
+            )
+        )
+    results.latency = run_latency(
+        bench, inputs, specs, rate=LATENCY_RATE, seconds=plan.lat_seconds,
+        warmup_s=plan.lat_warmup_s, repeats=plan.lat_repeats,
+    )  # fmt: skip
+    for mode in MODES:
+        pooled = pooled_latency(results.latency, LatencySpec("scorer", mode))
+        if pooled.size and float(np.percentile(pooled, 99)) > P99_GOAL_MS:
+            log.info("p99 above %.0f ms (%s): timing the scorer's phases", P99_GOAL_MS, mode)
+            spec = LatencySpec("scorer", mode, phase_timing=True)
+            results.latency_diagnosis += run_latency(
+                bench, inputs, [spec], rate=LATENCY_RATE, seconds=plan.lat_seconds,
+                warmup_s=plan.lat_warmup_s, repeats=1,
+            )  # fmt: skip
+
+
+def pooled_latency(runs: Sequence[LatencyRun], spec: LatencySpec) -> np.ndarray:
+    arrays = [r.latencies_ms for r in runs if r.spec == spec]
+    return np.concatenate(arrays) if arrays else np.empty(0)
+
+
+def votes_needed(plan: Plan, parts: Sequence[str]) -> int:
+    """Committee rows the selected parts read (each part starts at row 0)."""
+    sizes = {
+        "inproc": plan.inproc_votes,
+        "throughput": plan.tp_votes,
+        "latency": int(LATENCY_RATE * plan.lat_seconds),
+        "memory": plan.mem_votes,
+    }
+    return max(sizes[p] for p in parts)
+
+
+def run_benchmark(
+    plan: Plan,
+    parts: Sequence[str],
+    *,
+    orjson_mode: str,
+    crc32c: bool,
+    command: str,
+    code_note: str,
+) -> tuple[str, Results]:
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    load = os.getloadavg()
+    results = Results()
+    inputs = build_inputs(votes_needed(plan, parts))
+    if "inproc" in parts:
+        orjson, note = find_orjson(install=orjson_mode == "auto") if orjson_mode != "skip" else (
+            None, "orjson skipped (--no-orjson)",
+        )  # fmt: skip
+        log.info("in-process: %s", note)
+        step_options = {NO_OUTCOMES_LABEL: dict(NO_OUTCOMES)}
+        results.inproc = run_inproc(
+            inputs, n_votes=plan.inproc_votes, repeats=plan.inproc_repeats, orjson=orjson,
+            orjson_note=note,
+            step_options=step_options if scorer_has_option("track_outcomes") else None,
+        )  # fmt: skip
+    broker_parts = [p for p in parts if p != "inproc"]
+    if broker_parts:
+        guarded(
+            results,
+            "broker",
+            lambda: run_broker_parts(results, inputs, plan, broker_parts, crc32c=crc32c),
+        )
+    section = render(
+        results, plan=plan, parts=parts, command=command, started=started,
+        elapsed=time.perf_counter() - clock, load=load, code_note=code_note,
+    )  # fmt: skip
+    return section, results
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def num(value: float, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def mb(value: float) -> str:
+    return f"{value / 2**20:,.0f}"
+
+
+def goal(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def java_version() -> str:
+    try:
+        proc = subprocess.run(
+            ["java", "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except OSError:
+        return "?"
+    match = re.search(r'version "([^"]+)"', proc.stderr)
+    return match.group(1) if match else "?"
+
+
+def kafka_version() -> str:
+    script = REPO / "deploy" / "kafka" / "local-kafka.sh"
+    default = "?"
+    try:
+        match = re.search(r"METASIGNAL_KAFKA_VERSION:-([0-9.]+)", script.read_text())
+        default = match.group(1) if match else "?"
+    except OSError:
+        pass
+    return os.environ.get("METASIGNAL_KAFKA_VERSION", default)
+
+
+def machine_notes(load: tuple[float, float, float]) -> str:
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")),
+                cpu,
+            )
+    except OSError:
+        pass
+    import psutil
+
+    ram = psutil.virtual_memory().total / 2**30
+    versions = ", ".join(
+        f"{name} {_version(name)}" for name in ("numpy", "kafka-python", "prometheus-client")
+    )
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {ram:.0f} GiB RAM, {platform.system()} "
+        f"{platform.release()}, load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. "
+        "Shared and noisy: the broker, the worker under test and other tenants share the two "
+        "cores, so absolute votes/s move by ±30 % between runs; compare the ratios, which "
+        "pair runs made back to back. Versions: python "
+        f"{platform.python_version()}, {versions}, Apache Kafka {kafka_version()} (KRaft, one "
+        f"node, `deploy/kafka/local-kafka.sh`), Java {java_version()}."
+    )
+
+
+def code_description() -> str:
+    """Which scorer was measured: the commit, and whether stream/ had local edits."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "stream"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "not a git checkout"
+    return f"commit {head}" + (" with uncommitted changes in `stream/`" if dirty else "")
+
+
+def render_inproc(r: InprocResult, results: Results) -> list[str]:
+    base = r.variants[0]
+    rows = []
+    for v in r.variants:
+        total = v.best_us("decode_us") + v.best_us("score_us") + v.best_us("encode_us")
+
+        def share(attr: str, variant: Any = v, whole: float = total) -> str:
+            value = variant.best_us(attr)
+            return f"{value:.2f} ({100 * value / whole:.0f} %)"
+
+        rows.append(
+            [
+                v.name,
+                share("decode_us"),
+                share("score_us"),
+                share("encode_us"),
+                num(max(v.pipeline_rate)),
+                f"{r.ratios[v.name]['pipeline']:.2f}",
+                num(max(v.step_rate)),
+                f"{r.ratios[v.name]['step']:.2f}",
+            ]
+        )
+    lines = [
+        "### 1. In-process hot path (one thread, no broker)",
+        "",
+        f"{r.n_votes:,} votes of 8 members in batches of {BATCH_SIZE}, {r.repeats} passes per "
+        "variant, variants interleaved pass by pass. *Pipeline* is the body of `Scorer.process` "
+        "up to the sends: `decode_vote` per record (decode), `vote_matrix` + "
+        "`CompiledModel.predict_proba` + `decide` (score), `encode_signal` per signal (encode). "
+        "*Scorer.step* runs the real loop iteration on a null transport (sends and commits cost "
+        "nothing), so it adds everything else the loop does per batch: metrics, latency "
+        "bookkeeping, the model refresh and, if enabled, the outcome join cache. Every figure "
+        "is the fastest of the passes (other tenants only ever slow a pass down); *vs stdlib* "
+        "divides the fastest passes. The benchmark's own start-up objects (trainer, "
+        "scikit-learn) are frozen out of the cyclic GC (`gc.freeze()`) so collections cost "
+        "what they would in a scorer that imports only `stream`.",
+        "",
+        *table(
+            [
+                "JSON library",
+                "decode µs/vote (share)",
+                "score µs/vote (share)",
+                "encode µs/vote (share)",
+                "pipeline votes/s",
+                "vs stdlib",
+                "Scorer.step votes/s",
+                "vs stdlib",
+            ],
+            rows,
+        ),
+        "",
+        f"orjson: {r.orjson_note}.",
+    ]
+    if len(r.variants) > 1:
+        lines[-1] += (
+            " The swap replaces the `json` name inside `stream.messages` for the measurement "
+            "(`loads` = `orjson.loads`; `dumps` returns `orjson.dumps(...).decode()` because "
+            "`encode_signal` calls `.encode()` on it). Decoded votes and the vote matrix are "
+            f"{'identical' if r.output_equal else '**not identical**'} to the stdlib's."
+        )
+        per_vote = {v.name: 1e6 / max(v.step_rate) for v in r.variants}
+        saved = per_vote[STDLIB] - per_vote.get(ORJSON_BOTH, per_vote[STDLIB])
+        tp = results.throughput
+        verdict = (
+            f"Verdict: orjson (decode + encode) makes the pipeline "
+            f"×{r.ratios[ORJSON_BOTH]['pipeline']:.2f} and `Scorer.step` "
+            f"×{r.ratios[ORJSON_BOTH]['step']:.2f} as fast"
+        )
+        if saved <= 0:
+            verdict += ": no saving on the whole step could be measured in this run."
+        else:
+            verdict += f", saving about {saved:.1f} µs per vote."
+        if tp is not None and saved > 0:
+            for variant in (SHIPPED.label, CRC32C_LABEL):
+                runs = tp.runs_of("at-least-once", variant, "scorer")
+                if not runs:
+                    continue
+                cpu_us = median([run.cpu_us_per_vote for run in runs])
+                verdict += (
+                    f" On the broker ({variant}, at-least-once) the scorer process spends about "
+                    f"{cpu_us:.0f} µs of CPU per vote, so that saving is worth at most "
+                    f"×{cpu_us / max(cpu_us - saved, 1e-9):.2f} there."
+                )
+        lines += ["", verdict]
+    base_total = base.best_us("decode_us") + base.best_us("score_us") + base.best_us("encode_us")
+    step_us = 1e6 / max(base.step_rate)
+    lines += [
+        "",
+        f"With the stdlib, `Scorer.step` costs {step_us:.1f} µs per vote against "
+        f"{base_total:.1f} µs for the pipeline alone: the rest is the loop's own per-batch and "
+        "per-vote bookkeeping.",
+    ]
+    for label, rates in r.step_with.items():
+        lines[-1] += (
+            f" With `{label}` it costs {1e6 / max(rates):.1f} µs per vote "
+            f"({max(rates):,.0f} votes/s)."
+        )
+    return lines
+
+
+def render_throughput(tp: ThroughputResult, results: Results) -> list[str]:
+    variants = list(dict.fromkeys(r.variant for r in tp.runs))
+    rows = []
+    for variant in variants:
+        for mode in MODES:
+            if (mode, variant) not in tp.ratios:
+                continue
+            runs = {k: tp.runs_of(mode, variant, k) for k in KINDS}
+            ratios = tp.ratios[(mode, variant)]
+            cpu = {k: median([r.cpu_us_per_vote for r in runs[k]]) for k in KINDS}
+            rows.append(
+                [
+                    mode,
+                    variant,
+                    num(median([r.rate for r in runs["scorer"]])),
+                    num(median([r.rate for r in runs["passthrough"]])),
+                    f"**{median(ratios):.2f}**",
+                    f"{min(ratios):.2f}–{max(ratios):.2f}",
+                    goal(median(ratios) >= RATIO_GOAL) if variant == SHIPPED.label else "(what-if)",
+                    f"{cpu['scorer']:.0f} / {cpu['passthrough']:.0f}",
+                    f"{cpu['passthrough'] / cpu['scorer']:.2f}",
+                ]
+            )
+    detail = []
+    for r in tp.runs:
+        main = r.threads_cpu.get("MainThread", float("nan"))
+        detail.append(
+            [
+                str(r.rep + 1),
+                r.mode,
+                r.variant,
+                r.kind,
+                num(r.votes),
+                num(r.rate),
+                f"{r.steady_s:.1f}",
+                f"{r.cpu_us_per_vote:.0f}",
+                f"{r.cpu_s:.1f} ({main:.1f})",
+                f"{r.steady_cpu_s / max(r.steady_s, 1e-9):.2f}",
+                f"{r.startup_s:.1f}",
+                mb(r.rss),
+                r.crc32c,
+            ]
+        )
+    settings = ", ".join(f"{k}={v}" for k, v in PRODUCER_SETTINGS.items())
+    lines = [
+        "### 2. Throughput on a real broker: scorer vs bare kafka-python passthrough",
+        "",
+        f"{tp.n_votes:,} votes pre-loaded into one single-partition topic "
+        f"({results.preloaded:,} written in {results.preload_s or float('nan'):.0f} s). Each run "
+        "is a fresh process (`python -m bench.stream_worker`) in a fresh consumer group with "
+        "fresh output topics, reading the same votes: the **scorer** is `stream.scorer.Scorer` "
+        "on `KafkaTransport` driven by its own `step()` loop; the **passthrough** is bare "
+        "kafka-python forwarding each record's key and value to its output topic with the same "
+        f"batch size ({BATCH_SIZE}), poll timeout ({POLL_TIMEOUT_MS} ms), producer "
+        f"({settings}), consumer (no auto-commit, read_committed) and the same commit pattern: "
+        "at-least-once = flush, then commit offsets; exactly-once = one transaction per batch "
+        "with `send_offsets_to_transaction`. A run ends when its last batch is committed; the "
+        "first batch (group join) is left out of the sustained rate. Scorer and passthrough "
+        f"run back to back, in alternating order, {tp.repeats}× per row; *ratio* is scorer "
+        "votes/s ÷ passthrough votes/s per pair (median and range). Every run's output topic "
+        "was checked to hold at least one signal per vote.",
+        "",
+        *table(
+            [
+                "mode",
+                "workers",
+                "scorer votes/s",
+                "passthrough votes/s",
+                f"ratio (goal ≥ {RATIO_GOAL})",
+                "ratio range",
+                "goal",
+                "CPU µs/vote scorer / passthrough",
+                "CPU ratio",
+            ],
+            rows,
+        ),
+        "",
+        "*CPU µs/vote*: process CPU time (all threads) over the sustained window ÷ its votes; "
+        "*CPU ratio* = passthrough ÷ scorer CPU per vote, less sensitive to the other tenants "
+        "than wall-clock rates (start-up imports are outside the window).",
+    ]
+    if CRC32C_LABEL in variants:
+        lines += [
+            "",
+            f"*{CRC32C_LABEL}* (what-if, both workers): the `crc32c` C extension "
+            f"({results.crc32c_note}) on the workers' `PYTHONPATH`. kafka-python verifies the "
+            "CRC-32C of every fetched record batch and falls back to a pure-Python loop when "
+            "that package is missing, as it is in the project's environment today.",
+        ]
+    elif results.crc32c_note:
+        lines += ["", f"crc32c what-if not run: {results.crc32c_note}."]
+    if NO_OUTCOMES_LABEL in variants:
+        lines += [
+            "",
+            f"*{NO_OUTCOMES_LABEL}* (what-if, scorer only): `ScorerOptions(track_outcomes=False)`"
+            ", so the scorer neither subscribes to the outcomes topic nor fills its join cache "
+            "(no outcomes are sent in any run; the passthrough is unchanged).",
+        ]
+    lines += [
+        "",
+        "<details><summary>Every run</summary>",
+        "",
+        *table(
+            [
+                "pair",
+                "mode",
+                "workers",
+                "worker",
+                "votes",
+                "votes/s",
+                "steady s",
+                "CPU µs/vote",
+                "CPU s whole life (main thread)",
+                "CPU/wall (window)",
+                "start-up s",
+                "RSS MB",
+                "CRC-32C",
+            ],
+            detail,
+        ),
+        "",
+        "</details>",
+    ]
+    return lines
+
+
+def render_latency(runs: list[LatencyRun], diagnosis: list[LatencyRun], plan: Plan) -> list[str]:
+    specs: list[LatencySpec] = []
+    for run in runs:
+        if run.spec not in specs:
+            specs.append(run.spec)
+    rows = []
+    for spec in specs:
+        mine = [r for r in runs if r.spec == spec]
+        pooled = pooled_latency(runs, spec)
+        q = np.percentile(pooled, [50, 90, 99, 99.9])
+        per_run = ", ".join(f"{r.percentile(99):.0f}" for r in mine)
+        lost = sum(r.sent - r.received for r in mine)
+        rows.append(
+            [
+                spec.mode,
+                spec.kind,
+                spec.label or "as shipped",
+                num(pooled.size),
+                f"{q[0]:.1f}",
+                f"{q[1]:.1f}",
+                f"**{q[2]:.1f}**",
+                per_run,
+                f"{q[3]:.1f}",
+                f"{pooled.max():.1f}",
+                str(lost),
+                goal(q[2] <= P99_GOAL_MS) if not spec.label else "(what-if)",
+            ]
+        )
+    lines = [
+        f"### 3. Vote-to-signal latency at a steady {LATENCY_RATE:,.0f} votes/s",
+        "",
+        f"A load generator in the benchmark process sends {LATENCY_RATE:,.0f} votes/s for "
+        f"{plan.lat_seconds:.0f} s (kafka-python, acks=all, idempotent, linger_ms=0) into an idle "
+        "worker's own single-partition vote topic; a consumer thread in the same process reads "
+        "the signals (read_committed in exactly-once mode, so a signal counts when its "
+        "transaction commits). Latency = signal arrival − the vote's `send()` call, both "
+        f"`time.perf_counter()` in one process. The first {plan.lat_warmup_s:.0f} s are left out. "
+        f"Each configuration ran {plan.lat_repeats}× in alternating order; percentiles pool the "
+        "runs (*p99 per run* lists each). Worker settings as in part 2: batch size "
+        f"{BATCH_SIZE}, poll timeout {POLL_TIMEOUT_MS} ms (a poll returns as soon as records "
+        "arrive), producer linger_ms=5 (moot: every batch ends in `flush()` or a transaction "
+        "commit), consumer fetch_min_bytes=1 / fetch_max_wait_ms=500 (kafka-python defaults: "
+        "the broker answers a fetch as soon as one record is there). *what-if* rows run the "
+        "same code with `retry_backoff_ms=10` passed through `KafkaTransport(client_config=…)` "
+        "(shipped: kafka-python's default 100), or with `ScorerOptions(track_outcomes=False)`.",
+        "",
+        *table(
+            [
+                "mode",
+                "worker",
+                "client setting",
+                "votes",
+                "p50 ms",
+                "p90 ms",
+                f"p99 ms (goal ≤ {P99_GOAL_MS:.0f})",
+                "p99 per run",
+                "p99.9 ms",
+                "max ms",
+                "lost",
+                "goal",
+            ],
+            rows,
+        ),
+    ]
+    for run in diagnosis:
+        lines += [
+            "",
+            f"Scorer phases, {run.spec.mode} (a separate {plan.lat_seconds:.0f} s run at the same "
+            f"rate with every phase timed; p50/p99 of that run {run.percentile(50):.1f} / "
+            f"{run.percentile(99):.1f} ms). `Scorer.step` contains the others; `poll` counts "
+            "both the vote and the models consumer.",
+            "",
+            *phase_table(run.phases),
+        ]
+    return lines
+
+
+def phase_table(phases: dict[str, dict[str, float]]) -> list[str]:
+    rows = [
+        [
+            name,
+            num(stats["calls"]),
+            f"{stats['p50_ms']:.2f}",
+            f"{stats['p99_ms']:.2f}",
+            f"{stats['max_ms']:.1f}",
+            f"{stats['total_s']:.2f}",
+        ]
+        for name, stats in sorted(phases.items(), key=lambda kv: -kv[1]["total_s"])
+    ]
+    return table(["phase", "calls", "p50 ms", "p99 ms", "max ms", "total s"], rows)
+
+
+def render_memory(m: MemoryResult, tp: ThroughputResult | None) -> list[str]:
+    points = [("after model load (before the first vote)", 0, m.loaded_rss)]
+    for label, fraction in (("10 %", 0.1), ("25 %", 0.25), ("mid (50 %)", 0.5), ("75 %", 0.75)):
+        votes, rss = m.at(fraction)
+        points.append((label, votes, rss))
+    points.append(("end", m.n_votes, m.end_rss))
+    rows = [[label, num(votes), mb(rss)] for label, votes, rss in points]
+    rows.append(["peak (all samples)", "-", mb(m.peak_rss)])
+    warm = m.at(0.1)[1]
+    growth = (m.end_rss - warm) / 2**20
+    # "Flat": no more than 10 MB + 10 % growth after the first tenth of the stream.
+    flat = growth <= 0.1 * warm / 2**20 + 10
+    met = flat and m.peak_rss / 2**20 <= RSS_GOAL_MB
+    baseline = ""
+    if tp is not None:
+        ends = [
+            float(r.rss) for r in tp.runs if r.kind == "passthrough" and r.variant == SHIPPED.label
+        ]
+        if ends:
+            baseline = (
+                f" For scale: a bare kafka-python passthrough ends its part-2 runs at "
+                f"{mb(median(ends))} MB."
+            )
+    return [
+        f"### 4. Scorer memory across {m.n_votes:,} votes",
+        "",
+        f"One at-least-once scorer process through {m.n_votes:,} pre-loaded votes "
+        f"({m.rate:,.0f} votes/s); it samples its own RSS (`psutil.Process().memory_info().rss`) "
+        f"every {m.n_votes // max(len(m.samples), 1):,} votes.",
+        "",
+        *table(["point", "votes processed", "RSS MB"], rows),
+        "",
+        f"Growth from 10 % to the end: {growth:+.1f} MB; peak {mb(m.peak_rss)} MB "
+        f"(goal: flat, i.e. at most 10 MB + 10 % growth after the first tenth, and "
+        f"≤ {RSS_GOAL_MB:.0f} MB: {goal(met)}). `ScorerStats.latencies_ms` keeps the last "
+        "200,000 latencies (about 7 MB of floats), so RSS may rise slowly until 200,000 votes."
+        + baseline,
+    ]
+
+
+def render_profiles(profiles: list[ProfileResult]) -> list[str]:
+    lines = ["### Profiles of the scorer"]
+    for p in profiles:
+        lines += [
+            "",
+            f"#### {p.mode} ({p.reason})",
+            "",
+            f"cProfile of the scorer process's main thread through {p.votes:,} pre-loaded votes "
+            f"({p.wall_s:.1f} s under the profiler; kafka-python's sender thread is not in it). "
+            "Top functions by own time, overall and then only the scorer's own code (`stream/`):",
+            "",
+            *table(
+                ["function", "calls", "own s", "cumulative s"],
+                [
+                    [f"`{r.function}`", num(r.calls), f"{r.tottime:.2f}", f"{r.cumtime:.2f}"]
+                    for r in p.top_tottime
+                ],
+            ),
+            "",
+            *table(
+                ["function in stream/", "calls", "own s", "cumulative s"],
+                [
+                    [f"`{r.function}`", num(r.calls), f"{r.tottime:.2f}", f"{r.cumtime:.2f}"]
+                    for r in p.top_scorer
+                ],
+            ),
+        ]
+        if p.phases:
+            lines += [
+                "",
+                "Wall time of each loop phase in the same run (waits included, which cProfile's "
+                "own time hides; `poll` counts the vote and the models consumer):",
+                "",
+                *phase_table(p.phases),
+            ]
+    return lines
+
+
+def render(
+    results: Results,
+    *,
+    plan: Plan,
+    parts: Sequence[str],
+    command: str,
+    started: datetime,
+    elapsed: float,
+    load: tuple[float, float, float],
+    code_note: str,
+) -> str:
+    lines = [
+        BEGIN,
+        "## Stream",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Date: {started:%Y-%m-%d %H:%M} UTC (took {elapsed / 60:.1f} min). Scorer measured: "
+        f"{code_note}.",
+        "",
+        f"Machine: {machine_notes(load)}",
+        "",
+    ]
+    for part, error in results.errors.items():
+        lines += [f"**{part} failed:** `{error}`", ""]
+    if results.inproc is not None:
+        lines += [*render_inproc(results.inproc, results), ""]
+    if results.throughput is not None:
+        lines += [*render_throughput(results.throughput, results), ""]
+    if results.latency:
+        lines += [*render_latency(results.latency, results.latency_diagnosis, plan), ""]
+    if results.memory is not None:
+        lines += [*render_memory(results.memory, results.throughput), ""]
+    if results.profiles:
+        lines += [*render_profiles(results.profiles), ""]
+    if results.discarded:
+        lines += [
+            f"Latency runs discarded and rerun because their median exceeded "
+            f"{STALL_P50_MS:,.0f} ms (a broker or client stall on the shared machine, not "
+            f"scoring): {'; '.join(results.discarded)}.",
+            "",
+        ]
+    if results.restarts:
+        lines += [
+            f"Workers restarted because they joined their consumer group with no partition "
+            f"({len(results.restarts)}): kafka-python's range assignor logged `No partition "
+            "metadata for topic …` and the member kept an empty assignment for the 30 s the "
+            "benchmark waits, its loop spinning on empty polls. "
+            + "; ".join(results.restarts)
+            + ".",
+            "",
+        ]
+    skipped = [p for p in PARTS if p not in parts]
+    if skipped:
+        lines += [f"Not run this time: {', '.join(skipped)}.", ""]
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the stream section of ``path`` (or add it), keeping everything else."""
+    markdown.write_section(path, SECTION, section)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parse_parts(text: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown part(s) {unknown}; choose from {PARTS}")
+    return [p for p in PARTS if p in parts]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="markdown file to update")
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument(
+        "--parts",
+        type=parse_parts,
+        default=list(PARTS),
+        help=f"comma-separated subset of {','.join(PARTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--no-orjson", action="store_true", help="skip the orjson comparison (no pip install)"
+    )
+    parser.add_argument(
+        "--no-crc32c", action="store_true", help="skip the crc32c what-if (no pip install)"
+    )
+    parser.add_argument(
+        "--code-note", help="describe the measured scorer (default: git commit of this checkout)"
+    )
+    args = parser.parse_args(argv)
+    argv_text = " ".join(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    # kafka-python and the trainer's fit log at INFO; keep the progress log readable.
+    quiet = {"kafka": logging.ERROR, "metasignal": logging.WARNING}
+    loggers = [logging.getLogger(name) for name in quiet]
+    levels = [logger.level for logger in loggers]
+    for logger, level in zip(loggers, quiet.values(), strict=True):
+        logger.setLevel(level)
+    try:
+        section, results = run_benchmark(
+            QUICK if args.quick else FULL,
+            args.parts,
+            orjson_mode="skip" if args.no_orjson else "auto",
+            crc32c=not args.no_crc32c,
+            command=f"python -m bench.stream {argv_text}",
+            code_note=args.code_note or code_description(),
+        )
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+    write_section(args.out, section)
+    log.info("wrote the stream section of %s", args.out)
+    return 1 if results.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
