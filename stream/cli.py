@@ -7,6 +7,7 @@ the trainer.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import signal
@@ -166,6 +167,10 @@ def serve(
             registry=registry, port=metrics_port, is_alive=is_alive, is_ready=is_ready
         ).start()
         log.info("metrics on :%d (/metrics /healthz /readyz)", server.port)
+    # Everything imported so far lives as long as the process: keep it out of the collector's
+    # sight, or each full collection walks it (80-180 ms pauses measured with river loaded).
+    gc.collect()
+    gc.freeze()
     try:
         run(stop)
     finally:

@@ -318,6 +318,10 @@ class Scorer:
         )
         if records:
             self.process(records)
+        elif not self._votes.assignment():
+            # No partition (more replicas than partitions, or a rebalance): a consumer without
+            # an assignment returns from poll at once, so wait here instead of spinning.
+            time.sleep(self.options.poll_timeout_ms / 1000)
         self._update_lag()
         return len(records)
 
