@@ -56,13 +56,11 @@ def test_kafka_smoke(kafka_bootstrap: str) -> None:
     producer = KafkaProducer(
         bootstrap_servers=kafka_bootstrap,
         acks="all",
-        key_serializer=str.encode,
-        value_serializer=str.encode,
         linger_ms=5,
     )
     try:
         futures = [
-            producer.send(topic, key=f"key-{i % N_KEYS}", value=f"msg-{i}")
+            producer.send(topic, key=f"key-{i % N_KEYS}".encode(), value=f"msg-{i}".encode())
             for i in range(N_MESSAGES)
         ]
         producer.flush(timeout=30)
@@ -78,8 +76,6 @@ def test_kafka_smoke(kafka_bootstrap: str) -> None:
         group_id=f"smoke-group-{suffix}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        key_deserializer=bytes.decode,
-        value_deserializer=bytes.decode,
     )
     try:
         records = _consume(consumer, N_MESSAGES, deadline_s=60)
@@ -88,13 +84,13 @@ def test_kafka_smoke(kafka_bootstrap: str) -> None:
         consumer.close()
 
     assert len(records) == N_MESSAGES
-    values = sorted(r.value for r in records)
+    values = sorted(r.value.decode() for r in records)
     assert values == sorted(f"msg-{i}" for i in range(N_MESSAGES))
     partitions_by_key: dict[str, set[int]] = defaultdict(set)
     order_by_key: dict[str, list[int]] = defaultdict(list)
     for r in sorted(records, key=lambda r: (r.partition, r.offset)):
-        partitions_by_key[r.key].add(r.partition)
-        order_by_key[r.key].append(int(r.value.split("-")[1]))
+        partitions_by_key[r.key.decode()].add(r.partition)
+        order_by_key[r.key.decode()].append(int(r.value.decode().split("-")[1]))
     # Same key -> same partition, in send order; keys spread over more than one partition.
     assert all(len(p) == 1 for p in partitions_by_key.values())
     assert all(seq == sorted(seq) for seq in order_by_key.values())
@@ -106,16 +102,15 @@ def test_kafka_smoke(kafka_bootstrap: str) -> None:
         transactional_id=f"smoke-txn-{suffix}",
         acks="all",
         enable_idempotence=True,
-        value_serializer=str.encode,
     )
     try:
         txn_producer.init_transactions()
         txn_producer.begin_transaction()
-        txn_producer.send(txn_topic, value="aborted")
+        txn_producer.send(txn_topic, value=b"aborted")
         txn_producer.flush(timeout=30)
         txn_producer.abort_transaction()
         txn_producer.begin_transaction()
-        txn_producer.send(txn_topic, value="committed")
+        txn_producer.send(txn_topic, value=b"committed")
         txn_producer.commit_transaction()
     finally:
         txn_producer.close(timeout=10)
@@ -127,7 +122,6 @@ def test_kafka_smoke(kafka_bootstrap: str) -> None:
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         isolation_level="read_committed",
-        value_deserializer=bytes.decode,
     )
     try:
         # Only one record is expected; keep polling briefly to catch a leaked aborted one.
@@ -135,4 +129,4 @@ def test_kafka_smoke(kafka_bootstrap: str) -> None:
         txn_records += _consume(rc_consumer, 1, deadline_s=2)
     finally:
         rc_consumer.close()
-    assert [r.value for r in txn_records] == ["committed"]
+    assert [r.value for r in txn_records] == [b"committed"]
