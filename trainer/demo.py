@@ -35,7 +35,7 @@ from stream.scoring import CompiledModel
 from stream.topics import Topics, topic_specs
 from stream.transport import Transport, connect
 from trainer.data import VoteTable
-from trainer.fit import FitConfig, fit_meta_model, holdout_metrics
+from trainer.fit import FitConfig, fit_meta_model
 from trainer.report import BLUE, GREY, ORANGE, RED, Series, render_html, svg_line_plot
 from trainer.service import TrainerOptions, TrainerService
 from trainer.synthetic import Committee, RateStep, generate_committee
@@ -313,15 +313,10 @@ def summarise(
     n = len(live)
     decisions = np.zeros(n, dtype=np.int64)
     versions = np.zeros(n, dtype=np.int64)
-    scores = np.zeros(n)
     for signal in signals:
         i = index.get(signal["id"])
         if i is not None:
-            decisions[i], versions[i], scores[i] = (
-                signal["decision"],
-                signal["model_version"],
-                signal["score"],
-            )
+            decisions[i], versions[i] = signal["decision"], signal["model_version"]
     labels = live.labels.astype(np.int64)
     baseline = first_model.decide(first_model.predict_proba(live.votes)).astype(np.int64)
     after = slice(step_index, n)
@@ -349,12 +344,12 @@ def summarise(
     print("timeline (live event index):")
     for at, text in sorted(timeline):
         print(f"  {at:>7}  {text}")
-    live_block = holdout_metrics(labels, scores, float(first_model.threshold))
-    live_block.update(
-        f1=f1_score(labels, decisions),
-        precision=float(np.sum(labels * decisions) / max(decisions.sum(), 1)),
-        recall=float(np.sum(labels * decisions) / max(labels.sum(), 1)),
-    )
+    # The live figures grade the decisions each signal carried, whichever version made them.
+    live_block = {
+        "f1": f1_score(labels, decisions),
+        "precision": float(np.sum(labels * decisions) / max(decisions.sum(), 1)),
+        "recall": float(np.sum(labels * decisions) / max(labels.sum(), 1)),
+    }
     stats = scorer.stats
     kinds = [m["request"]["kind"] for m in models[1:] if m.get("request")]
     summary: dict[str, Any] = {
@@ -368,7 +363,7 @@ def summarise(
         "latency_p99_ms": float(np.percentile(stats.latencies_ms, 99))
         if stats.latencies_ms
         else None,
-        "live": {k: live_block[k] for k in ("f1", "precision", "recall")},
+        "live": live_block,
         "drift_events": drift_events,
         "retrains": kinds.count("retrain"),
         "retunes": kinds.count("retune"),

@@ -141,12 +141,6 @@ def rows_to_table(rows: Sequence[dict[str, Any]], members: Sequence[str]) -> Vot
     )
 
 
-def metric_value(
-    objective: Objective, y: np.ndarray, scores: np.ndarray, threshold: float
-) -> float:
-    return objective.value_at(y, scores, threshold)
-
-
 def retune_artifact(
     champion: Artifact, table: VoteTable, objective: Objective
 ) -> tuple[Artifact, float]:
@@ -362,11 +356,8 @@ class TrainerService:
             )
         objective = Objective(metric=options.metric)
         champion_model = CompiledModel.from_artifact(champion)
-        champion_value = metric_value(
-            objective,
-            gate.labels,
-            champion_model.predict_proba(gate.votes),
-            champion_model.threshold,
+        champion_value = objective.value_at(
+            gate.labels, champion_model.predict_proba(gate.votes), champion_model.threshold
         )
         kind = request["kind"]
         if kind == "retune":
@@ -374,9 +365,8 @@ class TrainerService:
         else:
             body = self._retrain(champion, fit_part, table)
         candidate = CompiledModel.from_artifact(body)
-        candidate_value = metric_value(
-            objective, gate.labels, candidate.predict_proba(gate.votes), candidate.threshold
-        )
+        candidate_scores = candidate.predict_proba(gate.votes)
+        candidate_value = objective.value_at(gate.labels, candidate_scores, candidate.threshold)
         forced = bool(request.get("force")) or options.force
         gate_block = {
             "metric": options.metric,
@@ -404,9 +394,7 @@ class TrainerService:
         body["request"] = {k: request.get(k) for k in ("id", "kind", "reason", "model_version")}
         body["gate"] = gate_block
         metrics = dict(body.get("metrics") or {})
-        metrics["gate"] = holdout_metrics(
-            gate.labels, candidate.predict_proba(gate.votes), candidate.threshold
-        )
+        metrics["gate"] = holdout_metrics(gate.labels, candidate_scores, candidate.threshold)
         body["metrics"] = metrics
         body.pop("signature", None)
         artifact = sign_artifact(body, self.keys[0])
