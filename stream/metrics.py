@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,9 +22,65 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+
+class BatchHistogram(Collector):
+    """A Prometheus histogram fed a whole batch of observations at once.
+
+    ``Histogram.observe`` walks the buckets in Python under a lock, about a
+    microsecond per value: per vote that was a tenth of the scorer's own CPU.
+    Here a batch costs one ``searchsorted``; the exposition is the same
+    ``_bucket``/``_count``/``_sum`` series a ``Histogram`` of that name writes.
+
+    Examples
+    --------
+    >>> registry = CollectorRegistry()
+    >>> latency = BatchHistogram("demo_seconds", "Demo", buckets=(0.1, 1.0), registry=registry)
+    >>> latency.observe_many(np.array([0.05, 0.1, 0.5, 3.0]))
+    >>> registry.get_sample_value("demo_seconds_bucket", {"le": "0.1"})
+    2.0
+    >>> [registry.get_sample_value(f"demo_seconds_{s}") for s in ("count", "sum")]
+    [4.0, 3.65]
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        *,
+        buckets: tuple[float, ...],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._bounds = np.asarray(buckets, dtype=np.float64)
+        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()  # the HTTP thread collects while the loop observes
+        registry.register(self)
+
+    def observe_many(self, values: np.ndarray) -> None:
+        # Bucket i counts values <= bounds[i], as Histogram.observe does.
+        index = np.searchsorted(self._bounds, values, side="left")
+        counts = np.bincount(index, minlength=len(self._counts))
+        total = float(np.sum(values))
+        with self._lock:
+            self._counts += counts
+            self._sum += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts)
+            total = self._sum
+        labels = [floatToGoString(b) for b in self._bounds] + ["+Inf"]
+        buckets = [(le, float(c)) for le, c in zip(labels, cumulative, strict=True)]
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
 
 
 class ScorerMetrics:
@@ -48,7 +105,7 @@ class ScorerMetrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
-        self.latency = Histogram(
+        self.latency = BatchHistogram(
             "metasignal_vote_to_signal_latency_seconds",
             "From the vote's broker timestamp to its signal being acknowledged",
             buckets=LATENCY_BUCKETS,

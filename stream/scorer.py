@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -104,6 +105,40 @@ class RollingRate:
         return self._trades / self._n if self._n else 0.0
 
 
+class RecentValues:
+    """The last ``capacity`` values of a stream, in one preallocated float array.
+
+    >>> recent = RecentValues(3)
+    >>> recent.extend(np.array([1.0, 2.0])); recent.extend(np.array([3.0, 4.0]))
+    >>> recent.array().tolist(), len(recent)
+    ([2.0, 3.0, 4.0], 3)
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._buffer = np.empty(capacity, dtype=np.float64)
+        self._written = 0
+
+    def __len__(self) -> int:
+        return min(self._written, len(self._buffer))
+
+    def extend(self, values: np.ndarray) -> None:
+        capacity = len(self._buffer)
+        values = values[-capacity:]
+        start = self._written % capacity
+        head = min(len(values), capacity - start)
+        self._buffer[start : start + head] = values[:head]
+        self._buffer[: len(values) - head] = values[head:]
+        self._written += len(values)
+
+    def array(self) -> np.ndarray:
+        """Oldest first (a copy)."""
+        capacity = len(self._buffer)
+        if self._written <= capacity:
+            return self._buffer[: self._written].copy()
+        start = self._written % capacity
+        return np.concatenate([self._buffer[start:], self._buffer[:start]])
+
+
 @dataclass
 class ScorerStats:
     """Running totals for summaries (the demo, logs); Prometheus has the same figures."""
@@ -116,7 +151,7 @@ class ScorerStats:
     outcomes: int = 0
     joined: int = 0
     model_versions: list[int] = field(default_factory=list)
-    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    latencies_ms: RecentValues = field(default_factory=lambda: RecentValues(200_000))
     drift_requests: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -132,19 +167,21 @@ def dead_letter_headers(record: Record, error: MessageError) -> list[tuple[str, 
 
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
     """Kafka commits name the next offset to read, per partition."""
-    offsets: dict[TopicPartition, int] = {}
+    last: dict[tuple[str, int], int] = {}
     for r in records:
-        tp = r.topic_partition
-        offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-    return offsets
+        key = (r.topic, r.partition)
+        if r.offset >= last.get(key, -1):
+            last[key] = r.offset
+    return {TopicPartition(topic, partition): o + 1 for (topic, partition), o in last.items()}
 
 
 def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
-    offsets: dict[TopicPartition, int] = {}
+    first: dict[tuple[str, int], int] = {}
     for r in records:
-        tp = r.topic_partition
-        offsets[tp] = min(offsets.get(tp, r.offset), r.offset)
-    return offsets
+        key = (r.topic, r.partition)
+        if r.offset < first.get(key, r.offset + 1):
+            first[key] = r.offset
+    return {TopicPartition(topic, partition): o for (topic, partition), o in first.items()}
 
 
 class Scorer:
@@ -199,12 +236,12 @@ class Scorer:
     def ready(self) -> bool:
         return self.models.current is not None and self._votes is not None and not self._closed
 
-    def _on_evict(self, reason: str) -> None:
+    def _on_evict(self, reason: str, count: int) -> None:
         if reason == "early":
             # An outcome whose vote never came within the cache's bounds.
-            self.metrics.outcomes_unmatched.labels(reason="no_vote").inc()
+            self.metrics.outcomes_unmatched.labels(reason="no_vote").inc(count)
         else:
-            self.metrics.join_evictions.labels(reason=reason).inc()
+            self.metrics.join_evictions.labels(reason=reason).inc(count)
 
     def assignment(self) -> set[TopicPartition]:
         """Vote partitions this replica currently owns."""
@@ -402,18 +439,20 @@ class Scorer:
                     ),
                 )
             if self.options.track_outcomes:
-                for i, (_, vote) in enumerate(scored):
-                    self.join.remember(
-                        vote.id,
-                        ts_ms=vote.ts_ms,
-                        votes=features[i],
-                        score=float(scores[i]),
-                        decision=int(decisions[i]),
-                        model_version=model.version,
-                    )
-                    early = self.join.claim(vote.id)
+                event_ids = [vote.id for _, vote in scored]
+                self.join.remember_batch(
+                    event_ids,
+                    ts_ms=np.array([vote.ts_ms for _, vote in scored], dtype=np.int64),
+                    votes=features,
+                    scores=scores,
+                    decisions=decisions,
+                    model_version=model.version,
+                    members=model.members,
+                )
+                for event_id in event_ids if self.join.parked else ():
+                    early = self.join.claim(event_id)
                     if early is not None:
-                        matched = self.join.match(vote.id)
+                        matched = self.join.match(event_id)
                         assert matched is not None
                         self._joined(matched, early)
                 dead.extend(self._join_outcomes(outcome_records))
@@ -434,9 +473,10 @@ class Scorer:
             self._rollback(records, exc)
             return
         acked_ms = time.time() * 1000
-        latencies = [acked_ms - record.timestamp_ms for record, _ in scored]
-        for value in latencies:
-            self.metrics.latency.observe(value / 1000)
+        latencies = acked_ms - np.fromiter(
+            (record.timestamp_ms for record, _ in scored), dtype=np.float64, count=len(scored)
+        )
+        self.metrics.latency.observe_many(latencies / 1000)
         self._account(len(vote_records), decisions, dead, latencies)
 
     def _join_outcomes(self, records: Sequence[Record]) -> list[tuple[Record, MessageError]]:
@@ -468,9 +508,8 @@ class Scorer:
         assert model is not None and self.monitor is not None
         self.stats.joined += 1
         self.metrics.outcomes_joined.inc()
-        votes = {
-            m: float(v) for m, v in zip(model.members, scored.votes, strict=True) if not np.isnan(v)
-        }
+        pairs = zip(scored.members, scored.votes.tolist(), strict=True)
+        votes = {m: v for m, v in pairs if not math.isnan(v)}
         row = {
             "id": scored.id,
             "ts": scored.ts_ms,
@@ -564,7 +603,7 @@ class Scorer:
         n_records: int,
         decisions: np.ndarray,
         dead: Sequence[tuple[Record, MessageError]],
-        latencies: list[float],
+        latencies: np.ndarray,
     ) -> None:
         trades = int(decisions.sum())
         self.metrics.votes.inc(n_records)

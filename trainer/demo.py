@@ -163,7 +163,8 @@ def _read(
 def _status(scorer: Scorer, started: float, total: int) -> str:
     stats = scorer.stats
     elapsed = max(time.monotonic() - started, 1e-9)
-    p99 = np.percentile(stats.latencies_ms, 99) if stats.latencies_ms else float("nan")
+    latencies = stats.latencies_ms.array()
+    p99 = np.percentile(latencies, 99) if len(latencies) else float("nan")
     model = scorer.models.current
     version = f"v{model.version}" if model else "-"
     return (
@@ -360,8 +361,8 @@ def summarise(
         "trades": stats.trades,
         "dlq": stats.dlq,
         "model_versions": stats.model_versions,
-        "latency_p99_ms": float(np.percentile(stats.latencies_ms, 99))
-        if stats.latencies_ms
+        "latency_p99_ms": float(np.percentile(stats.latencies_ms.array(), 99))
+        if len(stats.latencies_ms)
         else None,
         "live": live_block,
         "drift_events": drift_events,

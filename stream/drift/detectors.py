@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from typing import Any, Literal
 
-from river import base, drift
+from river import base
 
 __all__ = ["DETECTORS", "BernoulliCUSUM", "Direction", "make_detector"]
 
@@ -350,10 +350,24 @@ class BernoulliCUSUM(base.DriftDetector):
 
 # ---------------------------------------------------------------------- factory
 
+
+def _adwin(**params: Any) -> base.DriftDetector:
+    # river.drift imports pandas and scikit-learn (~80 MB resident): only load it when asked.
+    from river import drift
+
+    return drift.ADWIN(**params)
+
+
+def _page_hinkley(**params: Any) -> base.DriftDetector:
+    from river import drift
+
+    return drift.PageHinkley(**params)
+
+
 DETECTORS: dict[str, Callable[..., base.DriftDetector]] = {
     "cusum": BernoulliCUSUM,
-    "adwin": drift.ADWIN,
-    "page_hinkley": drift.PageHinkley,
+    "adwin": _adwin,
+    "page_hinkley": _page_hinkley,
 }
 """Detectors :func:`make_detector` can build, by name."""
 
