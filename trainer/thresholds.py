@@ -17,6 +17,8 @@ from typing import Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from stream import quality
+
 __all__ = [
     "METRICS",
     "ThresholdResult",
@@ -137,9 +139,9 @@ def average_precision(y_true: ArrayLike, scores: ArrayLike) -> float:
     >>> average_precision([1, 0, 1, 0], [0.9, 0.8, 0.3, 0.1])
     0.8333333333333333
     """
-    c = _candidates(*_validate_data(y_true, scores))
-    _require_positives(c)
-    return _average_precision(c)
+    y, s = _validate_data(y_true, scores)
+    _require_positives(_candidates(y, s))
+    return quality.average_precision(y, s)
 
 
 def threshold_curve(
@@ -217,11 +219,12 @@ def find_optimal_threshold(
     (0.3, 0.8, 3, True)
     """
     opts = _validate_options(metric, beta, min_recall, min_precision, gain, cost)
-    c = _candidates(*_validate_data(y_true, scores))
+    y, s = _validate_data(y_true, scores)
+    c = _candidates(y, s)
     _require_positives(c)
     values, allowed = _objective(c, opts)
     i, feasible = _select(c, opts, values, allowed)
-    value = _average_precision(c) if metric == "pr_auc" else float(values[i])
+    value = quality.average_precision(y, s) if metric == "pr_auc" else float(values[i])
     tp, fp = int(c.tp[i]), int(c.fp[i])
     return ThresholdResult(
         threshold=float(c.thresholds[i]),
@@ -279,11 +282,6 @@ def _first_best(values: _Floats, allowed: _Mask, *, scale: float) -> int:
     """First (= highest-threshold) allowed index within ``1e-12 * scale`` of the allowed max."""
     best = values[allowed].max()
     return int(np.flatnonzero(allowed & (values >= best - _RTOL * scale))[0])
-
-
-def _average_precision(c: _Candidates) -> float:
-    recall_gain = np.diff(_recall(c), prepend=0.0)
-    return float(np.sum(recall_gain * _precision(c)))
 
 
 def _precision(c: _Candidates) -> _Floats:
