@@ -83,6 +83,7 @@ class ScorerOptions:
     drift_cooldown_outcomes: int = 5000
     drift_settle_outcomes: int = 2000
     drift_snapshot_every: int = 250
+    max_failed_batches: int = 5
 
 
 class RollingRate:
@@ -229,6 +230,7 @@ class Scorer:
             cooldown_outcomes=options.drift_cooldown_outcomes,
             settle_outcomes=options.drift_settle_outcomes,
         )
+        self._failed_batches = 0
         self._closed = False
 
     # -- readiness ---------------------------------------------------------------
@@ -472,6 +474,7 @@ class Scorer:
         except TransportError as exc:
             self._rollback(records, exc)
             return
+        self._failed_batches = 0
         acked_ms = time.time() * 1000
         latencies = acked_ms - np.fromiter(
             (record.timestamp_ms for record, _ in scored), dtype=np.float64, count=len(scored)
@@ -585,7 +588,17 @@ class Scorer:
         log.warning("drift: requesting %s (%s)", decision.kind, decision.reason)
 
     def _rollback(self, records: Sequence[Record], exc: TransportError) -> None:
-        """Rewind to the batch start so it is processed again; never skip a vote."""
+        """Rewind to the batch start so it is processed again; never skip a vote.
+
+        A producer kafka-python has put in a fatal state fails every batch after; rather
+        than spin while looking alive, give up after ``max_failed_batches`` in a row so the
+        process exits and a restart (with the last committed offsets) recovers.
+        """
+        self._failed_batches += 1
+        if self._failed_batches >= self.options.max_failed_batches:
+            raise TransportError(
+                f"{self._failed_batches} batches in a row could not be committed, last: {exc}"
+            )
         log.warning("batch not committed, will be retried: %s", exc)
         if self.options.exactly_once:
             self.metrics.transaction_aborts.inc()

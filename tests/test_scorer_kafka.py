@@ -271,3 +271,32 @@ def test_sigterm_finishes_the_batch_commits_and_exits_0(
         again.stop()
     assert "scorer stopped: 0 votes, 0 signals" in again.output()
     assert len(committed_signals(transport, topics, expect=3001, timeout=3)) == 3000
+
+
+@pytest.mark.kafka
+def test_a_send_the_broker_rejects_fails_the_flush_and_the_transaction(
+    kafka: tuple[KafkaTransport, Topics],
+) -> None:
+    """A record the broker refuses (too large for its topic) surfaces as a TransportError."""
+    from stream.transport.base import TopicPartition, TopicSpec, TransportError
+
+    transport, topics = kafka
+    small = f"{topics.prefix}small"
+    transport.create_topics([TopicSpec(small, 1, {"max.message.bytes": "1024"})])
+    producer = transport.producer()
+    producer.send(small, key=b"ok", value=b"x" * 10)
+    producer.flush()  # nothing failed: no error
+    producer.send(small, key=b"big", value=b"x" * 5000)
+    with pytest.raises(TransportError, match="1 send"):
+        producer.flush()
+    producer.close()
+
+    consumer = transport.consumer(topics=[small], group_id=f"{topics.prefix}g")
+    txn = transport.producer(transactional_id=f"{topics.prefix}txn")
+    txn.begin_transaction()
+    txn.send(small, key=b"big", value=b"x" * 5000)
+    with pytest.raises(TransportError):
+        txn.commit_transaction({TopicPartition(small, 0): 0}, consumer)
+    txn.abort_transaction()
+    txn.close()
+    consumer.close()

@@ -230,3 +230,33 @@ def test_run_stops_cleanly_after_the_batch(committee: Committee, artifact_body: 
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert not scorer.ready
+
+
+def test_a_failed_batch_is_replayed_and_a_dead_producer_stops_the_loop(
+    committee: Committee, artifact_body: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stream.transport.base import TransportError
+
+    bus = make_bus(partitions=1)
+    publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
+    ids = send_votes(bus, TOPICS, committee, 0, 300)
+    scorer = scorer_for(bus, batch_size=100, max_failed_batches=3)
+    failures = iter([True, True, False])  # two failed flushes, then the broker is back
+
+    def flaky_flush(timeout_s: float = 30.0) -> None:
+        if next(failures, False):
+            raise TransportError("broker unreachable")
+
+    monkeypatch.setattr(scorer._producer, "flush", flaky_flush)
+    drain(scorer)
+    # The memory bus delivered the failed batches' signals anyway: at-least-once repeats them.
+    assert {s["id"] for s in signals(bus)} == set(ids)
+    assert scorer.stats.votes == 300
+
+    def dead_flush(timeout_s: float = 30.0) -> None:
+        raise TransportError("producer is in a fatal state")
+
+    monkeypatch.setattr(scorer._producer, "flush", dead_flush)
+    send_votes(bus, TOPICS, committee, 300, 400)
+    with pytest.raises(TransportError, match="3 batches in a row"):
+        drain(scorer)

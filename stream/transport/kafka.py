@@ -8,7 +8,6 @@ an offset is done. Security settings (SASL/SSL) pass through unchanged.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -212,21 +211,20 @@ class KafkaTransportConsumer:
             batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
             raise TransportError(f"poll failed: {exc}") from exc
-        out = []
-        for records in batches.values():
-            for r in records:
-                out.append(
-                    Record(
-                        topic=r.topic,
-                        partition=r.partition,
-                        offset=r.offset,
-                        key=r.key,
-                        value=r.value,
-                        timestamp_ms=r.timestamp,
-                        headers=tuple((k, v) for k, v in (r.headers or [])),
-                    )
-                )
-        return out
+        # Positional: this runs once per message.
+        return [
+            Record(
+                r.topic,
+                r.partition,
+                r.offset,
+                r.key,
+                r.value,
+                r.timestamp,
+                tuple(r.headers) if r.headers else (),
+            )
+            for records in batches.values()
+            for r in records
+        ]
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         try:
@@ -280,15 +278,18 @@ class KafkaTransportProducer:
             self._producer = KafkaProducer(**settings)
         except KafkaError as exc:
             raise TransportError(f"cannot create Kafka producer: {exc}") from None
-        self._errors: list[BaseException] = []
-        self._lock = threading.Lock()
+        # Futures sent since the last flush or commit, checked once they are all done (cheaper
+        # than an errback per message).
+        self._in_flight: list[Any] = []
         if transactional_id is not None:
             # Fences any zombie with the same id and aborts its open transaction.
             self._producer.init_transactions()
 
-    def _failed(self, exc: BaseException) -> None:
-        with self._lock:
-            self._errors.append(exc)
+    def _raise_failures(self, what: str) -> None:
+        futures, self._in_flight = self._in_flight, []
+        errors = [f.exception for f in futures if f.failed()]
+        if errors:
+            raise TransportError(f"{len(errors)} {what} failed, first: {errors[0]}")
 
     def send(
         self,
@@ -299,20 +300,20 @@ class KafkaTransportProducer:
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         try:
-            future = self._producer.send(topic, key=key, value=value, headers=list(headers))
+            future = self._producer.send(
+                topic, key=key, value=value, headers=list(headers) if headers else None
+            )
         except KafkaError as exc:
             raise TransportError(f"send to {topic} failed: {exc}") from exc
-        future.add_errback(self._failed)
+        self._in_flight.append(future)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         try:
             self._producer.flush(timeout=timeout_s)
         except KafkaError as exc:
+            self._in_flight = []  # the batch is replayed; these no longer matter
             raise TransportError(f"flush failed: {exc}") from exc
-        with self._lock:
-            errors, self._errors = self._errors, []
-        if errors:
-            raise TransportError(f"{len(errors)} send(s) failed, first: {errors[0]}")
+        self._raise_failures("send(s)")
 
     def begin_transaction(self) -> None:
         self._producer.begin_transaction()
@@ -327,12 +328,10 @@ class KafkaTransportProducer:
             self._producer.commit_transaction()
         except KafkaError as exc:
             raise TransportError(f"transaction commit failed: {exc}") from exc
-        with self._lock:
-            errors, self._errors = self._errors, []
-        if errors:
-            raise TransportError(f"{len(errors)} transactional send(s) failed: {errors[0]}")
+        self._raise_failures("transactional send(s)")
 
     def abort_transaction(self) -> None:
+        self._in_flight = []  # aborted: their outcome no longer matters
         try:
             self._producer.abort_transaction()
         except KafkaError as exc:
