@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -55,8 +55,9 @@ class MessageError(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
-class Vote:
+class Vote(NamedTuple):
+    """A decoded vote (a named tuple: one is built per message)."""
+
     id: str
     ts_ms: int
     votes: Mapping[str, float]

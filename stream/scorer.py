@@ -413,27 +413,31 @@ class Scorer:
             reject_unknown=reject_unknown,
             reject_missing=reject_missing,
         )
-        keep = np.array([e is None for e in errors], dtype=bool)
-        dead.extend((good[i][0], e) for i, e in enumerate(errors) if e is not None)
-        scored = [pair for pair, ok in zip(good, keep, strict=True) if ok]
-        features = matrix[keep]
-        scores = model.predict_proba(features) if scored else np.empty(0)
+        if any(e is not None for e in errors):
+            dead.extend((good[i][0], e) for i, e in enumerate(errors) if e is not None)
+            keep = [i for i, e in enumerate(errors) if e is None]
+            good, matrix = [good[i] for i in keep], matrix[keep]
+        scores = model.predict_proba(matrix) if good else np.empty(0)
         decisions = model.decide(scores)
         scored_at = int(time.time() * 1000)
         topics = self.options.topics
         offsets = next_offsets(records)
+        send = self._producer.send
         try:
             if self.options.exactly_once:
                 self._producer.begin_transaction()
-            for (_, vote), score, decision in zip(scored, scores, decisions, strict=True):
-                self._producer.send(
+            # Python scalars: iterating numpy arrays would box each element.
+            for (_, vote), score, decision in zip(
+                good, scores.tolist(), decisions.tolist(), strict=True
+            ):
+                send(
                     topics.signals,
                     key=vote.id.encode(),
                     value=encode_signal(
                         event_id=vote.id,
                         ts_ms=vote.ts_ms,
-                        decision=int(decision),
-                        score=float(score),
+                        decision=decision,
+                        score=score,
                         threshold=model.threshold,
                         model_name=model.name,
                         model_version=model.version,
@@ -441,11 +445,11 @@ class Scorer:
                     ),
                 )
             if self.options.track_outcomes:
-                event_ids = [vote.id for _, vote in scored]
+                event_ids = [vote.id for _, vote in good]
                 self.join.remember_batch(
                     event_ids,
-                    ts_ms=np.array([vote.ts_ms for _, vote in scored], dtype=np.int64),
-                    votes=features,
+                    ts_ms=np.array([vote.ts_ms for _, vote in good], dtype=np.int64),
+                    votes=matrix,
                     scores=scores,
                     decisions=decisions,
                     model_version=model.version,
@@ -477,7 +481,7 @@ class Scorer:
         self._failed_batches = 0
         acked_ms = time.time() * 1000
         latencies = acked_ms - np.fromiter(
-            (record.timestamp_ms for record, _ in scored), dtype=np.float64, count=len(scored)
+            (record.timestamp_ms for record, _ in good), dtype=np.float64, count=len(good)
         )
         self.metrics.latency.observe_many(latencies / 1000)
         self._account(len(vote_records), decisions, dead, latencies)
