@@ -9,28 +9,24 @@ Two measurements over the same pre-built batches of 500 vote records:
   (sends and commits are no-ops), so everything else the loop does per batch (metrics,
   latency bookkeeping, model refresh) is included.
 
-A JSON library is swapped by replacing the ``json`` name inside :mod:`stream.messages`
-for the duration of one measurement (a shim exposing ``loads``/``dumps``), so the decoders
-are compared on the project's own code.
+A JSON decoder is swapped by replacing ``stream.messages._load_json`` for the duration of
+one measurement, so the decoders are compared on the project's own code. (Signals are
+written by a format string, not a JSON library, so there is no encoder to compare.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import json
 import logging
-import subprocess
-import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
+import orjson
 
 import stream.messages
 from bench.stream_data import SIGNING_KEY, Inputs, encoded_votes
@@ -51,93 +47,29 @@ log = logging.getLogger("bench.stream")
 
 BATCH_SIZE = 500
 STDLIB = "stdlib json"
-ORJSON_DECODE = "orjson decode"
-ORJSON_BOTH = "orjson decode + encode"
-ORJSON_PIP_DIR = Path("/tmp/orjson")
+ORJSON = f"orjson {orjson.__version__} (shipped)"
 
 
 # --------------------------------------------------------------------------- JSON variants
 
 
-class JsonShim:
-    """Stands in for the ``json`` module inside :mod:`stream.messages`.
-
-    ``dumps`` must return ``str`` there (``encode_signal`` calls ``.encode()`` on it), so
-    the orjson encoder pays one extra bytes->str->bytes copy: a drop-in swap, not a rewrite.
-    """
-
-    def __init__(self, orjson: ModuleType, *, encode: bool) -> None:
-        self.loads = orjson.loads
-        self._orjson = orjson
-        self._encode = encode
-
-    def dumps(self, obj: Any, **kwargs: Any) -> str:
-        if self._encode:
-            return str(self._orjson.dumps(obj).decode())
-        return json.dumps(obj, **kwargs)
-
-
 @contextlib.contextmanager
-def json_backend(shim: JsonShim | None) -> Iterator[None]:
-    """Swap the JSON library used by decode_vote/encode_signal (``None``: stdlib)."""
-    if shim is None:
+def json_backend(loads: Callable[[bytes], Any] | None) -> Iterator[None]:
+    """Swap the JSON decoder used by ``decode_vote`` (``None``: the stdlib's)."""
+    if loads is None:
         yield
         return
-    original = stream.messages.json
-    stream.messages.json = shim  # type: ignore[assignment]
+    original = stream.messages._load_json
+    stream.messages._load_json = loads
     try:
         yield
     finally:
-        stream.messages.json = original
+        stream.messages._load_json = original
 
 
-def scratch_install(package: str, target: Path, *, install: bool) -> tuple[Path | None, str]:
-    """``pip install --target`` into a scratch directory (never the project's venv).
-
-    Returns the directory (``None`` if unavailable) and a note saying how it was obtained.
-    An existing install in ``target`` is reused.
-    """
-    marker = target / package
-    if install and not marker.exists():
-        log.info("installing %s into %s (scratch, not the project venv)", package, target)
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target), package],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if proc.returncode != 0:
-            return None, f"{package} not installable: {proc.stderr.strip()[-200:]}"
-    if not marker.exists():
-        return None, f"{package} not available (skipped)"
-    return target, f"`pip install --target {target} {package}`"
-
-
-def find_orjson(*, install: bool) -> tuple[ModuleType | None, str]:
-    """orjson from the environment, else from a scratch directory; the module (or ``None``)
-    and how it was found."""
-    with contextlib.suppress(ImportError):
-        module = importlib.import_module("orjson")
-        # A stray ``orjson/`` directory on sys.path imports as an empty namespace package.
-        if hasattr(module, "loads"):
-            return module, f"orjson {_version(module)} (already importable)"
-        sys.modules.pop("orjson", None)
-    target, note = scratch_install("orjson", ORJSON_PIP_DIR, install=install)
-    if target is None:
-        return None, note
-    sys.path.insert(0, str(target))
-    try:
-        module = importlib.import_module("orjson")
-    except ImportError as exc:
-        return None, f"orjson in {target} does not import: {exc}"
-    finally:
-        sys.path.remove(str(target))
-    return module, f"orjson {_version(module)} ({note})"
-
-
-def _version(module: ModuleType) -> str:
-    return str(getattr(module, "__version__", "?"))
+def stdlib_loads(raw: bytes) -> Any:
+    """The standard library's decoder, as the scorer used it before orjson."""
+    return json.loads(raw)
 
 
 # --------------------------------------------------------------------------- null transport
@@ -378,30 +310,24 @@ class InprocResult:
     variants: list[VariantResult]
     n_votes: int
     repeats: int
-    orjson_note: str
     ratios: dict[str, dict[str, float]]  # variant -> {"pipeline": x, "step": y}: best vs best
     output_equal: bool
     # Scorer.step (stdlib) with these ScorerOptions, per repeat, e.g. outcome tracking off
     step_with: dict[str, list[float]] = field(default_factory=dict)
 
 
-def same_signals(inputs: Inputs, shim: JsonShim, batches: list[list[Record]]) -> bool:
-    """orjson must produce the same signals (as parsed JSON) for the swap to be drop-in."""
+def same_votes(inputs: Inputs, loads: Callable[[bytes], Any], batches: list[list[Record]]) -> bool:
+    """The shipped decoder and ``loads`` must decode the same votes."""
     model = CompiledModel.from_artifact(json.loads(inputs.artifact))
     sample = batches[:2]
     outputs = []
-    for backend in (None, shim):
+    for backend in (None, loads):
         with json_backend(backend):
             votes = [decode_vote(r.value) for batch in sample for r in batch]
         matrix, _ = vote_matrix(votes, model.members, reject_unknown=False, reject_missing=False)
         outputs.append([(v.id, v.ts_ms, dict(v.votes)) for v in votes])
         outputs.append(matrix.tolist())
-    signal = {"id": "e", "ts": 1, "decision": 1, "score": 1.2345e-05, "model": "meta"}
-    return (
-        outputs[0] == outputs[2]
-        and outputs[1] == outputs[3]
-        and json.loads(shim.dumps(signal)) == json.loads(json.dumps(signal, separators=(",", ":")))
-    )
+    return outputs[0] == outputs[2] and outputs[1] == outputs[3]
 
 
 def run_inproc(
@@ -409,8 +335,6 @@ def run_inproc(
     *,
     n_votes: int,
     repeats: int,
-    orjson: ModuleType | None,
-    orjson_note: str,
     step_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> InprocResult:
     """Every variant, interleaved per repeat so machine noise hits them alike."""
@@ -418,14 +342,13 @@ def run_inproc(
 
     batches = make_batches(inputs, n_votes)
     model = CompiledModel.from_artifact(json.loads(inputs.artifact))
-    variants: list[tuple[VariantResult, JsonShim | None]] = [(VariantResult(STDLIB), None)]
-    if orjson is not None:
-        variants.append((VariantResult(ORJSON_DECODE), JsonShim(orjson, encode=False)))
-        variants.append((VariantResult(ORJSON_BOTH), JsonShim(orjson, encode=True)))
+    # The stdlib first: the ratios are against it. None = the decoder the scorer ships with.
+    variants: list[tuple[VariantResult, Callable[[bytes], Any] | None]] = [
+        (VariantResult(STDLIB), stdlib_loads),
+        (VariantResult(ORJSON), None),
+    ]
     step_with: dict[str, list[float]] = {}
-    equal = True
-    if orjson is not None:
-        equal = same_signals(inputs, JsonShim(orjson, encode=True), batches)
+    equal = same_votes(inputs, stdlib_loads, batches)
     # The benchmark process holds the trainer's and scikit-learn's objects, which a scorer
     # does not; freeze them out of the cyclic GC so its full collections cost what a
     # scorer's would (objects made during the passes are still collected).
@@ -467,7 +390,6 @@ def run_inproc(
         variants=[r for r, _ in variants],
         n_votes=sum(len(b) for b in batches),
         repeats=repeats,
-        orjson_note=orjson_note,
         ratios=ratios,
         output_equal=equal,
         step_with=step_with,

@@ -16,7 +16,7 @@ def test_quick_inproc_writes_its_table_and_keeps_other_sections(tmp_path: Path) 
     out = tmp_path / "benchmarks.md"
     other = "<!-- trainer:begin -->\n## Trainer\n\nkept\n<!-- trainer:end -->\n"
     out.write_text(f"# Benchmarks\n\n{other}", encoding="utf-8")
-    argv = ["--out", str(out), "--quick", "--parts", "inproc", "--no-orjson"]
+    argv = ["--out", str(out), "--quick", "--parts", "inproc"]
     assert bench.main(argv) == 0
     text = out.read_text(encoding="utf-8")
     assert other in text
