@@ -192,6 +192,7 @@ class Loop:
 def run_scorer(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
     """The real :class:`stream.scorer.Scorer` on the real Kafka transport."""
     from bench.stream_topics import BenchTopics
+    from stream.cli import freeze_startup_heap
     from stream.scorer import Scorer, ScorerOptions
     from stream.transport.kafka import KafkaTransport
 
@@ -218,6 +219,7 @@ def run_scorer(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
         scorer.load_models()
         if scorer.models.current is None:
             raise SystemExit("bench worker: no model on the models topic")
+        freeze_startup_heap()  # as `metasignal scorer` does once it has started
         emit("loaded", rss=loop.rss())
         while not loop.finished():
             n = scorer.step()

