@@ -39,7 +39,9 @@ PRODUCER_SETTINGS: dict[str, Any] = {
     "linger_ms": 5,
     "retries": 2_147_483_647,
 }
+# The same transactional settings as stream.transport.kafka.KafkaTransportProducer.
 TRANSACTION_TIMEOUT_MS = 15_000
+TRANSACTION_RETRY_BACKOFF_MS = 10
 # The same consumer settings as stream.transport.kafka.KafkaTransportConsumer.
 CONSUMER_SETTINGS: dict[str, Any] = {
     "enable_auto_commit": False,
@@ -47,6 +49,7 @@ CONSUMER_SETTINGS: dict[str, Any] = {
     "isolation_level": "read_committed",
     "session_timeout_ms": 10_000,
     "heartbeat_interval_ms": 3_000,
+    "fetch_max_wait_ms": 20,
 }
 
 
@@ -242,6 +245,7 @@ def run_passthrough(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
     if args.exactly_once:
         settings["transactional_id"] = f"{args.group}-tx"
         settings["transaction_timeout_ms"] = TRANSACTION_TIMEOUT_MS
+        settings["retry_backoff_ms"] = TRANSACTION_RETRY_BACKOFF_MS
     producer = KafkaProducer(
         bootstrap_servers=[args.bootstrap],
         client_id="bench-passthrough",

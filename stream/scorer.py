@@ -84,6 +84,7 @@ class ScorerOptions:
     drift_settle_outcomes: int = 2000
     drift_snapshot_every: int = 250
     max_failed_batches: int = 5
+    model_check_interval_s: float = 0.5
 
 
 class RollingRate:
@@ -231,6 +232,7 @@ class Scorer:
             settle_outcomes=options.drift_settle_outcomes,
         )
         self._failed_batches = 0
+        self._next_model_check = 0.0
         self._closed = False
 
     # -- readiness ---------------------------------------------------------------
@@ -341,7 +343,12 @@ class Scorer:
         """One loop iteration; returns the number of vote records handled."""
         self.heartbeat.beat()
         self.metrics.last_batch.set_to_current_time()
-        self.refresh_models()
+        now = time.monotonic()
+        if now >= self._next_model_check or self.models.current is None:
+            # A poll of the models consumer costs ~0.5 ms: per batch at 1,000 votes/s that
+            # was 6 % of a core and a delay on every vote; new models are rare.
+            self._next_model_check = now + self.options.model_check_interval_s
+            self.refresh_models()
         if self.models.current is None:
             self.metrics.ready.set(0)
             time.sleep(self.options.poll_timeout_ms / 1000)
@@ -479,6 +486,7 @@ class Scorer:
             self._rollback(records, exc)
             return
         self._failed_batches = 0
+        self._next_model_check = 0.0
         acked_ms = time.time() * 1000
         latencies = acked_ms - np.fromiter(
             (record.timestamp_ms for record, _ in good), dtype=np.float64, count=len(good)

@@ -300,3 +300,35 @@ def test_a_send_the_broker_rejects_fails_the_flush_and_the_transaction(
     txn.abort_transaction()
     txn.close()
     consumer.close()
+
+
+@pytest.mark.kafka
+def test_client_settings_override_tunables_but_not_guarantees(
+    kafka_bootstrap: str, kafka: tuple[KafkaTransport, Topics]
+) -> None:
+    _, topics = kafka
+    transport = KafkaTransport(
+        bootstrap=kafka_bootstrap,
+        client_config={"fetch_max_wait_ms": 7, "retry_backoff_ms": 33, "acks": 0},
+    )
+    consumer = transport.consumer(topics=[topics.votes], group_id=f"{topics.prefix}g")
+    producer = transport.producer(transactional_id=f"{topics.prefix}tx")
+    try:
+        consumer_config = consumer._consumer.config
+        producer_config = producer._producer.config
+        assert consumer_config["fetch_max_wait_ms"] == 7
+        assert consumer_config["enable_auto_commit"] is False
+        assert producer_config["retry_backoff_ms"] == 33
+        assert producer_config["acks"] in ("all", -1)
+        assert producer_config["enable_idempotence"] is True
+    finally:
+        consumer.close()
+        producer.close()
+        transport.close()
+
+
+def test_an_unknown_client_setting_is_a_clear_error() -> None:
+    from stream.transport.base import TransportError
+
+    with pytest.raises(TransportError, match=r"unknown Kafka client setting.*fetch_max_wiat_ms"):
+        KafkaTransport(bootstrap="127.0.0.1:1", client_config={"fetch_max_wiat_ms": 7})

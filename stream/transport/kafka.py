@@ -55,6 +55,17 @@ class _ListenerAdapter(ConsumerRebalanceListener):
         callback({_ours(tp) for tp in lost})
 
 
+_CLIENTS = (KafkaAdminClient, KafkaConsumer, KafkaProducer)
+_KNOWN_SETTINGS = frozenset(key for client in _CLIENTS for key in client.DEFAULT_CONFIG)
+
+
+def _settings_for(client: type, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of ``config`` that ``client`` accepts (kafka-python refuses unknown keys, and
+    a consumer tunable such as ``fetch_max_wait_ms`` is unknown to the producer)."""
+    accepted: dict[str, Any] = getattr(client, "DEFAULT_CONFIG")  # noqa: B009 - untyped class
+    return {key: value for key, value in config.items() if key in accepted}
+
+
 class KafkaTransport:
     """Factory for Kafka consumers and producers sharing one connection config.
 
@@ -83,13 +94,16 @@ class KafkaTransport:
             "client_id": client_id,
             **(client_config or {}),
         }
+        unknown = set(self._config) - set(_KNOWN_SETTINGS)
+        if unknown:
+            raise TransportError(f"unknown Kafka client setting(s): {', '.join(sorted(unknown))}")
         self.replication_factor = replication_factor
         self._admin: KafkaAdminClient | None = None
 
     def _admin_client(self) -> KafkaAdminClient:
         if self._admin is None:
             try:
-                self._admin = KafkaAdminClient(**self._config)
+                self._admin = KafkaAdminClient(**_settings_for(KafkaAdminClient, self._config))
             except KafkaError as exc:
                 raise TransportError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from None
         return self._admin
@@ -136,7 +150,7 @@ class KafkaTransport:
         from_beginning: bool = True,
     ) -> KafkaTransportConsumer:
         return KafkaTransportConsumer(
-            self._config,
+            _settings_for(KafkaConsumer, self._config),
             topics=topics,
             group_id=group_id,
             listener=listener,
@@ -146,7 +160,9 @@ class KafkaTransport:
         )
 
     def producer(self, *, transactional_id: str | None = None) -> KafkaTransportProducer:
-        return KafkaTransportProducer(self._config, transactional_id=transactional_id)
+        return KafkaTransportProducer(
+            _settings_for(KafkaProducer, self._config), transactional_id=transactional_id
+        )
 
     def close(self) -> None:
         if self._admin is not None:
@@ -169,21 +185,23 @@ class KafkaTransportConsumer:
         from_beginning: bool,
     ) -> None:
         self.group_id = group_id
+        tunables: dict[str, Any] = {
+            # A crashed replica's partitions move to a live one after this long.
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 3_000,
+            # The broker holds a fetch for an empty partition (outcomes, often) this long
+            # while votes wait behind it: 500 ms by default halved the scorer's throughput.
+            "fetch_max_wait_ms": 20,
+        }
         try:
             self._consumer = KafkaConsumer(
-                **config,
+                **{**tunables, **config},  # the user's client settings win over these defaults
                 group_id=group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest" if from_beginning else "latest",
                 isolation_level="read_committed" if read_committed else "read_uncommitted",
-                # A crashed replica's partitions move to a live one after this long.
-                session_timeout_ms=10_000,
-                # The broker holds a fetch for an empty partition (outcomes, often) this long
-                # while votes wait behind it: 500 ms by default halved the scorer's throughput.
-                fetch_max_wait_ms=20,
                 # Range keeps partition p of co-partitioned topics (votes, outcomes) together.
                 partition_assignment_strategy=(RangePartitionAssignor,),
-                heartbeat_interval_ms=3_000,
             )
         except KafkaError as exc:
             raise TransportError(f"cannot create Kafka consumer: {exc}") from None
@@ -259,21 +277,20 @@ class KafkaTransportProducer:
     """See :class:`stream.transport.base.Producer`."""
 
     def __init__(self, config: Mapping[str, Any], *, transactional_id: str | None) -> None:
-        settings: dict[str, Any] = {
-            **config,
-            "acks": "all",
-            "enable_idempotence": True,
-            "linger_ms": 5,
-            "retries": 2_147_483_647,
-        }
+        settings: dict[str, Any] = {"linger_ms": 5}
         if transactional_id is not None:
-            settings["transactional_id"] = transactional_id
             # A crashed scorer's open transaction blocks read_committed readers until it
             # times out; keep that window short.
             settings["transaction_timeout_ms"] = 15_000
             # Back-to-back transactions often meet CONCURRENT_TRANSACTIONS while the last
-            # one completes; the 100 ms default backoff put p99 latency at ~300 ms.
-            settings["retry_backoff_ms"] = 20
+            # one's markers are written; the 100 ms default backoff put p99 latency at ~300 ms
+            # (docs/benchmarks.md).
+            settings["retry_backoff_ms"] = 10
+        # The user's client settings win over these defaults, never over the guarantees below.
+        settings.update(config)
+        settings.update(acks="all", enable_idempotence=True, retries=2_147_483_647)
+        if transactional_id is not None:
+            settings["transactional_id"] = transactional_id
         try:
             self._producer = KafkaProducer(**settings)
         except KafkaError as exc:
