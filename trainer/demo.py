@@ -227,6 +227,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             drift_min_outcomes=3000,
             drift_cooldown_outcomes=6000,
             drift_settle_outcomes=4000,
+            # The demo replays hours of events in seconds: a model must be picked up within a
+            # few batches, not half a (compressed) second later.
+            model_check_interval_s=0.0,
         ),
         keys=[key],
     )
