@@ -191,7 +191,9 @@ class KafkaTransportConsumer:
             "heartbeat_interval_ms": 3_000,
             # The broker holds a fetch for an empty partition (outcomes, often) this long
             # while votes wait behind it: 500 ms by default halved the scorer's throughput.
-            "fetch_max_wait_ms": 20,
+            # A reader of a whole topic (models: idle for hours) keeps the long poll, which the
+            # broker answers the moment a record lands; short, it would fetch 50 times a second.
+            "fetch_max_wait_ms": 500 if assign_all else 20,
         }
         try:
             self._consumer = KafkaConsumer(
