@@ -43,6 +43,7 @@ import scipy.sparse.linalg as spla
 from river.drift import binary
 from scipy.optimize import brentq
 
+from bench.machine import cpu_model, load_average
 from bench.markdown import markers, write_section
 from stream.drift.detectors import BernoulliCUSUM, bernoulli_kl, make_detector
 
@@ -532,16 +533,8 @@ def _poisson_upper(k: int, conf: float = 0.95) -> float:
 
 
 def machine_notes() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(
-                (line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")),
-                cpu,
-            )
-    except OSError:
-        pass
-    load = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    cpu = cpu_model()
+    load = load_average()
     return (
         f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, load "
         f"average at start {load}; shared machine, so µs/update are indicative only. Versions: "

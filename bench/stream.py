@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from bench import markdown
+from bench.machine import cpu_model, load_average
 from bench.markdown import markers
 from bench.stream_broker import (
     KINDS,
@@ -386,15 +387,7 @@ def kafka_version() -> str:
 
 
 def machine_notes(load: tuple[float, float, float]) -> str:
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(
-                (line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")),
-                cpu,
-            )
-    except OSError:
-        pass
+    cpu = cpu_model()
     import psutil
 
     ram = psutil.virtual_memory().total / 2**30
@@ -404,7 +397,7 @@ def machine_notes(load: tuple[float, float, float]) -> str:
     )
     return (
         f"{os.cpu_count()} cores ({cpu}), {ram:.0f} GiB RAM, {platform.system()} "
-        f"{platform.release()}, load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. "
+        f"{platform.release()}, load average at start {load_average(load)}. "
         "Shared and noisy: the broker, the worker under test and other tenants share the two "
         "cores, so absolute votes/s move by ±30 % between runs; compare the ratios, which "
         "pair runs made back to back. Versions: python "

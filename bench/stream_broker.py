@@ -127,7 +127,7 @@ class Worker:
     def __init__(self, argv: list[str], log_path: Path, extra_path: Path | None = None) -> None:
         env = {**os.environ, "METASIGNAL_SIGNING_KEY": SIGNING_KEY.decode()}
         if extra_path is not None:
-            # A scratch package (e.g. crc32c) for this worker only, ahead of the venv.
+            # A directory ahead of the venv for this worker only (e.g. one hiding crc32c).
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(extra_path), env.get("PYTHONPATH", "")) if p
             )
@@ -280,7 +280,8 @@ class Bench:
 
 @dataclass(frozen=True)
 class Variant:
-    """How the workers run: as shipped, or with a scratch package on their path."""
+    """How the workers run: as shipped, with a directory ahead of the venv on their path, or
+    with other scorer options."""
 
     label: str
     extra_path: Path | None = None

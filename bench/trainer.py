@@ -34,6 +34,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import TimeSeriesSplit, TunedThresholdClassifierCV
 
+from bench.machine import cpu_model, load_average
 from bench.markdown import markers, write_section
 from trainer.data import DataError, VoteTable
 from trainer.fit import FitConfig, fit_meta_model, holdout_metrics, library_versions
@@ -404,15 +405,7 @@ def chosen_label(cell: Cell) -> str:
 
 
 def machine_notes() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(
-                (line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")),
-                cpu,
-            )
-    except OSError:
-        pass
+    cpu = cpu_model()
     memory = ""
     try:
         import psutil
@@ -420,7 +413,7 @@ def machine_notes() -> str:
         memory = f", {psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
     except ImportError:
         pass
-    load = ", load average at start {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    load = f", load average at start {load_average()}"
     versions = ", ".join(f"{k} {v}" for k, v in library_versions().items())
     return (
         f"{os.cpu_count()} cores ({cpu}){memory}, {platform.system()} {platform.release()}"
