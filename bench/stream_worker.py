@@ -30,26 +30,22 @@ from typing import Any, ClassVar
 
 import psutil
 
+from stream.transport.kafka import (
+    CONSUMER_DEFAULTS,
+    PRODUCER_DEFAULTS,
+    PRODUCER_GUARANTEES,
+    TRANSACTIONAL_DEFAULTS,
+)
+
 BATCH_SIZE = 500
 POLL_TIMEOUT_MS = 100
-# The same producer settings as stream.transport.kafka.KafkaTransportProducer.
-PRODUCER_SETTINGS: dict[str, Any] = {
-    "acks": "all",
-    "enable_idempotence": True,
-    "linger_ms": 5,
-    "retries": 2_147_483_647,
-}
-# The same transactional settings as stream.transport.kafka.KafkaTransportProducer.
-TRANSACTION_TIMEOUT_MS = 15_000
-TRANSACTION_RETRY_BACKOFF_MS = 10
-# The same consumer settings as stream.transport.kafka.KafkaTransportConsumer.
+# The passthrough runs bare kafka-python with the scorer's own client settings.
+PRODUCER_SETTINGS: dict[str, Any] = {**PRODUCER_GUARANTEES, **PRODUCER_DEFAULTS}
 CONSUMER_SETTINGS: dict[str, Any] = {
     "enable_auto_commit": False,
     "auto_offset_reset": "earliest",
     "isolation_level": "read_committed",
-    "session_timeout_ms": 10_000,
-    "heartbeat_interval_ms": 3_000,
-    "fetch_max_wait_ms": 20,
+    **CONSUMER_DEFAULTS,
 }
 
 
@@ -244,8 +240,7 @@ def run_passthrough(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
     settings = dict(PRODUCER_SETTINGS)
     if args.exactly_once:
         settings["transactional_id"] = f"{args.group}-tx"
-        settings["transaction_timeout_ms"] = TRANSACTION_TIMEOUT_MS
-        settings["retry_backoff_ms"] = TRANSACTION_RETRY_BACKOFF_MS
+        settings.update(TRANSACTIONAL_DEFAULTS)
     producer = KafkaProducer(
         bootstrap_servers=[args.bootstrap],
         client_id="bench-passthrough",

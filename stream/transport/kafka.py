@@ -31,6 +31,35 @@ log = logging.getLogger("metasignal.transport")
 
 TOPIC_ALREADY_EXISTS = 36
 
+# kafka-python defaults changed for the scorer; a user's client settings override these.
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    # A crashed replica's partitions move to a live one after this long.
+    "session_timeout_ms": 10_000,
+    "heartbeat_interval_ms": 3_000,
+    # The broker holds a fetch for an empty partition (outcomes, often) this long while votes
+    # wait behind it: 500 ms by default halved the scorer's throughput.
+    "fetch_max_wait_ms": 20,
+}
+# A reader of a whole topic (models: idle for hours) keeps kafka-python's long poll, which the
+# broker answers the moment a record lands; short, it would fetch 50 times a second.
+TOPIC_READER_DEFAULTS: dict[str, Any] = {**CONSUMER_DEFAULTS, "fetch_max_wait_ms": 500}
+PRODUCER_DEFAULTS: dict[str, Any] = {"linger_ms": 5}
+TRANSACTIONAL_DEFAULTS: dict[str, Any] = {
+    # A crashed scorer's open transaction blocks read_committed readers until it times out;
+    # keep that window short.
+    "transaction_timeout_ms": 15_000,
+    # Back-to-back transactions often meet CONCURRENT_TRANSACTIONS while the last one's
+    # markers are written; the 100 ms default backoff put p99 latency at ~300 ms
+    # (docs/benchmarks.md).
+    "retry_backoff_ms": 10,
+}
+# What no client setting overrides: every signal acknowledged by all in-sync replicas, once.
+PRODUCER_GUARANTEES: dict[str, Any] = {
+    "acks": "all",
+    "enable_idempotence": True,
+    "retries": 2_147_483_647,
+}
+
 
 def _ours(tp: Any) -> TopicPartition:
     return TopicPartition(tp.topic, tp.partition)
@@ -59,11 +88,10 @@ _CLIENTS = (KafkaAdminClient, KafkaConsumer, KafkaProducer)
 _KNOWN_SETTINGS = frozenset(key for client in _CLIENTS for key in client.DEFAULT_CONFIG)
 
 
-def _settings_for(client: type, config: Mapping[str, Any]) -> dict[str, Any]:
+def _settings_for(client: Any, config: Mapping[str, Any]) -> dict[str, Any]:
     """The part of ``config`` that ``client`` accepts (kafka-python refuses unknown keys, and
     a consumer tunable such as ``fetch_max_wait_ms`` is unknown to the producer)."""
-    accepted: dict[str, Any] = getattr(client, "DEFAULT_CONFIG")  # noqa: B009 - untyped class
-    return {key: value for key, value in config.items() if key in accepted}
+    return {key: value for key, value in config.items() if key in client.DEFAULT_CONFIG}
 
 
 class KafkaTransport:
@@ -185,16 +213,7 @@ class KafkaTransportConsumer:
         from_beginning: bool,
     ) -> None:
         self.group_id = group_id
-        tunables: dict[str, Any] = {
-            # A crashed replica's partitions move to a live one after this long.
-            "session_timeout_ms": 10_000,
-            "heartbeat_interval_ms": 3_000,
-            # The broker holds a fetch for an empty partition (outcomes, often) this long
-            # while votes wait behind it: 500 ms by default halved the scorer's throughput.
-            # A reader of a whole topic (models: idle for hours) keeps the long poll, which the
-            # broker answers the moment a record lands; short, it would fetch 50 times a second.
-            "fetch_max_wait_ms": 500 if assign_all else 20,
-        }
+        tunables = TOPIC_READER_DEFAULTS if assign_all else CONSUMER_DEFAULTS
         try:
             self._consumer = KafkaConsumer(
                 **{**tunables, **config},  # the user's client settings win over these defaults
@@ -279,18 +298,12 @@ class KafkaTransportProducer:
     """See :class:`stream.transport.base.Producer`."""
 
     def __init__(self, config: Mapping[str, Any], *, transactional_id: str | None) -> None:
-        settings: dict[str, Any] = {"linger_ms": 5}
+        settings = dict(PRODUCER_DEFAULTS)
         if transactional_id is not None:
-            # A crashed scorer's open transaction blocks read_committed readers until it
-            # times out; keep that window short.
-            settings["transaction_timeout_ms"] = 15_000
-            # Back-to-back transactions often meet CONCURRENT_TRANSACTIONS while the last
-            # one's markers are written; the 100 ms default backoff put p99 latency at ~300 ms
-            # (docs/benchmarks.md).
-            settings["retry_backoff_ms"] = 10
-        # The user's client settings win over these defaults, never over the guarantees below.
+            settings.update(TRANSACTIONAL_DEFAULTS)
+        # The user's client settings win over these defaults, never over the guarantees.
         settings.update(config)
-        settings.update(acks="all", enable_idempotence=True, retries=2_147_483_647)
+        settings.update(PRODUCER_GUARANTEES)
         if transactional_id is not None:
             settings["transactional_id"] = transactional_id
         try:
