@@ -486,7 +486,6 @@ class Scorer:
             self._rollback(records, exc)
             return
         self._failed_batches = 0
-        self._next_model_check = 0.0
         acked_ms = time.time() * 1000
         latencies = acked_ms - np.fromiter(
             (record.timestamp_ms for record, _ in good), dtype=np.float64, count=len(good)

@@ -40,6 +40,8 @@ def signals(bus: MemoryBus) -> list[dict[str, Any]]:
 
 
 def scorer_for(bus: MemoryBus, **options: Any) -> Scorer:
+    # The memory bus runs in compressed time: check for models every batch unless a test says.
+    options = {"model_check_interval_s": 0.0, **options}
     return Scorer(
         transport=bus,
         options=ScorerOptions(topics=TOPICS, poll_timeout_ms=10, **options),
@@ -260,3 +262,23 @@ def test_a_failed_batch_is_replayed_and_a_dead_producer_stops_the_loop(
     send_votes(bus, TOPICS, committee, 300, 400)
     with pytest.raises(TransportError, match="3 batches in a row"):
         drain(scorer)
+
+
+def test_new_models_are_looked_for_at_the_check_interval_not_every_batch(
+    committee: Committee, artifact_body: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("stream.scorer.time.monotonic", lambda: now[0])
+    bus = make_bus(partitions=1)
+    publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
+    send_votes(bus, TOPICS, committee, 0, 300)
+    scorer = scorer_for(bus, batch_size=100, model_check_interval_s=0.5)
+    scorer.step()  # no model yet: looks at once
+    publish_model(bus, TOPICS, versioned(artifact_body, 2, TEST_KEY))
+    now[0] += 0.4
+    scorer.step()
+    assert scorer.models.current is not None and scorer.models.current.version == 1
+    now[0] += 0.2  # 0.6 s after the last look
+    scorer.step()
+    assert scorer.models.current.version == 2
+    assert [s["model_version"] for s in signals(bus)] == [1] * 200 + [2] * 100
