@@ -131,15 +131,11 @@ def _event_ts(document: Mapping[str, Any]) -> int:
     return parse_ts(document["ts"])
 
 
-def _bad_vote(member: str, value: Any, *, probabilities: bool) -> MessageError | None:
-    """Why a member's vote is unusable, or ``None``; exact types, so ``true`` is no vote."""
-    kind = type(value)
-    if kind is not float and kind is not int:
+def _vote_error(member: str, value: Any) -> MessageError:
+    """Why a vote that failed the check in :func:`decode_vote` is unusable."""
+    if type(value) is not float and type(value) is not int:
         return MessageError("bad_votes", f"member {member!r} vote is not a number")
-    # No NaN or infinity gets past the parser (non_finite): only the range is left.
-    if probabilities and not 0.0 <= value <= 1.0:
-        return MessageError("out_of_range", f"member {member!r} vote {value} is outside [0, 1]")
-    return None
+    return MessageError("out_of_range", f"member {member!r} vote {value} is outside [0, 1]")
 
 
 def decode_vote(
@@ -154,19 +150,12 @@ def decode_vote(
         raise MessageError("missing_votes", "votes is missing")
     if type(votes) is not dict or not votes:
         raise MessageError("bad_votes", "votes must be a non-empty object {member: probability}")
-    if probabilities:
-        # The common case in one pass of cheap comparisons; the slow path below only runs
-        # to name what is wrong.
-        for value in votes.values():
-            if (type(value) is float or type(value) is int) and 0.0 <= value <= 1.0:
-                continue
-            break
-        else:
-            return Vote(id=event_id, ts_ms=ts_ms, votes=votes)
+    # Exact types, so `true` is no vote; no NaN or infinity gets past the parser (non_finite),
+    # so only the range is left to check.
+    low, high = (0.0, 1.0) if probabilities else (-math.inf, math.inf)
     for member, value in votes.items():
-        error = _bad_vote(member, value, probabilities=probabilities)
-        if error is not None:
-            raise error
+        if not ((type(value) is float or type(value) is int) and low <= value <= high):
+            raise _vote_error(member, value)
     return Vote(id=event_id, ts_ms=ts_ms, votes=votes)
 
 
