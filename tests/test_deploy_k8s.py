@@ -218,7 +218,7 @@ def test_resources(docs: list[Doc]) -> None:
             if "cpu" in limits:
                 assert quantity(requests["cpu"]) <= quantity(limits["cpu"]), name
     (scorer,) = deployment(docs, "scorer")["spec"]["template"]["spec"]["containers"]
-    # Measured RSS: ~120 MiB idle, ~195 MiB with the outcome-join cache full (scorer.yaml).
+    # Measured RSS: ~120 MiB idle, ~185 MiB with the outcome-join cache full (scorer.yaml).
     assert quantity(scorer["resources"]["requests"]["memory"]) >= 256 * 2**20
     assert quantity(scorer["resources"]["limits"]["memory"]) >= 512 * 2**20
 
