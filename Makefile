@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench bench-trainer bench-stream bench-drift bench-loop \
-	kafka-up kafka-down clean
+	kafka-jars kafka-up kafka-down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,8 +23,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The broker jars are fetched here, in the open, not inside the first Kafka test's time limit.
+unit: $(STAMP) kafka-jars
 	$(BIN)/pytest -q
+
+kafka-jars:
+	deploy/kafka/local-kafka.sh fetch
 
 test: lint typecheck unit
 
