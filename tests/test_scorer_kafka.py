@@ -136,15 +136,20 @@ def test_tampered_and_unsigned_artifacts_refused_while_scoring_continues(
         tampered["linear"]["intercept"] += 5.0
         publish_model(transport, topics, json.dumps(tampered).encode())
         publish_model(transport, topics, versioned(artifact_body, 4, None))
+
+        def refused() -> float:
+            return sum(
+                s.value
+                for m in scorer.metrics.refused.collect()
+                for s in m.samples
+                if s.name.endswith("_total")
+            )
+
+        # The models topic is read twice a second, so the two may be refused in separate checks.
+        assert wait_for(lambda: refused() >= 2)
         send_votes(transport, topics, committee, 500, 1000)
         assert wait_for(lambda: scorer.stats.signals >= 1000)
-        refused = sum(
-            s.value
-            for m in scorer.metrics.refused.collect()
-            for s in m.samples
-            if s.name.endswith("_total")
-        )
-    assert refused == 2
+    assert refused() == 2
     assert scorer.stats.model_versions == [1]
     out = committed_signals(transport, topics, expect=1000)
     assert {s["model_version"] for s in out} == {1}
