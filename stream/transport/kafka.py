@@ -26,6 +26,7 @@ from stream.transport.base import (
     TopicSpec,
     TransportError,
 )
+from stream.transport.rebalance_fix import UnsupportedClientError, finish_interrupted_rebalances
 
 log = logging.getLogger("metasignal.transport")
 
@@ -236,10 +237,16 @@ class KafkaTransportConsumer:
                 self._consumer.seek_to_beginning(*partitions)
             else:
                 self._consumer.seek_to_end(*partitions)
-        elif topics and listener is not None:
-            self._consumer.subscribe(list(topics), listener=_ListenerAdapter(listener))
         elif topics:
-            self._consumer.subscribe(list(topics))
+            try:
+                finish_interrupted_rebalances(self._consumer)
+            except UnsupportedClientError as exc:
+                self._consumer.close(autocommit=False)
+                raise TransportError(str(exc)) from None
+            if listener is not None:
+                self._consumer.subscribe(list(topics), listener=_ListenerAdapter(listener))
+            else:
+                self._consumer.subscribe(list(topics))
 
     @property
     def group_metadata(self) -> Any:
