@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
+from stream.errors import MetasignalError
+from stream.scorer import Scorer
+from trainer import demo
 from trainer.cli import main
 from trainer.demo import DemoOptions, run_demo
 
@@ -62,3 +66,29 @@ def test_demo_closes_the_loop_on_the_real_broker(tmp_path: Path, kafka_bootstrap
     assert summary["drift_events"]
     assert summary["retunes"] + summary["retrains"] >= 1
     assert len(summary["model_versions"]) >= 2
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_crashed_scorer_ends_the_demo_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def crash(self: Scorer, records: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Scorer, "process", crash)
+    code = main(["demo", "--events", "20000", "--no-loop", "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("metasignal: error: demo aborted, scorer stopped")
+
+
+def test_a_stalled_scorer_ends_the_demo_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a scorer left without partitions looks like: alive, polling, consuming nothing.
+    monkeypatch.setattr(Scorer, "process", lambda self, records: time.sleep(0.01))
+    monkeypatch.setattr(demo, "STALL_SECONDS", 2)
+    started = time.monotonic()
+    with pytest.raises(MetasignalError, match="no progress for 2 s"):
+        run_demo(DemoOptions(events=20_000, out=tmp_path, loop=False))
+    assert time.monotonic() - started < 60

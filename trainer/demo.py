@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from stream.artifact import dumps_artifact, load_artifact, sign_artifact
+from stream.errors import MetasignalError
 from stream.messages import encode_vote
 from stream.scorer import Scorer, ScorerOptions
 from stream.scoring import CompiledModel
@@ -39,6 +40,10 @@ from trainer.fit import FitConfig, fit_meta_model
 from trainer.report import BLUE, GREY, ORANGE, RED, Series, render_html, svg_line_plot
 from trainer.service import TrainerOptions, TrainerService
 from trainer.synthetic import Committee, RateStep, generate_committee
+
+# The scorer consumes every vote within seconds; this long without a vote or outcome scored
+# means something is broken (the demo says so and stops instead of waiting for ever).
+STALL_SECONDS = 60
 
 POISON = (
     b"{this is not json",
@@ -110,11 +115,13 @@ class _Feeder:
         body = {"id": event_id, "ts": int(self.live.time_ms[i]), "label": int(self.live.labels[i])}
         return event_id.encode(), json.dumps(body).encode()
 
-    def run(self, scorer: Scorer) -> None:
+    def run(self, scorer: Scorer, stop: threading.Event) -> None:
         producer = self.transport.producer()
         live, members, topics = self.live, self.live.members, self.topics
         started = time.monotonic()
         for i in range(len(live) + self.delay):
+            if stop.is_set():
+                break
             if i < len(live):
                 if self.rate > 0:
                     pause = started + i / self.rate - time.monotonic()
@@ -137,7 +144,7 @@ class _Feeder:
             if i % 1000 == 999:
                 producer.flush()
                 # Flow control: never run far ahead of the scorer, so the loop can act in time.
-                while self.sent - scorer.stats.votes > 2000:
+                while self.sent - scorer.stats.votes > 2000 and not stop.is_set():
                     time.sleep(0.005)
         producer.flush()
         producer.close()
@@ -256,16 +263,28 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     print(f"streaming {len(live)} live votes and their outcomes on {where}; loop {loop}")
     started = time.monotonic()
     feeder = _Feeder(transport, topics, live, delay=options.outcome_delay, rate=options.rate)
-    sender = threading.Thread(target=feeder.run, args=(scorer,), name="feeder")
+    sender = threading.Thread(target=feeder.run, args=(scorer, stop), name="feeder")
     sender.start()
     total = len(live) + len(POISON)
     last_print = 0.0
-    while (scorer.stats.votes < total or scorer.stats.outcomes < len(live)) and (
-        time.monotonic() - started < 600
-    ):
-        if time.monotonic() - last_print >= 2.0:
+    progress, progressed_at = -1, started
+    while scorer.stats.votes < total or scorer.stats.outcomes < len(live):
+        now = time.monotonic()
+        if scorer.stats.votes + scorer.stats.outcomes != progress:
+            progress, progressed_at = scorer.stats.votes + scorer.stats.outcomes, now
+        stalled = now - progressed_at > STALL_SECONDS
+        dead = [thread.name for thread in threads if not thread.is_alive()]
+        if stalled or dead:
+            stop.set()
+            for thread in (sender, *threads):
+                thread.join(timeout=30)
+            why = f"{' and '.join(dead)} stopped" if dead else f"no progress for {STALL_SECONDS} s"
+            raise MetasignalError(
+                f"demo aborted, {why} ({_status(scorer, started, total)}); see the log above"
+            )
+        if now - last_print >= 2.0:
             print("  " + _status(scorer, started, total), flush=True)
-            last_print = time.monotonic()
+            last_print = now
         time.sleep(0.05)
     sender.join()
     time.sleep(0.5)  # let a last request be answered before stopping
