@@ -36,10 +36,11 @@ from stream.transport.kafka import (
     PRODUCER_GUARANTEES,
     TRANSACTIONAL_DEFAULTS,
 )
+from stream.transport.rebalance_fix import finish_interrupted_rebalances
 
 BATCH_SIZE = 500
 POLL_TIMEOUT_MS = 100
-# The passthrough runs bare kafka-python with the scorer's own client settings.
+# The passthrough runs bare kafka-python with the scorer's own client settings (and client fix).
 PRODUCER_SETTINGS: dict[str, Any] = {**PRODUCER_GUARANTEES, **PRODUCER_DEFAULTS}
 CONSUMER_SETTINGS: dict[str, Any] = {
     "enable_auto_commit": False,
@@ -254,6 +255,7 @@ def run_passthrough(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
         group_id=args.group,
         **{**CONSUMER_SETTINGS, **args.client_config},
     )
+    finish_interrupted_rebalances(consumer)  # as the scorer's consumer: the same client fix
     consumer.subscribe([args.votes_topic])
     emit("loaded", rss=loop.rss())
     sent = 0
