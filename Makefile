@@ -25,7 +25,7 @@ typecheck: $(STAMP)
 
 # The broker jars are fetched here, in the open, not inside the first Kafka test's time limit.
 unit: $(STAMP) kafka-jars
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 kafka-jars:
 	deploy/kafka/local-kafka.sh fetch
