@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -12,20 +11,20 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewPartitions, NewTopic
 
-from stream.transport.base import Consumer
+from stream.transport.base import Consumer, TransportError
 from stream.transport.kafka import KafkaTransport
-from stream.transport.rebalance_fix import UnsupportedClientError, finish_interrupted_rebalances
+from stream.transport.rebalance_fix import finish_interrupted_rebalances
+from tests.streaming import wait_for
 
 
-def poll_until(consumer: Consumer, done: Callable[[], bool], timeout: float) -> bool:
-    """Poll without waiting (the shortest poll a caller can make) until ``done()``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def assigned(consumer: Consumer, count: int) -> Callable[[], bool]:
+    """Poll without waiting (the shortest poll a caller can make); ``count`` partitions yet?"""
+
+    def check() -> bool:
         consumer.poll(timeout_ms=0, max_records=100)
-        if done():
-            return True
-        time.sleep(0.002)
-    return done()
+        return len(consumer.assignment()) == count
+
+    return check
 
 
 @pytest.mark.kafka
@@ -41,9 +40,9 @@ def test_partitions_added_later_are_assigned_under_short_polls(kafka_bootstrap: 
         )
         consumer = transport.consumer(topics=[topic], group_id=f"{topic}.g")
         try:
-            assert poll_until(consumer, lambda: len(consumer.assignment()) == 1, timeout=30)
+            assert wait_for(assigned(consumer, 1), timeout=30, interval=0.002)
             admin.create_partitions({topic: NewPartitions(total_count=3)})
-            assert poll_until(consumer, lambda: len(consumer.assignment()) == 3, timeout=30), (
+            assert wait_for(assigned(consumer, 3), timeout=30, interval=0.002), (
                 f"still assigned {sorted(tp.partition for tp in consumer.assignment())}"
             )
         finally:
@@ -54,5 +53,5 @@ def test_partitions_added_later_are_assigned_under_short_polls(kafka_bootstrap: 
 
 def test_a_client_without_the_patched_internals_is_refused() -> None:
     coordinator: Any = SimpleNamespace(need_rejoin=lambda: False, rejoining=False)
-    with pytest.raises(UnsupportedClientError, match="_join_task"):
+    with pytest.raises(TransportError, match="_join_task"):
         finish_interrupted_rebalances(SimpleNamespace(_coordinator=coordinator))

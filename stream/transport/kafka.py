@@ -26,7 +26,7 @@ from stream.transport.base import (
     TopicSpec,
     TransportError,
 )
-from stream.transport.rebalance_fix import UnsupportedClientError, finish_interrupted_rebalances
+from stream.transport.rebalance_fix import finish_interrupted_rebalances
 
 log = logging.getLogger("metasignal.transport")
 
@@ -240,13 +240,12 @@ class KafkaTransportConsumer:
         elif topics:
             try:
                 finish_interrupted_rebalances(self._consumer)
-            except UnsupportedClientError as exc:
+            except TransportError:
                 self._consumer.close(autocommit=False)
-                raise TransportError(str(exc)) from None
-            if listener is not None:
-                self._consumer.subscribe(list(topics), listener=_ListenerAdapter(listener))
-            else:
-                self._consumer.subscribe(list(topics))
+                raise
+            self._consumer.subscribe(
+                list(topics), listener=_ListenerAdapter(listener) if listener else None
+            )
 
     @property
     def group_metadata(self) -> Any:

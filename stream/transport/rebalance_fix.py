@@ -27,6 +27,8 @@ from typing import Any
 from kafka import KafkaConsumer
 from kafka.structs import MemberState
 
+from stream.transport.base import TransportError
+
 log = logging.getLogger("metasignal.transport")
 
 # The private coordinator members the patch relies on; if a kafka-python upgrade renames them,
@@ -45,16 +47,15 @@ _COORDINATOR_MEMBERS = (
 )
 
 
-class UnsupportedClientError(RuntimeError):
-    """The installed kafka-python does not have the internals this fix patches."""
-
-
 def finish_interrupted_rebalances(consumer: KafkaConsumer) -> None:
-    """Make ``consumer`` complete every rebalance it starts (see the module docstring)."""
+    """Make ``consumer`` complete every rebalance it starts (see the module docstring).
+
+    Raises :class:`TransportError` if this kafka-python lacks the internals the fix patches.
+    """
     coordinator = consumer._coordinator
     missing = [name for name in _COORDINATOR_MEMBERS if not hasattr(coordinator, name)]
     if missing:
-        raise UnsupportedClientError(
+        raise TransportError(
             "this kafka-python's group coordinator lacks "
             + ", ".join(missing)
             + "; metasignal supports the versions in requirements.lock"
@@ -81,8 +82,7 @@ def finish_interrupted_rebalances(consumer: KafkaConsumer) -> None:
             await coordinator._on_join_complete_async(
                 generation.generation_id, generation.member_id, generation.protocol, task.value
             )
-            if not need_rejoin():
-                return True
+        # Returns at once if nothing is left to do; rejoins if the group moved on meanwhile.
         joined: bool = await library_join_group(timeout_ms=timeout_ms)
         return joined
 
