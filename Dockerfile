@@ -19,6 +19,7 @@ COPY requirements.lock deploy/build-requirements.txt ./
 RUN /opt/metasignal/bin/pip install --no-deps --only-binary=:all: -r requirements.lock \
     && /opt/build/bin/pip install --no-deps -r build-requirements.txt
 COPY pyproject.toml README.md ./
+COPY metasignal/ metasignal/
 COPY stream/ stream/
 COPY trainer/ trainer/
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \

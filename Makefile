@@ -17,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/metasignal demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check trainer stream tests bench
-	$(BIN)/ruff format --check trainer stream tests bench
+	$(BIN)/ruff check metasignal stream trainer tests bench
+	$(BIN)/ruff format --check metasignal stream trainer tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

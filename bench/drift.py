@@ -45,7 +45,7 @@ from scipy.optimize import brentq
 
 from bench.machine import cpu_model, load_average
 from bench.markdown import markers, write_section
-from stream.drift.detectors import BernoulliCUSUM, bernoulli_kl, make_detector
+from metasignal.stream.drift.detectors import BernoulliCUSUM, bernoulli_kl, make_detector
 
 BEGIN, END = markers("drift")
 SEED = 20_251_124

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from bench.markdown import markers, write_section
-from trainer.demo import DemoOptions, run_demo
+from metasignal.trainer.demo import DemoOptions, run_demo
 
 BEGIN, END = markers("loop")
 

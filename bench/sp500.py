@@ -28,9 +28,10 @@ applied unchanged to the whole series, so the holdout's rate is whatever the mar
 
 Rows: the first 250 days (``vol_regime`` needs a year of returns) and the last 5 days (forward
 window incomplete) are dropped. The training window is the first ``1 - holdout`` of the
-remaining rows, split exactly as :func:`trainer.fit.fit_meta_model` splits (``ceil`` for the
-holdout), so the cut-off never sees a holdout label. The labels of the last 5 training rows
-look 5 days into the holdout period's prices; no purge gap is used (same for every method).
+remaining rows, split exactly as :func:`metasignal.trainer.fit.fit_meta_model` splits
+(``ceil`` for the holdout), so the cut-off never sees a holdout label. The labels of the last 5
+training rows look 5 days into the holdout period's prices; no purge gap is used (same for every
+method).
 
 Examples
 --------
@@ -48,7 +49,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from trainer.data import VoteTable
+from metasignal.trainer.data import VoteTable
 
 MEMBERS = (
     "mom_5",

@@ -100,7 +100,7 @@ log = logging.getLogger("bench.stream")
 
 def scorer_has_option(name: str) -> bool:
     """Whether this checkout's ``ScorerOptions`` has ``name`` (what-ifs adapt to the code)."""
-    from stream.scorer import ScorerOptions
+    from metasignal.stream.scorer import ScorerOptions
 
     return name in {f.name for f in dataclasses.fields(ScorerOptions)}
 
@@ -473,7 +473,8 @@ def render_inproc(r: InprocResult, results: Results) -> list[str]:
         ),
         "",
         "",
-        "The decoder is swapped by replacing `stream.messages._load_json` for the measurement "
+        "The decoder is swapped by replacing `metasignal.stream.messages._load_json` for the "
+        "measurement "
         f"(shipped: `orjson.loads`; baseline: `json.loads`). Signals are written by a format "
         "string, no JSON library. Decoded votes and the vote matrix are "
         f"{'identical' if r.output_equal else '**not identical**'} with either decoder.",
@@ -563,7 +564,8 @@ def render_throughput(tp: ThroughputResult, results: Results) -> list[str]:
         f"{tp.n_votes:,} votes pre-loaded into one single-partition topic "
         f"({results.preloaded:,} written in {results.preload_s or float('nan'):.0f} s). Each run "
         "is a fresh process (`python -m bench.stream_worker`) in a fresh consumer group with "
-        "fresh output topics, reading the same votes: the **scorer** is `stream.scorer.Scorer` "
+        "fresh output topics, reading the same votes: the **scorer** is "
+        "`metasignal.stream.scorer.Scorer` "
         "on `KafkaTransport` driven by its own `step()` loop; the **passthrough** is bare "
         "kafka-python forwarding each record's key and value to its output topic with the same "
         f"batch size ({BATCH_SIZE}), poll timeout ({POLL_TIMEOUT_MS} ms), producer "

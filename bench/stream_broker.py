@@ -30,8 +30,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench.stream_data import SIGNING_KEY, Inputs, encoded_votes
 from bench.stream_worker import BATCH_SIZE, POLL_TIMEOUT_MS
-from stream.transport.base import TopicSpec
-from stream.transport.kafka import KafkaTransport
+from metasignal.stream.transport.base import TopicSpec
+from metasignal.stream.transport.kafka import KafkaTransport
 
 log = logging.getLogger("bench.stream")
 

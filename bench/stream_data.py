@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from stream.artifact import dumps_artifact, sign_artifact
-from stream.messages import encode_vote
-from trainer.data import VoteTable
-from trainer.fit import FitConfig, fit_meta_model
-from trainer.synthetic import Committee, generate_committee
+from metasignal.stream.artifact import dumps_artifact, sign_artifact
+from metasignal.stream.messages import encode_vote
+from metasignal.trainer.data import VoteTable
+from metasignal.trainer.fit import FitConfig, fit_meta_model
+from metasignal.trainer.synthetic import Committee, generate_committee
 
 N_MEMBERS = 8
 SIGNING_KEY = b"bench-stream-signing-key"
@@ -31,7 +31,7 @@ class Inputs:
 
 
 def fitted_body(seed: int = 11) -> dict[str, Any]:
-    """An unsigned artifact body from :func:`trainer.fit.fit_meta_model` (8 members)."""
+    """An unsigned artifact body from :func:`metasignal.trainer.fit.fit_meta_model` (8 members)."""
     c = generate_committee(n_events=FIT_EVENTS, n_members=N_MEMBERS, positive_rate=0.03, seed=seed)
     table = VoteTable(time_ms=c.time_ms, members=c.members, votes=c.votes, labels=c.labels)
     config = FitConfig(estimator={"strategy": "optimal_threshold"})

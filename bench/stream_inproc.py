@@ -2,14 +2,14 @@
 
 Two measurements over the same pre-built batches of 500 vote records:
 
-* **components** re-runs the hot path of :meth:`stream.scorer.Scorer.process` step by step
-  (decode -> vote matrix + predict + decide -> encode) with a timer between steps, which
+* **components** re-runs the hot path of :meth:`metasignal.stream.scorer.Scorer.process` step
+  by step (decode -> vote matrix + predict + decide -> encode) with a timer between steps, which
   gives the split;
-* **scorer step** drives the real :meth:`stream.scorer.Scorer.step` on a null transport
+* **scorer step** drives the real :meth:`metasignal.stream.scorer.Scorer.step` on a null transport
   (sends and commits are no-ops), so everything else the loop does per batch (metrics,
   latency bookkeeping, model refresh) is included.
 
-A JSON decoder is swapped by replacing ``stream.messages._load_json`` for the duration of
+A JSON decoder is swapped by replacing ``metasignal.stream.messages._load_json`` for the duration of
 one measurement, so the decoders are compared on the project's own code. (Signals are
 written by a format string, not a JSON library, so there is no encoder to compare.)
 """
@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-import stream.messages
+import metasignal.stream.messages
 from bench.stream_data import SIGNING_KEY, Inputs, encoded_votes
-from stream.messages import MessageError, Vote, decode_vote, encode_signal, vote_matrix
-from stream.scorer import Scorer, ScorerOptions
-from stream.scoring import CompiledModel
-from stream.topics import Topics
-from stream.transport.base import (
+from metasignal.stream.messages import MessageError, Vote, decode_vote, encode_signal, vote_matrix
+from metasignal.stream.scorer import Scorer, ScorerOptions
+from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.topics import Topics
+from metasignal.stream.transport.base import (
     Consumer,
     Producer,
     RebalanceListener,
@@ -59,12 +59,12 @@ def json_backend(loads: Callable[[bytes], Any] | None) -> Iterator[None]:
     if loads is None:
         yield
         return
-    original = stream.messages._load_json
-    stream.messages._load_json = loads
+    original = metasignal.stream.messages._load_json
+    metasignal.stream.messages._load_json = loads
     try:
         yield
     finally:
-        stream.messages._load_json = original
+        metasignal.stream.messages._load_json = original
 
 
 def stdlib_loads(raw: bytes) -> Any:
@@ -149,7 +149,7 @@ class _NullProducer:
 
 
 class NullTransport:
-    """A :class:`stream.transport.base.Transport` whose I/O costs nothing."""
+    """A :class:`metasignal.stream.transport.base.Transport` whose I/O costs nothing."""
 
     def __init__(self, artifact: bytes, batches: list[list[Record]]) -> None:
         self._artifact = artifact

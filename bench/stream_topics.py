@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream.topics import Topics
+from metasignal.stream.topics import Topics
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,13 @@ from typing import Any, ClassVar
 
 import psutil
 
-from stream.transport.kafka import (
+from metasignal.stream.transport.kafka import (
     CONSUMER_DEFAULTS,
     PRODUCER_DEFAULTS,
     PRODUCER_GUARANTEES,
     TRANSACTIONAL_DEFAULTS,
 )
-from stream.transport.rebalance_fix import finish_interrupted_rebalances
+from metasignal.stream.transport.rebalance_fix import finish_interrupted_rebalances
 
 BATCH_SIZE = 500
 POLL_TIMEOUT_MS = 100
@@ -190,11 +190,11 @@ class Loop:
 
 
 def run_scorer(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
-    """The real :class:`stream.scorer.Scorer` on the real Kafka transport."""
+    """The real :class:`metasignal.stream.scorer.Scorer` on the real Kafka transport."""
     from bench.stream_topics import BenchTopics
-    from stream.cli import freeze_startup_heap
-    from stream.scorer import Scorer, ScorerOptions
-    from stream.transport.kafka import KafkaTransport
+    from metasignal.stream.cli import freeze_startup_heap
+    from metasignal.stream.scorer import Scorer, ScorerOptions
+    from metasignal.stream.transport.kafka import KafkaTransport
 
     topics = BenchTopics(
         prefix=args.out_prefix, shared_votes=args.votes_topic, shared_models=args.models_topic
@@ -298,14 +298,14 @@ class PhaseTimer:
     """
 
     PHASES: ClassVar[tuple[tuple[str, str, str], ...]] = (
-        ("stream.scorer", "Scorer", "step"),
-        ("stream.scorer", "Scorer", "refresh_models"),
-        ("stream.scorer", "Scorer", "process"),
-        ("stream.scorer", "Scorer", "_update_lag"),
-        ("stream.transport.kafka", "KafkaTransportConsumer", "poll"),
-        ("stream.transport.kafka", "KafkaTransportConsumer", "commit"),
-        ("stream.transport.kafka", "KafkaTransportProducer", "flush"),
-        ("stream.transport.kafka", "KafkaTransportProducer", "commit_transaction"),
+        ("metasignal.stream.scorer", "Scorer", "step"),
+        ("metasignal.stream.scorer", "Scorer", "refresh_models"),
+        ("metasignal.stream.scorer", "Scorer", "process"),
+        ("metasignal.stream.scorer", "Scorer", "_update_lag"),
+        ("metasignal.stream.transport.kafka", "KafkaTransportConsumer", "poll"),
+        ("metasignal.stream.transport.kafka", "KafkaTransportConsumer", "commit"),
+        ("metasignal.stream.transport.kafka", "KafkaTransportProducer", "flush"),
+        ("metasignal.stream.transport.kafka", "KafkaTransportProducer", "commit_transaction"),
     )
 
     def __init__(self) -> None:

@@ -2,7 +2,7 @@
 
 ``python -m bench.trainer --out docs/benchmarks.md [--quick]`` fits ``optimal_threshold``,
 ``smote_enhanced``, ``focal_loss``, ``auto`` and ``select`` with
-:func:`trainer.fit.fit_meta_model` (``FitConfig(holdout=0.3, refit_all=False)``) and the
+:func:`metasignal.trainer.fit.fit_meta_model` (``FitConfig(holdout=0.3, refit_all=False)``) and the
 anchor ``TunedThresholdClassifierCV(LogisticRegression(), scoring="f1",
 cv=TimeSeriesSplit(5))`` on the same logit-standardised features of the same training
 period, and grades all of them on the same later 30 % of rows. Datasets: synthetic
@@ -36,10 +36,10 @@ from sklearn.model_selection import TimeSeriesSplit, TunedThresholdClassifierCV
 
 from bench.machine import cpu_model, load_average
 from bench.markdown import markers, write_section
-from trainer.data import DataError, VoteTable
-from trainer.fit import FitConfig, fit_meta_model, holdout_metrics, library_versions
-from trainer.preprocessing import LogitStandardizer
-from trainer.synthetic import RateStep, generate_committee
+from metasignal.trainer.data import DataError, VoteTable
+from metasignal.trainer.fit import FitConfig, fit_meta_model, holdout_metrics, library_versions
+from metasignal.trainer.preprocessing import LogitStandardizer
+from metasignal.trainer.synthetic import RateStep, generate_committee
 
 STRATEGIES = ("optimal_threshold", "smote_enhanced", "focal_loss", "auto", "select")
 ANCHOR = "anchor"
@@ -366,8 +366,8 @@ def aggregate(runs: Sequence[Run]) -> dict[str, dict[str, Cell]]:
 def versus_anchor(method: Cell, anchor: Cell) -> tuple[float, float]:
     """Mean holdout-F1 difference and its fold noise (std of paired per-block differences).
 
-    Fold noise follows :func:`trainer.selection.guard_choice`: the standard deviation of the
-    paired per-fold differences, here over the holdout blocks of every seed.
+    Fold noise follows :func:`metasignal.trainer.selection.guard_choice`: the standard deviation of
+    the paired per-fold differences, here over the holdout blocks of every seed.
     """
     diffs = [
         a - b
@@ -448,7 +448,7 @@ def render(
         "",
         "Every method is fitted on the first 70 % of rows (in time order) and graded once on the "
         "last 30 % (`FitConfig(holdout=0.3, refit_all=False)`). The five strategies run through "
-        "`trainer.fit.fit_meta_model` with their default settings (F1 objective, 5 "
+        "`metasignal.trainer.fit.fit_meta_model` with their default settings (F1 objective, 5 "
         f"walk-forward folds, no gap). The anchor is `{ANCHOR_SPEC}` fitted on the same "
         "`LogitStandardizer` features of the same training period; its threshold is its "
         "`best_threshold_` and its Brier score comes from its `predict_proba`. F1 is at each "
@@ -457,7 +457,7 @@ def render(
         "",
         "Datasets:",
         "",
-        f"* **synthetic**: `trainer.synthetic.generate_committee`, {N_MEMBERS} members, "
+        f"* **synthetic**: `metasignal.trainer.synthetic.generate_committee`, {N_MEMBERS} members, "
         f"{plan.n_events:,} events, seeds {', '.join(map(str, plan.seeds))}; values are "
         "mean ± std across seeds. *drift*: a `RateStep` doubling the positive rate at 60 % "
         f"of the stream and the strongest member (`m{N_MEMBERS}`) decaying to no skill from "

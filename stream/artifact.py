@@ -17,7 +17,7 @@ Examples
 >>> load_artifact(dumps_artifact(signed), keys=[b"other"])
 Traceback (most recent call last):
 ...
-stream.errors.ArtifactError: artifact signature does not match any configured signing key ...
+metasignal.stream.errors.ArtifactError: artifact signature does not match any configured ...
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stream.errors import ArtifactError
+from metasignal.stream.errors import ArtifactError
 
 SCHEMA_VERSION = 1
 SIGNATURE_ALGORITHM = "HMAC-SHA256"

@@ -1,6 +1,6 @@
 """Stream subcommands of ``metasignal``: scorer, publish, replay, tail, topics.
 
-Registered into the main parser by :mod:`trainer.cli`; nothing here imports
+Registered into the main parser by :mod:`metasignal.trainer.cli`; nothing here imports
 the trainer.
 """
 
@@ -20,21 +20,21 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from stream.artifact import load_artifact, model_identity, resolve_signing_keys
-from stream.config import (
+from metasignal.stream.artifact import load_artifact, model_identity, resolve_signing_keys
+from metasignal.stream.config import (
     KAFKA_SETTINGS,
     SCORER_SETTINGS,
     add_settings,
     default_transactional_id,
     kafka_client_config,
 )
-from stream.errors import ArtifactError, MetasignalError
-from stream.metrics import MetricsServer
-from stream.replay import read_vote_file
-from stream.scorer import Scorer, ScorerOptions
-from stream.topics import Topics, topic_specs
-from stream.transport.base import TransportError
-from stream.transport.kafka import KafkaTransport
+from metasignal.stream.errors import ArtifactError, MetasignalError
+from metasignal.stream.metrics import MetricsServer
+from metasignal.stream.replay import read_vote_file
+from metasignal.stream.scorer import Scorer, ScorerOptions
+from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.transport.base import TransportError
+from metasignal.stream.transport.kafka import KafkaTransport
 
 log = logging.getLogger("metasignal")
 

@@ -13,7 +13,7 @@ Examples
 >>> decode_vote(b'{"id": "e1", "ts": "2024-01-01T00:00:00Z", "votes": {"a": 1.5}}')
 Traceback (most recent call last):
 ...
-stream.messages.MessageError: out_of_range: member 'a' vote 1.5 is outside [0, 1]
+metasignal.stream.messages.MessageError: out_of_range: member 'a' vote 1.5 is outside [0, 1]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ ends on the newest version.
 
 Examples
 --------
->>> from stream.artifact import example_artifact, sign_artifact, dumps_artifact
+>>> from metasignal.stream.artifact import example_artifact, sign_artifact, dumps_artifact
 >>> store = ModelStore(keys=[b"k"], model_name="meta")
 >>> store.offer(dumps_artifact(sign_artifact(example_artifact(), b"k")).encode())
 'swapped'
@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from stream.artifact import load_artifact
-from stream.errors import ArtifactError
-from stream.scoring import CompiledModel
+from metasignal.stream.artifact import load_artifact
+from metasignal.stream.errors import ArtifactError
+from metasignal.stream.scoring import CompiledModel
 
 log = logging.getLogger("metasignal.scorer")
 

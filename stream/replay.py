@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream.errors import MetasignalError
+from metasignal.stream.errors import MetasignalError
 
 
 @dataclass(frozen=True)

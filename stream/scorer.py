@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stream.drift.monitor import DriftMonitor
-from stream.drift.policy import Decision, DriftPolicy
-from stream.errors import MetasignalError
-from stream.join import JoinCache, ScoredVote
-from stream.messages import (
+from metasignal.stream.drift.monitor import DriftMonitor
+from metasignal.stream.drift.policy import Decision, DriftPolicy
+from metasignal.stream.errors import MetasignalError
+from metasignal.stream.join import JoinCache, ScoredVote
+from metasignal.stream.messages import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MessageError,
     Vote,
@@ -42,10 +42,10 @@ from stream.messages import (
     encode_signal,
     vote_matrix,
 )
-from stream.metrics import Heartbeat, ScorerMetrics
-from stream.model_store import ModelStore
-from stream.topics import Topics
-from stream.transport.base import (
+from metasignal.stream.metrics import Heartbeat, ScorerMetrics
+from metasignal.stream.model_store import ModelStore
+from metasignal.stream.topics import Topics
+from metasignal.stream.transport.base import (
     Consumer,
     RebalanceListener,
     Record,
@@ -59,7 +59,7 @@ log = logging.getLogger("metasignal.scorer")
 
 @dataclass(frozen=True, kw_only=True)
 class ScorerOptions:
-    """How the scorer runs (see :mod:`stream.config` for flags and env vars)."""
+    """How the scorer runs (see :mod:`metasignal.stream.config` for flags and env vars)."""
 
     topics: Topics = field(default_factory=Topics)
     group_id: str = "metasignal-scorer"

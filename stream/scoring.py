@@ -8,7 +8,7 @@ matrix-vector product.
 Examples
 --------
 >>> import numpy as np
->>> from stream.artifact import example_artifact
+>>> from metasignal.stream.artifact import example_artifact
 >>> scorer = CompiledModel.from_artifact(example_artifact())
 >>> scorer.predict_proba(np.array([[0.5, 0.5], [0.9, 0.9]])).round(3).tolist()
 [0.5, 0.988]
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.artifact import model_identity
+from metasignal.stream.artifact import model_identity
 
 
 def logit(p: np.ndarray, clip_eps: float) -> np.ndarray:
@@ -62,7 +62,7 @@ class CompiledModel:
 
     @classmethod
     def from_artifact(cls, artifact: Mapping[str, Any]) -> CompiledModel:
-        """Compile a validated artifact (see :func:`stream.artifact.load_artifact`)."""
+        """Compile a validated artifact (see :func:`metasignal.stream.artifact.load_artifact`)."""
         name, version = model_identity(artifact)
         pre = artifact["preprocessing"]
         coef = np.asarray(artifact["linear"]["coef"], dtype=np.float64)

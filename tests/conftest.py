@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from trainer.synthetic import Committee, generate_committee
+from metasignal.trainer.synthetic import Committee, generate_committee
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,8 +57,8 @@ TEST_KEY = b"test-signing-key-0123456789"
 @pytest.fixture(scope="session")
 def artifact_body(committee: Committee) -> dict:
     """An unsigned artifact body fitted on the session committee (sign per test)."""
-    from trainer.data import VoteTable
-    from trainer.fit import FitConfig, fit_meta_model
+    from metasignal.trainer.data import VoteTable
+    from metasignal.trainer.fit import FitConfig, fit_meta_model
 
     table = VoteTable(
         time_ms=committee.time_ms,
@@ -73,8 +73,8 @@ def artifact_body(committee: Committee) -> dict:
 @pytest.fixture
 def kafka(kafka_bootstrap: str) -> Iterator[tuple[Any, Any]]:
     """A Kafka transport plus a fresh set of topics (unique prefix) for one test."""
-    from stream.topics import Topics, topic_specs
-    from stream.transport.kafka import KafkaTransport
+    from metasignal.stream.topics import Topics, topic_specs
+    from metasignal.stream.transport.kafka import KafkaTransport
 
     transport = KafkaTransport(bootstrap=kafka_bootstrap)
     topics = Topics(prefix=f"t{uuid.uuid4().hex[:8]}.")

@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from stream.artifact import dumps_artifact, sign_artifact
-from stream.messages import encode_vote
-from stream.topics import Topics
-from stream.transport.base import Transport
+from metasignal.stream.artifact import dumps_artifact, sign_artifact
+from metasignal.stream.messages import encode_vote
+from metasignal.stream.topics import Topics
+from metasignal.stream.transport.base import Transport
+from metasignal.trainer.synthetic import Committee
 from tests.conftest import REPO, TEST_KEY
-from trainer.synthetic import Committee
 
 
 def versioned(body: dict[str, Any], version: int, key: bytes | None) -> bytes:
@@ -118,7 +118,7 @@ class ServiceProcess:
             prefix="metasignal-", suffix=".log", delete=False
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "trainer.cli", *args],
+            [sys.executable, "-m", "metasignal.trainer.cli", *args],
             cwd=REPO,
             env=env,
             stdout=self._log,

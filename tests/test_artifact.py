@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from stream.artifact import (
+from metasignal.stream.artifact import (
     SIGNING_KEY_ENV,
     dumps_artifact,
     example_artifact,
@@ -14,8 +14,8 @@ from stream.artifact import (
     resolve_signing_keys,
     sign_artifact,
 )
-from stream.errors import ArtifactError
-from stream.scoring import CompiledModel, sigmoid
+from metasignal.stream.errors import ArtifactError
+from metasignal.stream.scoring import CompiledModel, sigmoid
 
 KEY = b"k" * 32
 

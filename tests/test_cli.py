@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.cli import main
+from metasignal.trainer.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory, committee_csv: Path) -> Pat
     out = tmp_path_factory.mktemp("fit")
     env = {**os.environ, "METASIGNAL_SIGNING_KEY": "cli-key"}
     subprocess.run(
-        [sys.executable, "-m", "trainer.cli", *fit_args(committee_csv, out)],
+        [sys.executable, "-m", "metasignal.trainer.cli", *fit_args(committee_csv, out)],
         check=True,
         env=env,
         cwd=REPO,
@@ -132,8 +132,13 @@ def test_too_few_positives_for_the_folds(
 
 
 def test_readme_configuration_table_matches_the_settings() -> None:
-    from stream.config import KAFKA_SETTINGS, SCORER_SETTINGS, SIGNING_KEY_DOC, settings_markdown
-    from trainer.settings import TRAINER_SETTINGS
+    from metasignal.stream.config import (
+        KAFKA_SETTINGS,
+        SCORER_SETTINGS,
+        SIGNING_KEY_DOC,
+        settings_markdown,
+    )
+    from metasignal.trainer.settings import TRAINER_SETTINGS
 
     readme = (REPO / "README.md").read_text()
     assert settings_markdown((*KAFKA_SETTINGS, *SCORER_SETTINGS, SIGNING_KEY_DOC)) in readme
@@ -150,16 +155,17 @@ def test_readme_starts_with_exactly_the_two_commands() -> None:
 
 
 def test_strategy_choices_match_the_strategies() -> None:
-    from trainer.settings import STRATEGY_CHOICES
-    from trainer.strategies import META_STRATEGIES, SELECTABLE
+    from metasignal.trainer.settings import STRATEGY_CHOICES
+    from metasignal.trainer.strategies import META_STRATEGIES, SELECTABLE
 
     assert set(STRATEGY_CHOICES) == {*META_STRATEGIES, *SELECTABLE}
 
 
 def test_the_scorer_command_does_not_load_the_fitting_code() -> None:
     code = (
-        "import sys, trainer.cli; trainer.cli.build_parser(); "
-        "print(any(m in sys.modules for m in ('imblearn', 'trainer.fit', 'trainer.meta_model')))"
+        "import sys, metasignal.trainer.cli; metasignal.trainer.cli.build_parser(); "
+        "heavy = ('imblearn', 'metasignal.trainer.fit', 'metasignal.trainer.meta_model'); "
+        "print(any(m in sys.modules for m in heavy))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from trainer.data import DataError, load_table
+from metasignal.trainer.data import DataError, load_table
 
 GOOD = "ts,a,b,label\n1,0.2,0.9,1\n2,0.1,0.3,0\n3,0.4,0.2,0\n"
 

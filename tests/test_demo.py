@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from stream.errors import MetasignalError
-from stream.scorer import Scorer
-from trainer import demo
-from trainer.cli import main
-from trainer.demo import DemoOptions, run_demo
+from metasignal.stream.errors import MetasignalError
+from metasignal.stream.scorer import Scorer
+from metasignal.trainer import demo
+from metasignal.trainer.cli import main
+from metasignal.trainer.demo import DemoOptions, run_demo
 
 
 def check_summary(summary: dict, live_events: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.config import Setting
+from metasignal.stream.config import Setting
 from tests.conftest import REPO
 
 DEPLOY = REPO / "deploy"
@@ -28,7 +28,7 @@ METASIGNAL_IMAGE = re.compile(r"metasignal:\d+\.\d+\.\d+")
 def known_settings() -> dict[str, Setting]:
     """Every METASIGNAL_* environment variable the scorer and the trainer read."""
     found: dict[str, Setting] = {}
-    for module_name in ("stream.config", "trainer.service"):
+    for module_name in ("metasignal.stream.config", "metasignal.trainer.service"):
         module = importlib.import_module(module_name)
         for value in vars(module).values():
             items = value if isinstance(value, tuple) else (value,)

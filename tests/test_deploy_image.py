@@ -26,7 +26,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from prometheus_client import CollectorRegistry
 
-from stream.metrics import MetricsServer
+from metasignal.stream.metrics import MetricsServer
 from tests.conftest import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
@@ -293,7 +293,7 @@ def test_healthcheck_entrypoint_and_port(dockerfile: list[Stage]) -> None:
     (cmd,) = final(dockerfile, "CMD")
     assert entrypoint.exec_form() == ["metasignal"]
     assert cmd.exec_form() == ["scorer"]
-    assert PYPROJECT["project"]["scripts"]["metasignal"] == "trainer.cli:main"
+    assert PYPROJECT["project"]["scripts"]["metasignal"] == "metasignal.trainer.cli:main"
     env = " ".join(i.args for i in final(dockerfile, "ENV"))
     port = re.search(r"METASIGNAL_METRICS_PORT=(\d+)", env)
     assert port, "the image fixes the metrics port, so probes and HEALTHCHECK agree"
@@ -303,7 +303,7 @@ def test_healthcheck_entrypoint_and_port(dockerfile: list[Stage]) -> None:
 
 @pytest.mark.parametrize("command", ["scorer", "trainer", "topics"])
 def test_image_commands_exist(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from trainer.cli import build_parser
+    from metasignal.trainer.cli import build_parser
 
     with pytest.raises(SystemExit) as done:
         build_parser().parse_args([command, "--help"])

@@ -79,7 +79,7 @@ def test_metric_names_list_is_what_the_code_declares() -> None:
 
 
 def test_the_scorer_registry_exports_listed_names_only() -> None:
-    from stream.metrics import ScorerMetrics
+    from metasignal.stream.metrics import ScorerMetrics
 
     listed = read_metric_names()
     families = {m.name: m.type for m in ScorerMetrics().registry.collect()}

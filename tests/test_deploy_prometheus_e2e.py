@@ -26,13 +26,13 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.metrics import MetricsServer
-from stream.scorer import Scorer, ScorerOptions
-from stream.topics import Topics, topic_specs
-from stream.transport.kafka import KafkaTransport
+from metasignal.stream.metrics import MetricsServer
+from metasignal.stream.scorer import Scorer, ScorerOptions
+from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.transport.kafka import KafkaTransport
+from metasignal.trainer.synthetic import Committee
 from tests.conftest import REPO, TEST_KEY
 from tests.streaming import publish_model, send_votes, versioned
-from trainer.synthetic import Committee
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

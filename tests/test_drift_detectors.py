@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from river import base, checks, drift
 
-from stream.drift.detectors import DETECTORS, BernoulliCUSUM, bernoulli_kl, make_detector
+from metasignal.stream.drift.detectors import DETECTORS, BernoulliCUSUM, bernoulli_kl, make_detector
 
 
 def bits(seed: int, *segments: tuple[int, float]) -> list[int]:

@@ -16,8 +16,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import check_estimator
 
-import trainer.strategies.focal_loss as focal_module
-from trainer.strategies.focal_loss import FocalLossClassifier, focal_loss_and_gradient
+import metasignal.trainer.strategies.focal_loss as focal_module
+from metasignal.trainer.strategies.focal_loss import FocalLossClassifier, focal_loss_and_gradient
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.join import JoinCache
+from metasignal.stream.join import JoinCache
 
 MEMBERS = ("a", "b", "c")
 

@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream.artifact import load_artifact
-from stream.topics import Topics
-from stream.transport.kafka import KafkaTransport
+from metasignal.stream.artifact import load_artifact
+from metasignal.stream.topics import Topics
+from metasignal.stream.transport.kafka import KafkaTransport
+from metasignal.trainer.service import TrainerOptions, TrainerService
+from metasignal.trainer.synthetic import Committee, generate_committee
 from tests.conftest import TEST_KEY
 from tests.streaming import (
     ServiceProcess,
@@ -23,8 +25,6 @@ from tests.streaming import (
     wait_for,
 )
 from tests.test_scorer_kafka import ScorerThread
-from trainer.service import TrainerOptions, TrainerService
-from trainer.synthetic import Committee, generate_committee
 
 pytestmark = pytest.mark.kafka
 

@@ -7,10 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from stream.artifact import load_artifact
-from stream.scorer import Scorer, ScorerOptions
-from stream.topics import Topics, topic_specs
-from stream.transport.memory import MemoryBus
+from metasignal.stream.artifact import load_artifact
+from metasignal.stream.scorer import Scorer, ScorerOptions
+from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.transport.memory import MemoryBus
+from metasignal.trainer.data import VoteTable
+from metasignal.trainer.fit import FitConfig, fit_meta_model
+from metasignal.trainer.service import TrainerOptions, TrainerService
+from metasignal.trainer.synthetic import Committee, RateStep, generate_committee
 from tests.conftest import TEST_KEY
 from tests.streaming import (
     publish_model,
@@ -19,10 +23,6 @@ from tests.streaming import (
     send_votes,
     versioned,
 )
-from trainer.data import VoteTable
-from trainer.fit import FitConfig, fit_meta_model
-from trainer.service import TrainerOptions, TrainerService
-from trainer.synthetic import Committee, RateStep, generate_committee
 
 TOPICS = Topics(prefix="loop.")
 

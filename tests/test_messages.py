@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.messages import (
+from metasignal.stream.messages import (
     MessageError,
     Vote,
     decode_outcome,

@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import check_estimator
 
-from stream.artifact import load_artifact, sign_artifact
-from stream.scoring import CompiledModel
-from trainer.calibration import fit_platt
-from trainer.data import VoteTable
-from trainer.fit import FitConfig, fit_meta_model
-from trainer.meta_model import MetaModelClassifier
-from trainer.preprocessing import LogitStandardizer
-from trainer.strategies import SmoteLogisticRegression
-from trainer.synthetic import Committee, generate_committee
-from trainer.walk_forward import walk_forward_splits
+from metasignal.stream.artifact import load_artifact, sign_artifact
+from metasignal.stream.scoring import CompiledModel
+from metasignal.trainer.calibration import fit_platt
+from metasignal.trainer.data import VoteTable
+from metasignal.trainer.fit import FitConfig, fit_meta_model
+from metasignal.trainer.meta_model import MetaModelClassifier
+from metasignal.trainer.preprocessing import LogitStandardizer
+from metasignal.trainer.strategies import SmoteLogisticRegression
+from metasignal.trainer.synthetic import Committee, generate_committee
+from metasignal.trainer.walk_forward import walk_forward_splits
 
 
 def as_table(committee: Committee) -> VoteTable:
@@ -150,9 +150,9 @@ def test_holdout_is_reported_from_later_rows_and_model_refitted_on_all(
 
 
 def test_select_keeps_the_anchor_unless_the_lead_beats_fold_noise() -> None:
-    from trainer.calibration import PlattCalibration
-    from trainer.selection import select_best
-    from trainer.walk_forward import WalkForwardResult
+    from metasignal.trainer.calibration import PlattCalibration
+    from metasignal.trainer.selection import select_best
+    from metasignal.trainer.walk_forward import WalkForwardResult
 
     def result(name: str, values: list[float]) -> WalkForwardResult:
         return WalkForwardResult(
@@ -179,8 +179,8 @@ def test_select_keeps_the_anchor_unless_the_lead_beats_fold_noise() -> None:
 
 
 def test_threshold_maximises_the_fold_averaged_objective() -> None:
-    from trainer.objective import Objective
-    from trainer.walk_forward import pooled_threshold
+    from metasignal.trainer.objective import Objective
+    from metasignal.trainer.walk_forward import pooled_threshold
 
     rng = np.random.default_rng(3)
     folds = []
@@ -206,7 +206,7 @@ def test_threshold_maximises_the_fold_averaged_objective() -> None:
 
 @pytest.mark.parametrize("metric", ["f1", "fbeta", "precision", "recall", "profit"])
 def test_objective_curve_equals_value_at(metric: str) -> None:
-    from trainer.objective import Objective
+    from metasignal.trainer.objective import Objective
 
     rng = np.random.default_rng(0)
     y = (rng.random(300) < 0.2).astype(int)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.metrics import log_loss as sk_log_loss
 
-from stream.quality import average_precision, log_loss, roc_auc
+from metasignal.stream.quality import average_precision, log_loss, roc_auc
 
 samples = st.lists(
     st.tuples(st.integers(0, 1), st.sampled_from([0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95])),

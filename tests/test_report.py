@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from trainer.report import (
+from metasignal.trainer.report import (
     Series,
     fmt_num,
     linear_ticks,

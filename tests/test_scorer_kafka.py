@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from stream.scorer import Scorer, ScorerOptions
-from stream.topics import Topics
-from stream.transport.kafka import KafkaTransport
+from metasignal.stream.scorer import Scorer, ScorerOptions
+from metasignal.stream.topics import Topics
+from metasignal.stream.transport.kafka import KafkaTransport
+from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
 from tests.streaming import (
     ServiceProcess,
@@ -22,7 +23,6 @@ from tests.streaming import (
     versioned,
     wait_for,
 )
-from trainer.synthetic import Committee
 
 pytestmark = pytest.mark.kafka
 
@@ -283,7 +283,7 @@ def test_a_send_the_broker_rejects_fails_the_flush_and_the_transaction(
     kafka: tuple[KafkaTransport, Topics],
 ) -> None:
     """A record the broker refuses (too large for its topic) surfaces as a TransportError."""
-    from stream.transport.base import TopicPartition, TopicSpec, TransportError
+    from metasignal.stream.transport.base import TopicPartition, TopicSpec, TransportError
 
     transport, topics = kafka
     small = f"{topics.prefix}small"
@@ -333,7 +333,7 @@ def test_client_settings_override_tunables_but_not_guarantees(
 
 
 def test_an_unknown_client_setting_is_a_clear_error() -> None:
-    from stream.transport.base import TransportError
+    from metasignal.stream.transport.base import TransportError
 
     with pytest.raises(TransportError, match=r"unknown Kafka client setting.*fetch_max_wiat_ms"):
         KafkaTransport(bootstrap="127.0.0.1:1", client_config={"fetch_max_wiat_ms": 7})

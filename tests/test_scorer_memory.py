@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream.artifact import load_artifact
-from stream.messages import REASONS
-from stream.scorer import Scorer, ScorerOptions
-from stream.scoring import CompiledModel
-from stream.topics import Topics, topic_specs
-from stream.transport.memory import MemoryBus
+from metasignal.stream.artifact import load_artifact
+from metasignal.stream.messages import REASONS
+from metasignal.stream.scorer import Scorer, ScorerOptions
+from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.transport.memory import MemoryBus
+from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
 from tests.streaming import decode_all, publish_model, send_raw, send_votes, versioned
-from trainer.synthetic import Committee
 
 TOPICS = Topics(prefix="t.")
 
@@ -237,7 +237,7 @@ def test_run_stops_cleanly_after_the_batch(committee: Committee, artifact_body: 
 def test_a_failed_batch_is_replayed_and_a_dead_producer_stops_the_loop(
     committee: Committee, artifact_body: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stream.transport.base import TransportError
+    from metasignal.stream.transport.base import TransportError
 
     bus = make_bus(partitions=1)
     publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
@@ -268,7 +268,7 @@ def test_new_models_are_looked_for_at_the_check_interval_not_every_batch(
     committee: Committee, artifact_body: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr("stream.scorer.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("metasignal.stream.scorer.time.monotonic", lambda: now[0])
     bus = make_bus(partitions=1)
     publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
     send_votes(bus, TOPICS, committee, 0, 300)

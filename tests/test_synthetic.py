@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer import synthetic
-from trainer.synthetic import Committee, RateStep, generate_committee
+from metasignal.trainer import synthetic
+from metasignal.trainer.synthetic import Committee, RateStep, generate_committee
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:

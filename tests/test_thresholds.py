@@ -21,8 +21,8 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from trainer import thresholds
-from trainer.thresholds import (
+from metasignal.trainer import thresholds
+from metasignal.trainer.thresholds import (
     METRICS,
     ThresholdResult,
     average_precision,

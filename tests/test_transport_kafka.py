@@ -11,9 +11,9 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewPartitions, NewTopic
 
-from stream.transport.base import Consumer, TransportError
-from stream.transport.kafka import KafkaTransport
-from stream.transport.rebalance_fix import finish_interrupted_rebalances
+from metasignal.stream.transport.base import Consumer, TransportError
+from metasignal.stream.transport.kafka import KafkaTransport
+from metasignal.stream.transport.rebalance_fix import finish_interrupted_rebalances
 from tests.streaming import wait_for
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from stream.scoring import sigmoid
+from metasignal.stream.scoring import sigmoid
 
 
 @dataclass(frozen=True)

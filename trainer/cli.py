@@ -19,21 +19,21 @@ from typing import Any
 
 import numpy as np
 
-from stream.artifact import (
+from metasignal.stream.artifact import (
     dumps_artifact,
     read_artifact,
     resolve_signing_keys,
     sign_artifact,
 )
-from stream.cli import register as register_stream_commands
-from stream.config import KAFKA_SETTINGS, add_settings, kafka_client_config
-from stream.errors import ArtifactError, MetasignalError
-from stream.scoring import CompiledModel
-from stream.transport.base import TransportError
-from trainer.data import DataError, load_table
-from trainer.report import render_html
-from trainer.settings import STRATEGY_CHOICES, TRAINER_SETTINGS
-from trainer.thresholds import METRICS
+from metasignal.stream.cli import register as register_stream_commands
+from metasignal.stream.config import KAFKA_SETTINGS, add_settings, kafka_client_config
+from metasignal.stream.errors import ArtifactError, MetasignalError
+from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.transport.base import TransportError
+from metasignal.trainer.data import DataError, load_table
+from metasignal.trainer.report import render_html
+from metasignal.trainer.settings import STRATEGY_CHOICES, TRAINER_SETTINGS
+from metasignal.trainer.thresholds import METRICS
 
 log = logging.getLogger("metasignal")
 
@@ -176,7 +176,7 @@ def _load_model(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def command_fit(args: argparse.Namespace) -> int:
-    from trainer.fit import FitConfig, fit_meta_model
+    from metasignal.trainer.fit import FitConfig, fit_meta_model
 
     key = _signing_key(args)
     members = [m.strip() for m in args.members.split(",")] if args.members else None
@@ -233,7 +233,7 @@ def write_outputs(out: Path, artifact: dict[str, Any], report: dict[str, Any]) -
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from trainer.fit import holdout_metrics
+    from metasignal.trainer.fit import holdout_metrics
 
     artifact = _load_model(args)
     scorer = CompiledModel.from_artifact(artifact)
@@ -290,7 +290,7 @@ def command_inspect(args: argparse.Namespace) -> int:
 
 
 def command_synth(args: argparse.Namespace) -> int:
-    from trainer.synthetic import generate_committee
+    from metasignal.trainer.synthetic import generate_committee
 
     committee = generate_committee(
         n_events=args.events,
@@ -304,7 +304,7 @@ def command_synth(args: argparse.Namespace) -> int:
 
 
 def command_demo(args: argparse.Namespace) -> int:
-    from trainer.demo import DemoOptions, run_demo
+    from metasignal.trainer.demo import DemoOptions, run_demo
 
     run_demo(
         DemoOptions(
@@ -323,10 +323,10 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 def command_trainer(args: argparse.Namespace) -> int:
-    from stream.cli import serve
-    from stream.topics import Topics
-    from stream.transport.kafka import KafkaTransport
-    from trainer.service import TrainerOptions, TrainerService
+    from metasignal.stream.cli import serve
+    from metasignal.stream.topics import Topics
+    from metasignal.stream.transport.kafka import KafkaTransport
+    from metasignal.trainer.service import TrainerOptions, TrainerService
 
     if not args.bootstrap:
         raise MetasignalError("--bootstrap (or METASIGNAL_BOOTSTRAP) is required")

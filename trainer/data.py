@@ -15,7 +15,7 @@ Examples
 >>> load_table(path, label="y", time="ts")
 Traceback (most recent call last):
 ...
-trainer.data.DataError: label column 'y' not found in votes.csv (columns: ts, a, b, label)
+metasignal.trainer.data.DataError: label column 'y' not found in votes.csv (columns: ...)
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import MetasignalError
+from metasignal.stream.errors import MetasignalError
 
 log = logging.getLogger("metasignal.trainer")
 

@@ -28,18 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from stream.artifact import dumps_artifact, load_artifact, sign_artifact
-from stream.errors import MetasignalError
-from stream.messages import encode_vote
-from stream.scorer import Scorer, ScorerOptions
-from stream.scoring import CompiledModel
-from stream.topics import Topics, topic_specs
-from stream.transport import Transport, connect
-from trainer.data import VoteTable
-from trainer.fit import FitConfig, fit_meta_model
-from trainer.report import BLUE, GREY, ORANGE, RED, Series, render_html, svg_line_plot
-from trainer.service import TrainerOptions, TrainerService
-from trainer.synthetic import Committee, RateStep, generate_committee
+from metasignal.stream.artifact import dumps_artifact, load_artifact, sign_artifact
+from metasignal.stream.errors import MetasignalError
+from metasignal.stream.messages import encode_vote
+from metasignal.stream.scorer import Scorer, ScorerOptions
+from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.transport import Transport, connect
+from metasignal.trainer.data import VoteTable
+from metasignal.trainer.fit import FitConfig, fit_meta_model
+from metasignal.trainer.report import BLUE, GREY, ORANGE, RED, Series, render_html, svg_line_plot
+from metasignal.trainer.service import TrainerOptions, TrainerService
+from metasignal.trainer.synthetic import Committee, RateStep, generate_committee
 
 # The scorer consumes every vote within seconds; this long without a vote or outcome scored
 # means something is broken (the demo says so and stops instead of waiting for ever).

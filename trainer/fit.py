@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from stream.artifact import SCHEMA_VERSION, Artifact
-from trainer.calibration import brier_score, reliability_curve
-from trainer.data import DataError, VoteTable
-from trainer.meta_model import MetaModelClassifier
-from trainer.thresholds import average_precision, confusion_at, threshold_curve
+from metasignal.stream.artifact import SCHEMA_VERSION, Artifact
+from metasignal.trainer.calibration import brier_score, reliability_curve
+from metasignal.trainer.data import DataError, VoteTable
+from metasignal.trainer.meta_model import MetaModelClassifier
+from metasignal.trainer.thresholds import average_precision, confusion_at, threshold_curve
 
 log = logging.getLogger("metasignal.trainer")
 
@@ -246,7 +246,7 @@ def build_artifact(
     validation: dict[str, Any],
     holdout: dict[str, Any] | None,
 ) -> Artifact:
-    """The unsigned artifact body (sign with :func:`stream.artifact.sign_artifact`)."""
+    """The unsigned artifact body (sign with :func:`metasignal.stream.artifact.sign_artifact`)."""
     features = model.pipeline_[0]
     coef, intercept = model.linear_parameters()
     return {

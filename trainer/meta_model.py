@@ -5,11 +5,11 @@ candidate strategies by walk-forward validation on the rows it is given (the
 training period), picks one (``auto`` or ``select``), refits it on all those
 rows, and keeps the Platt map and the fold-averaged threshold from the
 out-of-fold evidence. ``predict_proba`` is the calibrated P(trade) that the
-numpy scorer in :mod:`stream.scoring` reproduces from the artifact.
+numpy scorer in :mod:`metasignal.stream.scoring` reproduces from the artifact.
 
 Examples
 --------
->>> from trainer.synthetic import generate_committee
+>>> from metasignal.trainer.synthetic import generate_committee
 >>> committee = generate_committee(n_events=4000, positive_rate=0.05, seed=1)
 >>> model = MetaModelClassifier(strategy="optimal_threshold")
 >>> model = model.fit(committee.votes, committee.labels)
@@ -29,10 +29,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from trainer.objective import Objective
-from trainer.preprocessing import LogitStandardizer
-from trainer.selection import ANCHOR, guard_choice, select_best
-from trainer.strategies import (
+from metasignal.trainer.objective import Objective
+from metasignal.trainer.preprocessing import LogitStandardizer
+from metasignal.trainer.selection import ANCHOR, guard_choice, select_best
+from metasignal.trainer.strategies import (
     META_STRATEGIES,
     SELECTABLE,
     StrategyParams,
@@ -40,7 +40,7 @@ from trainer.strategies import (
     estimator_fallbacks,
     make_estimator,
 )
-from trainer.walk_forward import WalkForwardResult, evaluate_strategy
+from metasignal.trainer.walk_forward import WalkForwardResult, evaluate_strategy
 
 log = logging.getLogger("metasignal.trainer")
 
@@ -54,14 +54,14 @@ class MetaModelClassifier(ClassifierMixin, BaseEstimator):
         ``auto``, ``select``, ``optimal_threshold``, ``smote_enhanced``,
         ``focal_loss`` or ``plain_logistic``.
     metric, beta, min_recall, min_precision, gain, cost
-        The threshold objective (:class:`trainer.objective.Objective`).
+        The threshold objective (:class:`metasignal.trainer.objective.Objective`).
     n_splits, gap
         Walk-forward folds and purge gap (rows) inside the training period.
     kind, clip_eps
-        Vote preprocessing (:class:`trainer.preprocessing.LogitStandardizer`).
+        Vote preprocessing (:class:`metasignal.trainer.preprocessing.LogitStandardizer`).
     C, solver, max_iter, random_state, smote_ratio, k_neighbors, focal_gamma,
     focal_alpha, auto_smote_below, auto_focal_below
-        Strategy hyper-parameters (:class:`trainer.strategies.StrategyParams`).
+        Strategy hyper-parameters (:class:`metasignal.trainer.strategies.StrategyParams`).
     """
 
     def __init__(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.thresholds import (
+from metasignal.trainer.thresholds import (
     METRICS,
     ThresholdResult,
     average_precision,
@@ -30,7 +30,7 @@ from trainer.thresholds import (
 
 @dataclass(frozen=True)
 class Objective:
-    """A threshold metric (see :func:`trainer.thresholds.find_optimal_threshold`)."""
+    """A threshold metric (see :func:`metasignal.trainer.thresholds.find_optimal_threshold`)."""
 
     metric: str = "f1"
     beta: float = 1.0

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from stream.scoring import logit
+from metasignal.stream.scoring import logit
 
 INPUT_KINDS = ("probability", "raw")
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from trainer.walk_forward import WalkForwardResult
+from metasignal.trainer.walk_forward import WalkForwardResult
 
 ANCHOR = "optimal_threshold"
 

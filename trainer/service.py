@@ -30,18 +30,18 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
-from stream.errors import ArtifactError
-from stream.metrics import Heartbeat
-from stream.scoring import CompiledModel
-from stream.topics import Topics
-from stream.transport.base import Consumer, Record, Transport, TransportError
-from trainer.calibration import fit_platt
-from trainer.data import DataError, VoteTable
-from trainer.fit import FitConfig, build_artifact, holdout_metrics
-from trainer.meta_model import MetaModelClassifier
-from trainer.objective import Objective
-from trainer.settings import TRAINER_SETTINGS
+from metasignal.stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
+from metasignal.stream.errors import ArtifactError
+from metasignal.stream.metrics import Heartbeat
+from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.topics import Topics
+from metasignal.stream.transport.base import Consumer, Record, Transport, TransportError
+from metasignal.trainer.calibration import fit_platt
+from metasignal.trainer.data import DataError, VoteTable
+from metasignal.trainer.fit import FitConfig, build_artifact, holdout_metrics
+from metasignal.trainer.meta_model import MetaModelClassifier
+from metasignal.trainer.objective import Objective
+from metasignal.trainer.settings import TRAINER_SETTINGS
 
 __all__ = ["TRAINER_SETTINGS", "TrainerMetrics", "TrainerOptions", "TrainerService"]
 

@@ -6,7 +6,7 @@ by the commands that fit, so ``metasignal scorer`` stays small.
 
 from __future__ import annotations
 
-from stream.config import Setting, parse_bool
+from metasignal.stream.config import Setting, parse_bool
 
 STRATEGY_CHOICES = (
     "auto",

@@ -17,7 +17,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from stream import quality
+from metasignal.stream import quality
 
 __all__ = [
     "METRICS",

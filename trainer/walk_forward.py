@@ -28,9 +28,9 @@ from sklearn.base import clone
 from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 
-from trainer.calibration import PlattCalibration, fit_platt
-from trainer.objective import Objective
-from trainer.strategies import estimator_fallbacks
+from metasignal.trainer.calibration import PlattCalibration, fit_platt
+from metasignal.trainer.objective import Objective
+from metasignal.trainer.strategies import estimator_fallbacks
 
 log = logging.getLogger("metasignal.trainer")
 

@@ -104,7 +104,7 @@ class BernoulliCUSUM(base.DriftDetector):
     A 1 % stream whose rate quadruples at sample 20,000:
 
     >>> import random
-    >>> from stream.drift.detectors import BernoulliCUSUM
+    >>> from metasignal.stream.drift.detectors import BernoulliCUSUM
 
     >>> rng = random.Random(7)
     >>> stream = [int(rng.random() < 0.01) for _ in range(20_000)]

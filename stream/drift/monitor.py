@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 from river import metrics, utils
 
-from stream.drift.detectors import make_detector
-from stream.quality import average_precision, log_loss, roc_auc
+from metasignal.stream.drift.detectors import make_detector
+from metasignal.stream.quality import average_precision, log_loss, roc_auc
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class DriftMonitor:
         Outcomes in the rolling windows.
     detector, detector_params
         Drift detector on the realized positive rate (see
-        :func:`stream.drift.detectors.make_detector`).
+        :func:`metasignal.stream.drift.detectors.make_detector`).
     """
 
     def __init__(

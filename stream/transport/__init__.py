@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stream.transport.base import (
+from metasignal.stream.transport.base import (
     Consumer,
     Producer,
     RebalanceListener,
@@ -15,7 +15,7 @@ from stream.transport.base import (
     Transport,
     TransportError,
 )
-from stream.transport.memory import MemoryBus
+from metasignal.stream.transport.memory import MemoryBus
 
 
 def connect(
@@ -27,7 +27,7 @@ def connect(
     """Kafka when a bootstrap address is given, else a fresh embedded memory bus."""
     if not bootstrap:
         return MemoryBus()
-    from stream.transport.kafka import KafkaTransport
+    from metasignal.stream.transport.kafka import KafkaTransport
 
     return KafkaTransport(
         bootstrap=bootstrap, client_config=client_config, replication_factor=replication_factor

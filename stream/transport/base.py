@@ -2,8 +2,8 @@
 
 Two implementations keep the same meaning for topics, keys, key-hash
 partitions, offsets, consumer groups, commits and transactions:
-:mod:`stream.transport.kafka` (Apache Kafka via kafka-python) and
-:mod:`stream.transport.memory` (the embedded in-process bus).
+:mod:`metasignal.stream.transport.kafka` (Apache Kafka via kafka-python) and
+:mod:`metasignal.stream.transport.memory` (the embedded in-process bus).
 
 Offsets follow Kafka: a committed offset is the *next* offset to read.
 """

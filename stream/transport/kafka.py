@@ -18,7 +18,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from stream.transport.base import (
+from metasignal.stream.transport.base import (
     Consumer,
     RebalanceListener,
     Record,
@@ -26,7 +26,7 @@ from stream.transport.base import (
     TopicSpec,
     TransportError,
 )
-from stream.transport.rebalance_fix import finish_interrupted_rebalances
+from metasignal.stream.transport.rebalance_fix import finish_interrupted_rebalances
 
 log = logging.getLogger("metasignal.transport")
 
@@ -200,7 +200,7 @@ class KafkaTransport:
 
 
 class KafkaTransportConsumer:
-    """See :class:`stream.transport.base.Consumer`."""
+    """See :class:`metasignal.stream.transport.base.Consumer`."""
 
     def __init__(
         self,
@@ -301,7 +301,7 @@ class KafkaTransportConsumer:
 
 
 class KafkaTransportProducer:
-    """See :class:`stream.transport.base.Producer`."""
+    """See :class:`metasignal.stream.transport.base.Producer`."""
 
     def __init__(self, config: Mapping[str, Any], *, transactional_id: str | None) -> None:
         settings = dict(PRODUCER_DEFAULTS)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from kafka.partitioner.default import murmur2
 
-from stream.transport.base import (
+from metasignal.stream.transport.base import (
     Consumer,
     RebalanceListener,
     Record,
@@ -196,7 +196,7 @@ class MemoryBus:
 
 
 class MemoryConsumer:
-    """A consumer of the memory bus (see :class:`stream.transport.base.Consumer`)."""
+    """A consumer of the memory bus (see :class:`metasignal.stream.transport.base.Consumer`)."""
 
     def __init__(
         self,

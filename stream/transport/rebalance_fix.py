@@ -27,7 +27,7 @@ from typing import Any
 from kafka import KafkaConsumer
 from kafka.structs import MemberState
 
-from stream.transport.base import TransportError
+from metasignal.stream.transport.base import TransportError
 
 log = logging.getLogger("metasignal.transport")
 

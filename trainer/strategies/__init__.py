@@ -19,12 +19,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from trainer.strategies.focal_loss import FocalLossClassifier
-from trainer.strategies.optimal_threshold import (
+from metasignal.trainer.strategies.focal_loss import FocalLossClassifier
+from metasignal.trainer.strategies.optimal_threshold import (
     balanced_logistic_regression,
     plain_logistic_regression,
 )
-from trainer.strategies.smote_enhanced import SmoteLogisticRegression
+from metasignal.trainer.strategies.smote_enhanced import SmoteLogisticRegression
 
 STRATEGIES = ("optimal_threshold", "smote_enhanced", "focal_loss")
 BASELINE = "plain_logistic"

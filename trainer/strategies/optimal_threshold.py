@@ -2,7 +2,7 @@
 
 The balanced weights stop the optimiser from settling on "never trade"; the
 decision threshold is tuned afterwards on walk-forward predictions
-(:mod:`trainer.walk_forward`), never left at 0.5.
+(:mod:`metasignal.trainer.walk_forward`), never left at 0.5.
 """
 
 from __future__ import annotations

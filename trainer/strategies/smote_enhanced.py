@@ -31,7 +31,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from trainer.strategies.optimal_threshold import balanced_logistic_regression
+from metasignal.trainer.strategies.optimal_threshold import balanced_logistic_regression
 
 
 class SmoteLogisticRegression(ClassifierMixin, BaseEstimator):
