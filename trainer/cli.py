@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from metasignal import version
 from metasignal.stream.artifact import (
     dumps_artifact,
     read_artifact,
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metasignal", description="Balanced meta-model trade signals from committee votes."
     )
+    parser.add_argument("--version", action="version", version=f"metasignal {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_fit_parser(commands)
 
