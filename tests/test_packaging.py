@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    pip = [sys.executable, "-m", "pip"]
+    pip: list[str | Path] = [sys.executable, "-m", "pip"]
     build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", out, REPO]
     built = venvs.run(build, cwd=out)
     assert built.returncode == 0, built.stderr
