@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--exactly-once", action="store_true", help="transactional scorer")
     demo.add_argument("--no-loop", action="store_true", help="baseline: first model only")
+    demo.add_argument(
+        "--keep-topics", action="store_true", help="with --bootstrap: keep the demo's topics"
+    )
     return parser
 
 
@@ -319,6 +322,7 @@ def command_demo(args: argparse.Namespace) -> int:
             rate=args.rate,
             exactly_once=args.exactly_once,
             loop=not args.no_loop,
+            keep_topics=args.keep_topics,
         )
     )
     return 0
