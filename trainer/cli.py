@@ -26,6 +26,7 @@ from metasignal.stream.artifact import (
     resolve_signing_keys,
     sign_artifact,
 )
+from metasignal.stream.cli import quiet_kafka_noise
 from metasignal.stream.cli import register as register_stream_commands
 from metasignal.stream.config import KAFKA_SETTINGS, add_settings, kafka_client_config
 from metasignal.stream.errors import ArtifactError, MetasignalError
@@ -390,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(
         logging.ERROR if args.command == "demo" else logging.WARNING
     )
+    quiet_kafka_noise()
     handler = getattr(args, "handler", None) or COMMANDS[args.command]
     try:
         return int(handler(args))
