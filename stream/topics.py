@@ -11,10 +11,13 @@ Examples
 from __future__ import annotations
 
 import atexit
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from metasignal.stream.transport.base import TopicSpec, Transport
+from metasignal.stream.transport.base import TopicSpec, Transport, TransportError
+
+log = logging.getLogger("metasignal")
 
 WEEK_MS = str(7 * 24 * 3600 * 1000)
 MONTH_MS = str(30 * 24 * 3600 * 1000)
@@ -92,9 +95,17 @@ class OwnedTopics:
             atexit.register(self.delete)
 
     def delete(self) -> list[str]:
-        """Delete the topics (once); return the names deleted."""
+        """Delete the topics (once); return the names deleted.
+
+        A failure is a warning naming the topics, never an exception: this runs on the way
+        out, where it must not hide why the run ended.
+        """
         if not self._pending:
             return []
         self._pending = False
         atexit.unregister(self.delete)
-        return self._transport.delete_topics(self.names)
+        try:
+            return self._transport.delete_topics(self.names)
+        except TransportError as exc:
+            log.warning("could not delete topics %s: %s", ", ".join(self.names), exc)
+            return []

@@ -10,12 +10,16 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from metasignal.stream.cli import KAFKA_NOISE_LOGGER
 from metasignal.stream.replay import ReplayProgress
+from metasignal.stream.topics import OwnedTopics, Topics, topic_specs
+from metasignal.stream.transport.base import TransportError
+from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.cli import main
 from tests.conftest import REPO
 
@@ -109,3 +113,28 @@ def test_tail_and_replay_say_what_they_do(
     assert "new messages only (--from-beginning for the whole topic)" in idle.stderr
     assert "stops after 1 s without one or on Ctrl-C" in idle.stderr
     assert idle.stdout == ""
+
+
+def test_owned_topics_warn_instead_of_raising_when_deletion_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Unreachable(MemoryBus):
+        def delete_topics(self, names: Sequence[str]) -> list[str]:
+            raise TransportError("cannot delete topics: broker gone")
+
+    bus = Unreachable()
+    owned = OwnedTopics(bus, bus.create_topics(topic_specs(Topics(prefix="gone."))), keep=False)
+    with caplog.at_level(logging.WARNING):
+        assert owned.delete() == []
+    assert caplog.messages == [
+        "could not delete topics gone.votes, gone.signals, gone.outcomes, gone.models, "
+        "gone.control, gone.dlq, gone.training: cannot delete topics: broker gone"
+    ]
+    assert owned.delete() == []  # once
+
+
+def test_kept_topics_are_not_deleted() -> None:
+    bus = MemoryBus()
+    owned = OwnedTopics(bus, bus.create_topics(topic_specs(Topics(prefix="k."))), keep=True)
+    assert owned.delete() == []
+    assert bus.partition_count("k.votes") == 4
