@@ -7,6 +7,7 @@ network) and installed into a fresh venv that shares only the runtime dependenci
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tomllib
 import zipfile
@@ -21,11 +22,20 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 
+# Built from a copy of the sources: an in-tree build would leave build/ behind, whose stale
+# files a later wheel could pick up.
+NOT_SOURCES = shutil.ignore_patterns(
+    ".git", ".venv", "build", "out", "*.egg-info", "__pycache__", ".*_cache", "lib", "target"
+)
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sources = tmp_path_factory.mktemp("sources") / "metasignal"
+    shutil.copytree(REPO, sources, symlinks=True, ignore=NOT_SOURCES)
     out = tmp_path_factory.mktemp("wheel")
     pip: list[str | Path] = [sys.executable, "-m", "pip"]
-    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", out, REPO]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", out, sources]
     built = venvs.run(build, cwd=out)
     assert built.returncode == 0, built.stderr
     (path,) = out.glob("metasignal-*.whl")
