@@ -19,11 +19,13 @@ EDITABLE := PYTHONWARNINGS='ignore:Editable installation' $(PIP) install --quiet
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) install --quiet $(PIP_FLAGS) --upgrade pip
-	$(EDITABLE) .
+	@echo "pip install -e . (metasignal and its runtime dependencies)"
+	@$(EDITABLE) .
 	touch $@
 
 $(STAMP): $(RUNTIME_STAMP)
-	$(EDITABLE) '.[dev,bench]'
+	@echo "pip install -e '.[dev,bench]' (the test, lint and benchmark tools)"
+	@$(EDITABLE) '.[dev,bench]'
 	touch $@
 
 demo: $(RUNTIME_STAMP)

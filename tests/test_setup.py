@@ -142,7 +142,15 @@ def test_runtime_install_shows_no_editable_banner(tmp_path: Path) -> None:
     root = tmp_path / "venv"
     python = venvs.create(root)
     result = venvs.run(
-        [MAKE, "-s", "-C", REPO, f"VENV={root}", f"PIP_FLAGS={OFFLINE}", f"{root}/.runtime"],
+        [
+            MAKE,
+            "--no-print-directory",
+            "-C",
+            REPO,
+            f"VENV={root}",
+            f"PIP_FLAGS={OFFLINE}",
+            f"{root}/.runtime",
+        ],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
