@@ -28,6 +28,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
+from metasignal.stream.transport.base import Record
+
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 
 REASONS = (
@@ -238,3 +240,14 @@ def encode_signal(
 
 def encode_vote(event_id: str, ts_ms: int, votes: Mapping[str, float]) -> bytes:
     return json.dumps({"id": event_id, "ts": ts_ms, "votes": dict(votes)}).encode()
+
+
+def dead_letter_headers(record: Record, error: MessageError) -> list[tuple[str, bytes]]:
+    """Why a record was refused and where it came from (the DLQ's headers)."""
+    return [
+        ("reason", error.reason.encode()),
+        ("detail", error.detail[:500].encode()),
+        ("source_topic", record.topic.encode()),
+        ("source_partition", str(record.partition).encode()),
+        ("source_offset", str(record.offset).encode()),
+    ]

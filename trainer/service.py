@@ -31,6 +31,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from metasignal.stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
+from metasignal.stream.checkpoint import Checkpoint, next_offsets
 from metasignal.stream.errors import ArtifactError
 from metasignal.stream.metrics import Heartbeat
 from metasignal.stream.scoring import CompiledModel
@@ -196,6 +197,7 @@ class TrainerService:
         self._models = transport.consumer(assign_all=[topics.models], read_committed=True)
         self._training = transport.consumer(assign_all=[topics.training], read_committed=True)
         self._control: Consumer | None = None
+        self._checkpoint: Checkpoint | None = None
         self._producer = transport.producer(transactional_id=options.transactional_id)
 
     # -- state from the log ----------------------------------------------------------
@@ -241,6 +243,10 @@ class TrainerService:
                 group_id=self.options.group_id,
                 read_committed=True,
             )
+            # Every answer is one transaction: the published model and the request's offset.
+            self._checkpoint = Checkpoint(
+                producer=self._producer, consumer=self._control, exactly_once=True
+            )
         records = self._control.poll(timeout_ms=self.options.poll_timeout_ms, max_records=1)
         for record in records:
             self.handle(record)
@@ -255,7 +261,8 @@ class TrainerService:
 
     def handle(self, record: Record) -> Verdict:
         """Answer one control request and commit it, atomically with any published model."""
-        assert self._control is not None
+        checkpoint = self._checkpoint
+        assert checkpoint is not None
         started = time.perf_counter()
         self.refresh()
         request = self._parse_request(record)
@@ -263,20 +270,18 @@ class TrainerService:
         log.info("handling request %s (%s)", request.get("id"), kind)
         self.metrics.requests.labels(kind=kind).inc()
         verdict, artifact = self._answer(request)
-        offsets = {record.topic_partition: record.offset + 1}
         try:
-            self._producer.begin_transaction()
+            checkpoint.begin()
             if artifact is not None:
                 self._producer.send(
                     self.options.topics.models,
                     key=self.options.model_name.encode(),
                     value=dumps_artifact(artifact).encode(),
                 )
-            self._producer.commit_transaction(offsets, self._control)
+            checkpoint.commit(next_offsets([record]))
         except TransportError as exc:
             self.metrics.failures.inc()
-            self._producer.abort_transaction()
-            self._control.seek(record.topic_partition, record.offset)
+            checkpoint.rollback([record], exc)
             log.error("could not publish the answer to %s: %s", verdict.request_id, exc)
             return Verdict(verdict.request_id, "failed", str(exc))
         if artifact is not None:

@@ -1,0 +1,154 @@
+"""The scoring step: a batch of vote records in, a scored batch out, no I/O.
+
+:class:`ScoringStep` decodes and validates each record, lays the valid votes
+out in the model's member order, scores and decides them in one vectorised
+pass, and keeps every refused record with the reason it goes to the DLQ.
+Sending, committing and joining are the loop's business
+(:mod:`metasignal.stream.scorer`), so this is what the in-process benchmark
+times and what tests can call without a transport.
+
+Examples
+--------
+>>> from metasignal.stream.artifact import example_artifact
+>>> from metasignal.stream.scoring import CompiledModel
+>>> from metasignal.stream.transport.base import Record
+>>> model = CompiledModel.from_artifact(example_artifact())
+>>> records = [
+...     Record("votes", 0, 0, b"e1", b'{"id":"e1","ts":1,"votes":{"a":0.9,"b":0.9}}', 0),
+...     Record("votes", 0, 1, b"e2", b'{"id":"e2","ts":1,"votes":{"a":2}}', 0),
+... ]
+>>> batch = ScoringStep()(records, model)
+>>> [vote.id for _, vote in batch.good], batch.decisions.tolist()
+(['e1'], [1])
+>>> [(record.offset, error.reason) for record, error in batch.dead]
+[(1, 'out_of_range')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from metasignal.stream.messages import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MessageError,
+    Vote,
+    decode_vote,
+    encode_signal,
+    vote_matrix,
+)
+from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.transport.base import Record
+
+Good = list[tuple[Record, Vote]]
+Dead = list[tuple[Record, MessageError]]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredBatch:
+    """One batch after scoring: rows of ``matrix``, ``scores`` and ``decisions`` follow ``good``."""
+
+    good: Good
+    dead: Dead
+    matrix: np.ndarray
+    scores: np.ndarray
+    decisions: np.ndarray
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [vote.id for _, vote in self.good]
+
+
+def decode_votes(
+    records: Sequence[Record], *, max_bytes: int, probabilities: bool
+) -> tuple[Good, Dead]:
+    """Split records into decoded votes and dead letters (member names are checked later)."""
+    good: Good = []
+    dead: Dead = []
+    for record in records:
+        try:
+            vote = decode_vote(record.value, max_bytes=max_bytes, probabilities=probabilities)
+        except MessageError as bad:
+            dead.append((record, bad))
+        else:
+            good.append((record, vote))
+    return good, dead
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoringStep:
+    """How votes are validated against the model being served.
+
+    Parameters
+    ----------
+    max_message_bytes
+        Larger vote payloads are dead letters (``oversize``).
+    missing_members
+        ``artifact`` (the artifact's own policy), ``impute`` or ``reject``.
+    strict_members
+        Unknown and missing members both send the vote to the DLQ.
+    """
+
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    missing_members: str = "artifact"
+    strict_members: bool = False
+
+    def member_policies(self, model: CompiledModel) -> tuple[bool, bool]:
+        """``(reject_unknown, reject_missing)`` for this model."""
+        if self.strict_members:
+            return True, True
+        policy = self.missing_members
+        if policy == "artifact":
+            policy = model.missing_policy
+        return False, policy == "reject"
+
+    def __call__(self, records: Sequence[Record], model: CompiledModel) -> ScoredBatch:
+        """Decode, validate and score ``records`` (all from the votes topic)."""
+        good, dead = decode_votes(
+            records, max_bytes=self.max_message_bytes, probabilities=model.transform == "logit"
+        )
+        return self.score(good, dead, model)
+
+    def score(self, good: Good, dead: Dead, model: CompiledModel) -> ScoredBatch:
+        """Member checks, then one vectorised predict and decide over the valid votes."""
+        reject_unknown, reject_missing = self.member_policies(model)
+        matrix, errors = vote_matrix(
+            [vote for _, vote in good],
+            model.members,
+            reject_unknown=reject_unknown,
+            reject_missing=reject_missing,
+        )
+        if any(e is not None for e in errors):
+            dead = dead + [(good[i][0], e) for i, e in enumerate(errors) if e is not None]
+            keep = [i for i, e in enumerate(errors) if e is None]
+            good, matrix = [good[i] for i in keep], matrix[keep]
+        scores = model.predict_proba(matrix) if good else np.empty(0)
+        decisions = model.decide(scores)
+        return ScoredBatch(good=good, dead=dead, matrix=matrix, scores=scores, decisions=decisions)
+
+    @staticmethod
+    def signals(
+        batch: ScoredBatch, model: CompiledModel, *, scored_at_ms: int
+    ) -> list[tuple[bytes, bytes]]:
+        """``(key, value)`` of one signal per scored vote, keyed by event id."""
+        # Python scalars: iterating numpy arrays would box each element.
+        return [
+            (
+                vote.id.encode(),
+                encode_signal(
+                    event_id=vote.id,
+                    ts_ms=vote.ts_ms,
+                    decision=decision,
+                    score=score,
+                    threshold=model.threshold,
+                    model_name=model.name,
+                    model_version=model.version,
+                    scored_at_ms=scored_at_ms,
+                ),
+            )
+            for (_, vote), score, decision in zip(
+                batch.good, batch.scores.tolist(), batch.decisions.tolist(), strict=True
+            )
+        ]
