@@ -7,6 +7,7 @@ the trainer.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import logging
@@ -23,15 +24,16 @@ from prometheus_client import CollectorRegistry
 from metasignal.stream.artifact import load_artifact, model_identity, resolve_signing_keys
 from metasignal.stream.config import (
     KAFKA_SETTINGS,
-    SCORER_SETTINGS,
     add_settings,
     default_transactional_id,
     kafka_client_config,
+    options_from_args,
 )
 from metasignal.stream.errors import ArtifactError, MetasignalError
 from metasignal.stream.metrics import MetricsServer
+from metasignal.stream.options import SCORER_SETTINGS, ScorerOptions
 from metasignal.stream.replay import read_vote_file
-from metasignal.stream.scorer import Scorer, ScorerOptions
+from metasignal.stream.scorer import Scorer
 from metasignal.stream.topics import Topics, topic_specs
 from metasignal.stream.transport.base import TransportError
 from metasignal.stream.transport.kafka import KafkaTransport
@@ -97,26 +99,9 @@ def register(commands: Any) -> None:
 def command_scorer(args: argparse.Namespace) -> int:
     transport = _kafka(args)
     keys = resolve_signing_keys(key_file=args.key_file)
-    if not keys and not args.unsigned:
+    if not keys and not args.allow_unsigned:
         raise ArtifactError("no signing key: set METASIGNAL_SIGNING_KEY or --key-file")
-    options = ScorerOptions(
-        topics=Topics(prefix=args.topic_prefix),
-        group_id=args.group_id,
-        model_name=args.model_name,
-        batch_size=args.batch_size,
-        poll_timeout_ms=args.poll_timeout_ms,
-        exactly_once=args.exactly_once,
-        transactional_id=args.transactional_id or default_transactional_id(args.group_id),
-        missing_members=args.missing_members,
-        strict_members=args.strict_members,
-        max_message_bytes=args.max_message_bytes,
-        allow_unsigned=args.unsigned,
-        track_outcomes=args.track_outcomes,
-        join_max_entries=args.join_max_entries,
-        join_ttl_s=args.join_ttl_s,
-        drift_detector=args.drift_detector,
-        drift_window=args.drift_window,
-    )
+    options = scorer_options(args)
     try:
         service = Scorer(transport=transport, options=options, keys=keys)
     except TransportError as exc:
@@ -138,6 +123,14 @@ def command_scorer(args: argparse.Namespace) -> int:
         service.stats.dlq,
     )
     return 0
+
+
+def scorer_options(args: argparse.Namespace) -> ScorerOptions:
+    """The scorer's options from its parsed flags (each setting declared on ScorerOptions)."""
+    options = options_from_args(ScorerOptions, args, topics=Topics(prefix=args.topic_prefix))
+    if options.transactional_id:
+        return options
+    return dataclasses.replace(options, transactional_id=default_transactional_id(options.group_id))
 
 
 def freeze_startup_heap() -> None:

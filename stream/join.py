@@ -35,6 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# One default for every layer (options, flags, README): a day covers daily-settled outcomes.
+DEFAULT_JOIN_TTL_S = 24 * 3600.0
+DEFAULT_JOIN_MAX_ENTRIES = 200_000
+
 
 @dataclass(frozen=True, slots=True)
 class ScoredVote:
@@ -67,8 +71,8 @@ class JoinCache:
     def __init__(
         self,
         *,
-        max_entries: int = 200_000,
-        ttl_s: float = 3600.0,
+        max_entries: int = DEFAULT_JOIN_MAX_ENTRIES,
+        ttl_s: float = DEFAULT_JOIN_TTL_S,
         clock: Callable[[], float] = time.monotonic,
         on_evict: Callable[[str, int], None] | None = None,
     ) -> None:
