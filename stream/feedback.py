@@ -11,20 +11,27 @@ the DLQ. It sends nothing itself: its messages travel in the scorer's batch
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 import uuid
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 
 from metasignal.stream.drift.monitor import DriftMonitor
 from metasignal.stream.drift.policy import Decision, DriftPolicy
 from metasignal.stream.join import JoinCache, ScoredVote
-from metasignal.stream.messages import MessageError, decode_outcome
+from metasignal.stream.messages import (
+    ControlRequest,
+    MessageError,
+    RequestKind,
+    TrainingRow,
+    decode_outcome,
+    encode_control_request,
+    encode_training_row,
+)
 from metasignal.stream.metrics import ScorerMetrics
 from metasignal.stream.options import ScorerOptions
 from metasignal.stream.scoring import CompiledModel
@@ -142,25 +149,21 @@ class FeedbackLoop:
         self.metrics.outcomes_joined.inc()
         pairs = zip(scored.members, scored.votes.tolist(), strict=True)
         votes = {m: v for m, v in pairs if not math.isnan(v)}
-        row = {
-            "id": scored.id,
-            "ts": scored.ts_ms,
-            "votes": votes,
-            "label": label,
-            "score": scored.score,
-            "decision": scored.decision,
-            "model_version": scored.model_version,
-        }
+        row = TrainingRow(
+            id=scored.id,
+            ts=scored.ts_ms,
+            votes=votes,
+            label=label,
+            score=scored.score,
+            decision=scored.decision,
+            model_version=scored.model_version,
+        )
         if scored.model_version == model.version:
             self.monitor.update(
                 label=label, score=scored.score, decision=scored.decision, votes=scored.votes
             )
         self._last_outcome_ts = scored.ts_ms
-        return Message(
-            self.options.topics.training,
-            scored.id.encode(),
-            json.dumps(row, separators=(",", ":")).encode(),
-        )
+        return Message(self.options.topics.training, scored.id.encode(), encode_training_row(row))
 
     def _after_outcomes(self, monitor: DriftMonitor) -> Message | None:
         snapshot = monitor.snapshot()
@@ -194,25 +197,23 @@ class FeedbackLoop:
     def _request(self, decision: Decision, stats: dict[str, object]) -> Message:
         model = self._model
         assert model is not None
-        request = {
-            "id": uuid.uuid4().hex,
-            "kind": decision.kind,
-            "reason": decision.reason,
-            "model": model.name,
-            "model_version": model.version,
-            "since_ts": decision.since_ts,
-            "at_event_ts": self._last_outcome_ts,
-            "at": int(time.time() * 1000),
-            "source": self.options.group_id,
-            "stats": stats,
-        }
+        request = ControlRequest(
+            id=uuid.uuid4().hex,
+            kind=cast(RequestKind, decision.kind),
+            reason=decision.reason,
+            model=model.name,
+            model_version=model.version,
+            since_ts=decision.since_ts,
+            at_event_ts=self._last_outcome_ts,
+            at=int(time.time() * 1000),
+            source=self.options.group_id,
+            stats=stats,
+        )
         self.metrics.drift_events.labels(kind=decision.kind).inc()
         self.stats.drift_requests.append(
             {"at": self.stats.joined, "kind": decision.kind, "reason": decision.reason}
         )
         log.warning("drift: requesting %s (%s)", decision.kind, decision.reason)
         return Message(
-            self.options.topics.control,
-            model.name.encode(),
-            json.dumps(request, separators=(",", ":")).encode(),
+            self.options.topics.control, model.name.encode(), encode_control_request(request)
         )

@@ -1,4 +1,11 @@
-"""Wire messages: strict decoding of votes and outcomes, encoding of signals.
+"""Wire messages: one typed home for every contract on the topics.
+
+* votes in (:class:`Vote`, :func:`decode_vote`) and outcomes in
+  (:class:`Outcome`, :func:`decode_outcome`);
+* signals out (:class:`Signal`, :func:`encode_signal`);
+* training rows (:class:`TrainingRow`: the scorer writes them, the trainer reads them);
+* control requests (:class:`ControlRequest`: the scorer asks, the trainer answers);
+* dead-letter headers (:data:`DLQ_HEADERS`, :func:`dead_letter_headers`).
 
 Every message is a JSON object keyed by its event id. ``ts`` is the event time:
 epoch milliseconds (integer) or an ISO-8601 string with a timezone. A message
@@ -23,7 +30,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, TypedDict
 
 import numpy as np
 import orjson
@@ -46,6 +53,9 @@ REASONS = (
     "unknown_member",
     "missing_member",
     "bad_label",
+    "bad_row",
+    "bad_request",
+    "internal",
 )
 
 
@@ -89,6 +99,18 @@ def parse_ts(value: Any) -> int:
             raise MessageError("bad_ts", f"ts {value[:40]!r} has no timezone")
         return round(stamp.timestamp() * 1000)
     raise MessageError("bad_ts", f"ts must be epoch milliseconds or ISO-8601, got {value!r:.40}")
+
+
+# Event times the service accepts: 1970-01-01 up to 2100-01-01 (epoch ms). Outside that a
+# time is garbage (1e300, 2**63: once an OverflowError that crash-looped the scorer).
+MIN_TS_MS = 0
+MAX_TS_MS = 4_102_444_800_000
+
+
+def _check_ts(ts_ms: int) -> int:
+    if not MIN_TS_MS <= ts_ms < MAX_TS_MS:
+        raise MessageError("bad_ts", f"ts {ts_ms:.3g} ms is outside 1970..2100")
+    return ts_ms
 
 
 # orjson: strict RFC 8259 (UTF-8 only; NaN, Infinity and numbers beyond a double refused),
@@ -240,6 +262,148 @@ def encode_signal(
 
 def encode_vote(event_id: str, ts_ms: int, votes: Mapping[str, float]) -> bytes:
     return json.dumps({"id": event_id, "ts": ts_ms, "votes": dict(votes)}).encode()
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class Signal(TypedDict):
+    """What :func:`encode_signal` writes on ``signals`` (one per valid vote)."""
+
+    id: str
+    ts: int
+    decision: int
+    score: float
+    threshold: float
+    model: str
+    model_version: int
+    scored_at: int
+
+
+# --------------------------------------------------------------------------- training rows
+
+
+class TrainingRow(TypedDict):
+    """An outcome joined to what was decided: written on ``training``, read by the trainer."""
+
+    id: str
+    ts: int
+    votes: dict[str, float]
+    label: int
+    score: float
+    decision: int
+    model_version: int
+
+
+def _dumps(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def encode_training_row(row: TrainingRow) -> bytes:
+    return _dumps(row)
+
+
+def _finite(value: Any) -> bool:
+    return (type(value) is float or type(value) is int) and math.isfinite(value)
+
+
+def decode_training_row(
+    raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> TrainingRow:
+    """Parse and validate one training row (any other bytes raise :class:`MessageError`)."""
+    document = _load_object(raw, max_bytes)
+    event_id = _event_id(document)
+    ts = document.get("ts")
+    if type(ts) is not int:
+        raise MessageError("bad_ts", "ts must be epoch milliseconds (an integer)")
+    _check_ts(ts)
+    votes = document.get("votes")
+    if type(votes) is not dict or not all(_finite(v) for v in votes.values()):
+        raise MessageError("bad_votes", "votes must be an object {member: finite number}")
+    label = document.get("label")
+    if type(label) is not int or label not in (0, 1):
+        raise MessageError("bad_label", "label must be 0 or 1")
+    score = document.get("score", math.nan)
+    decision = document.get("decision", 0)
+    version = document.get("model_version", 0)
+    if not (_finite(score) or score is None) or type(decision) is not int:
+        raise MessageError("bad_row", "score must be a number and decision an integer")
+    if type(version) is not int:
+        raise MessageError("bad_row", "model_version must be an integer")
+    return TrainingRow(
+        id=event_id,
+        ts=ts,
+        votes=votes,
+        label=label,
+        score=math.nan if score is None else float(score),
+        decision=decision,
+        model_version=version,
+    )
+
+
+# --------------------------------------------------------------------------- control requests
+
+RequestKind = Literal["retune", "retrain"]
+REQUEST_KINDS: tuple[RequestKind, ...] = ("retune", "retrain")
+
+
+class ControlRequest(TypedDict):
+    """A re-tune or retrain request on ``control`` (the scorer's drift policy asks)."""
+
+    id: str
+    kind: RequestKind
+    reason: str
+    model: str
+    model_version: int | None
+    since_ts: int | None
+    at_event_ts: int | None
+    at: int
+    source: str
+    stats: dict[str, object]
+
+
+def encode_control_request(request: ControlRequest) -> bytes:
+    return _dumps(request)
+
+
+def _optional_int(document: Mapping[str, Any], key: str) -> int | None:
+    value = document.get(key)
+    if value is not None and type(value) is not int:
+        raise MessageError("bad_request", f"{key} must be an integer or null")
+    return value
+
+
+def decode_control_request(
+    raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> ControlRequest:
+    """Parse and validate one control request (any other bytes raise :class:`MessageError`)."""
+    document = _load_object(raw, max_bytes)
+    request_id = _event_id(document)
+    kind = document.get("kind")
+    if kind not in REQUEST_KINDS:
+        raise MessageError("bad_request", f"kind must be one of {', '.join(REQUEST_KINDS)}")
+    stats = document.get("stats")
+    reason, model, source = (document.get(k, "") for k in ("reason", "model", "source"))
+    if not all(type(text) is str for text in (reason, model, source)):
+        raise MessageError("bad_request", "reason, model and source must be strings")
+    return ControlRequest(
+        id=request_id,
+        kind=kind,
+        reason=reason,
+        model=model,
+        model_version=_optional_int(document, "model_version"),
+        since_ts=_optional_int(document, "since_ts"),
+        at_event_ts=_optional_int(document, "at_event_ts"),
+        at=_optional_int(document, "at") or 0,
+        source=source,
+        stats=stats if type(stats) is dict else {},
+    )
+
+
+# --------------------------------------------------------------------------- dead letters
+
+DLQ_HEADERS = ("reason", "detail", "source_topic", "source_partition", "source_offset")
+"""Headers of every dead letter; its key and value are the refused record's, byte for byte."""
 
 
 def dead_letter_headers(record: Record, error: MessageError) -> list[tuple[str, bytes]]:

@@ -17,7 +17,6 @@ requests give one new model.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import threading
 import time
@@ -33,6 +32,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from metasignal.stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
 from metasignal.stream.checkpoint import Checkpoint, next_offsets
 from metasignal.stream.errors import ArtifactError
+from metasignal.stream.messages import (
+    ControlRequest,
+    MessageError,
+    TrainingRow,
+    decode_control_request,
+    decode_training_row,
+)
 from metasignal.stream.metrics import Heartbeat
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.topics import Topics
@@ -89,6 +95,12 @@ class TrainerMetrics:
             ["reason"],
             registry=r,
         )
+        self.refused = Counter(
+            "metasignal_trainer_refused_records",
+            "Records refused on models, control and training (any bytes), by topic and reason",
+            ["topic", "reason"],
+            registry=r,
+        )
         self.failures = Counter(
             "metasignal_trainer_failures", "Requests that failed (data, broker)", registry=r
         )
@@ -116,19 +128,7 @@ class Verdict:
     gate: dict[str, Any] | None = None
 
 
-def _parse_row(raw: bytes | None) -> dict[str, Any] | None:
-    try:
-        row = json.loads(raw or b"")
-    except ValueError:
-        return None
-    if not isinstance(row, dict) or row.get("label") not in (0, 1):
-        return None
-    if not isinstance(row.get("votes"), dict) or not isinstance(row.get("ts"), int):
-        return None
-    return row
-
-
-def rows_to_table(rows: Sequence[dict[str, Any]], members: Sequence[str]) -> VoteTable:
+def rows_to_table(rows: Sequence[TrainingRow], members: Sequence[str]) -> VoteTable:
     """Joined training rows, time-ordered, in the champion's member order (NaN = missing)."""
     ordered = sorted(rows, key=lambda row: row["ts"])
     votes = np.array(
@@ -192,7 +192,7 @@ class TrainerService:
         self.champion: Artifact | None = None
         self.handled: set[str] = set()
         self.verdicts: list[Verdict] = []
-        self.rows: deque[dict[str, Any]] = deque(maxlen=options.window_rows)
+        self.rows: deque[TrainingRow] = deque(maxlen=options.window_rows)
         topics = options.topics
         self._models = transport.consumer(assign_all=[topics.models], read_committed=True)
         self._training = transport.consumer(assign_all=[topics.training], read_committed=True)
@@ -230,9 +230,10 @@ class TrainerService:
             ):
                 self.champion = artifact
         for record in self._drain(self._training):
-            row = _parse_row(record.value)
-            if row is not None:
-                self.rows.append(row)
+            try:
+                self.rows.append(decode_training_row(record.value))
+            except MessageError as bad:
+                self._refuse(record, bad.reason, bad.detail)
 
     # -- the loop ------------------------------------------------------------------------
     def step(self) -> int:
@@ -265,11 +266,21 @@ class TrainerService:
         assert checkpoint is not None
         started = time.perf_counter()
         self.refresh()
-        request = self._parse_request(record)
-        kind = str(request.get("kind", "invalid"))
-        log.info("handling request %s (%s)", request.get("id"), kind)
+        try:
+            request: ControlRequest | None = decode_control_request(record.value)
+        except MessageError as bad:
+            # Answered as failed and committed: a bad request is refused once, not re-read.
+            self._refuse(record, bad.reason, bad.detail)
+            request = None
+        kind = "invalid" if request is None else request["kind"]
+        request_id = f"offset-{record.offset}" if request is None else request["id"]
+        log.info("handling request %s (%s)", request_id, kind)
         self.metrics.requests.labels(kind=kind).inc()
-        verdict, artifact = self._answer(request)
+        verdict, artifact = (
+            (Verdict(request_id, "failed", "invalid request"), None)
+            if request is None
+            else self._answer(request)
+        )
         try:
             checkpoint.begin()
             if artifact is not None:
@@ -307,26 +318,27 @@ class TrainerService:
         else:
             self.metrics.failures.inc()
 
-    @staticmethod
-    def _parse_request(record: Record) -> dict[str, Any]:
-        try:
-            request = json.loads(record.value or b"")
-        except ValueError:
-            return {"id": f"offset-{record.offset}", "kind": "invalid"}
-        return request if isinstance(request, dict) else {"kind": "invalid"}
+    def _refuse(self, record: Record, reason: str, detail: str) -> None:
+        """Count and log one record that cannot be used; the trainer carries on."""
+        self.metrics.refused.labels(topic=record.topic, reason=reason).inc()
+        log.warning(
+            "refused record %s[%d]@%d (%s): %.200s",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+            detail,
+        )
 
-    def _answer(self, request: dict[str, Any]) -> tuple[Verdict, Artifact | None]:
-        request_id = str(request.get("id", ""))
-        kind = request.get("kind")
-        if kind not in ("retune", "retrain") or not request_id:
-            return Verdict(request_id, "failed", "invalid request"), None
+    def _answer(self, request: ControlRequest) -> tuple[Verdict, Artifact | None]:
+        request_id = request["id"]
         if request_id in self.handled:
             return Verdict(request_id, "skipped", "duplicate: request already answered"), None
         champion = self.champion
         if champion is None:
             return Verdict(request_id, "failed", "no champion model on the models topic"), None
         version = int(champion["model"]["version"])
-        asked = request.get("model_version")
+        asked = request["model_version"]
         if isinstance(asked, int) and asked < version:
             return Verdict(
                 request_id, "skipped", f"superseded: v{asked} already replaced by v{version}"
@@ -337,12 +349,12 @@ class TrainerService:
             return Verdict(request_id, "failed", f"cannot build a candidate: {exc}"), None
 
     def _challenge(
-        self, request: dict[str, Any], champion: Artifact
+        self, request: ControlRequest, champion: Artifact
     ) -> tuple[Verdict, Artifact | None]:
         options = self.options
         members = champion["members"]
         rows = list(self.rows)
-        since = request.get("since_ts")
+        since = request["since_ts"]
         if isinstance(since, int):
             # A rate change was located: learn the new regime only, if it has enough rows.
             recent = [row for row in rows if row["ts"] >= since]
@@ -372,7 +384,9 @@ class TrainerService:
         candidate = CompiledModel.from_artifact(body)
         candidate_scores = candidate.predict_proba(gate.votes)
         candidate_value = objective.value_at(gate.labels, candidate_scores, candidate.threshold)
-        forced = bool(request.get("force")) or options.force
+        # Only the operator's own --force: a field on control (which any producer with write
+        # access can set) no longer bypasses the gate; typed requests carry no such field.
+        forced = options.force
         gate_block = {
             "metric": options.metric,
             "champion_version": champion["model"]["version"],
@@ -396,7 +410,7 @@ class TrainerService:
         body["created_at"] = (
             datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         )
-        body["request"] = {k: request.get(k) for k in ("id", "kind", "reason", "model_version")}
+        body["request"] = {k: request[k] for k in ("id", "kind", "reason", "model_version")}
         body["gate"] = gate_block
         metrics = dict(body.get("metrics") or {})
         metrics["gate"] = holdout_metrics(gate.labels, candidate_scores, candidate.threshold)
