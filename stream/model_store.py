@@ -23,9 +23,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
-from metasignal.stream.artifact import load_artifact
+from metasignal.stream.artifact import Artifact, load_artifact
 from metasignal.stream.errors import ArtifactError
 from metasignal.stream.scoring import CompiledModel
 
@@ -62,7 +61,7 @@ class ModelStore:
         self.allow_unsigned = allow_unsigned
         self._on_refused = on_refused
         self.current: CompiledModel | None = None
-        self.artifact: dict[str, Any] | None = None
+        self.artifact: Artifact | None = None
 
     def offer(self, raw: bytes | None) -> str:
         """Consider one ``models`` message: ``swapped``, ``refused``, ``older`` or ``other``."""

@@ -127,7 +127,8 @@ class Scorer:
     def _on_swap(self) -> None:
         model = self.models.current
         assert model is not None
-        strategy = str((self.models.artifact or {}).get("strategy", {}).get("name", ""))
+        artifact = self.models.artifact
+        strategy = artifact["strategy"]["name"] if artifact is not None else ""
         self.metrics.model_info.clear()
         self.metrics.model_info.labels(
             name=model.name, version=str(model.version), strategy=strategy

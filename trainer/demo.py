@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from metasignal.stream.artifact import dumps_artifact, load_artifact, sign_artifact
+from metasignal.stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
 from metasignal.stream.errors import MetasignalError
 from metasignal.stream.messages import encode_vote
 from metasignal.stream.scorer import Scorer, ScorerOptions
@@ -324,7 +324,7 @@ def summarise(
     live: Committee,
     signals: list[dict[str, Any]],
     requests: list[dict[str, Any]],
-    models: list[dict[str, Any]],
+    models: list[Artifact],
     scorer: Scorer,
     first_model: CompiledModel,
     step_index: int,
