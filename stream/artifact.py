@@ -185,8 +185,9 @@ def load_artifact(
     else:
         try:
             document = json.loads(source)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"artifact is not valid JSON: {exc}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            # RecursionError: nesting deeper than the parser's stack (a hostile record).
+            raise ArtifactError(f"artifact is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(document, dict):
         raise ArtifactError("artifact must be a JSON object")
     _verify_signature(document, list(keys), allow_unsigned=allow_unsigned)
@@ -218,8 +219,9 @@ def _verify_signature(document: dict[str, Any], keys: list[bytes], *, allow_unsi
     if signature.get("algorithm") != SIGNATURE_ALGORITHM:
         raise ArtifactError(f"unsupported signature algorithm {signature.get('algorithm')!r}")
     value = signature.get("value")
-    if not isinstance(value, str):
-        raise ArtifactError("artifact signature value is missing")
+    if not isinstance(value, str) or not value.isascii():
+        # compare_digest raises TypeError on non-ASCII text: refuse it here instead.
+        raise ArtifactError("artifact signature value is missing or not hexadecimal")
     if not keys:
         raise ArtifactError(
             f"no signing key configured to verify the artifact (set {SIGNING_KEY_ENV})"

@@ -36,7 +36,7 @@ from metasignal.stream.metrics import ScorerMetrics
 from metasignal.stream.options import ScorerOptions
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.stats import ScorerStats
-from metasignal.stream.step import Dead, ScoredBatch
+from metasignal.stream.step import Dead, ScoredBatch, internal_error
 from metasignal.stream.transport.base import Record
 
 log = logging.getLogger("metasignal.scorer")
@@ -124,6 +124,10 @@ class FeedbackLoop:
                 outcome = decode_outcome(record.value, max_bytes=self.options.max_message_bytes)
             except MessageError as bad:
                 dead.append((record, bad))
+                continue
+            except Exception as exc:
+                log.warning("outcome at %s@%d: %r", record.topic, record.offset, exc)
+                dead.append((record, internal_error(exc)))
                 continue
             self.stats.outcomes += 1
             scored = self.join.match(outcome.id)

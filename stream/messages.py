@@ -38,12 +38,16 @@ import orjson
 from metasignal.stream.transport.base import Record
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+MAX_ID_CHARS = 256
+DLQ_MAX_PAYLOAD_BYTES = 256 * 1024
+DLQ_MAX_KEY_BYTES = 1024
 
 REASONS = (
     "oversize",
     "invalid_json",
     "not_object",
     "missing_id",
+    "bad_id",
     "missing_ts",
     "bad_ts",
     "missing_votes",
@@ -87,9 +91,9 @@ def parse_ts(value: Any) -> int:
     """Event time as epoch milliseconds from an integer or an ISO-8601 string."""
     kind = type(value)
     if kind is int:
-        return int(value)
+        return _check_ts(value)
     if kind is float and math.isfinite(value) and value.is_integer():
-        return int(value)
+        return _check_ts(int(value))
     if kind is str:
         try:
             stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -97,7 +101,10 @@ def parse_ts(value: Any) -> int:
             raise MessageError("bad_ts", f"ts {value[:40]!r} is not ISO-8601") from None
         if stamp.tzinfo is None:
             raise MessageError("bad_ts", f"ts {value[:40]!r} has no timezone")
-        return round(stamp.timestamp() * 1000)
+        try:
+            return _check_ts(round(stamp.timestamp() * 1000))
+        except (OverflowError, ValueError, OSError):
+            raise MessageError("bad_ts", f"ts {value[:40]!r} is outside 1970..2100") from None
     raise MessageError("bad_ts", f"ts must be epoch milliseconds or ISO-8601, got {value!r:.40}")
 
 
@@ -146,6 +153,9 @@ def _event_id(document: Mapping[str, Any]) -> str:
     event_id = document.get("id")
     if type(event_id) is not str or not event_id:
         raise MessageError("missing_id", "id must be a non-empty string")
+    if len(event_id) > MAX_ID_CHARS:
+        # Ids are keys, cache entries and label-free log text: bound them.
+        raise MessageError("bad_id", f"id of {len(event_id)} characters > limit {MAX_ID_CHARS}")
     return event_id
 
 
@@ -410,8 +420,40 @@ def dead_letter_headers(record: Record, error: MessageError) -> list[tuple[str, 
     """Why a record was refused and where it came from (the DLQ's headers)."""
     return [
         ("reason", error.reason.encode()),
-        ("detail", error.detail[:500].encode()),
+        ("detail", error.detail[:500].encode(errors="replace")),
         ("source_topic", record.topic.encode()),
         ("source_partition", str(record.partition).encode()),
         ("source_offset", str(record.offset).encode()),
     ]
+
+
+class DeadLetter(NamedTuple):
+    """A refused record as it goes to the DLQ."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def dead_letter(record: Record, error: MessageError) -> DeadLetter:
+    """The record's key and value (byte for byte up to :data:`DLQ_MAX_PAYLOAD_BYTES` and
+    :data:`DLQ_MAX_KEY_BYTES`) and :data:`DLQ_HEADERS`.
+
+    A larger payload is cut, with a ``truncated_value_bytes`` (``truncated_key_bytes``)
+    header giving its original size: a copy of a near-1 MB vote plus headers would exceed
+    the producer's request limit, the send would fail and the batch with it, for ever.
+
+    >>> letter = dead_letter(Record("v", 0, 3, b"k", b"x" * (DLQ_MAX_PAYLOAD_BYTES + 1), 0),
+    ...                      MessageError("oversize", "too big"))
+    >>> len(letter.value) == DLQ_MAX_PAYLOAD_BYTES, dict(letter.headers)["truncated_value_bytes"]
+    (True, b'262145')
+    """
+    headers = dead_letter_headers(record, error)
+    key, value = record.key, record.value
+    if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
+        headers.append(("truncated_key_bytes", str(len(key)).encode()))
+        key = key[:DLQ_MAX_KEY_BYTES]
+    if value is not None and len(value) > DLQ_MAX_PAYLOAD_BYTES:
+        headers.append(("truncated_value_bytes", str(len(value)).encode()))
+        value = value[:DLQ_MAX_PAYLOAD_BYTES]
+    return DeadLetter(key, value, headers)

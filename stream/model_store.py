@@ -70,9 +70,9 @@ class ModelStore:
         try:
             artifact = load_artifact(raw, keys=self._keys, allow_unsigned=self.allow_unsigned)
             compiled = CompiledModel.from_artifact(artifact)
-        except ArtifactError as exc:
-            reason = refusal_reason(exc)
-            log.warning("refused model artifact (%s): %s", reason, exc)
+        except Exception as exc:
+            reason = refusal_reason(exc) if isinstance(exc, ArtifactError) else "invalid_artifact"
+            log.warning("refused model artifact (%s): %.300s", reason, exc)
             if self._on_refused:
                 self._on_refused(reason, str(exc))
             return "refused"

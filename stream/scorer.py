@@ -26,7 +26,7 @@ from metasignal.stream.checkpoint import Checkpoint, next_offsets
 from metasignal.stream.errors import MetasignalError
 from metasignal.stream.feedback import FeedbackLoop
 from metasignal.stream.join import JoinCache
-from metasignal.stream.messages import dead_letter_headers
+from metasignal.stream.messages import dead_letter
 from metasignal.stream.metrics import Heartbeat, ScorerMetrics
 from metasignal.stream.model_store import ModelStore
 from metasignal.stream.options import ScorerOptions
@@ -242,15 +242,13 @@ class Scorer:
         outcome_topic = self.options.topics.outcomes
         vote_records = [r for r in records if r.topic != outcome_topic]
         outcome_records = [r for r in records if r.topic == outcome_topic]
-        batch = self.scoring(vote_records, model)
+        batch = self.scoring(vote_records, model, scored_at_ms=int(time.time() * 1000))
         dead: Dead = list(batch.dead)
         topics = self.options.topics
         send = self._producer.send
         try:
             checkpoint.begin()
-            for key, value in self.scoring.signals(
-                batch, model, scored_at_ms=int(time.time() * 1000)
-            ):
+            for key, value in batch.signals:
                 send(topics.signals, key=key, value=value)
             if self.options.track_outcomes:
                 training = self.feedback.remember(batch, model)
@@ -259,12 +257,8 @@ class Scorer:
                 for message in (*training, *joined):
                     send(message.topic, key=message.key, value=message.value)
             for record, reason in dead:
-                send(
-                    topics.dlq,
-                    key=record.key,
-                    value=record.value,
-                    headers=dead_letter_headers(record, reason),
-                )
+                letter = dead_letter(record, reason)
+                send(topics.dlq, key=letter.key, value=letter.value, headers=letter.headers)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             checkpoint.commit(next_offsets(records))
         except TransportError as exc:

@@ -17,7 +17,7 @@ Examples
 ...     Record("votes", 0, 0, b"e1", b'{"id":"e1","ts":1,"votes":{"a":0.9,"b":0.9}}', 0),
 ...     Record("votes", 0, 1, b"e2", b'{"id":"e2","ts":1,"votes":{"a":2}}', 0),
 ... ]
->>> batch = ScoringStep()(records, model)
+>>> batch = ScoringStep()(records, model, scored_at_ms=2)
 >>> [vote.id for _, vote in batch.good], batch.decisions.tolist()
 (['e1'], [1])
 >>> [(record.offset, error.reason) for record, error in batch.dead]
@@ -26,8 +26,9 @@ Examples
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -42,8 +43,15 @@ from metasignal.stream.messages import (
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.transport.base import Record
 
+log = logging.getLogger("metasignal.scorer")
+
 Good = list[tuple[Record, Vote]]
 Dead = list[tuple[Record, MessageError]]
+
+
+def internal_error(exc: Exception) -> MessageError:
+    """A per-record failure of no known kind: the record goes to the DLQ as ``internal``."""
+    return MessageError("internal", f"{type(exc).__name__}: {exc}"[:500])
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +63,24 @@ class ScoredBatch:
     matrix: np.ndarray
     scores: np.ndarray
     decisions: np.ndarray
+    signals: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     @property
     def event_ids(self) -> list[str]:
         return [vote.id for _, vote in self.good]
+
+    @classmethod
+    def concat(cls, parts: Sequence[ScoredBatch], n_members: int) -> ScoredBatch:
+        return cls(
+            good=[pair for part in parts for pair in part.good],
+            dead=[pair for part in parts for pair in part.dead],
+            matrix=np.concatenate([np.empty((0, n_members)), *(part.matrix for part in parts)]),
+            scores=np.concatenate([np.empty(0), *(part.scores for part in parts)]),
+            decisions=np.concatenate(
+                [np.empty(0, dtype=np.int8), *(part.decisions for part in parts)]
+            ),
+            signals=[signal for part in parts for signal in part.signals],
+        )
 
 
 def decode_votes(
@@ -72,6 +94,9 @@ def decode_votes(
             vote = decode_vote(record.value, max_bytes=max_bytes, probabilities=probabilities)
         except MessageError as bad:
             dead.append((record, bad))
+        except Exception as exc:
+            log.warning("vote at %s[%d]@%d: %r", record.topic, record.partition, record.offset, exc)
+            dead.append((record, internal_error(exc)))
         else:
             good.append((record, vote))
     return good, dead
@@ -104,12 +129,44 @@ class ScoringStep:
             policy = model.missing_policy
         return False, policy == "reject"
 
-    def __call__(self, records: Sequence[Record], model: CompiledModel) -> ScoredBatch:
-        """Decode, validate and score ``records`` (all from the votes topic)."""
-        good, dead = decode_votes(
-            records, max_bytes=self.max_message_bytes, probabilities=model.transform == "logit"
+    def __call__(
+        self, records: Sequence[Record], model: CompiledModel, *, scored_at_ms: int = 0
+    ) -> ScoredBatch:
+        """Decode, validate, score and encode ``records`` (all from the votes topic).
+
+        A failure of no known kind does not fail the batch: the batch is scored again one
+        record at a time, and the record that fails goes to the DLQ as ``internal``.
+        """
+        try:
+            good, dead = decode_votes(
+                records, max_bytes=self.max_message_bytes, probabilities=model.transform == "logit"
+            )
+            batch = self.score(good, dead, model)
+            return replace(batch, signals=self.signals(batch, model, scored_at_ms=scored_at_ms))
+        except Exception as exc:
+            if len(records) > 1:
+                parts = [
+                    self(records[i : i + 1], model, scored_at_ms=scored_at_ms)
+                    for i in range(len(records))
+                ]
+                return ScoredBatch.concat(parts, len(model.members))
+            if not records:
+                raise
+            record = records[0]
+            log.warning("vote at %s[%d]@%d: %r", record.topic, record.partition, record.offset, exc)
+            return ScoredBatch.concat(
+                [self._empty(model, dead=[(record, internal_error(exc))])], len(model.members)
+            )
+
+    @staticmethod
+    def _empty(model: CompiledModel, *, dead: Dead) -> ScoredBatch:
+        return ScoredBatch(
+            good=[],
+            dead=dead,
+            matrix=np.empty((0, len(model.members))),
+            scores=np.empty(0),
+            decisions=np.empty(0, dtype=np.int8),
         )
-        return self.score(good, dead, model)
 
     def score(self, good: Good, dead: Dead, model: CompiledModel) -> ScoredBatch:
         """Member checks, then one vectorised predict and decide over the valid votes."""

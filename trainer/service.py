@@ -40,6 +40,7 @@ from metasignal.stream.messages import (
     decode_training_row,
 )
 from metasignal.stream.metrics import Heartbeat
+from metasignal.stream.model_store import refusal_reason
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.topics import Topics
 from metasignal.stream.transport.base import Consumer, Record, Transport, TransportError
@@ -215,9 +216,15 @@ class TrainerService:
     def refresh(self) -> None:
         """Catch up with published models (champion, answered requests) and training rows."""
         for record in self._drain(self._models):
+            if record.value is None:
+                continue  # a compaction tombstone
             try:
-                artifact = load_artifact(record.value or b"", keys=self.keys)
-            except ArtifactError:
+                artifact = load_artifact(record.value, keys=self.keys)
+            except Exception as exc:
+                reason = (
+                    refusal_reason(exc) if isinstance(exc, ArtifactError) else "invalid_artifact"
+                )
+                self._refuse(record, reason, str(exc))
                 continue
             if artifact["model"]["name"] != self.options.model_name:
                 continue
@@ -234,6 +241,8 @@ class TrainerService:
                 self.rows.append(decode_training_row(record.value))
             except MessageError as bad:
                 self._refuse(record, bad.reason, bad.detail)
+            except Exception as exc:
+                self._refuse(record, "internal", repr(exc))
 
     # -- the loop ------------------------------------------------------------------------
     def step(self) -> int:
@@ -266,12 +275,14 @@ class TrainerService:
         assert checkpoint is not None
         started = time.perf_counter()
         self.refresh()
+        request: ControlRequest | None = None
         try:
-            request: ControlRequest | None = decode_control_request(record.value)
+            request = decode_control_request(record.value)
         except MessageError as bad:
             # Answered as failed and committed: a bad request is refused once, not re-read.
             self._refuse(record, bad.reason, bad.detail)
-            request = None
+        except Exception as exc:
+            self._refuse(record, "internal", repr(exc))
         kind = "invalid" if request is None else request["kind"]
         request_id = f"offset-{record.offset}" if request is None else request["id"]
         log.info("handling request %s (%s)", request_id, kind)
