@@ -130,7 +130,10 @@ def scorer_options(args: argparse.Namespace) -> ScorerOptions:
     options = options_from_args(ScorerOptions, args, topics=Topics(prefix=args.topic_prefix))
     if options.transactional_id:
         return options
-    return dataclasses.replace(options, transactional_id=default_transactional_id(options.group_id))
+    return dataclasses.replace(
+        options,
+        transactional_id=default_transactional_id(options.group_id, options.metrics_port),
+    )
 
 
 def freeze_startup_heap() -> None:

@@ -221,8 +221,14 @@ def kafka_client_config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def default_transactional_id(group_id: str) -> str:
-    return f"{group_id}-{socket.gethostname()}"
+def default_transactional_id(group_id: str, metrics_port: int) -> str:
+    """``<group>-<hostname>-<metrics port>``: distinct for two scorers on one host (their
+    metrics ports differ), stable across a replica's restarts (so it fences its predecessor).
+    Without a fixed port (-1 disabled, 0 ephemeral) the process id stands in: distinct,
+    but not stable, so set ``--transactional-id`` for such replicas."""
+    if metrics_port > 0:
+        return f"{group_id}-{socket.gethostname()}-{metrics_port}"
+    return f"{group_id}-{socket.gethostname()}-pid{os.getpid()}"
 
 
 def settings_markdown(settings: Sequence[Setting]) -> str:

@@ -20,7 +20,7 @@ from typing import NamedTuple, cast
 
 import numpy as np
 
-from metasignal.stream.drift.monitor import DriftMonitor
+from metasignal.stream.drift.monitor import DriftMonitor, DriftSnapshot
 from metasignal.stream.drift.policy import Decision, DriftPolicy
 from metasignal.stream.join import JoinCache, ScoredVote
 from metasignal.stream.messages import (
@@ -50,6 +50,34 @@ class Message(NamedTuple):
     value: bytes
 
 
+def defined_quality(snapshot: DriftSnapshot) -> tuple[float, float, float, float, float]:
+    """Realized rate, F1, precision, recall, PR-AUC of the window; NaN where undefined.
+
+    Precision needs a predicted trade, recall an actual one, F1 either; all need outcomes.
+    (An empty window once exported F1 0.0, which reads as a collapse.)
+
+    >>> from types import SimpleNamespace
+    >>> quiet = SimpleNamespace(window_outcomes=50, window_positives=0, predicted_rate=0.0,
+    ...     realized_rate=0.0, rolling_f1=0.0, rolling_precision=0.0, rolling_recall=0.0,
+    ...     rolling_pr_auc=float("nan"))
+    >>> defined_quality(quiet)
+    (0.0, nan, nan, nan, nan)
+    """
+    n = snapshot.window_outcomes
+    nan = math.nan
+    if n == 0:
+        return nan, nan, nan, nan, nan
+    predicted = round(snapshot.predicted_rate * n)
+    actual = snapshot.window_positives
+    return (
+        snapshot.realized_rate,
+        snapshot.rolling_f1 if predicted or actual else nan,
+        snapshot.rolling_precision if predicted else nan,
+        snapshot.rolling_recall if actual else nan,
+        snapshot.rolling_pr_auc if actual else nan,
+    )
+
+
 class FeedbackLoop:
     """Join outcomes to what was decided and ask for re-tunes/retrains (module docstring)."""
 
@@ -62,6 +90,7 @@ class FeedbackLoop:
         self.join = JoinCache(
             max_entries=options.join_max_entries,
             ttl_s=options.join_ttl_s,
+            max_bytes=options.join_max_bytes,
             on_evict=self._on_evict,
         )
         self.monitor: DriftMonitor | None = None
@@ -74,6 +103,10 @@ class FeedbackLoop:
         self._last_outcome_ts: int | None = None
         self._last_snapshot_at = 0
 
+    def _gauge_join(self) -> None:
+        self.metrics.join_entries.set(len(self.join))
+        self.metrics.join_bytes.set(self.join.nbytes)
+
     def _on_evict(self, reason: str, count: int) -> None:
         if reason == "early":
             # An outcome whose vote never came within the cache's bounds.
@@ -84,6 +117,8 @@ class FeedbackLoop:
     def on_model(self, model: CompiledModel) -> None:
         """A new model serves: quality is measured afresh, the policy restarts."""
         self._model = model
+        for gauge in self.metrics.rolling_gauges:
+            gauge.set(math.nan)  # an empty window: nothing measured yet, not 0.0
         if self.monitor is None or self.monitor.members != model.members:
             self.monitor = DriftMonitor(
                 members=model.members,
@@ -106,6 +141,7 @@ class FeedbackLoop:
             model_version=model.version,
             members=model.members,
         )
+        self._gauge_join()
         out: list[Message] = []
         for event_id in event_ids if self.join.parked else ():
             early = self.join.claim(event_id)
@@ -119,6 +155,8 @@ class FeedbackLoop:
         """Join outcomes to remembered votes: training rows, drift requests, dead letters."""
         out: list[Message] = []
         dead: Dead = []
+        if records:
+            self.join.expire()  # parked outcomes whose vote never came are counted unmatched
         for record in records:
             try:
                 outcome = decode_outcome(record.value, max_bytes=self.options.max_message_bytes)
@@ -173,14 +211,8 @@ class FeedbackLoop:
         snapshot = monitor.snapshot()
         fired, direction = monitor.consume_rate_drift()
         m = self.metrics
-        m.join_entries.set(len(self.join))
-        for gauge, value in (
-            (m.realized_rate, snapshot.realized_rate),
-            (m.rolling_f1, snapshot.rolling_f1),
-            (m.rolling_precision, snapshot.rolling_precision),
-            (m.rolling_recall, snapshot.rolling_recall),
-            (m.rolling_pr_auc, snapshot.rolling_pr_auc),
-        ):
+        self._gauge_join()
+        for gauge, value in zip(m.rolling_gauges, defined_quality(snapshot), strict=True):
             gauge.set(value)
         for member, loss in snapshot.member_log_loss.items():
             m.member_log_loss.labels(member=member).set(loss)

@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from metasignal.stream.config import parse_bool, setting, settings_of
-from metasignal.stream.join import DEFAULT_JOIN_MAX_ENTRIES, DEFAULT_JOIN_TTL_S
+from metasignal.stream.join import (
+    DEFAULT_JOIN_MAX_BYTES,
+    DEFAULT_JOIN_MAX_ENTRIES,
+    DEFAULT_JOIN_TTL_S,
+)
 from metasignal.stream.messages import DEFAULT_MAX_MESSAGE_BYTES
 from metasignal.stream.topics import Topics
 
@@ -36,7 +40,7 @@ class ScorerOptions:
     transactional_id: str | None = setting(
         None,
         env="METASIGNAL_TRANSACTIONAL_ID",
-        help="transactional id (exactly-once); default <group>-<hostname>; "
+        help="transactional id (exactly-once); default <group>-<hostname>-<metrics port>; "
         "keep it stable per replica",
     )
     metrics_port: int = setting(
@@ -69,6 +73,11 @@ class ScorerOptions:
         DEFAULT_JOIN_MAX_ENTRIES,
         env="METASIGNAL_JOIN_MAX_ENTRIES",
         help="scored votes kept waiting for their outcome (oldest dropped first)",
+    )
+    join_max_bytes: int = setting(
+        DEFAULT_JOIN_MAX_BYTES,
+        env="METASIGNAL_JOIN_MAX_BYTES",
+        help="memory the join cache may hold (oldest votes dropped first)",
     )
     join_ttl_s: float = setting(
         DEFAULT_JOIN_TTL_S,

@@ -5,6 +5,7 @@ Prometheus exports the same figures; these serve summaries (the demo, logs, test
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -15,8 +16,8 @@ class RollingRate:
     """Share of trades among the last ``window`` decisions (batch-granular).
 
     >>> rate = RollingRate(4)
-    >>> rate.update(2, 1), rate.update(2, 0), rate.update(2, 2)
-    (0.5, 0.25, 0.5)
+    >>> rate.update(0, 0), rate.update(2, 1), rate.update(2, 0), rate.update(2, 2)
+    (nan, 0.5, 0.25, 0.5)
     """
 
     def __init__(self, window: int) -> None:
@@ -33,7 +34,7 @@ class RollingRate:
             old_n, old_trades = self._batches.popleft()
             self._n -= old_n
             self._trades -= old_trades
-        return self._trades / self._n if self._n else 0.0
+        return self._trades / self._n if self._n else math.nan
 
 
 class RecentValues:

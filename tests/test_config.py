@@ -116,3 +116,16 @@ def test_a_bad_environment_value_names_the_variable(capsys: pytest.CaptureFixtur
 
 def test_kafka_options_declare_the_kafka_settings() -> None:
     assert [s.name for s in KAFKA_SETTINGS] == [f.name for f in dataclasses.fields(KafkaOptions)]
+
+
+def test_two_exactly_once_scorers_on_one_host_get_distinct_stable_transactional_ids() -> None:
+    """Before: the default was <group>-<hostname>, so a second scorer on the same host
+    fenced the first (and the first the second, in turn)."""
+    parser = scorer_parser({})
+    a = scorer_options(parser.parse_args(["--exactly-once", "--metrics-port", "9108"]))
+    b = scorer_options(parser.parse_args(["--exactly-once", "--metrics-port", "9118"]))
+    a_again = scorer_options(parser.parse_args(["--exactly-once", "--metrics-port", "9108"]))
+    assert a.transactional_id != b.transactional_id
+    assert a.transactional_id == a_again.transactional_id  # a restart fences its predecessor
+    chosen = scorer_options(parser.parse_args(["--transactional-id", "mine"]))
+    assert chosen.transactional_id == "mine"
