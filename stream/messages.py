@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, TypedDict
+from typing import Any, Literal, NamedTuple, NotRequired, TypedDict
 
 import numpy as np
 import orjson
@@ -234,6 +234,7 @@ _SIGNAL = (
     '{"id":%s,"ts":%d,"decision":%d,"score":%r,"threshold":%r,'
     '"model":%s,"model_version":%d,"scored_at":%d}'
 )
+_STALE_SIGNAL = _SIGNAL[:-1] + ',"stale":true}'
 _json_string = json.encoder.encode_basestring_ascii
 
 
@@ -247,16 +248,18 @@ def encode_signal(
     model_name: str,
     model_version: int,
     scored_at_ms: int,
+    stale: bool = False,
 ) -> bytes:
     """A signal message; ``ts`` echoes the vote's event time in epoch ms.
 
     Byte for byte what ``json.dumps(..., separators=(",", ":"))`` writes for finite
-    scores, at a third of the cost (``tests/test_messages.py`` holds it to that).
+    scores, at a third of the cost (``tests/test_messages.py`` holds it to that). A stale
+    vote's signal (a no-trade) ends with ``"stale":true``.
     """
     if not (math.isfinite(score) and math.isfinite(threshold)):
         raise ValueError(f"signal {event_id!r}: score and threshold must be finite")
     return (
-        _SIGNAL
+        (_STALE_SIGNAL if stale else _SIGNAL)
         % (
             _json_string(event_id),
             ts_ms,
@@ -288,6 +291,7 @@ class Signal(TypedDict):
     model: str
     model_version: int
     scored_at: int
+    stale: NotRequired[bool]  # only on stale votes' signals (always a no-trade)
 
 
 # --------------------------------------------------------------------------- training rows

@@ -206,6 +206,11 @@ class ScorerMetrics:
             ["kind"],
             registry=r,
         )
+        self.stale = Counter(
+            "metasignal_stale_votes",
+            "Votes older than --max-vote-age when scored: no-trade signals marked stale",
+            registry=r,
+        )
         self.transaction_aborts = Counter(
             "metasignal_transaction_aborts", "Batches rolled back (exactly-once mode)", registry=r
         )

@@ -93,6 +93,19 @@ class ScorerOptions:
     drift_window: int = setting(
         5000, env="METASIGNAL_DRIFT_WINDOW", help="joined outcomes in the rolling quality window"
     )
+    max_vote_age_s: float = setting(
+        300.0,
+        env="METASIGNAL_MAX_VOTE_AGE_S",
+        help="a vote written to Kafka longer ago than this when scored gets a no-trade signal "
+        "marked stale (a backlog never trades as live); 0 disables",
+    )
+    start_from: str = setting(
+        "earliest",
+        env="METASIGNAL_START_FROM",
+        help="where a consumer group with no committed offsets starts reading votes and "
+        "outcomes (earliest: nothing skipped, old votes are stale; latest: only new ones)",
+        choices=("earliest", "latest"),
+    )
     key_file: str | None = setting(
         None,
         env="METASIGNAL_KEY_FILE",

@@ -83,6 +83,7 @@ class Scorer:
             max_message_bytes=options.max_message_bytes,
             missing_members=options.missing_members,
             strict_members=options.strict_members,
+            max_vote_age_ms=round(options.max_vote_age_s * 1000),
         )
         self.feedback = FeedbackLoop(options=options, metrics=self.metrics, stats=self.stats)
         self._next_model_check = 0.0
@@ -154,6 +155,7 @@ class Scorer:
             group_id=self.options.group_id,
             listener=listener,
             read_committed=True,
+            from_beginning=self.options.start_from == "earliest",
         )
         self._checkpoint = Checkpoint(
             producer=self._producer,
@@ -271,6 +273,9 @@ class Scorer:
             count=len(batch.good),
         )
         self.metrics.latency.observe_many(latencies / 1000)
+        if batch.n_stale:
+            self.metrics.stale.inc(batch.n_stale)
+            self.stats.stale += batch.n_stale
         self._account(len(vote_records), batch.decisions, dead, latencies)
 
     def _account(

@@ -79,6 +79,7 @@ class ScorerStats:
     signals: int = 0
     trades: int = 0
     dlq: int = 0
+    stale: int = 0
     batches: int = 0
     outcomes: int = 0
     joined: int = 0

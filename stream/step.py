@@ -64,6 +64,11 @@ class ScoredBatch:
     scores: np.ndarray
     decisions: np.ndarray
     signals: list[tuple[bytes, bytes]] = field(default_factory=list)
+    stale: np.ndarray | None = None  # per good vote, when any is stale (then decision 0)
+
+    @property
+    def n_stale(self) -> int:
+        return 0 if self.stale is None else int(self.stale.sum())
 
     @property
     def event_ids(self) -> list[str]:
@@ -71,6 +76,14 @@ class ScoredBatch:
 
     @classmethod
     def concat(cls, parts: Sequence[ScoredBatch], n_members: int) -> ScoredBatch:
+        stale = None
+        if any(part.stale is not None for part in parts):
+            stale = np.concatenate(
+                [
+                    np.zeros(len(part.good), dtype=bool) if part.stale is None else part.stale
+                    for part in parts
+                ]
+            )
         return cls(
             good=[pair for part in parts for pair in part.good],
             dead=[pair for part in parts for pair in part.dead],
@@ -80,6 +93,7 @@ class ScoredBatch:
                 [np.empty(0, dtype=np.int8), *(part.decisions for part in parts)]
             ),
             signals=[signal for part in parts for signal in part.signals],
+            stale=stale,
         )
 
 
@@ -114,11 +128,15 @@ class ScoringStep:
         ``artifact`` (the artifact's own policy), ``impute`` or ``reject``.
     strict_members
         Unknown and missing members both send the vote to the DLQ.
+    max_vote_age_ms
+        A vote written to Kafka longer ago than this when scored is ``stale``: its signal
+        is a no-trade, marked so (a backlog never trades as live). 0 disables.
     """
 
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     missing_members: str = "artifact"
     strict_members: bool = False
+    max_vote_age_ms: int = 0
 
     def member_policies(self, model: CompiledModel) -> tuple[bool, bool]:
         """``(reject_unknown, reject_missing)`` for this model."""
@@ -142,6 +160,8 @@ class ScoringStep:
                 records, max_bytes=self.max_message_bytes, probabilities=model.transform == "logit"
             )
             batch = self.score(good, dead, model)
+            if self.max_vote_age_ms:
+                batch = self.mark_stale(batch, now_ms=scored_at_ms)
             return replace(batch, signals=self.signals(batch, model, scored_at_ms=scored_at_ms))
         except Exception as exc:
             if len(records) > 1:
@@ -185,12 +205,47 @@ class ScoringStep:
         decisions = model.decide(scores)
         return ScoredBatch(good=good, dead=dead, matrix=matrix, scores=scores, decisions=decisions)
 
+    def mark_stale(self, batch: ScoredBatch, *, now_ms: int) -> ScoredBatch:
+        """Votes older than ``max_vote_age_ms`` (by their Kafka timestamp) decide no-trade."""
+        written = np.fromiter(
+            (record.timestamp_ms for record, _ in batch.good), dtype=np.int64, count=len(batch.good)
+        )
+        stale = now_ms - written > self.max_vote_age_ms
+        if not stale.any():
+            return batch
+        decisions = np.where(stale, 0, batch.decisions).astype(np.int8)
+        return replace(batch, decisions=decisions, stale=stale)
+
     @staticmethod
     def signals(
         batch: ScoredBatch, model: CompiledModel, *, scored_at_ms: int
     ) -> list[tuple[bytes, bytes]]:
         """``(key, value)`` of one signal per scored vote, keyed by event id."""
         # Python scalars: iterating numpy arrays would box each element.
+        if batch.stale is not None:
+            return [
+                (
+                    vote.id.encode(),
+                    encode_signal(
+                        event_id=vote.id,
+                        ts_ms=vote.ts_ms,
+                        decision=decision,
+                        score=score,
+                        threshold=model.threshold,
+                        model_name=model.name,
+                        model_version=model.version,
+                        scored_at_ms=scored_at_ms,
+                        stale=stale,
+                    ),
+                )
+                for (_, vote), score, decision, stale in zip(
+                    batch.good,
+                    batch.scores.tolist(),
+                    batch.decisions.tolist(),
+                    batch.stale.tolist(),
+                    strict=True,
+                )
+            ]
         return [
             (
                 vote.id.encode(),

@@ -184,7 +184,21 @@ def test_a_signal_has_exactly_the_typed_fields() -> None:
         model_version=2,
         scored_at_ms=3,
     )
-    assert list(json.loads(raw)) == list(Signal.__annotations__)
+    # The annotations in order; 'stale' (NotRequired, last) only on stale votes' signals.
+    assert list(json.loads(raw)) == list(Signal.__annotations__)[:-1]
+    stale = encode_signal(
+        event_id="e",
+        ts_ms=1,
+        decision=0,
+        score=0.7,
+        threshold=0.5,
+        model_name="meta",
+        model_version=2,
+        scored_at_ms=3,
+        stale=True,
+    )
+    assert list(json.loads(stale)) == list(Signal.__annotations__)
+    assert json.loads(stale)["stale"] is True
 
 
 def test_training_rows_round_trip_and_anything_else_is_refused() -> None:
