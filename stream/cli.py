@@ -21,7 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from metasignal.stream.artifact import load_artifact, model_identity, resolve_signing_keys
+from metasignal.stream.artifact import load_artifact, resolve_signing_keys
 from metasignal.stream.config import (
     KAFKA_SETTINGS,
     add_settings,
@@ -31,6 +31,7 @@ from metasignal.stream.config import (
 )
 from metasignal.stream.errors import ArtifactError, MetasignalError
 from metasignal.stream.metrics import MetricsServer
+from metasignal.stream.model_store import publish_artifact
 from metasignal.stream.options import SCORER_SETTINGS, ScorerOptions
 from metasignal.stream.replay import read_vote_file
 from metasignal.stream.scorer import Scorer
@@ -60,7 +61,10 @@ def register(commands: Any) -> None:
     add_settings(scorer, SCORER_SETTINGS)
     scorer.set_defaults(handler=command_scorer)
 
-    publish = commands.add_parser("publish", help="put a model artifact on the models topic")
+    publish = commands.add_parser(
+        "publish",
+        help="put a model artifact on the models topic (verified; its version must be newer)",
+    )
     publish.add_argument("model", type=Path, help="model.json")
     publish.add_argument("--key-file", type=Path, help="signing keys to verify before publishing")
     publish.add_argument("--unsigned", action="store_true", help="allow an unsigned artifact")
@@ -189,14 +193,20 @@ def command_publish(args: argparse.Namespace) -> int:
         raise MetasignalError(f"cannot read {args.model}: {exc.strerror}") from None
     keys = resolve_signing_keys(key_file=args.key_file)
     # Refuse here what every scorer would refuse: a bad artifact never reaches the topic.
-    artifact = load_artifact(raw, keys=keys, allow_unsigned=args.unsigned)
-    name, version = model_identity(artifact)
+    load_artifact(raw, keys=keys, allow_unsigned=args.unsigned)
     transport = _kafka(args)
-    producer = transport.producer()
-    producer.send(Topics(prefix=args.topic_prefix).models, key=name.encode(), value=raw)
-    producer.flush()
-    producer.close()
-    transport.close()
+    try:
+        name, version = publish_artifact(
+            transport,
+            Topics(prefix=args.topic_prefix),
+            raw,
+            keys=keys,
+            allow_unsigned=args.unsigned,
+        )
+    except TransportError as exc:
+        raise MetasignalError(str(exc)) from None
+    finally:
+        transport.close()
     print(json.dumps({"published": name, "version": version}))
     return 0
 

@@ -217,7 +217,10 @@ def vote_matrix(
         row = [get(m, _MISSING) for m in members]
         # Decoded votes are finite, so the only NaNs in a row are the _MISSING sentinel.
         found = n_members - row.count(_MISSING)
-        if found < len(vote.votes) and reject_unknown:
+        if found == 0:
+            # Not one member the model knows: every vote would get one constant score.
+            errors[i] = MessageError("unknown_member", "no member of the vote is in the model")
+        elif found < len(vote.votes) and reject_unknown:
             unknown = next(m for m in vote.votes if m not in members)
             errors[i] = MessageError("unknown_member", f"member {unknown!r} is not in model")
         elif found < n_members and reject_missing:

@@ -28,7 +28,7 @@ from metasignal.stream.feedback import FeedbackLoop
 from metasignal.stream.join import JoinCache
 from metasignal.stream.messages import dead_letter
 from metasignal.stream.metrics import Heartbeat, ScorerMetrics
-from metasignal.stream.model_store import ModelStore
+from metasignal.stream.model_store import LiveMembers, ModelStore
 from metasignal.stream.options import ScorerOptions
 from metasignal.stream.stats import RollingRate, ScorerStats
 from metasignal.stream.step import Dead, ScoringStep
@@ -68,6 +68,7 @@ class Scorer:
             allow_unsigned=options.allow_unsigned,
             on_refused=lambda reason, _: self.metrics.refused.labels(reason=reason).inc(),
         )
+        self.live_members = LiveMembers()
         self._models_consumer = transport.consumer(
             assign_all=[options.topics.models], from_beginning=True
         )
@@ -111,7 +112,8 @@ class Scorer:
             if not records:
                 return
             for record in records:
-                if self.models.offer(record.value) == "swapped":
+                offered = self.models.offer(record.value, live_members=self.live_members.members())
+                if offered == "swapped":
                     self._on_swap()
             timeout_ms = 0
 
@@ -246,6 +248,7 @@ class Scorer:
         outcome_records = [r for r in records if r.topic == outcome_topic]
         batch = self.scoring(vote_records, model, scored_at_ms=int(time.time() * 1000))
         dead: Dead = list(batch.dead)
+        self.live_members.observe(batch.sample)
         topics = self.options.topics
         send = self._producer.send
         try:

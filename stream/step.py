@@ -45,6 +45,8 @@ from metasignal.stream.transport.base import Record
 
 log = logging.getLogger("metasignal.scorer")
 
+SAMPLE_EVERY = 10
+
 Good = list[tuple[Record, Vote]]
 Dead = list[tuple[Record, MessageError]]
 
@@ -65,6 +67,9 @@ class ScoredBatch:
     decisions: np.ndarray
     signals: list[tuple[bytes, bytes]] = field(default_factory=list)
     stale: np.ndarray | None = None  # per good vote, when any is stale (then decision 0)
+    # Every SAMPLE_EVERY-th decoded vote, before the member checks: which members live votes
+    # carry, including votes the serving model refuses (a committee change in progress).
+    sample: list[Vote] = field(default_factory=list)
 
     @property
     def n_stale(self) -> int:
@@ -94,6 +99,7 @@ class ScoredBatch:
             ),
             signals=[signal for part in parts for signal in part.signals],
             stale=stale,
+            sample=[vote for part in parts for vote in part.sample],
         )
 
 
@@ -190,6 +196,7 @@ class ScoringStep:
 
     def score(self, good: Good, dead: Dead, model: CompiledModel) -> ScoredBatch:
         """Member checks, then one vectorised predict and decide over the valid votes."""
+        sample = [vote for _, vote in good[::SAMPLE_EVERY]]
         reject_unknown, reject_missing = self.member_policies(model)
         matrix, errors = vote_matrix(
             [vote for _, vote in good],
@@ -203,7 +210,14 @@ class ScoringStep:
             good, matrix = [good[i] for i in keep], matrix[keep]
         scores = model.predict_proba(matrix) if good else np.empty(0)
         decisions = model.decide(scores)
-        return ScoredBatch(good=good, dead=dead, matrix=matrix, scores=scores, decisions=decisions)
+        return ScoredBatch(
+            good=good,
+            dead=dead,
+            matrix=matrix,
+            scores=scores,
+            decisions=decisions,
+            sample=sample,
+        )
 
     def mark_stale(self, batch: ScoredBatch, *, now_ms: int) -> ScoredBatch:
         """Votes older than ``max_vote_age_ms`` (by their Kafka timestamp) decide no-trade."""

@@ -67,3 +67,16 @@ def topic_specs(topics: Topics, *, partitions: int = 4) -> list[TopicSpec]:
         TopicSpec(topics.dlq, partitions, {"retention.ms": MONTH_MS}),
         TopicSpec(topics.training, partitions, {"retention.ms": MONTH_MS}),
     ]
+
+
+def model_key(name: str, version: int) -> bytes:
+    """The ``models`` key of one version: ``name@version``.
+
+    One key per version, so compaction keeps every version (artifacts are a few KB) and a
+    scorer reading the topic serves the highest: an older version published later can no
+    longer become, after compaction, the only one left and be served after a restart.
+
+    >>> model_key("meta", 3)
+    b'meta@3'
+    """
+    return f"{name}@{version}".encode()

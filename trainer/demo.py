@@ -28,12 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from metasignal.stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
+from metasignal.stream.artifact import (
+    Artifact,
+    dumps_artifact,
+    load_artifact,
+    model_identity,
+    sign_artifact,
+)
 from metasignal.stream.errors import MetasignalError
 from metasignal.stream.messages import encode_vote
 from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.scoring import CompiledModel
-from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.topics import Topics, model_key, topic_specs
 from metasignal.stream.transport import Transport, connect
 from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
@@ -220,7 +226,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     topics = Topics(prefix=prefix)
     transport.create_topics(topic_specs(topics, partitions=4))
     producer = transport.producer()
-    producer.send(topics.models, key=b"meta", value=artifact.encode())
+    producer.send(
+        topics.models, key=model_key(*model_identity(outcome.artifact)), value=artifact.encode()
+    )
     producer.flush()
     producer.close()
     scorer = Scorer(

@@ -42,7 +42,7 @@ from metasignal.stream.messages import (
 from metasignal.stream.metrics import Heartbeat
 from metasignal.stream.model_store import refusal_reason
 from metasignal.stream.scoring import CompiledModel
-from metasignal.stream.topics import Topics
+from metasignal.stream.topics import Topics, model_key
 from metasignal.stream.transport.base import Consumer, Record, Transport, TransportError
 from metasignal.trainer.calibration import fit_platt
 from metasignal.trainer.data import DataError, VoteTable
@@ -297,7 +297,7 @@ class TrainerService:
             if artifact is not None:
                 self._producer.send(
                     self.options.topics.models,
-                    key=self.options.model_name.encode(),
+                    key=model_key(self.options.model_name, artifact["model"]["version"]),
                     value=dumps_artifact(artifact).encode(),
                 )
             checkpoint.commit(next_offsets([record]))
