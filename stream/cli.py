@@ -116,6 +116,7 @@ def command_scorer(args: argparse.Namespace) -> int:
         service.run,
         registry=service.metrics.registry,
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         is_alive=service.heartbeat.alive,
         is_ready=lambda: service.ready,
     )
@@ -156,6 +157,7 @@ def serve(
     *,
     registry: CollectorRegistry,
     metrics_port: int,
+    metrics_host: str = "0.0.0.0",
     is_alive: Callable[[], bool],
     is_ready: Callable[[], bool],
 ) -> None:
@@ -175,9 +177,13 @@ def serve(
     server = None
     if metrics_port >= 0:
         server = MetricsServer(
-            registry=registry, port=metrics_port, is_alive=is_alive, is_ready=is_ready
+            registry=registry,
+            port=metrics_port,
+            host=metrics_host,
+            is_alive=is_alive,
+            is_ready=is_ready,
         ).start()
-        log.info("metrics on :%d (/metrics /healthz /readyz)", server.port)
+        log.info("metrics on %s:%d (/metrics /healthz /readyz)", metrics_host, server.port)
     freeze_startup_heap()
     try:
         run(stop)

@@ -48,6 +48,11 @@ class ScorerOptions:
         env="METASIGNAL_METRICS_PORT",
         help="port of /metrics, /healthz, /readyz (-1 disables)",
     )
+    metrics_host: str = setting(
+        "0.0.0.0",
+        env="METASIGNAL_METRICS_HOST",
+        help="address /metrics, /healthz, /readyz listen on (127.0.0.1: this host only)",
+    )
     missing_members: str = setting(
         "artifact",
         env="METASIGNAL_MISSING_MEMBERS",

@@ -129,3 +129,27 @@ def test_two_exactly_once_scorers_on_one_host_get_distinct_stable_transactional_
     assert a.transactional_id == a_again.transactional_id  # a restart fences its predecessor
     chosen = scorer_options(parser.parse_args(["--transactional-id", "mine"]))
     assert chosen.transactional_id == "mine"
+
+
+def test_the_metrics_bind_address_is_a_setting() -> None:
+    from urllib.request import urlopen
+
+    from prometheus_client import CollectorRegistry
+
+    from metasignal.stream.metrics import MetricsServer
+
+    args = scorer_parser({"METASIGNAL_METRICS_HOST": "127.0.0.1"}).parse_args([])
+    assert scorer_options(args).metrics_host == args.metrics_host == "127.0.0.1"
+    server = MetricsServer(
+        registry=CollectorRegistry(),
+        port=0,
+        host=args.metrics_host,
+        is_alive=lambda: True,
+        is_ready=lambda: True,
+    ).start()
+    try:
+        assert server._server.server_address[0] == "127.0.0.1"
+        with urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5) as reply:
+            assert reply.status == 200
+    finally:
+        server.stop()
