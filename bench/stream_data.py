@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from metasignal.stream.artifact import dumps_artifact, sign_artifact
+from metasignal.stream.artifact import Artifact, dumps_artifact, sign_artifact
 from metasignal.stream.messages import encode_vote
 from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
@@ -26,11 +27,11 @@ class Inputs:
     """The signed artifact plus a committee whose rows become vote messages."""
 
     artifact: bytes
-    body: dict[str, Any]
+    body: Artifact
     committee: Committee
 
 
-def fitted_body(seed: int = 11) -> dict[str, Any]:
+def fitted_body(seed: int = 11) -> Artifact:
     """An unsigned artifact body from :func:`metasignal.trainer.fit.fit_meta_model` (8 members)."""
     c = generate_committee(n_events=FIT_EVENTS, n_members=N_MEMBERS, positive_rate=0.03, seed=seed)
     table = VoteTable(time_ms=c.time_ms, members=c.members, votes=c.votes, labels=c.labels)
@@ -38,8 +39,8 @@ def fitted_body(seed: int = 11) -> dict[str, Any]:
     return fit_meta_model(table, config).artifact
 
 
-def signed(body: dict[str, Any], version: int = 1) -> bytes:
-    doc = copy.deepcopy(body)
+def signed(body: Mapping[str, Any], version: int = 1) -> bytes:
+    doc = copy.deepcopy(dict(body))
     doc["model"]["version"] = version
     return dumps_artifact(sign_artifact(doc, SIGNING_KEY)).encode()
 

@@ -2,9 +2,9 @@
 
 Two measurements over the same pre-built batches of 500 vote records:
 
-* **components** re-runs the hot path of :meth:`metasignal.stream.scorer.Scorer.process` step
-  by step (decode -> vote matrix + predict + decide -> encode) with a timer between steps, which
-  gives the split;
+* **components** runs the scorer's own scoring step (:mod:`metasignal.stream.step`: decode ->
+  vote matrix + predict + decide -> encode) with a timer between its stages, which gives the
+  split;
 * **scorer step** drives the real :meth:`metasignal.stream.scorer.Scorer.step` on a null transport
   (sends and commits are no-ops), so everything else the loop does per batch (metrics,
   latency bookkeeping, model refresh) is included.
@@ -25,14 +25,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import orjson
 
 import metasignal.stream.messages
 from bench.stream_data import SIGNING_KEY, Inputs, encoded_votes
-from metasignal.stream.messages import MessageError, Vote, decode_vote, encode_signal, vote_matrix
+from metasignal.stream.messages import decode_vote, vote_matrix
 from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.step import ScoringStep, decode_votes
 from metasignal.stream.topics import Topics
 from metasignal.stream.transport.base import (
     Consumer,
@@ -217,50 +217,27 @@ def make_batches(inputs: Inputs, n_votes: int) -> list[list[Record]]:
 
 
 def components_pass(batches: Sequence[Sequence[Record]], model: CompiledModel) -> Split:
-    """The body of ``Scorer.process`` up to the sends, timed per stage."""
+    """The scorer's own scoring step (:class:`metasignal.stream.step.ScoringStep`), timed per stage.
+
+    The stages are the step's own: :func:`~metasignal.stream.step.decode_votes`, then
+    :meth:`~metasignal.stream.step.ScoringStep.score` (member checks, predict, decide), then
+    :meth:`~metasignal.stream.step.ScoringStep.signals` (encode), as ``Scorer.process`` calls them.
+    """
     split = Split()
+    step = ScoringStep()
     probabilities = model.transform == "logit"
-    reject_missing = model.missing_policy == "reject"
     clock = time.perf_counter
     for records in batches:
         t0 = clock()
-        good: list[tuple[Record, Vote]] = []
-        dead: list[tuple[Record, MessageError]] = []
-        for record in records:
-            try:
-                vote = decode_vote(record.value, probabilities=probabilities)
-            except MessageError as bad:
-                dead.append((record, bad))
-            else:
-                good.append((record, vote))
-        t1 = clock()
-        matrix, errors = vote_matrix(
-            [vote for _, vote in good],
-            model.members,
-            reject_unknown=False,
-            reject_missing=reject_missing,
+        good, dead = decode_votes(
+            records, max_bytes=step.max_message_bytes, probabilities=probabilities
         )
-        keep = np.array([e is None for e in errors], dtype=bool)
-        scored = [pair for pair, ok in zip(good, keep, strict=True) if ok]
-        scores = model.predict_proba(matrix[keep]) if scored else np.empty(0)
-        decisions = model.decide(scores)
+        t1 = clock()
+        batch = step.score(good, dead, model)
         t2 = clock()
-        scored_at = int(time.time() * 1000)
-        out = [
-            encode_signal(
-                event_id=vote.id,
-                ts_ms=vote.ts_ms,
-                decision=int(decision),
-                score=float(score),
-                threshold=model.threshold,
-                model_name=model.name,
-                model_version=model.version,
-                scored_at_ms=scored_at,
-            )
-            for (_, vote), score, decision in zip(scored, scores, decisions, strict=True)
-        ]
+        out = step.signals(batch, model, scored_at_ms=int(time.time() * 1000))
         t3 = clock()
-        if len(out) + len(dead) != len(records):
+        if len(out) + len(batch.dead) != len(records):
             raise AssertionError("every vote must yield a signal or a dead letter")
         split.decode += t1 - t0
         split.score += t2 - t1

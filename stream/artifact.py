@@ -30,7 +30,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict, cast
 
 from metasignal.stream.errors import ArtifactError
 
@@ -40,7 +40,74 @@ SIGNING_KEY_ENV = "METASIGNAL_SIGNING_KEY"
 TRANSFORMS = ("logit", "identity")
 MISSING_POLICIES = ("impute", "reject")
 
-Artifact = dict[str, Any]
+
+class ModelId(TypedDict):
+    name: str
+    version: int
+
+
+class StrategyInfo(TypedDict, total=False):
+    name: Required[str]
+    reason: str
+    fallbacks: list[Any]
+    params: dict[str, Any]
+
+
+class Preprocessing(TypedDict):
+    transform: str  # one of TRANSFORMS
+    clip_eps: float
+    missing_policy: str  # one of MISSING_POLICIES
+    impute: list[float]
+    mean: list[float]
+    scale: list[float]
+
+
+class Linear(TypedDict):
+    coef: list[float]
+    intercept: float
+
+
+class CalibrationMap(TypedDict):
+    method: str  # platt or identity
+    slope: float
+    intercept: float
+
+
+class ThresholdInfo(TypedDict, total=False):
+    value: Required[float]
+    metric: Required[str]
+    objective: dict[str, Any]
+    fold_thresholds: list[float]
+
+
+class Signature(TypedDict, total=False):
+    algorithm: Required[str]
+    value: str
+    key_id: str
+
+
+class Artifact(TypedDict, total=False):
+    """A model artifact; the required fields are the ones :func:`validate_artifact` checks.
+
+    The others are provenance (training window, metrics, libraries, the request and gate
+    that produced it) for people and reports, never read on the hot path.
+    """
+
+    schema_version: Required[int]
+    model: Required[ModelId]
+    created_at: Required[str]
+    strategy: Required[StrategyInfo]
+    members: Required[list[str]]
+    preprocessing: Required[Preprocessing]
+    linear: Required[Linear]
+    calibration: Required[CalibrationMap]
+    threshold: Required[ThresholdInfo]
+    signature: Signature
+    training: dict[str, Any]
+    metrics: dict[str, Any]
+    libraries: dict[str, str]
+    request: dict[str, Any]
+    gate: dict[str, Any]
 
 
 def canonical_bytes(document: Mapping[str, Any]) -> bytes:
@@ -63,12 +130,12 @@ def sign_artifact(document: Mapping[str, Any], key: bytes | None) -> Artifact:
     signed = copy.deepcopy(dict(document))
     if key is None:
         signed["signature"] = {"algorithm": "none", "unsigned": True}
-        return signed
+        return cast(Artifact, signed)
     if not key:
         raise ArtifactError("signing key is empty")
     digest = hmac.new(key, canonical_bytes(signed), hashlib.sha256).hexdigest()
     signed["signature"] = {"algorithm": SIGNATURE_ALGORITHM, "key_id": key_id(key), "value": digest}
-    return signed
+    return cast(Artifact, signed)
 
 
 def dumps_artifact(document: Mapping[str, Any]) -> str:
@@ -146,13 +213,14 @@ def load_artifact(
     else:
         try:
             document = json.loads(source)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"artifact is not valid JSON: {exc}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            # RecursionError: nesting deeper than the parser's stack (a hostile record).
+            raise ArtifactError(f"artifact is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(document, dict):
         raise ArtifactError("artifact must be a JSON object")
     _verify_signature(document, list(keys), allow_unsigned=allow_unsigned)
     validate_artifact(document)
-    return document
+    return cast(Artifact, document)  # validate_artifact checked every required field
 
 
 def read_artifact(
@@ -179,8 +247,9 @@ def _verify_signature(document: dict[str, Any], keys: list[bytes], *, allow_unsi
     if signature.get("algorithm") != SIGNATURE_ALGORITHM:
         raise ArtifactError(f"unsupported signature algorithm {signature.get('algorithm')!r}")
     value = signature.get("value")
-    if not isinstance(value, str):
-        raise ArtifactError("artifact signature value is missing")
+    if not isinstance(value, str) or not value.isascii():
+        # compare_digest raises TypeError on non-ASCII text: refuse it here instead.
+        raise ArtifactError("artifact signature value is missing or not hexadecimal")
     if not keys:
         raise ArtifactError(
             f"no signing key configured to verify the artifact (set {SIGNING_KEY_ENV})"

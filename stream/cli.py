@@ -7,6 +7,7 @@ the trainer.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import logging
@@ -20,18 +21,20 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from metasignal.stream.artifact import load_artifact, model_identity, resolve_signing_keys
+from metasignal.stream.artifact import load_artifact, resolve_signing_keys
 from metasignal.stream.config import (
     KAFKA_SETTINGS,
-    SCORER_SETTINGS,
     add_settings,
     default_transactional_id,
     kafka_client_config,
+    options_from_args,
 )
 from metasignal.stream.errors import ArtifactError, MetasignalError
 from metasignal.stream.metrics import MetricsServer
+from metasignal.stream.model_store import publish_artifact
+from metasignal.stream.options import SCORER_SETTINGS, ScorerOptions
 from metasignal.stream.replay import ReplayProgress, read_vote_file
-from metasignal.stream.scorer import Scorer, ScorerOptions
+from metasignal.stream.scorer import Scorer
 from metasignal.stream.topics import Topics, topic_specs
 from metasignal.stream.transport.base import TransportError
 from metasignal.stream.transport.kafka import KafkaTransport
@@ -80,7 +83,10 @@ def register(commands: Any) -> None:
     add_settings(scorer, SCORER_SETTINGS)
     scorer.set_defaults(handler=command_scorer)
 
-    publish = commands.add_parser("publish", help="put a model artifact on the models topic")
+    publish = commands.add_parser(
+        "publish",
+        help="put a model artifact on the models topic (verified; its version must be newer)",
+    )
     publish.add_argument("model", type=Path, help="model.json")
     publish.add_argument("--key-file", type=Path, help="signing keys to verify before publishing")
     publish.add_argument("--unsigned", action="store_true", help="allow an unsigned artifact")
@@ -119,26 +125,9 @@ def register(commands: Any) -> None:
 def command_scorer(args: argparse.Namespace) -> int:
     transport = _kafka(args)
     keys = resolve_signing_keys(key_file=args.key_file)
-    if not keys and not args.unsigned:
+    if not keys and not args.allow_unsigned:
         raise ArtifactError("no signing key: set METASIGNAL_SIGNING_KEY or --key-file")
-    options = ScorerOptions(
-        topics=Topics(prefix=args.topic_prefix),
-        group_id=args.group_id,
-        model_name=args.model_name,
-        batch_size=args.batch_size,
-        poll_timeout_ms=args.poll_timeout_ms,
-        exactly_once=args.exactly_once,
-        transactional_id=args.transactional_id or default_transactional_id(args.group_id),
-        missing_members=args.missing_members,
-        strict_members=args.strict_members,
-        max_message_bytes=args.max_message_bytes,
-        allow_unsigned=args.unsigned,
-        track_outcomes=args.track_outcomes,
-        join_max_entries=args.join_max_entries,
-        join_ttl_s=args.join_ttl_s,
-        drift_detector=args.drift_detector,
-        drift_window=args.drift_window,
-    )
+    options = scorer_options(args)
     try:
         service = Scorer(transport=transport, options=options, keys=keys)
     except TransportError as exc:
@@ -149,6 +138,7 @@ def command_scorer(args: argparse.Namespace) -> int:
         service.run,
         registry=service.metrics.registry,
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         is_alive=service.heartbeat.alive,
         is_ready=lambda: service.ready,
     )
@@ -160,6 +150,17 @@ def command_scorer(args: argparse.Namespace) -> int:
         service.stats.dlq,
     )
     return 0
+
+
+def scorer_options(args: argparse.Namespace) -> ScorerOptions:
+    """The scorer's options from its parsed flags (each setting declared on ScorerOptions)."""
+    options = options_from_args(ScorerOptions, args, topics=Topics(prefix=args.topic_prefix))
+    if options.transactional_id:
+        return options
+    return dataclasses.replace(
+        options,
+        transactional_id=default_transactional_id(options.group_id, options.metrics_port),
+    )
 
 
 def freeze_startup_heap() -> None:
@@ -178,6 +179,7 @@ def serve(
     *,
     registry: CollectorRegistry,
     metrics_port: int,
+    metrics_host: str = "0.0.0.0",
     is_alive: Callable[[], bool],
     is_ready: Callable[[], bool],
 ) -> None:
@@ -197,9 +199,13 @@ def serve(
     server = None
     if metrics_port >= 0:
         server = MetricsServer(
-            registry=registry, port=metrics_port, is_alive=is_alive, is_ready=is_ready
+            registry=registry,
+            port=metrics_port,
+            host=metrics_host,
+            is_alive=is_alive,
+            is_ready=is_ready,
         ).start()
-        log.info("metrics on :%d (/metrics /healthz /readyz)", server.port)
+        log.info("metrics on %s:%d (/metrics /healthz /readyz)", metrics_host, server.port)
     freeze_startup_heap()
     try:
         run(stop)
@@ -215,14 +221,20 @@ def command_publish(args: argparse.Namespace) -> int:
         raise MetasignalError(f"cannot read {args.model}: {exc.strerror}") from None
     keys = resolve_signing_keys(key_file=args.key_file)
     # Refuse here what every scorer would refuse: a bad artifact never reaches the topic.
-    artifact = load_artifact(raw, keys=keys, allow_unsigned=args.unsigned)
-    name, version = model_identity(artifact)
+    load_artifact(raw, keys=keys, allow_unsigned=args.unsigned)
     transport = _kafka(args)
-    producer = transport.producer()
-    producer.send(Topics(prefix=args.topic_prefix).models, key=name.encode(), value=raw)
-    producer.flush()
-    producer.close()
-    transport.close()
+    try:
+        name, version = publish_artifact(
+            transport,
+            Topics(prefix=args.topic_prefix),
+            raw,
+            keys=keys,
+            allow_unsigned=args.unsigned,
+        )
+    except TransportError as exc:
+        raise MetasignalError(str(exc)) from None
+    finally:
+        transport.close()
     print(json.dumps({"published": name, "version": version}))
     return 0
 

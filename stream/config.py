@@ -1,8 +1,17 @@
-"""Service settings: one table, each setting with its flag and environment variable.
+"""Service settings: each declared once, as a field of an options class.
 
-A flag beats its environment variable, which beats the default. The README's
-configuration reference is generated from the same table
-(:func:`settings_markdown`), so the two cannot drift apart.
+A setting is a dataclass field made by :func:`setting`, which names its
+environment variable, help text and choices next to its default. From those
+fields come the command-line flags (:func:`add_settings`), the options object
+(:func:`options_from_args`) and the README's configuration tables
+(:func:`settings_markdown`), so none of them can drift apart. A flag beats its
+environment variable, which beats the default; a boolean has ``--x`` and
+``--no-x``, so a flag beats its environment variable both ways.
+
+Adding a setting is adding one field, e.g. to :class:`KafkaOptions`::
+
+    kafka_client: str = setting("kafka-python", env="METASIGNAL_KAFKA_CLIENT",
+                                help="Kafka client library", choices=("kafka-python", "confluent"))
 
 Examples
 --------
@@ -12,16 +21,23 @@ Examples
 'prod.'
 >>> parser.parse_args(["--topic-prefix", "dev."]).topic_prefix
 'dev.'
+>>> options_from_args(KafkaOptions, parser.parse_args([])).security_protocol
+'PLAINTEXT'
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+_SETTING = "metasignal.setting"
+
+T = TypeVar("T")
 
 
 def parse_bool(text: str) -> bool:
@@ -35,7 +51,7 @@ def parse_bool(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Setting:
-    """One configurable value."""
+    """One configurable value: its flag, environment variable, default and help."""
 
     name: str
     env: str
@@ -44,134 +60,103 @@ class Setting:
     type: Callable[[str], Any] = str
     choices: tuple[str, ...] | None = None
     secret: bool = False
+    flag_name: str | None = None  # when the flag is not the field's name
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return "--" + (self.flag_name or self.name).replace("_", "-")
 
     @property
     def is_bool(self) -> bool:
         return self.type is parse_bool
 
 
-KAFKA_SETTINGS = (
-    Setting("bootstrap", "METASIGNAL_BOOTSTRAP", None, "Kafka bootstrap servers host:port[,...]"),
-    Setting("topic_prefix", "METASIGNAL_TOPIC_PREFIX", "metasignal.", "prefix of every topic"),
-    Setting(
-        "security_protocol",
-        "METASIGNAL_SECURITY_PROTOCOL",
-        "PLAINTEXT",
-        "Kafka security protocol",
-        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-    ),
-    Setting(
-        "sasl_mechanism",
-        "METASIGNAL_SASL_MECHANISM",
-        None,
-        "SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)",
-    ),
-    Setting("sasl_username", "METASIGNAL_SASL_USERNAME", None, "SASL user name"),
-    Setting("sasl_password", "METASIGNAL_SASL_PASSWORD", None, "SASL password", secret=True),
-    Setting("ssl_cafile", "METASIGNAL_SSL_CAFILE", None, "CA bundle to verify the brokers"),
-    Setting("ssl_certfile", "METASIGNAL_SSL_CERTFILE", None, "client certificate (mutual TLS)"),
-    Setting("ssl_keyfile", "METASIGNAL_SSL_KEYFILE", None, "client private key (mutual TLS)"),
-)
+def setting(
+    default: Any,
+    *,
+    env: str,
+    help: str,
+    type: Callable[[str], Any] | None = None,
+    choices: tuple[str, ...] | None = None,
+    secret: bool = False,
+    flag: str | None = None,
+) -> Any:
+    """A dataclass field that is also a setting (the type follows the default unless given)."""
+    if type is None:
+        type = (
+            parse_bool
+            if isinstance(default, bool)
+            else (builtins_type(default) if default is not None else str)
+        )
+    spec = {
+        "env": env,
+        "help": help,
+        "type": type,
+        "choices": choices,
+        "secret": secret,
+        "flag_name": flag,
+    }
+    return dataclasses.field(default=default, metadata={_SETTING: spec})
 
-SCORER_SETTINGS = (
-    Setting("group_id", "METASIGNAL_GROUP_ID", "metasignal-scorer", "consumer group of scorers"),
-    Setting("model_name", "METASIGNAL_MODEL_NAME", "meta", "model name to serve from `models`"),
-    Setting("batch_size", "METASIGNAL_BATCH_SIZE", 500, "max votes per poll", type=int),
-    Setting("poll_timeout_ms", "METASIGNAL_POLL_TIMEOUT_MS", 100, "poll wait (ms)", type=int),
-    Setting(
-        "exactly_once",
-        "METASIGNAL_EXACTLY_ONCE",
-        False,
-        "Kafka transactions: no lost and no duplicate signal",
-        type=parse_bool,
-    ),
-    Setting(
-        "transactional_id",
-        "METASIGNAL_TRANSACTIONAL_ID",
+
+def builtins_type(value: Any) -> Callable[[str], Any]:
+    """The parser of a default's type: ``int`` for 5, ``float`` for 0.5, ``str`` otherwise."""
+    kind = type(value)
+    return kind if kind in (int, float, str) else str
+
+
+def settings_of(options: type) -> tuple[Setting, ...]:
+    """The settings an options class declares, in field order."""
+    return tuple(
+        Setting(name=f.name, default=f.default, **f.metadata[_SETTING])
+        for f in dataclasses.fields(options)
+        if _SETTING in f.metadata
+    )
+
+
+def options_from_args(options: type[T], args: argparse.Namespace, **extra: Any) -> T:
+    """An options object from parsed flags (its settings) and ``extra`` (everything else)."""
+    values = {s.name: getattr(args, s.name) for s in settings_of(options)}
+    return options(**values, **extra)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaOptions:
+    """Where the brokers are and how to reach them (every command that talks to Kafka)."""
+
+    bootstrap: str | None = setting(
+        None, env="METASIGNAL_BOOTSTRAP", help="Kafka bootstrap servers host:port[,...]"
+    )
+    topic_prefix: str = setting(
+        "metasignal.", env="METASIGNAL_TOPIC_PREFIX", help="prefix of every topic"
+    )
+    security_protocol: str = setting(
+        "PLAINTEXT",
+        env="METASIGNAL_SECURITY_PROTOCOL",
+        help="Kafka security protocol",
+        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    )
+    sasl_mechanism: str | None = setting(
         None,
-        "transactional id (exactly-once); default <group>-<hostname>; keep it stable per replica",
-    ),
-    Setting(
-        "metrics_port",
-        "METASIGNAL_METRICS_PORT",
-        9108,
-        "port of /metrics, /healthz, /readyz (-1 disables)",
-        type=int,
-    ),
-    Setting(
-        "missing_members",
-        "METASIGNAL_MISSING_MEMBERS",
-        "artifact",
-        "vote missing a member: follow the artifact's policy, impute, or reject to DLQ",
-        choices=("artifact", "impute", "reject"),
-    ),
-    Setting(
-        "strict_members",
-        "METASIGNAL_STRICT_MEMBERS",
-        False,
-        "unknown or missing members send the vote to the DLQ",
-        type=parse_bool,
-    ),
-    Setting(
-        "max_message_bytes",
-        "METASIGNAL_MAX_MESSAGE_BYTES",
-        65536,
-        "larger vote payloads go to the DLQ",
-        type=int,
-    ),
-    Setting(
-        "track_outcomes",
-        "METASIGNAL_TRACK_OUTCOMES",
-        True,
-        "join outcomes, write training rows, track drift and send requests",
-        type=parse_bool,
-    ),
-    Setting(
-        "join_max_entries",
-        "METASIGNAL_JOIN_MAX_ENTRIES",
-        200_000,
-        "scored votes kept waiting for their outcome (oldest dropped first)",
-        type=int,
-    ),
-    Setting(
-        "join_ttl_s",
-        "METASIGNAL_JOIN_TTL_S",
-        86_400.0,
-        "seconds a scored vote waits for its outcome",
-        type=float,
-    ),
-    Setting(
-        "drift_detector",
-        "METASIGNAL_DRIFT_DETECTOR",
-        "cusum",
-        "detector on the realized positive rate",
-        choices=("cusum", "adwin", "page_hinkley"),
-    ),
-    Setting(
-        "drift_window",
-        "METASIGNAL_DRIFT_WINDOW",
-        5000,
-        "joined outcomes in the rolling quality window",
-        type=int,
-    ),
-    Setting(
-        "key_file",
-        "METASIGNAL_KEY_FILE",
-        None,
-        "file of signing keys, one per line (else METASIGNAL_SIGNING_KEY, comma-separated)",
-    ),
-    Setting(
-        "unsigned",
-        "METASIGNAL_ALLOW_UNSIGNED",
-        False,
-        "accept unsigned artifacts (local experiments only)",
-        type=parse_bool,
-    ),
-)
+        env="METASIGNAL_SASL_MECHANISM",
+        help="SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)",
+    )
+    sasl_username: str | None = setting(None, env="METASIGNAL_SASL_USERNAME", help="SASL user name")
+    sasl_password: str | None = setting(
+        None, env="METASIGNAL_SASL_PASSWORD", help="SASL password", secret=True
+    )
+    ssl_cafile: str | None = setting(
+        None, env="METASIGNAL_SSL_CAFILE", help="CA bundle to verify the brokers"
+    )
+    ssl_certfile: str | None = setting(
+        None, env="METASIGNAL_SSL_CERTFILE", help="client certificate (mutual TLS)"
+    )
+    ssl_keyfile: str | None = setting(
+        None, env="METASIGNAL_SSL_KEYFILE", help="client private key (mutual TLS)"
+    )
+
+
+KAFKA_SETTINGS = settings_of(KafkaOptions)
 
 SIGNING_KEY_DOC = Setting(
     "signing_key",
@@ -199,10 +184,11 @@ def add_settings(
         label = "****" if setting.secret and default else default
         help_text = f"{setting.help} [env {setting.env}; default {label}]"
         if setting.is_bool:
+            # --x and --no-x: a flag beats its environment variable both ways.
             parser.add_argument(
                 setting.flag,
                 dest=setting.name,
-                action="store_true",
+                action=argparse.BooleanOptionalAction,
                 default=default,
                 help=help_text,
             )
@@ -235,8 +221,14 @@ def kafka_client_config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def default_transactional_id(group_id: str) -> str:
-    return f"{group_id}-{socket.gethostname()}"
+def default_transactional_id(group_id: str, metrics_port: int) -> str:
+    """``<group>-<hostname>-<metrics port>``: distinct for two scorers on one host (their
+    metrics ports differ), stable across a replica's restarts (so it fences its predecessor).
+    Without a fixed port (-1 disabled, 0 ephemeral) the process id stands in: distinct,
+    but not stable, so set ``--transactional-id`` for such replicas."""
+    if metrics_port > 0:
+        return f"{group_id}-{socket.gethostname()}-{metrics_port}"
+    return f"{group_id}-{socket.gethostname()}-pid{os.getpid()}"
 
 
 def settings_markdown(settings: Sequence[Setting]) -> str:

@@ -28,12 +28,25 @@ Examples
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+# One default for every layer (options, flags, README): a day covers daily-settled outcomes.
+DEFAULT_JOIN_TTL_S = 24 * 3600.0
+DEFAULT_JOIN_MAX_ENTRIES = 200_000
+# 200,000 entries with ids of up to 256 ASCII characters fit (~110 MB); longer or non-ASCII
+# ids evict older entries instead of growing the process (60 KB ids once grew RSS by 91 MB
+# per 1,000 votes).
+DEFAULT_JOIN_MAX_BYTES = 128 * 1024 * 1024
+# An outcome whose vote has not come within this long is counted unmatched, not kept.
+DEFAULT_PARK_TTL_S = 600.0
+# A dict slot holding an id (key, value, hash, index) on CPython, beyond the str itself.
+_DICT_ENTRY_BYTES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +63,7 @@ class ScoredVote:
 
 
 class JoinCache:
-    """Scored votes awaiting their outcomes, bounded by entries and age.
+    """Scored votes awaiting their outcomes, bounded by entries, bytes and age.
 
     Parameters
     ----------
@@ -58,6 +71,12 @@ class JoinCache:
         Votes kept at most (oldest evicted first); also bounds parked outcomes.
     ttl_s
         Seconds a vote waits for its outcome.
+    max_bytes
+        Bound on :attr:`nbytes` (the columns, sized by ``max_entries``, plus the event ids of
+        votes and parked outcomes); the oldest votes are evicted (``"bytes"``) to stay under.
+    park_ttl_s
+        Seconds an outcome that came before its vote waits for it; then it is counted as
+        ``"early"`` (unmatched: no vote).
     clock
         Monotonic seconds (injectable for tests).
     on_evict
@@ -67,8 +86,10 @@ class JoinCache:
     def __init__(
         self,
         *,
-        max_entries: int = 200_000,
-        ttl_s: float = 3600.0,
+        max_entries: int = DEFAULT_JOIN_MAX_ENTRIES,
+        ttl_s: float = DEFAULT_JOIN_TTL_S,
+        max_bytes: int = DEFAULT_JOIN_MAX_BYTES,
+        park_ttl_s: float = DEFAULT_PARK_TTL_S,
         clock: Callable[[], float] = time.monotonic,
         on_evict: Callable[[str, int], None] | None = None,
     ) -> None:
@@ -80,7 +101,10 @@ class JoinCache:
         self.ttl_s = ttl_s
         self.clock = clock
         self.on_evict = on_evict
-        self.evictions = {"size": 0, "ttl": 0, "early": 0}
+        self.max_bytes = max_bytes
+        self.park_ttl_s = park_ttl_s
+        self.evictions = {"size": 0, "ttl": 0, "bytes": 0, "early": 0}
+        self._id_bytes = 0
         self._slot_of: dict[str, int] = {}
         self._ids: list[str | None] = [None] * max_entries
         self._free = np.arange(max_entries - 1, -1, -1, dtype=np.int64)  # a stack of free slots
@@ -102,10 +126,28 @@ class JoinCache:
         self._layout = np.zeros(max_entries, dtype=np.int32)
         self._votes = np.zeros((max_entries, 0), dtype=np.float64)
         self._layouts: list[tuple[str, ...]] = []
-        self._early: OrderedDict[str, int] = OrderedDict()
+        self._early: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        if self.nbytes >= max_bytes:
+            raise ValueError(
+                f"max_bytes {max_bytes} does not even hold the columns of {max_entries} "
+                f"entries ({self.nbytes} bytes)"
+            )
 
     def __len__(self) -> int:
         return len(self._slot_of)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held: the preallocated columns plus the ids of votes and parked outcomes."""
+        columns = (
+            self._free, self._seq, self._order_slot, self._order_seq, self._ts_ms,
+            self._score, self._decision, self._version, self._born, self._layout, self._votes,
+        )  # fmt: skip
+        return sum(c.nbytes for c in columns) + 8 * len(self._ids) + self._id_bytes
+
+    @staticmethod
+    def _id_cost(event_id: str) -> int:
+        return sys.getsizeof(event_id) + _DICT_ENTRY_BYTES
 
     def remember(
         self,
@@ -169,6 +211,7 @@ class JoinCache:
         ids = self._ids
         for slot, event_id in zip(slot_list, event_ids, strict=True):
             ids[slot] = event_id
+        self._id_bytes += sum(map(sys.getsizeof, event_ids)) + _DICT_ENTRY_BYTES * n
         self._ts_ms[slots] = ts_ms
         self._score[slots] = scores
         self._decision[slots] = decisions
@@ -177,6 +220,16 @@ class JoinCache:
         self._layout[slots] = self._layout_index(tuple(members))
         self._votes[slots, : votes.shape[1]] = votes
         self.expire(now)
+        self._enforce_bytes()
+
+    def _enforce_bytes(self) -> None:
+        """Evict the oldest votes, then the oldest parked outcomes, until under ``max_bytes``."""
+        while self.nbytes > self.max_bytes and len(self):
+            excess = self.nbytes - self.max_bytes
+            average = max(self._id_bytes // max(len(self) + len(self._early), 1), 1)
+            self._evict(self._take_oldest(max(excess // average, 1)), "bytes")
+        while self.nbytes > self.max_bytes and self._early:
+            self._pop_early()
 
     def _push_order(self, slots: np.ndarray) -> None:
         ring = len(self._order_slot)
@@ -246,7 +299,11 @@ class JoinCache:
 
     def expire(self, now: float | None = None) -> None:
         """Drop entries older than the TTL (insertion order is age order)."""
-        cutoff = (self.clock() if now is None else now) - self.ttl_s
+        now = self.clock() if now is None else now
+        early_cutoff = now - self.park_ttl_s
+        while self._early and next(iter(self._early.values()))[1] < early_cutoff:
+            self._pop_early()
+        cutoff = now - self.ttl_s
         oldest = self._oldest_slot()
         if oldest is None or self._born[oldest] >= cutoff:
             return
@@ -254,10 +311,19 @@ class JoinCache:
 
     def park(self, event_id: str, label: int) -> None:
         """Keep an outcome that arrived before its vote (bounded like the votes)."""
-        self._early[event_id] = label
+        previous = self._early.pop(event_id, None)
+        if previous is None:
+            self._id_bytes += self._id_cost(event_id)
+        self._early[event_id] = (label, self.clock())
         while len(self._early) > self.max_entries:
-            self._early.popitem(last=False)
-            self._evicted("early", 1)
+            self._pop_early()
+        self._enforce_bytes()
+
+    def _pop_early(self) -> None:
+        """The oldest parked outcome leaves unmatched."""
+        event_id, _ = self._early.popitem(last=False)
+        self._id_bytes -= self._id_cost(event_id)
+        self._evicted("early", 1)
 
     @property
     def parked(self) -> int:
@@ -266,7 +332,11 @@ class JoinCache:
 
     def claim(self, event_id: str) -> int | None:
         """The parked label of a vote that has just been scored, if its outcome came first."""
-        return self._early.pop(event_id, None)
+        parked = self._early.pop(event_id, None)
+        if parked is None:
+            return None
+        self._id_bytes -= self._id_cost(event_id)
+        return parked[0]
 
     def match(self, event_id: str) -> ScoredVote | None:
         """The vote an outcome grades, removed from the cache; ``None`` if unknown or evicted."""
@@ -288,11 +358,14 @@ class JoinCache:
 
     def _release(self, slots: np.ndarray) -> None:
         ids, slot_of = self._ids, self._slot_of
+        freed = 0
         for slot in slots.tolist():
             event_id = ids[slot]
             assert event_id is not None  # a live slot always holds its id
             del slot_of[event_id]
             ids[slot] = None
+            freed += sys.getsizeof(event_id) + _DICT_ENTRY_BYTES
+        self._id_bytes -= freed
         self._seq[slots] = -1
         self._free[self._n_free : self._n_free + len(slots)] = slots
         self._n_free += len(slots)

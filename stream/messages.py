@@ -1,4 +1,11 @@
-"""Wire messages: strict decoding of votes and outcomes, encoding of signals.
+"""Wire messages: one typed home for every contract on the topics.
+
+* votes in (:class:`Vote`, :func:`decode_vote`) and outcomes in
+  (:class:`Outcome`, :func:`decode_outcome`);
+* signals out (:class:`Signal`, :func:`encode_signal`);
+* training rows (:class:`TrainingRow`: the scorer writes them, the trainer reads them);
+* control requests (:class:`ControlRequest`: the scorer asks, the trainer answers);
+* dead-letter headers (:data:`DLQ_HEADERS`, :func:`dead_letter_headers`).
 
 Every message is a JSON object keyed by its event id. ``ts`` is the event time:
 epoch milliseconds (integer) or an ISO-8601 string with a timezone. A message
@@ -23,18 +30,24 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, NotRequired, TypedDict
 
 import numpy as np
 import orjson
 
+from metasignal.stream.transport.base import Record
+
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+MAX_ID_CHARS = 256
+DLQ_MAX_PAYLOAD_BYTES = 256 * 1024
+DLQ_MAX_KEY_BYTES = 1024
 
 REASONS = (
     "oversize",
     "invalid_json",
     "not_object",
     "missing_id",
+    "bad_id",
     "missing_ts",
     "bad_ts",
     "missing_votes",
@@ -44,6 +57,9 @@ REASONS = (
     "unknown_member",
     "missing_member",
     "bad_label",
+    "bad_row",
+    "bad_request",
+    "internal",
 )
 
 
@@ -75,9 +91,9 @@ def parse_ts(value: Any) -> int:
     """Event time as epoch milliseconds from an integer or an ISO-8601 string."""
     kind = type(value)
     if kind is int:
-        return int(value)
+        return _check_ts(value)
     if kind is float and math.isfinite(value) and value.is_integer():
-        return int(value)
+        return _check_ts(int(value))
     if kind is str:
         try:
             stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -85,8 +101,23 @@ def parse_ts(value: Any) -> int:
             raise MessageError("bad_ts", f"ts {value[:40]!r} is not ISO-8601") from None
         if stamp.tzinfo is None:
             raise MessageError("bad_ts", f"ts {value[:40]!r} has no timezone")
-        return round(stamp.timestamp() * 1000)
+        try:
+            return _check_ts(round(stamp.timestamp() * 1000))
+        except (OverflowError, ValueError, OSError):
+            raise MessageError("bad_ts", f"ts {value[:40]!r} is outside 1970..2100") from None
     raise MessageError("bad_ts", f"ts must be epoch milliseconds or ISO-8601, got {value!r:.40}")
+
+
+# Event times the service accepts: 1970-01-01 up to 2100-01-01 (epoch ms). Outside that a
+# time is garbage (1e300, 2**63: once an OverflowError that crash-looped the scorer).
+MIN_TS_MS = 0
+MAX_TS_MS = 4_102_444_800_000
+
+
+def _check_ts(ts_ms: int) -> int:
+    if not MIN_TS_MS <= ts_ms < MAX_TS_MS:
+        raise MessageError("bad_ts", f"ts {ts_ms:.3g} ms is outside 1970..2100")
+    return ts_ms
 
 
 # orjson: strict RFC 8259 (UTF-8 only; NaN, Infinity and numbers beyond a double refused),
@@ -122,6 +153,9 @@ def _event_id(document: Mapping[str, Any]) -> str:
     event_id = document.get("id")
     if type(event_id) is not str or not event_id:
         raise MessageError("missing_id", "id must be a non-empty string")
+    if len(event_id) > MAX_ID_CHARS:
+        # Ids are keys, cache entries and label-free log text: bound them.
+        raise MessageError("bad_id", f"id of {len(event_id)} characters > limit {MAX_ID_CHARS}")
     return event_id
 
 
@@ -183,7 +217,10 @@ def vote_matrix(
         row = [get(m, _MISSING) for m in members]
         # Decoded votes are finite, so the only NaNs in a row are the _MISSING sentinel.
         found = n_members - row.count(_MISSING)
-        if found < len(vote.votes) and reject_unknown:
+        if found == 0:
+            # Not one member the model knows: every vote would get one constant score.
+            errors[i] = MessageError("unknown_member", "no member of the vote is in the model")
+        elif found < len(vote.votes) and reject_unknown:
             unknown = next(m for m in vote.votes if m not in members)
             errors[i] = MessageError("unknown_member", f"member {unknown!r} is not in model")
         elif found < n_members and reject_missing:
@@ -200,6 +237,7 @@ _SIGNAL = (
     '{"id":%s,"ts":%d,"decision":%d,"score":%r,"threshold":%r,'
     '"model":%s,"model_version":%d,"scored_at":%d}'
 )
+_STALE_SIGNAL = _SIGNAL[:-1] + ',"stale":true}'
 _json_string = json.encoder.encode_basestring_ascii
 
 
@@ -213,16 +251,18 @@ def encode_signal(
     model_name: str,
     model_version: int,
     scored_at_ms: int,
+    stale: bool = False,
 ) -> bytes:
     """A signal message; ``ts`` echoes the vote's event time in epoch ms.
 
     Byte for byte what ``json.dumps(..., separators=(",", ":"))`` writes for finite
-    scores, at a third of the cost (``tests/test_messages.py`` holds it to that).
+    scores, at a third of the cost (``tests/test_messages.py`` holds it to that). A stale
+    vote's signal (a no-trade) ends with ``"stale":true``.
     """
     if not (math.isfinite(score) and math.isfinite(threshold)):
         raise ValueError(f"signal {event_id!r}: score and threshold must be finite")
     return (
-        _SIGNAL
+        (_STALE_SIGNAL if stale else _SIGNAL)
         % (
             _json_string(event_id),
             ts_ms,
@@ -238,3 +278,189 @@ def encode_signal(
 
 def encode_vote(event_id: str, ts_ms: int, votes: Mapping[str, float]) -> bytes:
     return json.dumps({"id": event_id, "ts": ts_ms, "votes": dict(votes)}).encode()
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class Signal(TypedDict):
+    """What :func:`encode_signal` writes on ``signals`` (one per valid vote)."""
+
+    id: str
+    ts: int
+    decision: int
+    score: float
+    threshold: float
+    model: str
+    model_version: int
+    scored_at: int
+    stale: NotRequired[bool]  # only on stale votes' signals (always a no-trade)
+
+
+# --------------------------------------------------------------------------- training rows
+
+
+class TrainingRow(TypedDict):
+    """An outcome joined to what was decided: written on ``training``, read by the trainer."""
+
+    id: str
+    ts: int
+    votes: dict[str, float]
+    label: int
+    score: float
+    decision: int
+    model_version: int
+
+
+def _dumps(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def encode_training_row(row: TrainingRow) -> bytes:
+    return _dumps(row)
+
+
+def _finite(value: Any) -> bool:
+    return (type(value) is float or type(value) is int) and math.isfinite(value)
+
+
+def decode_training_row(
+    raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> TrainingRow:
+    """Parse and validate one training row (any other bytes raise :class:`MessageError`)."""
+    document = _load_object(raw, max_bytes)
+    event_id = _event_id(document)
+    ts = document.get("ts")
+    if type(ts) is not int:
+        raise MessageError("bad_ts", "ts must be epoch milliseconds (an integer)")
+    _check_ts(ts)
+    votes = document.get("votes")
+    if type(votes) is not dict or not all(_finite(v) for v in votes.values()):
+        raise MessageError("bad_votes", "votes must be an object {member: finite number}")
+    label = document.get("label")
+    if type(label) is not int or label not in (0, 1):
+        raise MessageError("bad_label", "label must be 0 or 1")
+    score = document.get("score", math.nan)
+    decision = document.get("decision", 0)
+    version = document.get("model_version", 0)
+    if not (_finite(score) or score is None) or type(decision) is not int:
+        raise MessageError("bad_row", "score must be a number and decision an integer")
+    if type(version) is not int:
+        raise MessageError("bad_row", "model_version must be an integer")
+    return TrainingRow(
+        id=event_id,
+        ts=ts,
+        votes=votes,
+        label=label,
+        score=math.nan if score is None else float(score),
+        decision=decision,
+        model_version=version,
+    )
+
+
+# --------------------------------------------------------------------------- control requests
+
+RequestKind = Literal["retune", "retrain"]
+REQUEST_KINDS: tuple[RequestKind, ...] = ("retune", "retrain")
+
+
+class ControlRequest(TypedDict):
+    """A re-tune or retrain request on ``control`` (the scorer's drift policy asks)."""
+
+    id: str
+    kind: RequestKind
+    reason: str
+    model: str
+    model_version: int | None
+    since_ts: int | None
+    at_event_ts: int | None
+    at: int
+    source: str
+    stats: dict[str, object]
+
+
+def encode_control_request(request: ControlRequest) -> bytes:
+    return _dumps(request)
+
+
+def _optional_int(document: Mapping[str, Any], key: str) -> int | None:
+    value = document.get(key)
+    if value is not None and type(value) is not int:
+        raise MessageError("bad_request", f"{key} must be an integer or null")
+    return value
+
+
+def decode_control_request(
+    raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> ControlRequest:
+    """Parse and validate one control request (any other bytes raise :class:`MessageError`)."""
+    document = _load_object(raw, max_bytes)
+    request_id = _event_id(document)
+    kind = document.get("kind")
+    if kind not in REQUEST_KINDS:
+        raise MessageError("bad_request", f"kind must be one of {', '.join(REQUEST_KINDS)}")
+    stats = document.get("stats")
+    reason, model, source = (document.get(k, "") for k in ("reason", "model", "source"))
+    if not all(type(text) is str for text in (reason, model, source)):
+        raise MessageError("bad_request", "reason, model and source must be strings")
+    return ControlRequest(
+        id=request_id,
+        kind=kind,
+        reason=reason,
+        model=model,
+        model_version=_optional_int(document, "model_version"),
+        since_ts=_optional_int(document, "since_ts"),
+        at_event_ts=_optional_int(document, "at_event_ts"),
+        at=_optional_int(document, "at") or 0,
+        source=source,
+        stats=stats if type(stats) is dict else {},
+    )
+
+
+# --------------------------------------------------------------------------- dead letters
+
+DLQ_HEADERS = ("reason", "detail", "source_topic", "source_partition", "source_offset")
+"""Headers of every dead letter; its key and value are the refused record's, byte for byte."""
+
+
+def dead_letter_headers(record: Record, error: MessageError) -> list[tuple[str, bytes]]:
+    """Why a record was refused and where it came from (the DLQ's headers)."""
+    return [
+        ("reason", error.reason.encode()),
+        ("detail", error.detail[:500].encode(errors="replace")),
+        ("source_topic", record.topic.encode()),
+        ("source_partition", str(record.partition).encode()),
+        ("source_offset", str(record.offset).encode()),
+    ]
+
+
+class DeadLetter(NamedTuple):
+    """A refused record as it goes to the DLQ."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def dead_letter(record: Record, error: MessageError) -> DeadLetter:
+    """The record's key and value (byte for byte up to :data:`DLQ_MAX_PAYLOAD_BYTES` and
+    :data:`DLQ_MAX_KEY_BYTES`) and :data:`DLQ_HEADERS`.
+
+    A larger payload is cut, with a ``truncated_value_bytes`` (``truncated_key_bytes``)
+    header giving its original size: a copy of a near-1 MB vote plus headers would exceed
+    the producer's request limit, the send would fail and the batch with it, for ever.
+
+    >>> letter = dead_letter(Record("v", 0, 3, b"k", b"x" * (DLQ_MAX_PAYLOAD_BYTES + 1), 0),
+    ...                      MessageError("oversize", "too big"))
+    >>> len(letter.value) == DLQ_MAX_PAYLOAD_BYTES, dict(letter.headers)["truncated_value_bytes"]
+    (True, b'262145')
+    """
+    headers = dead_letter_headers(record, error)
+    key, value = record.key, record.value
+    if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
+        headers.append(("truncated_key_bytes", str(len(key)).encode()))
+        key = key[:DLQ_MAX_KEY_BYTES]
+    if value is not None and len(value) > DLQ_MAX_PAYLOAD_BYTES:
+        headers.append(("truncated_value_bytes", str(len(value)).encode()))
+        value = value[:DLQ_MAX_PAYLOAD_BYTES]
+    return DeadLetter(key, value, headers)

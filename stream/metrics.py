@@ -8,6 +8,7 @@ model is loaded and votes are being consumed).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -167,9 +168,14 @@ class ScorerMetrics:
         self.join_entries = Gauge(
             "metasignal_join_cache_entries", "Votes waiting for their outcome", registry=r
         )
+        self.join_bytes = Gauge(
+            "metasignal_join_cache_bytes",
+            "Memory held by the join cache (columns and event ids), bounded by its max bytes",
+            registry=r,
+        )
         self.join_evictions = Counter(
             "metasignal_join_cache_evictions",
-            "Votes dropped from the join cache, by reason (size, ttl)",
+            "Votes dropped from the join cache, by reason (size, ttl, bytes)",
             ["reason"],
             registry=r,
         )
@@ -200,8 +206,28 @@ class ScorerMetrics:
             ["kind"],
             registry=r,
         )
+        self.stale = Counter(
+            "metasignal_stale_votes",
+            "Votes older than --max-vote-age when scored: no-trade signals marked stale",
+            registry=r,
+        )
         self.transaction_aborts = Counter(
             "metasignal_transaction_aborts", "Batches rolled back (exactly-once mode)", registry=r
+        )
+        # Undefined until their window holds something: NaN, never a 0.0 that reads as a
+        # collapse (Prometheus exports NaN; rules comparing it are simply false).
+        for gauge in (self.predicted_rate, *self.rolling_gauges):
+            gauge.set(math.nan)
+
+    @property
+    def rolling_gauges(self) -> tuple[Gauge, ...]:
+        """The outcome-window gauges, reset to NaN when their window empties (a new model)."""
+        return (
+            self.realized_rate,
+            self.rolling_f1,
+            self.rolling_precision,
+            self.rolling_recall,
+            self.rolling_pr_auc,
         )
 
 

@@ -16,18 +16,23 @@ Examples
 'refused'
 >>> store.current.version
 1
+>>> store.offer(dumps_artifact(sign_artifact(example_artifact(), b"k")).encode())  # again
+'other'
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
-from typing import Any
 
-from metasignal.stream.artifact import load_artifact
+from metasignal.stream.artifact import Artifact, load_artifact, model_identity
 from metasignal.stream.errors import ArtifactError
+from metasignal.stream.messages import Vote
 from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.topics import Topics, model_key
+from metasignal.stream.transport.base import Transport
 
 log = logging.getLogger("metasignal.scorer")
 
@@ -46,6 +51,47 @@ def refusal_reason(error: ArtifactError) -> str:
     return "invalid_artifact"
 
 
+class LiveMembers:
+    """The committee members that recent votes carried (a sample of them, see
+    :class:`metasignal.stream.step.ScoredBatch`), counted in observed votes.
+
+    A new model is checked against them: a model for other members would impute them for
+    every vote and give every vote one constant score.
+
+    >>> from metasignal.stream.messages import Vote
+    >>> live = LiveMembers(window_votes=4, min_votes=2)
+    >>> live.observe([Vote("e1", 0, {"a": 0.1})]); sorted(live.members())
+    []
+    >>> live.observe([Vote("e2", 0, {"a": 0.1, "b": 0.2})]); sorted(live.members())
+    ['a', 'b']
+    """
+
+    MAX_NAMES = 4096  # bounds the memory a flood of made-up member names can take
+
+    def __init__(self, *, window_votes: int = 500, min_votes: int = 20) -> None:
+        self.window = window_votes
+        self.min_votes = min_votes
+        self._seen = 0
+        self._last_seen: dict[str, int] = {}
+
+    def observe(self, votes: Sequence[Vote]) -> None:
+        last_seen = self._last_seen
+        for vote in votes:
+            self._seen += 1
+            for member in list(vote.votes)[:64]:
+                last_seen[member] = self._seen
+        if len(last_seen) > self.MAX_NAMES:
+            newest = sorted(last_seen.items(), key=lambda item: item[1])[-self.MAX_NAMES // 2 :]
+            self._last_seen = dict(newest)
+
+    def members(self) -> frozenset[str]:
+        """Members seen within the window; empty until enough votes were seen to judge."""
+        if self._seen < self.min_votes:
+            return frozenset()
+        cutoff = self._seen - self.window
+        return frozenset(m for m, seen in self._last_seen.items() if seen > cutoff)
+
+
 class ModelStore:
     """Holds the model being served."""
 
@@ -62,29 +108,52 @@ class ModelStore:
         self.allow_unsigned = allow_unsigned
         self._on_refused = on_refused
         self.current: CompiledModel | None = None
-        self.artifact: dict[str, Any] | None = None
+        self.artifact: Artifact | None = None
 
-    def offer(self, raw: bytes | None) -> str:
-        """Consider one ``models`` message: ``swapped``, ``refused``, ``older`` or ``other``."""
+    def offer(self, raw: bytes | None, *, live_members: Collection[str] = ()) -> str:
+        """Consider one ``models`` message: ``swapped``, ``refused`` or ``other``.
+
+        Refused, besides what :func:`load_artifact` refuses: a version not newer than the
+        one serving (``not_newer``; the same record read again is ``other``), and a model
+        with a member that ``live_members`` (the members recent votes carried; empty: not
+        known yet) lacks (``member_mismatch``): it would impute that member for every vote.
+        """
         if raw is None:
             return "other"  # a compaction tombstone
         try:
             artifact = load_artifact(raw, keys=self._keys, allow_unsigned=self.allow_unsigned)
             compiled = CompiledModel.from_artifact(artifact)
-        except ArtifactError as exc:
-            reason = refusal_reason(exc)
-            log.warning("refused model artifact (%s): %s", reason, exc)
-            if self._on_refused:
-                self._on_refused(reason, str(exc))
-            return "refused"
+        except Exception as exc:  # any bytes are refused one record at a time
+            reason = refusal_reason(exc) if isinstance(exc, ArtifactError) else "invalid_artifact"
+            return self._refuse(reason, str(exc))
         if compiled.name != self.model_name:
             return "other"
-        if self.current is not None and compiled.version <= self.current.version:
-            return "older"
+        current = self.current
+        if current is not None and compiled.version <= current.version:
+            if compiled.version == current.version and artifact == self.artifact:
+                return "other"  # the same artifact again (a re-read, a duplicate send)
+            return self._refuse(
+                "not_newer",
+                f"model {compiled.name} v{compiled.version} is not newer than the serving "
+                f"v{current.version} (a downgrade needs a new, higher version)",
+            )
+        absent = [m for m in compiled.members if m not in live_members] if live_members else []
+        if current is not None and absent:
+            return self._refuse(
+                "member_mismatch",
+                f"model {compiled.name} v{compiled.version} has member(s) "
+                f"{', '.join(absent[:5])} that the live votes do not carry",
+            )
         previous = None if self.current is None else self.current.version
         self.current, self.artifact = compiled, artifact
         log.info("serving model %s v%d (was %s)", compiled.name, compiled.version, previous)
         return "swapped"
+
+    def _refuse(self, reason: str, detail: str) -> str:
+        log.warning("refused model artifact (%s): %.300s", reason, detail)
+        if self._on_refused:
+            self._on_refused(reason, detail)
+        return "refused"
 
     @property
     def created_at(self) -> float | None:
@@ -94,3 +163,67 @@ class ModelStore:
         return datetime.fromisoformat(
             self.artifact["created_at"].replace("Z", "+00:00")
         ).timestamp()
+
+
+def published_versions(
+    transport: Transport,
+    topic: str,
+    *,
+    keys: Sequence[bytes],
+    allow_unsigned: bool = False,
+    timeout_s: float = 30.0,
+) -> dict[str, int]:
+    """The highest verified version of each model name on the ``models`` topic."""
+    consumer = transport.consumer(assign_all=[topic], from_beginning=True)
+    highest: dict[str, int] = {}
+    try:
+        ends = consumer.end_offsets(sorted(consumer.assignment()))
+        deadline = time.monotonic() + timeout_s
+        while not all(consumer.position(tp) >= end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise ArtifactError(f"could not read {topic} to its end in {timeout_s:.0f} s")
+            for record in consumer.poll(timeout_ms=200, max_records=500):
+                try:
+                    artifact = load_artifact(
+                        record.value or b"", keys=keys, allow_unsigned=allow_unsigned
+                    )
+                except Exception:  # others' refusals are the scorers' business
+                    continue
+                name, version = model_identity(artifact)
+                highest[name] = max(version, highest.get(name, 0))
+    finally:
+        consumer.close()
+    return highest
+
+
+def publish_artifact(
+    transport: Transport,
+    topics: Topics,
+    raw: bytes,
+    *,
+    keys: Sequence[bytes],
+    allow_unsigned: bool = False,
+) -> tuple[str, int]:
+    """Verify ``raw`` and put it on ``models`` under its own ``name@version`` key.
+
+    Refused (:class:`ArtifactError`, one line): what every scorer would refuse, and a
+    version that is not above the highest already published under that name (a different
+    model under an existing version, or a silent downgrade).
+    """
+    artifact = load_artifact(raw, keys=keys, allow_unsigned=allow_unsigned)
+    name, version = model_identity(artifact)
+    highest = published_versions(
+        transport, topics.models, keys=keys, allow_unsigned=allow_unsigned
+    ).get(name)
+    if highest is not None and version <= highest:
+        raise ArtifactError(
+            f"{topics.models} already holds {name} v{highest}: publish a version above "
+            f"{highest} (refusing v{version})"
+        )
+    producer = transport.producer()
+    try:
+        producer.send(topics.models, key=model_key(name, version), value=raw)
+        producer.flush()
+    finally:
+        producer.close()
+    return name, version

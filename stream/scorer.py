@@ -1,15 +1,13 @@
 """The scorer loop: votes in, trade/no-trade signals out, nothing lost.
 
 Each iteration (1) applies any new artifact from the ``models`` topic, (2) polls
-a batch of votes, (3) decodes, validates and scores them vectorised, (4) sends
-one signal per valid vote and one dead letter per bad one, and (5) marks the
-batch consumed:
-
-* at-least-once: wait for every send to be acknowledged, then commit offsets;
-  a crash in between replays the batch (a signal may repeat, none is lost);
-* exactly-once: signals, dead letters and the consumed offsets go in one Kafka
-  transaction; a crash aborts it, so each vote yields exactly one signal for
-  ``read_committed`` readers.
+a batch of votes and outcomes, (3) scores the votes (:mod:`~metasignal.stream.step`),
+(4) hands the batch and its outcomes to the feedback loop
+(:mod:`~metasignal.stream.feedback`: join cache, drift monitor and policy), (5)
+sends one signal per valid vote, the feedback loop's training rows and
+requests, and one dead letter per bad record, and (6) checkpoints the batch
+(:mod:`~metasignal.stream.checkpoint`: flush-then-commit at-least-once, one
+Kafka transaction exactly-once; a failed batch is rolled back and read again).
 
 Rebalances only happen inside ``poll``, and a batch is always finished before
 the next ``poll``, so a revoked partition never has work in flight.
@@ -17,34 +15,23 @@ the next ``poll``, so a revoked partition never has work in flight.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import threading
 import time
-import uuid
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from metasignal.stream.drift.monitor import DriftMonitor
-from metasignal.stream.drift.policy import Decision, DriftPolicy
+from metasignal.stream.checkpoint import Checkpoint, next_offsets
 from metasignal.stream.errors import MetasignalError
-from metasignal.stream.join import JoinCache, ScoredVote
-from metasignal.stream.messages import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    MessageError,
-    Vote,
-    decode_outcome,
-    decode_vote,
-    encode_signal,
-    vote_matrix,
-)
+from metasignal.stream.feedback import FeedbackLoop
+from metasignal.stream.join import JoinCache
+from metasignal.stream.messages import dead_letter
 from metasignal.stream.metrics import Heartbeat, ScorerMetrics
-from metasignal.stream.model_store import ModelStore
-from metasignal.stream.topics import Topics
+from metasignal.stream.model_store import LiveMembers, ModelStore
+from metasignal.stream.options import ScorerOptions
+from metasignal.stream.stats import RollingRate, ScorerStats
+from metasignal.stream.step import Dead, ScoringStep
 from metasignal.stream.transport.base import (
     Consumer,
     RebalanceListener,
@@ -54,136 +41,9 @@ from metasignal.stream.transport.base import (
     TransportError,
 )
 
+__all__ = ["Scorer", "ScorerOptions", "ScorerStats"]
+
 log = logging.getLogger("metasignal.scorer")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ScorerOptions:
-    """How the scorer runs (see :mod:`metasignal.stream.config` for flags and env vars)."""
-
-    topics: Topics = field(default_factory=Topics)
-    group_id: str = "metasignal-scorer"
-    model_name: str = "meta"
-    batch_size: int = 500
-    poll_timeout_ms: int = 100
-    exactly_once: bool = False
-    transactional_id: str | None = None
-    missing_members: str = "artifact"
-    strict_members: bool = False
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    allow_unsigned: bool = False
-    lag_interval_s: float = 5.0
-    rate_window: int = 10_000
-    track_outcomes: bool = True
-    join_max_entries: int = 200_000
-    join_ttl_s: float = 24 * 3600.0
-    drift_detector: str = "cusum"
-    drift_window: int = 5000
-    drift_min_outcomes: int = 2000
-    drift_cooldown_outcomes: int = 5000
-    drift_settle_outcomes: int = 2000
-    drift_snapshot_every: int = 250
-    max_failed_batches: int = 5
-    model_check_interval_s: float = 0.5
-
-
-class RollingRate:
-    """Share of trades among the last ``window`` decisions (batch-granular)."""
-
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self._batches: deque[tuple[int, int]] = deque()
-        self._n = 0
-        self._trades = 0
-
-    def update(self, n: int, trades: int) -> float:
-        self._batches.append((n, trades))
-        self._n += n
-        self._trades += trades
-        while self._batches and self._n - self._batches[0][0] >= self.window:
-            old_n, old_trades = self._batches.popleft()
-            self._n -= old_n
-            self._trades -= old_trades
-        return self._trades / self._n if self._n else 0.0
-
-
-class RecentValues:
-    """The last ``capacity`` values of a stream, in one preallocated float array.
-
-    >>> recent = RecentValues(3)
-    >>> recent.extend(np.array([1.0, 2.0])); recent.extend(np.array([3.0, 4.0]))
-    >>> recent.array().tolist(), len(recent)
-    ([2.0, 3.0, 4.0], 3)
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self._buffer = np.empty(capacity, dtype=np.float64)
-        self._written = 0
-
-    def __len__(self) -> int:
-        return min(self._written, len(self._buffer))
-
-    def extend(self, values: np.ndarray) -> None:
-        capacity = len(self._buffer)
-        values = values[-capacity:]
-        start = self._written % capacity
-        head = min(len(values), capacity - start)
-        self._buffer[start : start + head] = values[:head]
-        self._buffer[: len(values) - head] = values[head:]
-        self._written += len(values)
-
-    def array(self) -> np.ndarray:
-        """Oldest first (a copy)."""
-        capacity = len(self._buffer)
-        if self._written <= capacity:
-            return self._buffer[: self._written].copy()
-        start = self._written % capacity
-        return np.concatenate([self._buffer[start:], self._buffer[:start]])
-
-
-@dataclass
-class ScorerStats:
-    """Running totals for summaries (the demo, logs); Prometheus has the same figures."""
-
-    votes: int = 0
-    signals: int = 0
-    trades: int = 0
-    dlq: int = 0
-    batches: int = 0
-    outcomes: int = 0
-    joined: int = 0
-    model_versions: list[int] = field(default_factory=list)
-    latencies_ms: RecentValues = field(default_factory=lambda: RecentValues(200_000))
-    drift_requests: list[dict[str, object]] = field(default_factory=list)
-
-
-def dead_letter_headers(record: Record, error: MessageError) -> list[tuple[str, bytes]]:
-    return [
-        ("reason", error.reason.encode()),
-        ("detail", error.detail[:500].encode()),
-        ("source_topic", record.topic.encode()),
-        ("source_partition", str(record.partition).encode()),
-        ("source_offset", str(record.offset).encode()),
-    ]
-
-
-def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
-    """Kafka commits name the next offset to read, per partition."""
-    last: dict[tuple[str, int], int] = {}
-    for r in records:
-        key = (r.topic, r.partition)
-        if r.offset >= last.get(key, -1):
-            last[key] = r.offset
-    return {TopicPartition(topic, partition): o + 1 for (topic, partition), o in last.items()}
-
-
-def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
-    first: dict[tuple[str, int], int] = {}
-    for r in records:
-        key = (r.topic, r.partition)
-        if r.offset < first.get(key, r.offset + 1):
-            first[key] = r.offset
-    return {TopicPartition(topic, partition): o for (topic, partition), o in first.items()}
 
 
 class Scorer:
@@ -208,6 +68,7 @@ class Scorer:
             allow_unsigned=options.allow_unsigned,
             on_refused=lambda reason, _: self.metrics.refused.labels(reason=reason).inc(),
         )
+        self.live_members = LiveMembers()
         self._models_consumer = transport.consumer(
             assign_all=[options.topics.models], from_beginning=True
         )
@@ -218,20 +79,14 @@ class Scorer:
         self._rate = RollingRate(options.rate_window)
         self._last_lag_check = 0.0
         self._lag_series: set[TopicPartition] = set()
-        self.join = JoinCache(
-            max_entries=options.join_max_entries,
-            ttl_s=options.join_ttl_s,
-            on_evict=self._on_evict,
+        self._checkpoint: Checkpoint | None = None
+        self.scoring = ScoringStep(
+            max_message_bytes=options.max_message_bytes,
+            missing_members=options.missing_members,
+            strict_members=options.strict_members,
+            max_vote_age_ms=round(options.max_vote_age_s * 1000),
         )
-        self.monitor: DriftMonitor | None = None
-        self._last_outcome_ts: int | None = None
-        self._last_snapshot_at = 0
-        self.policy = DriftPolicy(
-            min_outcomes=options.drift_min_outcomes,
-            cooldown_outcomes=options.drift_cooldown_outcomes,
-            settle_outcomes=options.drift_settle_outcomes,
-        )
-        self._failed_batches = 0
+        self.feedback = FeedbackLoop(options=options, metrics=self.metrics, stats=self.stats)
         self._next_model_check = 0.0
         self._closed = False
 
@@ -240,12 +95,10 @@ class Scorer:
     def ready(self) -> bool:
         return self.models.current is not None and self._votes is not None and not self._closed
 
-    def _on_evict(self, reason: str, count: int) -> None:
-        if reason == "early":
-            # An outcome whose vote never came within the cache's bounds.
-            self.metrics.outcomes_unmatched.labels(reason="no_vote").inc(count)
-        else:
-            self.metrics.join_evictions.labels(reason=reason).inc(count)
+    @property
+    def join(self) -> JoinCache:
+        """Scored votes waiting for their outcomes (owned by the feedback loop)."""
+        return self.feedback.join
 
     def assignment(self) -> set[TopicPartition]:
         """Vote partitions this replica currently owns."""
@@ -259,7 +112,8 @@ class Scorer:
             if not records:
                 return
             for record in records:
-                if self.models.offer(record.value) == "swapped":
+                offered = self.models.offer(record.value, live_members=self.live_members.members())
+                if offered == "swapped":
                     self._on_swap()
             timeout_ms = 0
 
@@ -276,7 +130,8 @@ class Scorer:
     def _on_swap(self) -> None:
         model = self.models.current
         assert model is not None
-        strategy = str((self.models.artifact or {}).get("strategy", {}).get("name", ""))
+        artifact = self.models.artifact
+        strategy = artifact["strategy"]["name"] if artifact is not None else ""
         self.metrics.model_info.clear()
         self.metrics.model_info.labels(
             name=model.name, version=str(model.version), strategy=strategy
@@ -286,15 +141,7 @@ class Scorer:
         self.metrics.model_created.set(self.models.created_at or 0.0)
         self.metrics.swaps.inc()
         self.stats.model_versions.append(model.version)
-        if self.monitor is None or self.monitor.members != model.members:
-            self.monitor = DriftMonitor(
-                members=model.members,
-                window=self.options.drift_window,
-                detector=self.options.drift_detector,
-            )
-        else:
-            self.monitor.reset_quality()
-        self.policy.start(model_version=model.version)
+        self.feedback.on_model(model)
 
     # -- consuming ---------------------------------------------------------------
     def _subscribe(self) -> Consumer:
@@ -305,12 +152,21 @@ class Scorer:
         if self.options.track_outcomes:
             topics.append(self.options.topics.outcomes)
             self.check_co_partitioning()
-        return self.transport.consumer(
+        consumer = self.transport.consumer(
             topics=topics,
             group_id=self.options.group_id,
             listener=listener,
             read_committed=True,
+            from_beginning=self.options.start_from == "earliest",
         )
+        self._checkpoint = Checkpoint(
+            producer=self._producer,
+            consumer=consumer,
+            exactly_once=self.options.exactly_once,
+            max_failures=self.options.max_failed_batches,
+            on_abort=self.metrics.transaction_aborts.inc,
+        )
+        return consumer
 
     def check_co_partitioning(self) -> None:
         """Votes and outcomes must share partitioning so each scorer joins its own keys."""
@@ -381,252 +237,55 @@ class Scorer:
             self.close()
 
     # -- the hot path ----------------------------------------------------------------
-    def _policies(self) -> tuple[bool, bool]:
-        model = self.models.current
-        assert model is not None
-        if self.options.strict_members:
-            return True, True
-        policy = self.options.missing_members
-        if policy == "artifact":
-            policy = model.missing_policy
-        return False, policy == "reject"
-
     def process(self, records: Sequence[Record]) -> None:
-        """Score one batch, join its outcomes, and mark it consumed (module docstring)."""
+        """Score one batch, join its outcomes, and checkpoint it (module docstring)."""
         model = self.models.current
-        assert model is not None and self._votes is not None
+        checkpoint = self._checkpoint
+        assert model is not None and checkpoint is not None
         started = time.perf_counter()
         outcome_topic = self.options.topics.outcomes
         vote_records = [r for r in records if r.topic != outcome_topic]
         outcome_records = [r for r in records if r.topic == outcome_topic]
-        probabilities = model.transform == "logit"
-        good: list[tuple[Record, Vote]] = []
-        dead: list[tuple[Record, MessageError]] = []
-        for record in vote_records:
-            try:
-                vote = decode_vote(
-                    record.value,
-                    max_bytes=self.options.max_message_bytes,
-                    probabilities=probabilities,
-                )
-            except MessageError as bad:
-                dead.append((record, bad))
-            else:
-                good.append((record, vote))
-        reject_unknown, reject_missing = self._policies()
-        matrix, errors = vote_matrix(
-            [vote for _, vote in good],
-            model.members,
-            reject_unknown=reject_unknown,
-            reject_missing=reject_missing,
-        )
-        if any(e is not None for e in errors):
-            dead.extend((good[i][0], e) for i, e in enumerate(errors) if e is not None)
-            keep = [i for i, e in enumerate(errors) if e is None]
-            good, matrix = [good[i] for i in keep], matrix[keep]
-        scores = model.predict_proba(matrix) if good else np.empty(0)
-        decisions = model.decide(scores)
-        scored_at = int(time.time() * 1000)
+        batch = self.scoring(vote_records, model, scored_at_ms=int(time.time() * 1000))
+        dead: Dead = list(batch.dead)
+        self.live_members.observe(batch.sample)
         topics = self.options.topics
-        offsets = next_offsets(records)
         send = self._producer.send
         try:
-            if self.options.exactly_once:
-                self._producer.begin_transaction()
-            # Python scalars: iterating numpy arrays would box each element.
-            for (_, vote), score, decision in zip(
-                good, scores.tolist(), decisions.tolist(), strict=True
-            ):
-                send(
-                    topics.signals,
-                    key=vote.id.encode(),
-                    value=encode_signal(
-                        event_id=vote.id,
-                        ts_ms=vote.ts_ms,
-                        decision=decision,
-                        score=score,
-                        threshold=model.threshold,
-                        model_name=model.name,
-                        model_version=model.version,
-                        scored_at_ms=scored_at,
-                    ),
-                )
+            checkpoint.begin()
+            for key, value in batch.signals:
+                send(topics.signals, key=key, value=value)
             if self.options.track_outcomes:
-                event_ids = [vote.id for _, vote in good]
-                self.join.remember_batch(
-                    event_ids,
-                    ts_ms=np.array([vote.ts_ms for _, vote in good], dtype=np.int64),
-                    votes=matrix,
-                    scores=scores,
-                    decisions=decisions,
-                    model_version=model.version,
-                    members=model.members,
-                )
-                for event_id in event_ids if self.join.parked else ():
-                    early = self.join.claim(event_id)
-                    if early is not None:
-                        matched = self.join.match(event_id)
-                        assert matched is not None
-                        self._joined(matched, early)
-                dead.extend(self._join_outcomes(outcome_records))
+                training = self.feedback.remember(batch, model)
+                joined, dead_outcomes = self.feedback.join_outcomes(outcome_records)
+                dead.extend(dead_outcomes)
+                for message in (*training, *joined):
+                    send(message.topic, key=message.key, value=message.value)
             for record, reason in dead:
-                self._producer.send(
-                    topics.dlq,
-                    key=record.key,
-                    value=record.value,
-                    headers=dead_letter_headers(record, reason),
-                )
+                letter = dead_letter(record, reason)
+                send(topics.dlq, key=letter.key, value=letter.value, headers=letter.headers)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
-            if self.options.exactly_once:
-                self._producer.commit_transaction(offsets, self._votes)
-            else:
-                self._producer.flush()
-                self._votes.commit(offsets)
+            checkpoint.commit(next_offsets(records))
         except TransportError as exc:
-            self._rollback(records, exc)
+            checkpoint.rollback(records, exc)
             return
-        self._failed_batches = 0
         acked_ms = time.time() * 1000
         latencies = acked_ms - np.fromiter(
-            (record.timestamp_ms for record, _ in good), dtype=np.float64, count=len(good)
+            (record.timestamp_ms for record, _ in batch.good),
+            dtype=np.float64,
+            count=len(batch.good),
         )
         self.metrics.latency.observe_many(latencies / 1000)
-        self._account(len(vote_records), decisions, dead, latencies)
-
-    def _join_outcomes(self, records: Sequence[Record]) -> list[tuple[Record, MessageError]]:
-        """Join outcomes to remembered votes, send training rows, feed the drift monitor."""
-        dead: list[tuple[Record, MessageError]] = []
-        for record in records:
-            try:
-                outcome = decode_outcome(record.value, max_bytes=self.options.max_message_bytes)
-            except MessageError as bad:
-                dead.append((record, bad))
-                continue
-            self.stats.outcomes += 1
-            scored = self.join.match(outcome.id)
-            if scored is None:
-                # Its vote may still be on the way (fresh outcomes can overtake votes).
-                self.join.park(outcome.id, outcome.label)
-                continue
-            self._joined(scored, outcome.label)
-        if self.monitor is not None and self.stats.joined - self._last_snapshot_at >= (
-            self.options.drift_snapshot_every
-        ):
-            # Snapshots sort whole windows: take them every few hundred outcomes, not per batch.
-            self._last_snapshot_at = self.stats.joined
-            self._after_outcomes(self.monitor)
-        return dead
-
-    def _joined(self, scored: ScoredVote, label: int) -> None:
-        model = self.models.current
-        assert model is not None and self.monitor is not None
-        self.stats.joined += 1
-        self.metrics.outcomes_joined.inc()
-        pairs = zip(scored.members, scored.votes.tolist(), strict=True)
-        votes = {m: v for m, v in pairs if not math.isnan(v)}
-        row = {
-            "id": scored.id,
-            "ts": scored.ts_ms,
-            "votes": votes,
-            "label": label,
-            "score": scored.score,
-            "decision": scored.decision,
-            "model_version": scored.model_version,
-        }
-        self._producer.send(
-            self.options.topics.training,
-            key=scored.id.encode(),
-            value=json.dumps(row, separators=(",", ":")).encode(),
-        )
-        if scored.model_version == model.version:
-            self.monitor.update(
-                label=label, score=scored.score, decision=scored.decision, votes=scored.votes
-            )
-        self._last_outcome_ts = scored.ts_ms
-
-    def _after_outcomes(self, monitor: DriftMonitor) -> None:
-        snapshot = monitor.snapshot()
-        fired, direction = monitor.consume_rate_drift()
-        m = self.metrics
-        m.join_entries.set(len(self.join))
-        for gauge, value in (
-            (m.realized_rate, snapshot.realized_rate),
-            (m.rolling_f1, snapshot.rolling_f1),
-            (m.rolling_precision, snapshot.rolling_precision),
-            (m.rolling_recall, snapshot.rolling_recall),
-            (m.rolling_pr_auc, snapshot.rolling_pr_auc),
-        ):
-            gauge.set(value)
-        for member, loss in snapshot.member_log_loss.items():
-            m.member_log_loss.labels(member=member).set(loss)
-        decision = self.policy.decide(
-            outcomes=snapshot.outcomes,
-            window_positives=snapshot.window_positives,
-            rolling_f1=snapshot.rolling_f1,
-            rolling_pr_auc=snapshot.rolling_pr_auc,
-            member_auc=snapshot.member_auc,
-            rate_drift=fired,
-            rate_direction=direction,
-            event_ts=self._last_outcome_ts,
-        )
-        if decision is not None:
-            self._request(decision, snapshot.to_dict())
-
-    def _request(self, decision: Decision, stats: dict[str, object]) -> None:
-        model = self.models.current
-        assert model is not None
-        request = {
-            "id": uuid.uuid4().hex,
-            "kind": decision.kind,
-            "reason": decision.reason,
-            "model": model.name,
-            "model_version": model.version,
-            "since_ts": decision.since_ts,
-            "at_event_ts": self._last_outcome_ts,
-            "at": int(time.time() * 1000),
-            "source": self.options.group_id,
-            "stats": stats,
-        }
-        self._producer.send(
-            self.options.topics.control,
-            key=model.name.encode(),
-            value=json.dumps(request, separators=(",", ":")).encode(),
-        )
-        self.metrics.drift_events.labels(kind=decision.kind).inc()
-        self.stats.drift_requests.append(
-            {"at": self.stats.joined, "kind": decision.kind, "reason": decision.reason}
-        )
-        log.warning("drift: requesting %s (%s)", decision.kind, decision.reason)
-
-    def _rollback(self, records: Sequence[Record], exc: TransportError) -> None:
-        """Rewind to the batch start so it is processed again; never skip a vote.
-
-        A producer kafka-python has put in a fatal state fails every batch after; rather
-        than spin while looking alive, give up after ``max_failed_batches`` in a row so the
-        process exits and a restart (with the last committed offsets) recovers.
-        """
-        self._failed_batches += 1
-        if self._failed_batches >= self.options.max_failed_batches:
-            raise TransportError(
-                f"{self._failed_batches} batches in a row could not be committed, last: {exc}"
-            )
-        log.warning("batch not committed, will be retried: %s", exc)
-        if self.options.exactly_once:
-            self.metrics.transaction_aborts.inc()
-            try:
-                self._producer.abort_transaction()
-            except TransportError as abort_error:
-                # A fenced or broken producer cannot continue; a restart recovers cleanly.
-                raise TransportError(f"cannot abort transaction: {abort_error}") from abort_error
-        assert self._votes is not None
-        for tp, offset in first_offsets(records).items():
-            self._votes.seek(tp, offset)
+        if batch.n_stale:
+            self.metrics.stale.inc(batch.n_stale)
+            self.stats.stale += batch.n_stale
+        self._account(len(vote_records), batch.decisions, dead, latencies)
 
     def _account(
         self,
         n_records: int,
         decisions: np.ndarray,
-        dead: Sequence[tuple[Record, MessageError]],
+        dead: Dead,
         latencies: np.ndarray,
     ) -> None:
         trades = int(decisions.sum())

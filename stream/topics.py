@@ -109,3 +109,16 @@ class OwnedTopics:
         except TransportError as exc:
             log.warning("could not delete topics %s: %s", ", ".join(self.names), exc)
             return []
+
+
+def model_key(name: str, version: int) -> bytes:
+    """The ``models`` key of one version: ``name@version``.
+
+    One key per version, so compaction keeps every version (artifacts are a few KB) and a
+    scorer reading the topic serves the highest: an older version published later can no
+    longer become, after compaction, the only one left and be served after a restart.
+
+    >>> model_key("meta", 3)
+    b'meta@3'
+    """
+    return f"{name}@{version}".encode()

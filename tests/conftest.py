@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from metasignal.stream.artifact import Artifact
 from metasignal.trainer.synthetic import Committee, generate_committee
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ TEST_KEY = b"test-signing-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
-def artifact_body(committee: Committee) -> dict:
+def artifact_body(committee: Committee) -> Artifact:
     """An unsigned artifact body fitted on the session committee (sign per test)."""
     from metasignal.trainer.data import VoteTable
     from metasignal.trainer.fit import FitConfig, fit_meta_model

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from metasignal.stream.artifact import dumps_artifact, sign_artifact
@@ -21,8 +21,8 @@ from metasignal.trainer.synthetic import Committee
 from tests.conftest import REPO, TEST_KEY
 
 
-def versioned(body: dict[str, Any], version: int, key: bytes | None) -> bytes:
-    doc = copy.deepcopy(body)
+def versioned(body: Mapping[str, Any], version: int, key: bytes | None) -> bytes:
+    doc = copy.deepcopy(dict(body))
     doc["model"]["version"] = version
     return dumps_artifact(sign_artifact(doc, key)).encode()
 

@@ -21,7 +21,7 @@ KEY = b"k" * 32
 
 
 def signed_text(**changes: object) -> str:
-    doc = example_artifact(("a", "b", "c"))
+    doc: dict[str, object] = dict(example_artifact(("a", "b", "c")))
     doc.update(changes)
     return dumps_artifact(sign_artifact(doc, KEY))
 
@@ -145,7 +145,7 @@ def test_key_file_placeholder_is_refused(tmp_path: pytest.TempPathFactory) -> No
 
 def test_compiled_model_matches_the_formula_and_imputes_missing_members() -> None:
     doc = example_artifact(("a", "b"))
-    doc["preprocessing"].update(impute=[0.2, 0.7], mean=[0.1, -0.2], scale=[2.0, 0.5])
+    doc["preprocessing"] |= {"impute": [0.2, 0.7], "mean": [0.1, -0.2], "scale": [2.0, 0.5]}
     doc["linear"] = {"coef": [0.8, -1.3], "intercept": 0.4}
     doc["calibration"] = {"method": "platt", "slope": 1.7, "intercept": -2.5}
     model = CompiledModel.from_artifact(doc)

@@ -132,12 +132,8 @@ def test_too_few_positives_for_the_folds(
 
 
 def test_readme_configuration_table_matches_the_settings() -> None:
-    from metasignal.stream.config import (
-        KAFKA_SETTINGS,
-        SCORER_SETTINGS,
-        SIGNING_KEY_DOC,
-        settings_markdown,
-    )
+    from metasignal.stream.config import KAFKA_SETTINGS, SIGNING_KEY_DOC, settings_markdown
+    from metasignal.stream.options import SCORER_SETTINGS
     from metasignal.trainer.settings import TRAINER_SETTINGS
 
     readme = (REPO / "README.md").read_text()

@@ -28,7 +28,11 @@ METASIGNAL_IMAGE = re.compile(r"metasignal:\d+\.\d+\.\d+")
 def known_settings() -> dict[str, Setting]:
     """Every METASIGNAL_* environment variable the scorer and the trainer read."""
     found: dict[str, Setting] = {}
-    for module_name in ("metasignal.stream.config", "metasignal.trainer.service"):
+    for module_name in (
+        "metasignal.stream.config",
+        "metasignal.stream.options",
+        "metasignal.trainer.service",
+    ):
         module = importlib.import_module(module_name)
         for value in vars(module).values():
             items = value if isinstance(value, tuple) else (value,)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from metasignal.stream.artifact import load_artifact
+from metasignal.stream.artifact import Artifact, load_artifact
 from metasignal.stream.topics import Topics
 from metasignal.stream.transport.kafka import KafkaTransport
 from metasignal.trainer.service import TrainerOptions, TrainerService
@@ -29,7 +29,7 @@ from tests.test_scorer_kafka import ScorerThread
 pytestmark = pytest.mark.kafka
 
 
-def committed_models(transport: KafkaTransport, topics: Topics) -> list[dict[str, Any]]:
+def committed_models(transport: KafkaTransport, topics: Topics) -> list[Artifact]:
     consumer = transport.consumer(assign_all=[topics.models], read_committed=True)
     out = []
     for _ in range(10):

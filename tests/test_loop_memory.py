@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from metasignal.stream.artifact import load_artifact
+from metasignal.stream.artifact import Artifact, load_artifact
 from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.topics import Topics, topic_specs
 from metasignal.stream.transport.memory import MemoryBus
@@ -112,7 +112,7 @@ def drifting_committee() -> Committee:
     )
 
 
-def first_model(committee: Committee, stop: int) -> dict:
+def first_model(committee: Committee, stop: int) -> Artifact:
     table = VoteTable(
         time_ms=committee.time_ms[:stop],
         members=committee.members,

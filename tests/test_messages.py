@@ -166,3 +166,108 @@ def test_signal_refuses_a_non_finite_score() -> None:
             model_version=1,
             scored_at_ms=2,
         )
+
+
+# --------------------------------------------------------------------------- every contract
+
+
+def test_a_signal_has_exactly_the_typed_fields() -> None:
+    from metasignal.stream.messages import Signal
+
+    raw = encode_signal(
+        event_id="e",
+        ts_ms=1,
+        decision=1,
+        score=0.7,
+        threshold=0.5,
+        model_name="meta",
+        model_version=2,
+        scored_at_ms=3,
+    )
+    # The annotations in order; 'stale' (NotRequired, last) only on stale votes' signals.
+    assert list(json.loads(raw)) == list(Signal.__annotations__)[:-1]
+    stale = encode_signal(
+        event_id="e",
+        ts_ms=1,
+        decision=0,
+        score=0.7,
+        threshold=0.5,
+        model_name="meta",
+        model_version=2,
+        scored_at_ms=3,
+        stale=True,
+    )
+    assert list(json.loads(stale)) == list(Signal.__annotations__)
+    assert json.loads(stale)["stale"] is True
+
+
+def test_training_rows_round_trip_and_anything_else_is_refused() -> None:
+    from metasignal.stream.messages import (
+        TrainingRow,
+        decode_training_row,
+        encode_training_row,
+    )
+
+    row = TrainingRow(
+        id="e", ts=5, votes={"m1": 0.2}, label=1, score=0.4, decision=0, model_version=3
+    )
+    assert decode_training_row(encode_training_row(row)) == row
+    for raw, reason in [
+        (b'{"id": "e", "ts": 5, "votes": {"m1": {"x": 1}}, "label": 1}', "bad_votes"),
+        (b'{"m1": {"x": 1}}', "missing_id"),
+        (b'{"id": "e", "ts": 5, "votes": {"m1": 0.1}, "label": 2}', "bad_label"),
+        (b'{"id": "e", "ts": 1e300, "votes": {}, "label": 1}', "bad_ts"),
+        (b'{"id": "e", "ts": 9223372036854775808, "votes": {}, "label": 1}', "bad_ts"),
+        (b"[" * 100_000, "invalid_json"),
+    ]:
+        with pytest.raises(MessageError) as caught:
+            decode_training_row(raw, max_bytes=1 << 20)
+        assert caught.value.reason == reason, raw[:40]
+
+
+def test_control_requests_round_trip_and_anything_else_is_refused() -> None:
+    from metasignal.stream.messages import (
+        ControlRequest,
+        decode_control_request,
+        encode_control_request,
+    )
+
+    request = ControlRequest(
+        id="r1",
+        kind="retune",
+        reason="rate drift",
+        model="meta",
+        model_version=3,
+        since_ts=None,
+        at_event_ts=7,
+        at=8,
+        source="metasignal-scorer",
+        stats={"outcomes": 10},
+    )
+    assert decode_control_request(encode_control_request(request)) == request
+    for raw, reason in [
+        (b'{"id": "r", "kind": "delete everything"}', "bad_request"),
+        (b'{"id": "r", "kind": "retune", "model_version": "3"}', "bad_request"),
+        (b'{"kind": "retune"}', "missing_id"),
+        (b'{"a":' * 5000, "invalid_json"),
+    ]:
+        with pytest.raises(MessageError) as caught:
+            decode_control_request(raw, max_bytes=1 << 20)
+        assert caught.value.reason == reason, raw[:40]
+
+
+def test_a_control_request_cannot_carry_force() -> None:
+    from metasignal.stream.messages import decode_control_request
+
+    request = decode_control_request(b'{"id": "r", "kind": "retrain", "force": true}')
+    assert "force" not in request
+
+
+def test_dead_letter_headers_are_the_documented_ones() -> None:
+    from metasignal.stream.messages import DLQ_HEADERS, dead_letter_headers
+    from metasignal.stream.transport.base import Record
+
+    record = Record("t.votes", 2, 9, b"k", b"v", 0)
+    headers = dead_letter_headers(record, MessageError("bad_ts", "x" * 1000))
+    assert tuple(name for name, _ in headers) == DLQ_HEADERS
+    assert dict(headers)["source_offset"] == b"9" and len(dict(headers)["detail"]) == 500

@@ -183,6 +183,33 @@ def test_poison_messages_to_dlq_while_good_ones_are_scored(
     assert {r.key: r.value for r in dead} == dict(poison)
 
 
+def test_a_vote_near_the_request_limit_is_dead_lettered_not_a_crash_loop(
+    kafka: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: dict
+) -> None:
+    """Issue 11: a vote just under the producer's 1 MiB request limit had a DLQ copy (the
+    same bytes plus the headers) over it; the DLQ send failed, every retry too, and the
+    scorer exited, at each restart again. Now the copy is cut and says so."""
+    from metasignal.stream.messages import DLQ_MAX_PAYLOAD_BYTES
+
+    transport, topics = kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    head = b'{"id": "huge", "ts": 1, "pad": "'
+    # 1,048,470 bytes: kafka-python estimates the record at 1,048,561 of its 1,048,576 limit,
+    # and at ~1,048,680 with the five DLQ headers.
+    huge = head + b"x" * (1_048_470 - len(head) - 2) + b'"}'
+    send_raw(transport, topics.votes, [(b"huge", huge)])
+    good = send_votes(transport, topics, committee, 0, 100)
+    with ScorerThread(transport, topics, group_id=f"{topics.prefix}g") as scorer:
+        out = committed_signals(transport, topics, expect=100)
+        (dead,) = dead_letters(transport, topics, expect=1)
+        assert wait_for(lambda: scorer.stats.dlq == 1)
+    assert {s["id"] for s in out} == set(good)
+    headers = dict(dead.headers)
+    assert headers["reason"] == b"oversize"
+    assert int(headers["truncated_value_bytes"]) == len(huge)
+    assert dead.value == huge[:DLQ_MAX_PAYLOAD_BYTES]
+
+
 def test_two_scorers_in_one_group_split_four_partitions(
     kafka: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: dict
 ) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
+from metasignal.stream.artifact import CalibrationMap
 from metasignal.stream.scoring import sigmoid
 
 
@@ -36,7 +37,7 @@ class PlattCalibration:
     def transform(self, raw: np.ndarray) -> np.ndarray:
         return sigmoid(self.slope * np.asarray(raw, dtype=np.float64) + self.intercept)
 
-    def to_dict(self) -> dict[str, float | str]:
+    def to_dict(self) -> CalibrationMap:
         return {"method": "platt", "slope": self.slope, "intercept": self.intercept}
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from metasignal import version
 from metasignal.stream.artifact import (
+    Artifact,
     dumps_artifact,
     read_artifact,
     resolve_signing_keys,
@@ -172,7 +173,7 @@ def _signing_key(args: argparse.Namespace) -> bytes | None:
     return keys[0]
 
 
-def _load_model(args: argparse.Namespace) -> dict[str, Any]:
+def _load_model(args: argparse.Namespace) -> Artifact:
     keys = (
         []
         if args.unsigned and args.key_file is None
@@ -228,7 +229,7 @@ def command_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_outputs(out: Path, artifact: dict[str, Any], report: dict[str, Any]) -> None:
+def write_outputs(out: Path, artifact: Artifact, report: dict[str, Any]) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "model.json").write_text(dumps_artifact(artifact), encoding="utf-8")

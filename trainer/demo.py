@@ -28,12 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from metasignal.stream.artifact import dumps_artifact, load_artifact, sign_artifact
+from metasignal.stream.artifact import (
+    Artifact,
+    dumps_artifact,
+    load_artifact,
+    model_identity,
+    sign_artifact,
+)
 from metasignal.stream.errors import MetasignalError
 from metasignal.stream.messages import encode_vote
 from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.scoring import CompiledModel
-from metasignal.stream.topics import OwnedTopics, Topics, topic_specs
+from metasignal.stream.topics import OwnedTopics, Topics, model_key, topic_specs
 from metasignal.stream.transport import Transport, connect
 from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
@@ -226,7 +232,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         fate = "kept (--keep-topics)" if options.keep_topics else "deleted at the end"
         print(f"topics {prefix}* on {options.bootstrap}: {fate}")
     producer = transport.producer()
-    producer.send(topics.models, key=b"meta", value=artifact.encode())
+    producer.send(
+        topics.models, key=model_key(*model_identity(outcome.artifact)), value=artifact.encode()
+    )
     producer.flush()
     producer.close()
     scorer = Scorer(
@@ -333,7 +341,7 @@ def summarise(
     live: Committee,
     signals: list[dict[str, Any]],
     requests: list[dict[str, Any]],
-    models: list[dict[str, Any]],
+    models: list[Artifact],
     scorer: Scorer,
     first_model: CompiledModel,
     step_index: int,

@@ -17,7 +17,6 @@ requests give one new model.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import threading
 import time
@@ -31,10 +30,19 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from metasignal.stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
+from metasignal.stream.checkpoint import Checkpoint, next_offsets
 from metasignal.stream.errors import ArtifactError
+from metasignal.stream.messages import (
+    ControlRequest,
+    MessageError,
+    TrainingRow,
+    decode_control_request,
+    decode_training_row,
+)
 from metasignal.stream.metrics import Heartbeat
+from metasignal.stream.model_store import refusal_reason
 from metasignal.stream.scoring import CompiledModel
-from metasignal.stream.topics import Topics
+from metasignal.stream.topics import Topics, model_key
 from metasignal.stream.transport.base import Consumer, Record, Transport, TransportError
 from metasignal.trainer.calibration import fit_platt
 from metasignal.trainer.data import DataError, VoteTable
@@ -88,6 +96,12 @@ class TrainerMetrics:
             ["reason"],
             registry=r,
         )
+        self.refused = Counter(
+            "metasignal_trainer_refused_records",
+            "Records refused on models, control and training (any bytes), by topic and reason",
+            ["topic", "reason"],
+            registry=r,
+        )
         self.failures = Counter(
             "metasignal_trainer_failures", "Requests that failed (data, broker)", registry=r
         )
@@ -115,19 +129,7 @@ class Verdict:
     gate: dict[str, Any] | None = None
 
 
-def _parse_row(raw: bytes | None) -> dict[str, Any] | None:
-    try:
-        row = json.loads(raw or b"")
-    except ValueError:
-        return None
-    if not isinstance(row, dict) or row.get("label") not in (0, 1):
-        return None
-    if not isinstance(row.get("votes"), dict) or not isinstance(row.get("ts"), int):
-        return None
-    return row
-
-
-def rows_to_table(rows: Sequence[dict[str, Any]], members: Sequence[str]) -> VoteTable:
+def rows_to_table(rows: Sequence[TrainingRow], members: Sequence[str]) -> VoteTable:
     """Joined training rows, time-ordered, in the champion's member order (NaN = missing)."""
     ordered = sorted(rows, key=lambda row: row["ts"])
     votes = np.array(
@@ -191,11 +193,12 @@ class TrainerService:
         self.champion: Artifact | None = None
         self.handled: set[str] = set()
         self.verdicts: list[Verdict] = []
-        self.rows: deque[dict[str, Any]] = deque(maxlen=options.window_rows)
+        self.rows: deque[TrainingRow] = deque(maxlen=options.window_rows)
         topics = options.topics
         self._models = transport.consumer(assign_all=[topics.models], read_committed=True)
         self._training = transport.consumer(assign_all=[topics.training], read_committed=True)
         self._control: Consumer | None = None
+        self._checkpoint: Checkpoint | None = None
         self._producer = transport.producer(transactional_id=options.transactional_id)
 
     # -- state from the log ----------------------------------------------------------
@@ -213,9 +216,15 @@ class TrainerService:
     def refresh(self) -> None:
         """Catch up with published models (champion, answered requests) and training rows."""
         for record in self._drain(self._models):
+            if record.value is None:
+                continue  # a compaction tombstone
             try:
-                artifact = load_artifact(record.value or b"", keys=self.keys)
-            except ArtifactError:
+                artifact = load_artifact(record.value, keys=self.keys)
+            except Exception as exc:
+                reason = (
+                    refusal_reason(exc) if isinstance(exc, ArtifactError) else "invalid_artifact"
+                )
+                self._refuse(record, reason, str(exc))
                 continue
             if artifact["model"]["name"] != self.options.model_name:
                 continue
@@ -228,9 +237,12 @@ class TrainerService:
             ):
                 self.champion = artifact
         for record in self._drain(self._training):
-            row = _parse_row(record.value)
-            if row is not None:
-                self.rows.append(row)
+            try:
+                self.rows.append(decode_training_row(record.value))
+            except MessageError as bad:
+                self._refuse(record, bad.reason, bad.detail)
+            except Exception as exc:
+                self._refuse(record, "internal", repr(exc))
 
     # -- the loop ------------------------------------------------------------------------
     def step(self) -> int:
@@ -240,6 +252,10 @@ class TrainerService:
                 topics=[self.options.topics.control],
                 group_id=self.options.group_id,
                 read_committed=True,
+            )
+            # Every answer is one transaction: the published model and the request's offset.
+            self._checkpoint = Checkpoint(
+                producer=self._producer, consumer=self._control, exactly_once=True
             )
         records = self._control.poll(timeout_ms=self.options.poll_timeout_ms, max_records=1)
         for record in records:
@@ -255,28 +271,39 @@ class TrainerService:
 
     def handle(self, record: Record) -> Verdict:
         """Answer one control request and commit it, atomically with any published model."""
-        assert self._control is not None
+        checkpoint = self._checkpoint
+        assert checkpoint is not None
         started = time.perf_counter()
         self.refresh()
-        request = self._parse_request(record)
-        kind = str(request.get("kind", "invalid"))
-        log.info("handling request %s (%s)", request.get("id"), kind)
-        self.metrics.requests.labels(kind=kind).inc()
-        verdict, artifact = self._answer(request)
-        offsets = {record.topic_partition: record.offset + 1}
+        request: ControlRequest | None = None
         try:
-            self._producer.begin_transaction()
+            request = decode_control_request(record.value)
+        except MessageError as bad:
+            # Answered as failed and committed: a bad request is refused once, not re-read.
+            self._refuse(record, bad.reason, bad.detail)
+        except Exception as exc:
+            self._refuse(record, "internal", repr(exc))
+        kind = "invalid" if request is None else request["kind"]
+        request_id = f"offset-{record.offset}" if request is None else request["id"]
+        log.info("handling request %s (%s)", request_id, kind)
+        self.metrics.requests.labels(kind=kind).inc()
+        verdict, artifact = (
+            (Verdict(request_id, "failed", "invalid request"), None)
+            if request is None
+            else self._answer(request)
+        )
+        try:
+            checkpoint.begin()
             if artifact is not None:
                 self._producer.send(
                     self.options.topics.models,
-                    key=self.options.model_name.encode(),
+                    key=model_key(self.options.model_name, artifact["model"]["version"]),
                     value=dumps_artifact(artifact).encode(),
                 )
-            self._producer.commit_transaction(offsets, self._control)
+            checkpoint.commit(next_offsets([record]))
         except TransportError as exc:
             self.metrics.failures.inc()
-            self._producer.abort_transaction()
-            self._control.seek(record.topic_partition, record.offset)
+            checkpoint.rollback([record], exc)
             log.error("could not publish the answer to %s: %s", verdict.request_id, exc)
             return Verdict(verdict.request_id, "failed", str(exc))
         if artifact is not None:
@@ -302,26 +329,27 @@ class TrainerService:
         else:
             self.metrics.failures.inc()
 
-    @staticmethod
-    def _parse_request(record: Record) -> dict[str, Any]:
-        try:
-            request = json.loads(record.value or b"")
-        except ValueError:
-            return {"id": f"offset-{record.offset}", "kind": "invalid"}
-        return request if isinstance(request, dict) else {"kind": "invalid"}
+    def _refuse(self, record: Record, reason: str, detail: str) -> None:
+        """Count and log one record that cannot be used; the trainer carries on."""
+        self.metrics.refused.labels(topic=record.topic, reason=reason).inc()
+        log.warning(
+            "refused record %s[%d]@%d (%s): %.200s",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+            detail,
+        )
 
-    def _answer(self, request: dict[str, Any]) -> tuple[Verdict, Artifact | None]:
-        request_id = str(request.get("id", ""))
-        kind = request.get("kind")
-        if kind not in ("retune", "retrain") or not request_id:
-            return Verdict(request_id, "failed", "invalid request"), None
+    def _answer(self, request: ControlRequest) -> tuple[Verdict, Artifact | None]:
+        request_id = request["id"]
         if request_id in self.handled:
             return Verdict(request_id, "skipped", "duplicate: request already answered"), None
         champion = self.champion
         if champion is None:
             return Verdict(request_id, "failed", "no champion model on the models topic"), None
         version = int(champion["model"]["version"])
-        asked = request.get("model_version")
+        asked = request["model_version"]
         if isinstance(asked, int) and asked < version:
             return Verdict(
                 request_id, "skipped", f"superseded: v{asked} already replaced by v{version}"
@@ -332,12 +360,12 @@ class TrainerService:
             return Verdict(request_id, "failed", f"cannot build a candidate: {exc}"), None
 
     def _challenge(
-        self, request: dict[str, Any], champion: Artifact
+        self, request: ControlRequest, champion: Artifact
     ) -> tuple[Verdict, Artifact | None]:
         options = self.options
         members = champion["members"]
         rows = list(self.rows)
-        since = request.get("since_ts")
+        since = request["since_ts"]
         if isinstance(since, int):
             # A rate change was located: learn the new regime only, if it has enough rows.
             recent = [row for row in rows if row["ts"] >= since]
@@ -367,7 +395,9 @@ class TrainerService:
         candidate = CompiledModel.from_artifact(body)
         candidate_scores = candidate.predict_proba(gate.votes)
         candidate_value = objective.value_at(gate.labels, candidate_scores, candidate.threshold)
-        forced = bool(request.get("force")) or options.force
+        # Only the operator's own --force: a field on control (which any producer with write
+        # access can set) no longer bypasses the gate; typed requests carry no such field.
+        forced = options.force
         gate_block = {
             "metric": options.metric,
             "champion_version": champion["model"]["version"],
@@ -391,7 +421,7 @@ class TrainerService:
         body["created_at"] = (
             datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         )
-        body["request"] = {k: request.get(k) for k in ("id", "kind", "reason", "model_version")}
+        body["request"] = {k: request[k] for k in ("id", "kind", "reason", "model_version")}
         body["gate"] = gate_block
         metrics = dict(body.get("metrics") or {})
         metrics["gate"] = holdout_metrics(gate.labels, candidate_scores, candidate.threshold)

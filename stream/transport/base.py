@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from metasignal.stream.errors import MetasignalError
+
 
 @dataclass(frozen=True, order=True)
 class TopicPartition:
@@ -59,8 +61,12 @@ class RebalanceListener:
     on_lost: RebalanceCallback | None = None
 
 
-class TransportError(Exception):
-    """A broker-side failure the service cannot paper over (send, commit, transaction)."""
+class TransportError(MetasignalError):
+    """A broker-side failure the service cannot paper over (send, commit, transaction).
+
+    A :class:`MetasignalError`: when it ends a command, the user reads one line, not a
+    traceback.
+    """
 
 
 class Consumer(Protocol):
