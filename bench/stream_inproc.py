@@ -241,6 +241,7 @@ def components_pass(batches: Sequence[Sequence[Record]], model: CompiledModel) -
         scored = [pair for pair, ok in zip(good, keep, strict=True) if ok]
         scores = model.predict_proba(matrix[keep]) if scored else np.empty(0)
         decisions = model.decide(scores)
+        sizes = model.size(scores)
         t2 = clock()
         scored_at = int(time.time() * 1000)
         out = [
@@ -250,11 +251,14 @@ def components_pass(batches: Sequence[Sequence[Record]], model: CompiledModel) -
                 decision=int(decision),
                 score=float(score),
                 threshold=model.threshold,
+                size=float(size),
                 model_name=model.name,
                 model_version=model.version,
                 scored_at_ms=scored_at,
             )
-            for (_, vote), score, decision in zip(scored, scores, decisions, strict=True)
+            for (_, vote), score, decision, size in zip(
+                scored, scores, decisions, sizes, strict=True
+            )
         ]
         t3 = clock()
         if len(out) + len(dead) != len(records):

@@ -2,7 +2,8 @@
 
 The trainer writes it, the scorer loads it. Everything the scorer needs to
 reproduce the meta-model's calibrated probability is in the document:
-member order, preprocessing, linear weights, calibration map and threshold.
+member order, preprocessing, linear weights, calibration map, threshold and
+position-sizing rule.
 
 The signature is HMAC-SHA256 over the canonical JSON of every field except
 ``signature`` itself (keys sorted, no whitespace, ASCII), so any change to a
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from metasignal.stream.errors import ArtifactError
+from metasignal.stream.sizing import SizingRule
 
 SCHEMA_VERSION = 1
 SIGNATURE_ALGORITHM = "HMAC-SHA256"
@@ -250,6 +252,10 @@ def validate_artifact(document: Mapping[str, Any]) -> None:
     if not 0.0 <= threshold <= 1.0:
         raise ArtifactError("artifact field 'threshold.value' must lie in [0, 1]")
     _require(document, "threshold.metric", str)
+    try:
+        SizingRule.from_dict(document.get("sizing"))
+    except ValueError as exc:
+        raise ArtifactError(f"artifact field 'sizing': {exc}") from None
 
 
 def model_identity(document: Mapping[str, Any]) -> tuple[str, int]:

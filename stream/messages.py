@@ -197,7 +197,7 @@ def vote_matrix(
 _MISSING = float("nan")
 
 _SIGNAL = (
-    '{"id":%s,"ts":%d,"decision":%d,"score":%r,"threshold":%r,'
+    '{"id":%s,"ts":%d,"decision":%d,"score":%r,"threshold":%r,"size":%r,'
     '"model":%s,"model_version":%d,"scored_at":%d}'
 )
 _json_string = json.encoder.encode_basestring_ascii
@@ -210,17 +210,21 @@ def encode_signal(
     decision: int,
     score: float,
     threshold: float,
+    size: float,
     model_name: str,
     model_version: int,
     scored_at_ms: int,
 ) -> bytes:
     """A signal message; ``ts`` echoes the vote's event time in epoch ms.
 
+    ``size`` is the position size in ``[0, 1]`` (0: no trade; see
+    :mod:`metasignal.stream.sizing`).
+
     Byte for byte what ``json.dumps(..., separators=(",", ":"))`` writes for finite
     scores, at a third of the cost (``tests/test_messages.py`` holds it to that).
     """
-    if not (math.isfinite(score) and math.isfinite(threshold)):
-        raise ValueError(f"signal {event_id!r}: score and threshold must be finite")
+    if not (math.isfinite(score) and math.isfinite(threshold) and 0.0 <= size <= 1.0):
+        raise ValueError(f"signal {event_id!r}: score and threshold finite, size in [0, 1]")
     return (
         _SIGNAL
         % (
@@ -229,6 +233,7 @@ def encode_signal(
             decision,
             float(score),
             float(threshold),
+            float(size),
             _json_string(model_name),
             model_version,
             scored_at_ms,

@@ -426,6 +426,7 @@ class Scorer:
             good, matrix = [good[i] for i in keep], matrix[keep]
         scores = model.predict_proba(matrix) if good else np.empty(0)
         decisions = model.decide(scores)
+        sizes = model.size(scores)
         scored_at = int(time.time() * 1000)
         topics = self.options.topics
         offsets = next_offsets(records)
@@ -434,8 +435,8 @@ class Scorer:
             if self.options.exactly_once:
                 self._producer.begin_transaction()
             # Python scalars: iterating numpy arrays would box each element.
-            for (_, vote), score, decision in zip(
-                good, scores.tolist(), decisions.tolist(), strict=True
+            for (_, vote), score, decision, size in zip(
+                good, scores.tolist(), decisions.tolist(), sizes.tolist(), strict=True
             ):
                 send(
                     topics.signals,
@@ -446,6 +447,7 @@ class Scorer:
                         decision=decision,
                         score=score,
                         threshold=model.threshold,
+                        size=size,
                         model_name=model.name,
                         model_version=model.version,
                         scored_at_ms=scored_at,

@@ -34,6 +34,7 @@ from metasignal.stream.artifact import Artifact, dumps_artifact, load_artifact, 
 from metasignal.stream.errors import ArtifactError
 from metasignal.stream.metrics import Heartbeat
 from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.sizing import SizingRule
 from metasignal.stream.topics import Topics
 from metasignal.stream.transport.base import Consumer, Record, Transport, TransportError
 from metasignal.trainer.calibration import fit_platt
@@ -430,6 +431,8 @@ class TrainerService:
             training_window=(int(fit_part.time_ms[0]), int(fit_part.time_ms[-1])),
             validation=validation,
             holdout=None,
+            # A retrain changes the weights, not how the desk sizes its positions.
+            sizing=SizingRule.from_dict(champion.get("sizing")),
         )
 
     def close(self) -> None:
