@@ -24,7 +24,7 @@ from metasignal.stream.sizing import SizingRule, resolve_sizing
 from metasignal.trainer.calibration import brier_score, reliability_curve
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.meta_model import MetaModelClassifier
-from metasignal.trainer.thresholds import average_precision, confusion_at, threshold_curve
+from metasignal.trainer.thresholds import average_precision, confusion_at
 
 log = logging.getLogger("metasignal.trainer")
 
@@ -116,16 +116,16 @@ def build_plots(
     """Downsampled curve data for the HTML report (never full arrays)."""
     # pr_auc has no threshold of its own: its threshold is the F1-optimal one.
     curve_metric = "f1" if model.metric == "pr_auc" else model.metric
-    thresholds, values = threshold_curve(
-        y_oof, p_oof, **{**model.objective.to_dict(), "metric": curve_metric}
-    )
+    evidence = model.walk_forward_[model.strategy_]
+    folds = len(evidence.fold_values)
     plots: dict[str, Any] = {
-        "metric_vs_threshold": dict(
-            zip(("threshold", "value"), _downsample(thresholds, values), strict=True),
-            metric=curve_metric,
-            chosen=model.threshold_,
-            source="walk-forward out-of-fold predictions (training period)",
-        )
+        # The very curve the threshold maximised: the objective averaged over the folds.
+        "metric_vs_threshold": {
+            **evidence.threshold_curve,
+            "metric": curve_metric,
+            "chosen": model.threshold_,
+            "source": f"the {folds} walk-forward validation folds of the training period",
+        }
     }
     if len(y_ho) and y_ho.sum():
         recall, precision = _pr_curve(y_ho, p_ho)
