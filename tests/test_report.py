@@ -5,20 +5,23 @@ from __future__ import annotations
 import base64
 import copy
 import io
+import json
 import re
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from metasignal.trainer.cli import main
 from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
 from metasignal.trainer.report import fmt_num, holdout_warnings, render_html
-from metasignal.trainer.synthetic import Committee
+from metasignal.trainer.synthetic import Committee, generate_committee
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 
@@ -458,3 +461,21 @@ def test_drawing_stays_off_the_scorer_and_cli_import_paths() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_fit_writes_its_holdout_warnings_to_report_json_and_stderr(
+    tmp_path: Path, signing_key: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = generate_committee(n_events=3000, positive_rate=0.03, seed=5)
+    small.to_csv(tmp_path / "votes.csv")
+    code = main(["fit", "--data", str(tmp_path / "votes.csv"), "--label", "label", "--time",
+                 "ts", "--out", str(tmp_path / "out"), "--splits", "3", "--quiet"])  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    positives = report["holdout"]["positives"]
+    assert positives < 30
+    assert report["warnings"] == holdout_warnings(report["holdout"])
+    assert f"only {positives} positives in the holdout" in report["warnings"][0]
+    err = capsys.readouterr().err
+    assert f"metasignal: warning: only {positives} positives in the holdout" in err
+    assert f"only {positives} positives" in (tmp_path / "out" / "report.html").read_text()

@@ -249,6 +249,8 @@ def command_fit(args: argparse.Namespace) -> int:
         "out": str(args.out),
     }
     print(json.dumps(summary))
+    for warning in outcome.report.get("warnings") or []:
+        print(f"metasignal: warning: {warning} (see report.html)", file=sys.stderr)
     return 0
 
 

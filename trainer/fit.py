@@ -24,6 +24,7 @@ from metasignal.stream.sizing import SizingRule, resolve_sizing
 from metasignal.trainer.calibration import brier_score, reliability_curve
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.meta_model import MetaModelClassifier
+from metasignal.trainer.report import holdout_warnings
 from metasignal.trainer.thresholds import average_precision, confusion_at
 
 log = logging.getLogger("metasignal.trainer")
@@ -238,6 +239,7 @@ def fit_meta_model(table: VoteTable, config: FitConfig) -> FitOutcome:
         "metric": model.metric,
         "objective": model.objective.to_dict(),
         "holdout": holdout,
+        "warnings": holdout_warnings(holdout),
         "validation": validation,
         "training": {
             "rows": len(train),
