@@ -344,13 +344,19 @@ def test_a_healthy_holdout_has_no_warning_block_and_no_verdict(document: str) ->
 
 @pytest.mark.parametrize("passed", [True, False])
 def test_the_skill_verdict_leads_when_the_fit_made_one(passed: bool) -> None:
+    # The shape of trainer/skill.py's SkillVerdict.to_dict().
     skill = {
-        "passed": passed,
-        "reason": "PR-AUC lift over the base rate, block bootstrap over 20 time blocks",
+        "verdict": "skill" if passed else "no skill (overridden by --allow-no-skill)",
+        "skilled": passed,
+        "reason": "out-of-fold PR-AUC vs base rate, rotation permutation test",
+        "overridden": not passed,
+        "alpha": 0.05,
+        "pr_auc": 0.07 if passed else 0.031,
+        "base_rate": 0.03,
         "lift": 2.31 if passed else 1.02,
         "lift_interval": [1.8, 2.9] if passed else [0.8, 1.3],
         "p_value": 0.001 if passed else 0.41,
-        "overridden": not passed,
+        "beats_abstain": passed,
     }
     document = render_html(sample(skill=skill))
     parse(document)
@@ -360,31 +366,70 @@ def test_the_skill_verdict_leads_when_the_fit_made_one(passed: bool) -> None:
     assert ("[1.8, 2.9]" if passed else "[0.8, 1.3]") in document
     assert ("P value</th><td>0.41<" in document) != passed
     assert ("the gate was overridden" in document) == (not passed)
+    assert f'data-verdict="{"pass" if passed else "fail"}"' in document
 
 
 def test_blocks_written_by_other_fit_steps_render_when_present() -> None:
+    pnl = {
+        "trades": 190,
+        "hit_rate": 0.44,
+        "hit_rate_interval": [0.37, 0.51],
+        "sharpe_per_trade": 0.9,
+        "sharpe_per_trade_interval": [-0.1, 1.8],
+    }
+    validation = copy.deepcopy(SAMPLE["validation"])
+    validation["pnl"] = {**pnl, "trades": 812}
+    validation["threshold_uncertainty"] = {
+        "threshold": 0.2584,
+        "fold_min": 0.13,
+        "fold_max": 0.371,
+        "fold_std": 0.09,
+        "bootstrap_interval": [0.2, 0.31],
+    }
+    validation["purge"] = {
+        "label_horizon_ms": 5 * 86_400_000,
+        "label_end_column": False,
+        "embargo_ms": 86_400_000,
+        "folds": [{"train_rows": 3500, "validation_rows": 3500, "purged": 120, "embargoed": 35}],
+        "holdout_purged": 118,
+        "holdout_embargoed": 34,
+    }
+    validation["strategies"]["optimal_threshold"].update(
+        purged_rows=600, embargoed_rows=170, abstain_values=[0.0, 0.0, 0.0, 0.0, 0.0]
+    )
+    holdout = {
+        **SAMPLE["holdout"],
+        "pnl": pnl,
+        "intervals": {"f1": [0.41, 0.52], "precision": [0.38, 0.5], "recall": [0.4, 0.6]},
+    }
+    entities = {
+        "column": "ticker",
+        "count": 490,
+        "with_positives": 301,
+        "rows_per_entity": {"min": 120, "median": 134.0, "max": 134},
+        "top": [{"entity": "<AAPL>", "rows": 134, "positives": 4}],
+        "per_entity": [{"entity": "<AAPL>", "rows": 134, "positives": 4}] * 400,
+    }
     report = sample(
-        pnl={
-            "out_of_fold": {"trades": 812, "hit_rate": 0.41,
-                            "sharpe": {"value": 1.2, "interval": [0.4, 2.0]}},
-            "holdout": {"trades": 190, "hit_rate": 0.44,
-                        "sharpe": {"value": 0.9, "interval": [-0.1, 1.8]}},
-        },
-        intervals={"holdout": {"f1": [0.41, 0.52]}, "threshold": [0.2, 0.31]},
-        purge={"label_horizon": "5d", "embargo": "1d", "purged_rows_per_fold": [120, 118, 121]},
-        entities={"column": "ticker", "top": [{"entity": "<AAPL>", "rows": 134, "positives": 4}]},
-        data={"timezone": "UTC (times without a zone)", "time_unit": None},
+        validation=validation,
+        holdout=holdout,
+        input={"timezone": "UTC", "time_unit": "ms", "members": ["m1", "m2"],
+               "entities": entities},
     )  # fmt: skip
     document = render_html(report)
     parse(document)
     order = headings(document)
-    for title in ("Money: PnL of the signals", "Purge and embargo", "Entities", "Data"):
+    for title in ("Money: PnL of the traded events", "Purge and embargo", "Input"):
         assert title in order
-    assert "0.9 [-0.1, 1.8]" in document and "Hit rate" in document
+    assert "0.9 [-0.1, 1.8]" in document and "0.44 [0.37, 0.51]" in document
     assert "0.4689 [0.41, 0.52]" in document  # holdout F1 with its interval
-    assert "Shaded: the threshold's interval." in document
-    assert "120 · 118 · 121" in document and "UTC (times without a zone)" in document
-    assert "&lt;AAPL&gt;" in document
+    assert "span 0.13–0.371; 95% block-bootstrap interval [0.2, 0.31]" in document
+    assert "Shaded: the threshold's 95% block-bootstrap interval." in document
+    assert "Label horizon</th><td>5d" in document and "Embargo</th><td>1d" in document
+    assert "600 purged, 170 embargoed training rows" in document
+    assert 'data-strategy="abstain"' in document
+    assert "&lt;AAPL&gt;" in document and document.count("&lt;AAPL&gt;") == 1  # top only
+    assert "UTC" in document and "m1, m2" in document
 
 
 def test_strings_are_escaped() -> None:
@@ -394,7 +439,7 @@ def test_strings_are_escaped() -> None:
         fallbacks=[evil],
         published=evil,
         skill={"verdict": evil, evil: evil},
-        entities={evil: [{evil: evil}]},
+        input={"entities": {"column": evil, "top": [{evil: evil}]}},
         warnings=[evil],
     )
     report["member_weights"][evil] = -0.5
@@ -405,7 +450,7 @@ def test_strings_are_escaped() -> None:
     report["plots"]["calibration"]["source"] = evil
     document = render_html(report)
     assert "<script" not in document.lower()
-    # reason, fallback, published, verdict x2, entity x3, warning, member, strategy x2,
+    # reason, fallback, published, skill x2, entity x3, warning, member, strategy x2,
     # library x2, threshold alt text, calibration caption
     assert document.count("&lt;script&gt;") >= 16
     parse(document)

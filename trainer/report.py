@@ -287,13 +287,24 @@ def _header(report: Mapping[str, Any]) -> str:
     model = _mapping(report.get("model"))
     name, version = model.get("name", "model"), model.get("version", "?")
     sizing = _mapping(report.get("sizing"))
+    spread = _threshold_uncertainty(report)
+    band = _interval(spread.get("bootstrap_interval"))
+    uncertainty = ""
+    if _finite(spread.get("fold_min")) is not None:
+        uncertainty = (
+            f"; the folds' own optima span {fmt_num(spread.get('fold_min'))}–"
+            f"{fmt_num(spread.get('fold_max'))}"
+        )
+    if band:
+        uncertainty += f"; 95% block-bootstrap interval [{fmt_num(band[0])}, {fmt_num(band[1])}]"
     rows = [
         ("Strategy", f"<strong>{_esc(report.get('strategy', _DASH))}</strong>"),
         ("Reason", _esc(report.get("strategy_reason") or _DASH)),
         (
             "Threshold",
             f"<strong>{fmt_num(report.get('threshold'))}</strong> on the calibrated "
-            f"probability (objective: {_esc(describe_objective(_objective(report)))})",
+            f"probability (objective: {_esc(describe_objective(_objective(report)))})"
+            f"{uncertainty}",
         ),
     ]
     if sizing.get("description"):
@@ -305,7 +316,7 @@ def _header(report: Mapping[str, Any]) -> str:
     return f"<h1>metasignal report: {_esc(name)} v{_esc(version)}</h1>" + _kv_table(rows)
 
 
-_VERDICT_KEYS = ("passed", "has_skill", "skill", "significant", "evidence")
+_VERDICT_KEYS = ("skilled", "passed", "has_skill", "significant")
 
 
 def _verdict(skill: Mapping[str, Any]) -> bool | None:
@@ -323,14 +334,10 @@ def _verdict_section(report: Mapping[str, Any]) -> str:
     if not isinstance(skill, Mapping):
         return ""
     passed = _verdict(skill)
-    head = (
-        skill.get("verdict")
-        or {
-            True: "Evidence of skill",
-            False: "No evidence of skill",
-            None: "Skill test",
-        }[passed]
-    )
+    if passed is None:
+        head = str(skill.get("verdict") or "Skill test")
+    else:
+        head = "Evidence of skill" if passed else "No evidence of skill"
     klass = {True: "pass", False: "fail", None: ""}[passed]
     detail = next((skill[k] for k in ("reason", "detail", "message") if skill.get(k)), "")
     overridden = skill.get("overridden") or report.get("allow_no_skill")
@@ -339,7 +346,7 @@ def _verdict_section(report: Mapping[str, Any]) -> str:
         lines.append(f"<div>{_esc(detail)}</div>")
     if overridden and passed is False:
         lines.append("<div><strong>Published anyway: the gate was overridden.</strong></div>")
-    skip = ("verdict", "reason", "detail", "message", *_VERDICT_KEYS)
+    skip = ("verdict", "reason", "detail", "message", "overridden", *_VERDICT_KEYS)
     table = _kv_table(_scalar_rows(skill, skip))
     return (
         "<h2>Verdict</h2>"
@@ -374,8 +381,7 @@ def _holdout_section(report: Mapping[str, Any]) -> str:
         )
     period = _mapping(report.get("holdout_period"))
     oof_brier = _mapping(report.get("validation")).get("oof_brier")
-    intervals = _mapping(report.get("intervals"))
-    held = _mapping(intervals.get("holdout")) or intervals
+    held = _mapping(holdout.get("intervals"))
 
     def with_interval(key: str) -> str:
         pair = _interval(held.get(key)) or _interval(holdout.get(f"{key}_interval"))
@@ -412,27 +418,33 @@ def _holdout_section(report: Mapping[str, Any]) -> str:
 
 
 def _pnl_section(report: Mapping[str, Any]) -> str:
-    pnl = report.get("pnl")
-    if not isinstance(pnl, Mapping) or not pnl:
-        return ""
-    blocks = {str(k): v for k, v in pnl.items() if isinstance(v, Mapping)}
-    head = "<h2>Money: PnL of the signals</h2>"
+    """PnL of the traded events (with a payoff column): out-of-fold and holdout, intervals."""
+    blocks = {
+        "out-of-fold (training period)": _mapping(_mapping(report.get("validation")).get("pnl")),
+        "holdout": _mapping(_mapping(report.get("holdout")).get("pnl")),
+    }
+    blocks = {name: block for name, block in blocks.items() if block}
     if not blocks:
-        return head + _kv_table(_scalar_rows(pnl))
-    metrics: list[str] = []
+        return ""
+    names: list[str] = []
     for block in blocks.values():
-        metrics += [str(k) for k in block if str(k) not in metrics]
-    header = "".join(f"<th>{_esc(_label(name))}</th>" for name in blocks)
-    rows = "".join(
-        f"<tr><th>{_esc(_label(m))}</th>"
-        + "".join(f'<td class="num">{fmt_value(b.get(m))}</td>' for b in blocks.values())
-        + "</tr>"
-        for m in metrics
-    )
+        names += [k for k in block if not k.endswith("_interval") and k not in names]
+    header = "".join(f"<th>{_esc(name)}</th>" for name in blocks)
+    rows = []
+    for name in names:
+        cells = []
+        for block in blocks.values():
+            band = _interval(block.get(f"{name}_interval"))
+            text = fmt_value(block.get(name))
+            if band:
+                text += f" [{fmt_num(band[0])}, {fmt_num(band[1])}]"
+            cells.append(f'<td class="num">{text}</td>')
+        rows.append(f"<tr><th>{_esc(_label(name))}</th>{''.join(cells)}</tr>")
     return (
-        head
-        + f"<table><thead><tr><th></th>{header}</tr></thead><tbody>{rows}</tbody></table>"
-        + '<p class="note">[low, high]: bootstrap interval.</p>'
+        "<h2>Money: PnL of the traded events</h2>"
+        f"<table><thead><tr><th></th>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        '<p class="note">The payoff column summed over the events the model trades, beside '
+        "F1. [low, high]: 95% block-bootstrap interval over time blocks.</p>"
     )
 
 
@@ -470,8 +482,7 @@ def _plots_section(report: Mapping[str, Any]) -> str:
 def _threshold_figure(plots: Any, curve: Mapping[str, Any], report: Mapping[str, Any]) -> str:
     metric = str(curve.get("metric") or _objective(report).get("metric", "metric"))
     chosen = _finite(curve.get("chosen", report.get("threshold")))
-    intervals = _mapping(report.get("intervals"))
-    band = _interval(intervals.get("threshold")) or _interval(report.get("threshold_interval"))
+    band = _interval(_threshold_uncertainty(report).get("bootstrap_interval"))
     what = (
         "F1 (PR-AUC has no threshold of its own)"
         if _objective(report).get("metric") == "pr_auc"
@@ -483,7 +494,7 @@ def _threshold_figure(plots: Any, curve: Mapping[str, Any], report: Mapping[str,
         "candidate threshold (every distinct out-of-fold calibrated score). The threshold is the "
         "candidate where this mean peaks (ties go to the higher threshold, i.e. fewer "
         "trades); grey: each fold's own curve, whose spread is the threshold's uncertainty."
-        + (" Shaded: the threshold's interval." if band else "")
+        + (" Shaded: the threshold's 95% block-bootstrap interval." if band else "")
     )
     return _try_figure(
         lambda: plots.threshold_figure(curve, chosen=chosen, metric=metric, interval=band),
@@ -611,14 +622,11 @@ def _strategy_row(name: str, s: Mapping[str, Any], chosen: bool) -> str:
     skipped = s.get("skipped_folds") or []
     if skipped:
         notes.append("skipped folds " + _esc(", ".join(str(k) for k in skipped)))
-    purged = s.get("purged") or s.get("purged_rows")
-    if purged:
-        notes.append("purged rows per fold: " + fmt_value(purged))
-    refused = s.get("refused") or s.get("rejected")
-    if refused:
-        notes.append("refused: " + _esc(refused if isinstance(refused, str) else "yes"))
+    purged, embargoed = s.get("purged_rows"), s.get("embargoed_rows")
+    if purged or embargoed:
+        notes.append(f"{fmt_num(purged)} purged, {fmt_num(embargoed)} embargoed training rows")
     label = _esc(name) + (" (chosen)" if chosen else "")
-    row_class = ' class="chosen"' if chosen else (' class="refused"' if refused else "")
+    row_class = ' class="chosen"' if chosen else ""
     if fold_thresholds:
         folds += f'<br><span class="note">t: {fold_thresholds}</span>'
     return (
@@ -641,16 +649,27 @@ def _strategies_section(report: Mapping[str, Any]) -> str:
         return head + '<p class="note">No walk-forward results in this report.</p>'
     chosen = report.get("strategy")
     rows = [_strategy_row(str(n), _mapping(s), n == chosen) for n, s in strategies.items()]
+    mine = _mapping(strategies.get(chosen)) if isinstance(chosen, str) else {}
+    abstain = [_finite(v) for v in mine.get("abstain_values") or []]
+    if abstain and all(v is not None for v in abstain):
+        values = [v for v in abstain if v is not None]
+        mean = sum(values) / len(values)
+        spread = (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
+        rows.append(
+            '<tr data-strategy="abstain"><td>abstain (never trade)</td>'
+            f'<td class="num">{fmt_metric(mean)} ± {fmt_metric(spread)}</td>'
+            f"<td>{' · '.join(fmt_metric(v, 3) for v in values)}</td>"
+            "<td></td><td></td><td>the candidate every strategy must beat</td></tr>"
+        )
     header = (
         f"<tr><th>strategy</th><th>{_esc(metric)} mean ± std</th><th>per fold</th>"
         "<th>threshold</th><th>fit s</th><th>notes</th></tr>"
     )
-    mine = _mapping(strategies.get(chosen)) if isinstance(chosen, str) else {}
     fold_mean = [v for v in map(_finite, mine.get("fold_thresholds") or []) if v is not None]
     contrast = ""
     if fold_mean:
-        mean = fmt_num(sum(fold_mean) / len(fold_mean))
-        contrast = f" (not the mean of the fold thresholds, which is {mean} for the chosen one)"
+        average = fmt_num(sum(fold_mean) / len(fold_mean))
+        contrast = f" (not the mean of the fold thresholds, which is {average} for the chosen one)"
     return (
         head
         + f"<table><thead>{header}</thead><tbody>{''.join(rows)}</tbody></table>"
@@ -663,29 +682,98 @@ def _strategies_section(report: Mapping[str, Any]) -> str:
     )
 
 
-def _table_of_dicts(rows: Sequence[Mapping[str, Any]]) -> str:
+def _threshold_uncertainty(report: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _mapping(_mapping(report.get("validation")).get("threshold_uncertainty"))
+
+
+def _table_of_dicts(rows: Sequence[Mapping[str, Any]], index: str | None = None) -> str:
     columns: list[str] = []
     for row in rows:
         columns += [str(k) for k in row if str(k) not in columns]
-    header = "".join(f"<th>{_esc(_label(c))}</th>" for c in columns)
+    header = (f"<th>{_esc(index)}</th>" if index else "") + "".join(
+        f"<th>{_esc(_label(c))}</th>" for c in columns
+    )
     body = "".join(
-        "<tr>" + "".join(f"<td>{fmt_value(row.get(c))}</td>" for c in columns) + "</tr>"
-        for row in rows
+        "<tr>"
+        + (f"<td>{k + 1}</td>" if index else "")
+        + "".join(f'<td class="num">{fmt_value(row.get(c))}</td>' for c in columns)
+        + "</tr>"
+        for k, row in enumerate(rows)
     )
     return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _block_section(title: str, block: object) -> str:
-    """A free-form block written by another part of ``fit``: scalars, then tables of rows."""
-    if not isinstance(block, Mapping) or not block:
+def _duration(ms: object) -> str:
+    """Milliseconds as the largest whole unit (``5d``, ``30min``); 0 or missing is none.
+
+    >>> _duration(5 * 86_400_000), _duration(1_800_000), _duration(0)
+    ('5d', '30min', 'none')
+    """
+    value = _finite(ms)
+    if not value:
+        return "none"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if value >= size and value % size == 0:
+            return f"{value / size:g}{unit}"
+    return f"{value:g} ms"
+
+
+def _purge_section(report: Mapping[str, Any]) -> str:
+    purge = _mapping(_mapping(report.get("validation")).get("purge"))
+    if not purge:
         return ""
-    out = [f"<h2>{_esc(title)}</h2>"]
-    rows = _scalar_rows(block)
-    if rows:
-        out.append(_kv_table(rows))
-    for key, value in block.items():
-        if isinstance(value, Sequence) and value and all(isinstance(v, Mapping) for v in value):
-            out.append(f"<h3>{_esc(_label(str(key)))}</h3>{_table_of_dicts(value)}")
+    horizon = _duration(purge.get("label_horizon_ms"))
+    if purge.get("label_end_column"):
+        horizon = "per row, from the label-end column"
+    rows = [
+        ("Label horizon", _esc(horizon)),
+        ("Embargo", _esc(_duration(purge.get("embargo_ms")))),
+    ]
+    for key in ("holdout_purged", "holdout_embargoed"):
+        if key in purge:
+            rows.append((_label(key) + " rows", fmt_num(purge.get(key))))
+    folds = [f for f in purge.get("folds") or [] if isinstance(f, Mapping)]
+    table = _table_of_dicts(folds, index="fold") if folds else ""
+    return (
+        "<h2>Purge and embargo</h2>"
+        + _kv_table(rows)
+        + table
+        + '<p class="note">Training rows whose label window reaches the next validation block '
+        "are purged, and rows right after it embargoed (López de Prado, ch. 7); cuts never "
+        "split rows that share a timestamp.</p>"
+    )
+
+
+def _input_section(report: Mapping[str, Any]) -> str:
+    """How the table was read (time zone, unit, columns) and rows per entity."""
+    data = _mapping(report.get("input"))
+    if not data:
+        return ""
+    rows = _scalar_rows(data, skip=("entities", "members"))
+    members = data.get("members")
+    if isinstance(members, Sequence) and not isinstance(members, str):
+        rows.append(("Members", _esc(", ".join(str(m) for m in members))))
+    out = ["<h2>Input</h2>", _kv_table(rows)]
+    entities = _mapping(data.get("entities"))
+    if entities:
+        spread = _mapping(entities.get("rows_per_entity"))
+        facts = [
+            ("Entity column", _esc(entities.get("column") or _DASH)),
+            ("Entities", fmt_num(entities.get("count"))),
+            ("With a positive", fmt_num(entities.get("with_positives"))),
+            (
+                "Rows per entity",
+                f"min {fmt_num(spread.get('min'))}, median {fmt_num(spread.get('median'))}, "
+                f"max {fmt_num(spread.get('max'))}",
+            ),
+        ]
+        out.append("<h3>Entities</h3>" + _kv_table(facts))
+        top = [t for t in entities.get("top") or [] if isinstance(t, Mapping)]
+        if top:
+            out.append(
+                '<p class="note">Top entities by positives (every entity\'s counts are in '
+                "report.json).</p>" + _table_of_dicts(top)
+            )
     return "".join(out)
 
 
@@ -747,9 +835,8 @@ def render_html(report: Mapping[str, Any]) -> str:
             _sizing_section(report),
             _weights_section(report),
             _strategies_section(report),
-            _block_section("Purge and embargo", report.get("purge")),
-            _block_section("Entities", report.get("entities")),
-            _block_section("Data", report.get("data")),
+            _purge_section(report),
+            _input_section(report),
             _training_section(report),
             _libraries_section(report),
         )

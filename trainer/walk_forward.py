@@ -55,10 +55,10 @@ class WalkForwardResult:
     oof_index: np.ndarray
     oof_scores: np.ndarray
     fit_seconds: float
+    # The fold-averaged objective the threshold was chosen on, sampled for the report.
+    threshold_curve: dict[str, Any] = field(default_factory=dict)
     fallbacks: list[str] = field(default_factory=list)
     skipped_folds: list[int] = field(default_factory=list)
-    # The fold-averaged objective the threshold was chosen on, downsampled for the report.
-    threshold_curve: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mean(self) -> float:
@@ -88,55 +88,17 @@ def _best(candidates: np.ndarray, mean_curve: np.ndarray) -> float:
     return float(candidates[top[-1]])
 
 
-def fold_curves(
+def pooled_threshold(
     objective: Objective, fold_labels: list[np.ndarray], fold_scores: list[np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The candidates (every distinct out-of-fold score) and each fold's objective at them."""
+) -> tuple[float, list[float]]:
+    """The threshold maximising the fold-averaged objective, and each fold's honest value.
+
+    Fold ``k`` is graded at the threshold chosen on the other folds only.
+    """
     candidates = np.unique(np.concatenate(fold_scores))
     curves = np.vstack(
         [objective.curve(y, s, candidates) for y, s in zip(fold_labels, fold_scores, strict=True)]
     )
-    return candidates, curves
-
-
-def curve_for_report(
-    candidates: np.ndarray, curves: np.ndarray, threshold: float, points: int = 200
-) -> dict[str, Any]:
-    """:func:`fold_curves` downsampled: even in rank and in value, dense around ``threshold``.
-
-    Rare-event scores crowd near zero, so sampling by rank alone would leave the chosen
-    threshold, high in the ranking, with a handful of points.
-    """
-    n = len(candidates)
-    chosen = int(np.searchsorted(candidates, threshold))
-    keep = np.unique(
-        np.concatenate(
-            [
-                np.linspace(0, n - 1, min(points, n)).astype(int),
-                np.searchsorted(candidates, np.linspace(candidates[0], candidates[-1], points)),
-                np.arange(max(chosen - 40, 0), min(chosen + 41, n)),
-            ]
-        ).clip(0, n - 1)
-    )
-    return {
-        "threshold": candidates[keep].tolist(),
-        "value": curves.mean(axis=0)[keep].tolist(),
-        "folds": curves[:, keep].tolist(),
-    }
-
-
-def pooled_threshold(
-    objective: Objective,
-    fold_labels: list[np.ndarray],
-    fold_scores: list[np.ndarray],
-    precomputed: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[float, list[float]]:
-    """The threshold maximising the fold-averaged objective, and each fold's honest value.
-
-    Fold ``k`` is graded at the threshold chosen on the other folds only. ``precomputed`` passes
-    in :func:`fold_curves` when the caller already has them.
-    """
-    candidates, curves = precomputed or fold_curves(objective, fold_labels, fold_scores)
     threshold = _best(candidates, curves.mean(axis=0))
     values = []
     for k, (y, s) in enumerate(zip(fold_labels, fold_scores, strict=True)):
@@ -187,18 +149,54 @@ def evaluate_strategy(
         thresholds.append(objective.find(labels, scores).threshold)
     if not thresholds:
         raise ValueError("no walk-forward validation fold contains a positive; cannot tune")
-    curves = fold_curves(objective, fold_labels, fold_scores)
-    threshold, fold_values = pooled_threshold(objective, fold_labels, fold_scores, curves)
+    threshold, fold_values = pooled_threshold(objective, fold_labels, fold_scores)
     return WalkForwardResult(
         strategy=name,
         calibration=calibration,
         threshold=threshold,
         fold_thresholds=thresholds,
         fold_values=fold_values,
+        threshold_curve=fold_averaged_curve(objective, fold_labels, fold_scores, threshold),
         oof_index=oof_index,
         oof_scores=calibration.transform(oof_raw),
         fit_seconds=time.perf_counter() - started,
         fallbacks=fallbacks,
         skipped_folds=skipped,
-        threshold_curve=curve_for_report(*curves, threshold),
     )
+
+
+def fold_averaged_curve(
+    objective: Objective,
+    fold_labels: list[np.ndarray],
+    fold_scores: list[np.ndarray],
+    threshold: float,
+    points: int = 200,
+) -> dict[str, Any]:
+    """:func:`pooled_threshold`'s curves at a sample of its candidates, for the report.
+
+    The candidates (every distinct out-of-fold score) are sampled evenly in rank and in
+    value, plus every candidate near ``threshold``: rare-event scores crowd near zero, so
+    sampling by rank alone would leave the chosen threshold a handful of points. Only the
+    sample is evaluated, so this costs a sort, not a second threshold search.
+    """
+    candidates = np.unique(np.concatenate(fold_scores))
+    n = len(candidates)
+    chosen = int(np.searchsorted(candidates, threshold))
+    keep = np.unique(
+        np.concatenate(
+            [
+                np.linspace(0, n - 1, min(points, n)).astype(int),
+                np.searchsorted(candidates, np.linspace(candidates[0], candidates[-1], points)),
+                np.arange(max(chosen - 40, 0), min(chosen + 41, n)),
+            ]
+        ).clip(0, n - 1)
+    )
+    sample = candidates[keep]
+    curves = np.vstack(
+        [objective.curve(y, s, sample) for y, s in zip(fold_labels, fold_scores, strict=True)]
+    )
+    return {
+        "threshold": sample.tolist(),
+        "value": curves.mean(axis=0).tolist(),
+        "folds": curves.tolist(),
+    }
