@@ -334,7 +334,7 @@ def test_warnings_lead_the_page_before_the_figures_they_qualify() -> None:
     assert block is not None
     for text in ("only 12 positives", "holdout F1 is 0", "signals on 51% of holdout", "x"):
         assert text in block.group(0)
-    assert document.index("data-warnings") < document.index("<h2>Holdout</h2>")
+    assert document.index("data-warnings") < document.index("<th>Strategy</th>")
 
 
 def test_a_healthy_holdout_has_no_warning_block_and_no_verdict(document: str) -> None:
@@ -361,10 +361,12 @@ def test_the_skill_verdict_leads_when_the_fit_made_one(passed: bool) -> None:
     document = render_html(sample(skill=skill))
     parse(document)
     assert headings(document)[0] == "Verdict"
+    # The verdict comes straight under the title, before everything the fit reports.
+    assert document.index('class="verdict') < document.index("<th>Strategy</th>")
     head = "Evidence of skill" if passed else "No evidence of skill"
     assert f'<div class="head">{head}</div>' in document
     assert ("[1.8, 2.9]" if passed else "[0.8, 1.3]") in document
-    assert ("P value</th><td>0.41<" in document) != passed
+    assert ("p-value</th><td>0.41<" in document) != passed
     assert ("the gate was overridden" in document) == (not passed)
     assert f'data-verdict="{"pass" if passed else "fail"}"' in document
 

@@ -158,8 +158,11 @@ def fmt_value(value: object) -> str:
     return _esc(value)
 
 
+_LABELS: Final = {"pr_auc": "PR-AUC", "null_pr_auc": "PR-AUC under the null", "p_value": "p-value"}
+
+
 def _label(key: str) -> str:
-    return key.replace("_", " ").capitalize()
+    return _LABELS.get(key) or key.replace("_", " ").capitalize()
 
 
 # --------------------------------------------------------------------------- warnings
@@ -284,8 +287,6 @@ def _try_figure(draw: Callable[[], Figure], alt: str, caption: str, name: str) -
 
 
 def _header(report: Mapping[str, Any]) -> str:
-    model = _mapping(report.get("model"))
-    name, version = model.get("name", "model"), model.get("version", "?")
     sizing = _mapping(report.get("sizing"))
     spread = _threshold_uncertainty(report)
     band = _interval(spread.get("bootstrap_interval"))
@@ -313,7 +314,12 @@ def _header(report: Mapping[str, Any]) -> str:
         ("Fit time", f"{fmt_num(report.get('fit_seconds'), 3)} s"),
         ("Published", _esc(report.get("published") or _DASH)),
     ]
-    return f"<h1>metasignal report: {_esc(name)} v{_esc(version)}</h1>" + _kv_table(rows)
+    return _kv_table(rows)
+
+
+def _title(report: Mapping[str, Any]) -> str:
+    model = _mapping(report.get("model"))
+    return f"metasignal report: {model.get('name', 'model')} v{model.get('version', '?')}"
 
 
 _VERDICT_KEYS = ("skilled", "passed", "has_skill", "significant")
@@ -413,7 +419,7 @@ def _holdout_section(report: Mapping[str, Any]) -> str:
     ]
     note = ""
     if any(_interval(held.get(k)) for k in ("f1", "precision", "recall")):
-        note = '<p class="note">[low, high]: bootstrap interval.</p>'
+        note = '<p class="note">[low, high]: 95% block-bootstrap interval.</p>'
     return head + _kv_table(rows) + note
 
 
@@ -822,13 +828,13 @@ def render_html(report: Mapping[str, Any]) -> str:
     -------
     A complete HTML document: inline CSS, PNG figures as ``data:`` URIs, no scripts.
     """
-    model = _mapping(report.get("model"))
-    title = f"metasignal report: {model.get('name', 'model')} v{model.get('version', '?')}"
     body = "".join(
         (
-            _header(report),
+            f"<h1>{_esc(_title(report))}</h1>",
+            # What a reader must know first: the verdict and the warnings, then the facts.
             _verdict_section(report),
             _warnings_section(report),
+            _header(report),
             _holdout_section(report),
             _pnl_section(report),
             _plots_section(report),
@@ -841,4 +847,4 @@ def render_html(report: Mapping[str, Any]) -> str:
             _libraries_section(report),
         )
     )
-    return page(title, body)
+    return page(_title(report), body)
