@@ -314,7 +314,7 @@ def _header(report: Mapping[str, Any]) -> str:
         ("Fit time", f"{fmt_num(report.get('fit_seconds'), 3)} s"),
         ("Published", _esc(report.get("published") or _DASH)),
     ]
-    return _kv_table(rows)
+    return "<h2>Model</h2>" + _kv_table(rows)
 
 
 def _title(report: Mapping[str, Any]) -> str:
