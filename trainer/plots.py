@@ -149,7 +149,9 @@ def threshold_figure(
     label = f"mean over {len(folds)} folds (maximised)" if folds else "objective"
     ax.plot(thresholds[order], mean[order], color=BLUE, lw=2.0, label=label)
     if interval is not None and len(interval) == 2 and all(map(math.isfinite, interval)):
-        ax.axvspan(*interval, color=ORANGE, alpha=0.12, lw=0, label="threshold interval")
+        ax.axvspan(
+            *interval, color=ORANGE, alpha=0.12, lw=0, label="threshold, 95% bootstrap interval"
+        )
     if chosen is not None and math.isfinite(chosen):
         ax.axvline(chosen, color=ORANGE, ls="--", lw=1.5, label=f"chosen threshold {chosen:.4g}")
     top = np.nanmax(thresholds) if thresholds.size else 0.0
