@@ -58,15 +58,12 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 # Headless Chromium (Debian's chromium) for tests/test_pages_chromium.py, which fails, never
-# skips, without it; `make unit` installs it like the other system tools (root or sudo -n).
-.PHONY: chromium
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	    sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo -n); \
-	    $$sudo apt-get update -q && $$sudo env DEBIAN_FRONTEND=noninteractive \
-	        apt-get install -y -q --no-install-recommends chromium; }
+# skips, without it: installed here when missing, or a one-line error saying what to install.
+.PHONY: chromium-tools
+chromium-tools:
+	@tests/install-chromium.sh
 
-unit: chromium
+unit: chromium-tools
 
 # -- deployment: Dockerfile, deploy/ (except kafka/), docs/operations.md ----------------------
 .PHONY: deploy-tools lock k8s-rules deploy-check

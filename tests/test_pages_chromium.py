@@ -1,6 +1,6 @@
 """The fit report and the demo timeline open in a real browser and every image renders.
 
-Headless Chromium (Debian's ``chromium``; ``make chromium`` installs it) loads each page
+Headless Chromium (Debian's ``chromium``; ``make chromium-tools`` installs it) loads each page
 from disk. A probe copy of the page gets a script that, once the page has loaded, writes
 every image's ``naturalWidth`` into the DOM, which ``--dump-dom`` prints; the page itself
 stays script-free. A screenshot of each page is saved too (to ``$METASIGNAL_SCREENSHOTS``
@@ -46,7 +46,7 @@ def chromium() -> str:
     path = os.environ.get("METASIGNAL_CHROMIUM") or shutil.which("chromium")
     if path is None:
         pytest.fail(
-            "headless Chromium is missing: `make chromium` (Debian: apt-get install chromium)"
+            "headless Chromium is missing: `make chromium-tools` (Debian: apt-get install chromium)"
         )
     return path
 
