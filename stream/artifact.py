@@ -78,13 +78,27 @@ def dumps_artifact(document: Mapping[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
+MIN_KEY_BYTES = 32
+# Placeholders shipped in deploy/ (and the compose file's former fallback): a key anyone can
+# read in this repository signs nothing. Any key containing one of the markers is refused too.
+PLACEHOLDER_KEYS = frozenset({b"insecure-local-compose-key", b"REPLACE-ME-with-a-long-random-key"})
+PLACEHOLDER_MARKERS = (b"replace-me", b"change-me", b"changeme", b"placeholder")
+
+
 def resolve_signing_keys(
     *, key_file: str | Path | None = None, environ: Mapping[str, str] | None = None
 ) -> list[bytes]:
     """Keys from ``--key-file`` (one per line) or ``METASIGNAL_SIGNING_KEY`` (comma-separated).
 
     Several keys let a verifier accept the old and the new key during a rotation;
-    the first one is the key that signs.
+    the first one is the key that signs. A key shorter than 32 bytes or a known
+    placeholder is refused with a one-line error that never shows the key.
+
+    >>> resolve_signing_keys(environ={SIGNING_KEY_ENV: "REPLACE-ME-with-a-long-random-key"})
+    Traceback (most recent call last):
+    ...
+    metasignal.stream.errors.ArtifactError: signing key 1 in METASIGNAL_SIGNING_KEY is a \
+placeholder: use at least 32 random bytes, e.g. $(openssl rand -hex 32)
     """
     env = os.environ if environ is None else environ
     if key_file is not None:
@@ -96,9 +110,23 @@ def resolve_signing_keys(
         keys = [line.strip().encode() for line in text.splitlines() if line.strip()]
         if not keys:
             raise ArtifactError(f"key file {path} holds no key")
-        return keys
-    raw = env.get(SIGNING_KEY_ENV, "")
-    return [part.strip().encode() for part in raw.split(",") if part.strip()]
+        where = f"key file {path}"
+    else:
+        raw = env.get(SIGNING_KEY_ENV, "")
+        keys = [part.strip().encode() for part in raw.split(",") if part.strip()]
+        where = SIGNING_KEY_ENV
+    for number, key in enumerate(keys, start=1):
+        if key in PLACEHOLDER_KEYS or any(m in key.lower() for m in PLACEHOLDER_MARKERS):
+            problem = "is a placeholder"
+        elif len(key) < MIN_KEY_BYTES:
+            problem = f"is {len(key)} bytes long"
+        else:
+            continue
+        raise ArtifactError(
+            f"signing key {number} in {where} {problem}: use at least {MIN_KEY_BYTES} random "
+            "bytes, e.g. $(openssl rand -hex 32)"
+        )
+    return keys
 
 
 def load_artifact(

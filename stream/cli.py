@@ -30,7 +30,7 @@ from metasignal.stream.config import (
 )
 from metasignal.stream.errors import ArtifactError, MetasignalError
 from metasignal.stream.metrics import MetricsServer
-from metasignal.stream.replay import read_vote_file
+from metasignal.stream.replay import ReplayProgress, read_vote_file
 from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.topics import Topics, topic_specs
 from metasignal.stream.transport.base import TransportError
@@ -49,6 +49,28 @@ def _kafka(args: argparse.Namespace) -> KafkaTransport:
         client_config=kafka_client_config(args),
         replication_factor=getattr(args, "replication_factor", 1),
     )
+
+
+class _SlowTaskNoise(logging.Filter):
+    """kafka-python warns "Task ... blocking the event loop" whenever one step of its network
+    loop takes over 100 ms: on a busy machine that is the OS scheduler, not something a user
+    can act on. Such records are kept for DEBUG logging only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "blocking the event loop" not in str(record.msg):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+KAFKA_NOISE_LOGGER = "kafka.net.selector"
+
+
+def quiet_kafka_noise() -> None:
+    """Keep kafka-python's slow-task warnings out of user-facing output (idempotent)."""
+    logger = logging.getLogger(KAFKA_NOISE_LOGGER)
+    if not any(isinstance(f, _SlowTaskNoise) for f in logger.filters):
+        logger.addFilter(_SlowTaskNoise())
 
 
 def register(commands: Any) -> None:
@@ -213,6 +235,7 @@ def command_replay(args: argparse.Namespace) -> int:
     transport = _kafka(args)
     producer = transport.producer()
     started = time.monotonic()
+    progress = ReplayProgress(len(events), stream=sys.stderr)
     for i, event in enumerate(events):
         if args.rate > 0:
             delay = started + i / args.rate - time.monotonic()
@@ -221,17 +244,48 @@ def command_replay(args: argparse.Namespace) -> int:
         producer.send(topics.votes, key=event.key, value=event.vote)
         if args.outcomes and event.outcome is not None:
             producer.send(topics.outcomes, key=event.key, value=event.outcome)
+        progress.update(i + 1)
     producer.flush()
     producer.close()
     transport.close()
+    progress.finish(len(events))
     print(json.dumps({"sent": len(events), "seconds": round(time.monotonic() - started, 3)}))
     return 0
+
+
+def _tail_banner(args: argparse.Namespace, topic: str, partitions: int) -> str:
+    start = (
+        "from its oldest message"
+        if args.from_beginning
+        else "new messages only (--from-beginning for the whole topic)"
+    )
+    ends = [f"after {args.max} messages"] if args.max else []
+    ends += [f"after {args.idle_exit:g} s without one"] if args.idle_exit else []
+    ends.append("on Ctrl-C")
+    return (
+        f"tail: waiting for messages on {topic} ({partitions} partitions) at {args.bootstrap}, "
+        f"{start}; stops {' or '.join(ends)}"
+    )
 
 
 def command_tail(args: argparse.Namespace) -> int:
     topic = getattr(Topics(prefix=args.topic_prefix), args.topic)
     transport = _kafka(args)
+    try:
+        partitions = transport.partition_count(topic)
+    except TransportError as exc:
+        transport.close()
+        raise MetasignalError(str(exc)) from None
+    if partitions is None:
+        transport.close()
+        raise MetasignalError(
+            f"topic {topic} does not exist at {args.bootstrap}: "
+            "run `metasignal topics create` (or check --topic-prefix)"
+        )
     consumer = transport.consumer(assign_all=[topic], from_beginning=args.from_beginning)
+    for partition in consumer.assignment():
+        consumer.position(partition)  # resolve the seek now: nothing sent from here is missed
+    print(_tail_banner(args, topic, partitions), file=sys.stderr, flush=True)
     seen = 0
     last = time.monotonic()
     try:
@@ -263,6 +317,7 @@ def command_tail(args: argparse.Namespace) -> int:
     finally:
         consumer.close()
         transport.close()
+    print(f"tail: {seen} messages", file=sys.stderr)
     return 0
 
 

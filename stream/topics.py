@@ -10,9 +10,14 @@ Examples
 
 from __future__ import annotations
 
+import atexit
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from metasignal.stream.transport.base import TopicSpec
+from metasignal.stream.transport.base import TopicSpec, Transport, TransportError
+
+log = logging.getLogger("metasignal")
 
 WEEK_MS = str(7 * 24 * 3600 * 1000)
 MONTH_MS = str(30 * 24 * 3600 * 1000)
@@ -67,3 +72,40 @@ def topic_specs(topics: Topics, *, partitions: int = 4) -> list[TopicSpec]:
         TopicSpec(topics.dlq, partitions, {"retention.ms": MONTH_MS}),
         TopicSpec(topics.training, partitions, {"retention.ms": MONTH_MS}),
     ]
+
+
+class OwnedTopics:
+    """Topics a run created for itself, deleted when it ends unless ``keep``.
+
+    :meth:`delete` is called on the way out; an exit hook catches the ways out that skip it
+    (Ctrl-C, an exception), so a demo on a shared broker never leaves its topics behind.
+
+    >>> from metasignal.stream.transport.memory import MemoryBus
+    >>> bus = MemoryBus()
+    >>> owned = OwnedTopics(bus, bus.create_topics(topic_specs(Topics(prefix="t."))), keep=False)
+    >>> len(owned.delete()), bus.partition_count("t.votes"), owned.delete()
+    (7, None, [])
+    """
+
+    def __init__(self, transport: Transport, names: Sequence[str], *, keep: bool) -> None:
+        self._transport = transport
+        self.names = list(names)
+        self._pending = bool(self.names) and not keep
+        if self._pending:
+            atexit.register(self.delete)
+
+    def delete(self) -> list[str]:
+        """Delete the topics (once); return the names deleted.
+
+        A failure is a warning naming the topics, never an exception: this runs on the way
+        out, where it must not hide why the run ended.
+        """
+        if not self._pending:
+            return []
+        self._pending = False
+        atexit.unregister(self.delete)
+        try:
+            return self._transport.delete_topics(self.names)
+        except TransportError as exc:
+            log.warning("could not delete topics %s: %s", ", ".join(self.names), exc)
+            return []

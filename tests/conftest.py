@@ -30,7 +30,7 @@ def committee_csv(tmp_path_factory: pytest.TempPathFactory, committee: Committee
 
 @pytest.fixture
 def signing_key(monkeypatch: pytest.MonkeyPatch) -> bytes:
-    key = b"test-signing-key-0123456789"
+    key = b"test-signing-key-0123456789abcdef"
     monkeypatch.setenv("METASIGNAL_SIGNING_KEY", key.decode())
     return key
 
@@ -51,7 +51,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
-TEST_KEY = b"test-signing-key-0123456789"
+TEST_KEY = b"test-signing-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")

@@ -100,14 +100,47 @@ def test_non_finite_numbers_cannot_be_written() -> None:
         dumps_artifact(doc)
 
 
+NEW_KEY, OLD_KEY = "n" * 32, "o" * 40
+
+
 def test_keys_from_env_and_key_file(tmp_path: pytest.TempPathFactory) -> None:
-    assert resolve_signing_keys(environ={SIGNING_KEY_ENV: "new, old"}) == [b"new", b"old"]
+    both = {SIGNING_KEY_ENV: f"{NEW_KEY}, {OLD_KEY}"}
+    assert resolve_signing_keys(environ=both) == [NEW_KEY.encode(), OLD_KEY.encode()]
     assert resolve_signing_keys(environ={}) == []
     path = tmp_path / "keys"  # type: ignore[operator]
-    path.write_text("first\n\nsecond\n")
-    assert resolve_signing_keys(key_file=path, environ={}) == [b"first", b"second"]
+    path.write_text(f"{OLD_KEY}\n\n{NEW_KEY}\n")
+    assert resolve_signing_keys(key_file=path, environ={}) == [OLD_KEY.encode(), NEW_KEY.encode()]
     with pytest.raises(ArtifactError, match="cannot read key file"):
         resolve_signing_keys(key_file=tmp_path / "missing")  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (f"{NEW_KEY},short-key", "signing key 2 in METASIGNAL_SIGNING_KEY is 9 bytes long"),
+        ("x" * 31, "signing key 1 in METASIGNAL_SIGNING_KEY is 31 bytes long"),
+        # The compose file's former fallback and the k8s Secret's former placeholder.
+        ("insecure-local-compose-key", "signing key 1 in METASIGNAL_SIGNING_KEY is a placeholder"),
+        ("REPLACE-ME-with-a-long-random-key", "is a placeholder"),
+        ("replace-me-with-32-or-more-random-bytes-from-openssl", "is a placeholder"),
+    ],
+)
+def test_short_and_placeholder_keys_are_refused_without_showing_them(
+    value: str, problem: str
+) -> None:
+    with pytest.raises(ArtifactError) as refused:
+        resolve_signing_keys(environ={SIGNING_KEY_ENV: value})
+    message = str(refused.value)
+    assert problem in message
+    assert "at least 32 random bytes" in message and "\n" not in message
+    assert all(part not in message for part in value.split(","))
+
+
+def test_key_file_placeholder_is_refused(tmp_path: pytest.TempPathFactory) -> None:
+    path = tmp_path / "keys"  # type: ignore[operator]
+    path.write_text(f"{NEW_KEY}\nREPLACE-ME-with-32-or-more-random-bytes\n")
+    with pytest.raises(ArtifactError, match=f"signing key 2 in key file {path} is a placeholder"):
+        resolve_signing_keys(key_file=path)
 
 
 def test_compiled_model_matches_the_formula_and_imputes_missing_members() -> None:

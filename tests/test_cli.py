@@ -21,7 +21,7 @@ def fit_args(data: Path, out: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory, committee_csv: Path) -> Path:
     out = tmp_path_factory.mktemp("fit")
-    env = {**os.environ, "METASIGNAL_SIGNING_KEY": "cli-key"}
+    env = {**os.environ, "METASIGNAL_SIGNING_KEY": "cli-signing-key-0123456789abcdef"}
     subprocess.run(
         [sys.executable, "-m", "metasignal.trainer.cli", *fit_args(committee_csv, out)],
         check=True,
@@ -49,7 +49,7 @@ def test_evaluate_prints_the_holdout_block(
     fitted: Path, committee_csv: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-key")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
     code = main(["evaluate", "--model", str(fitted / "model.json"), "--data",
                  str(committee_csv), "--label", "label", "--time", "ts"])  # fmt: skip
     assert code == 0
@@ -62,7 +62,7 @@ def test_tampered_model_exits_2_with_one_line(
     fitted: Path, committee_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-key")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
     model = json.loads((fitted / "model.json").read_text())
     model["threshold"]["value"] = 0.001
     tampered = tmp_path / "model.json"
@@ -78,7 +78,7 @@ def test_tampered_model_exits_2_with_one_line(
 def test_inspect_shows_strategy_threshold_and_weights(
     fitted: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-key")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
     assert main(["inspect", str(fitted / "model.json")]) == 0
     out = capsys.readouterr().out
     assert "verified" in out
@@ -113,7 +113,7 @@ def test_bad_flags_are_one_line_errors(
     committee_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch, argv: list[str], message: str,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "k")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "k" * 32)
     assert main([*fit_args(committee_csv, tmp_path), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err
@@ -123,7 +123,7 @@ def test_bad_flags_are_one_line_errors(
 def test_too_few_positives_for_the_folds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "k")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "k" * 32)
     rows = ["ts,a,label"] + [f"{i},{(i % 10) / 10},{int(i % 50 == 0)}" for i in range(400)]
     data = tmp_path / "few.csv"
     data.write_text("\n".join(rows) + "\n")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -8,6 +9,8 @@ import pytest
 
 from metasignal.stream.errors import MetasignalError
 from metasignal.stream.scorer import Scorer
+from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.transport.kafka import KafkaTransport
 from metasignal.trainer import demo
 from metasignal.trainer.cli import main
 from metasignal.trainer.demo import DemoOptions, run_demo
@@ -59,13 +62,29 @@ def test_no_loop_baseline_keeps_the_first_model(tmp_path: Path) -> None:
     assert summary["f1_after_drift"] == pytest.approx(summary["f1_after_drift_without_loop"])
 
 
+def demo_topics(printed: str, bootstrap: str) -> dict[str, bool]:
+    """The demo's topics (from the prefix it prints) and whether each still exists."""
+    (prefix,) = re.findall(r"^topics (demo-[0-9a-f]{8}\.)\* on ", printed, flags=re.MULTILINE)
+    names = [spec.name for spec in topic_specs(Topics(prefix=prefix))]
+    transport = KafkaTransport(bootstrap=bootstrap)
+    try:
+        return {name: transport.partition_count(name) is not None for name in names}
+    finally:
+        transport.close()
+
+
 @pytest.mark.kafka
-def test_demo_closes_the_loop_on_the_real_broker(tmp_path: Path, kafka_bootstrap: str) -> None:
+def test_demo_closes_the_loop_on_the_real_broker(
+    tmp_path: Path, kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     summary = run_demo(
         DemoOptions(
             events=60_000, out=tmp_path, bootstrap=kafka_bootstrap, rate=0.0, exactly_once=True
         )
     )
+    printed = capsys.readouterr().out
+    assert "deleted the demo's topics demo-" in printed
+    assert not any(demo_topics(printed, kafka_bootstrap).values())
     assert summary["transport"] == "kafka"
     check_summary(summary, live_events=48_000)
     # Drift injected -> control request -> new model on `models` -> swapped in and used.
@@ -86,6 +105,28 @@ def test_a_crashed_scorer_ends_the_demo_with_one_line(
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("metasignal: error: demo aborted, scorer stopped")
+
+
+@pytest.mark.kafka
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("keep", [False, True])
+def test_an_aborted_demo_on_a_broker_deletes_its_topics_unless_kept(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    keep: bool,
+) -> None:
+    def crash(self: Scorer, records: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Scorer, "process", crash)
+    argv = ["demo", "--events", "20000", "--no-loop", "--out", str(tmp_path)]
+    argv += ["--bootstrap", kafka_bootstrap, *(["--keep-topics"] if keep else [])]
+    assert main(argv) == 2
+    exists = demo_topics(capsys.readouterr().out, kafka_bootstrap)
+    assert len(exists) == 7
+    assert all(exists.values()) if keep else not any(exists.values())
 
 
 def test_a_stalled_scorer_ends_the_demo_instead_of_hanging(

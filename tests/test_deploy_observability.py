@@ -4,7 +4,7 @@ deploy/metric_names.txt is the one list of exported series: it must equal the me
 in stream/ and trainer/, and every PromQL expression under deploy/ (rules, dashboard) may only
 name those and the recording rules defined in deploy/prometheus/rules. promtool checks the rule
 files and config and runs the rule unit tests (deploy/prometheus/tests.yml); it must be
-installed (`apt-get install prometheus`; .ci/run does it), never skipped.
+installed (`make prometheus-tools`, a step of `make test`, installs them), never skipped.
 """
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ def test_every_alert_has_a_firing_unit_test() -> None:
 # -- promtool -------------------------------------------------------------------------------------
 def promtool() -> str:
     path = shutil.which("promtool")
-    assert path, "promtool is missing: apt-get install -y prometheus (.ci/run installs it)"
+    assert path, "promtool is missing: run `make prometheus-tools`"
     return path
 
 

@@ -65,7 +65,7 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0) -> An
 class PrometheusServer:
     def __init__(self, workdir: Path, scorer_port: int) -> None:
         binary = shutil.which("prometheus")
-        assert binary, "prometheus is missing: apt-get install -y prometheus (.ci/run does it)"
+        assert binary, "prometheus is missing: run `make prometheus-tools`"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())

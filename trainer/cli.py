@@ -19,12 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from metasignal import version
 from metasignal.stream.artifact import (
     dumps_artifact,
     read_artifact,
     resolve_signing_keys,
     sign_artifact,
 )
+from metasignal.stream.cli import quiet_kafka_noise
 from metasignal.stream.cli import register as register_stream_commands
 from metasignal.stream.config import KAFKA_SETTINGS, add_settings, kafka_client_config
 from metasignal.stream.errors import ArtifactError, MetasignalError
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metasignal", description="Balanced meta-model trade signals from committee votes."
     )
+    parser.add_argument("--version", action="version", version=f"metasignal {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_fit_parser(commands)
 
@@ -173,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--exactly-once", action="store_true", help="transactional scorer")
     demo.add_argument("--no-loop", action="store_true", help="baseline: first model only")
+    demo.add_argument(
+        "--keep-topics", action="store_true", help="with --bootstrap: keep the demo's topics"
+    )
     return parser
 
 
@@ -350,6 +356,7 @@ def command_demo(args: argparse.Namespace) -> int:
             rate=args.rate,
             exactly_once=args.exactly_once,
             loop=not args.no_loop,
+            keep_topics=args.keep_topics,
         )
     )
     return 0
@@ -417,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(
         logging.ERROR if args.command == "demo" else logging.WARNING
     )
+    quiet_kafka_noise()
     handler = getattr(args, "handler", None) or COMMANDS[args.command]
     try:
         return int(handler(args))

@@ -34,7 +34,7 @@ from metasignal.stream.errors import MetasignalError
 from metasignal.stream.messages import encode_vote
 from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.scoring import CompiledModel
-from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.topics import OwnedTopics, Topics, topic_specs
 from metasignal.stream.transport import Transport, connect
 from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
@@ -70,6 +70,7 @@ class DemoOptions:
     rate: float = 4000.0
     exactly_once: bool = False
     loop: bool = True
+    keep_topics: bool = False
 
 
 def _table(committee: Committee) -> VoteTable:
@@ -205,7 +206,12 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     # A fresh prefix keeps repeated demos on one broker from reading each other's topics.
     prefix = "demo." if options.bootstrap is None else f"demo-{uuid.uuid4().hex[:8]}."
     topics = Topics(prefix=prefix)
-    transport.create_topics(topic_specs(topics, partitions=4))
+    created = transport.create_topics(topic_specs(topics, partitions=4))
+    # On a broker the demo's topics are deleted when it ends (the memory bus ends with it).
+    owned = OwnedTopics(transport, created if options.bootstrap else [], keep=options.keep_topics)
+    if options.bootstrap:
+        fate = "kept (--keep-topics)" if options.keep_topics else "deleted at the end"
+        print(f"topics {prefix}* on {options.bootstrap}: {fate}")
     producer = transport.producer()
     producer.send(topics.models, key=b"meta", value=artifact.encode())
     producer.flush()
@@ -266,6 +272,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             for thread in (sender, *threads):
                 thread.join(timeout=30)
             why = f"{' and '.join(dead)} stopped" if dead else f"no progress for {STALL_SECONDS} s"
+            owned.delete()
             raise MetasignalError(
                 f"demo aborted, {why} ({_status(scorer, started, total)}); see the log above"
             )
@@ -285,6 +292,8 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     requests = _read(transport, topics.control, expect=len(scorer.stats.drift_requests), timeout=5)
     published = _read(transport, topics.models, expect=len(scorer.stats.model_versions), timeout=5)
     models = [load_artifact(document, keys=[key]) for document in published]
+    if owned.delete():
+        print(f"deleted the demo's topics {prefix}* (--keep-topics keeps them)")
     transport.close()
     summary = summarise(
         options=options,

@@ -111,6 +111,10 @@ class Transport(Protocol):
         """Create missing topics; return the names created (idempotent)."""
         ...
 
+    def delete_topics(self, names: Sequence[str]) -> list[str]:
+        """Delete these topics and their records; return the names deleted (absent: skipped)."""
+        ...
+
     def partition_count(self, topic: str) -> int | None: ...
 
     def consumer(

@@ -31,6 +31,7 @@ from metasignal.stream.transport.rebalance_fix import finish_interrupted_rebalan
 log = logging.getLogger("metasignal.transport")
 
 TOPIC_ALREADY_EXISTS = 36
+UNKNOWN_TOPIC_OR_PARTITION = 3
 
 # kafka-python defaults changed for the scorer; a user's client settings override these.
 CONSUMER_DEFAULTS: dict[str, Any] = {
@@ -160,6 +161,23 @@ class KafkaTransport:
         if created:
             admin.wait_for_topics(created, timeout_ms=30_000)
         return created
+
+    def delete_topics(self, names: Sequence[str]) -> list[str]:
+        admin = self._admin_client()
+        try:
+            result = admin.delete_topics(list(names), timeout_ms=30_000, raise_errors=False)
+        except KafkaError as exc:
+            raise TransportError(f"cannot delete topics: {exc}") from None
+        deleted = []
+        for topic in result["topics"]:
+            code = topic.get("error_code", 0)
+            if code == 0:
+                deleted.append(topic["name"])
+            elif code != UNKNOWN_TOPIC_OR_PARTITION:
+                raise TransportError(
+                    f"cannot delete topic {topic['name']}: {topic.get('error_message') or code}"
+                )
+        return deleted
 
     def partition_count(self, topic: str) -> int | None:
         described = self._admin_client().describe_topics([topic])

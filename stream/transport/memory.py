@@ -75,6 +75,13 @@ class MemoryBus:
                     created.append(spec.name)
         return created
 
+    def delete_topics(self, names: Sequence[str]) -> list[str]:
+        with self._cond:
+            deleted = [name for name in names if self._logs.pop(name, None) is not None]
+            for name in deleted:
+                self._configs.pop(name, None)
+        return deleted
+
     def partition_count(self, topic: str) -> int | None:
         with self._cond:
             log = self._logs.get(topic)
