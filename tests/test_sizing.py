@@ -23,6 +23,8 @@ from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.cli import main
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
+from metasignal.trainer.objective import Objective
+from metasignal.trainer.service import retune_artifact
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
 from tests.streaming import decode_all, publish_model, send_votes, versioned
@@ -184,6 +186,22 @@ def test_every_signal_on_the_wire_carries_its_size(
     decisions = np.array([out[i]["decision"] for i in ids])
     assert (got[decisions == 0] == 0).all() and (got[decisions == 1] > 0).any()
     assert got.max() <= 0.9
+
+
+def test_a_retuned_champion_keeps_its_sizing_rule(
+    committee: Committee, artifact_body: dict[str, Any]
+) -> None:
+    rule = {"method": "kelly", "cap": 0.4, "step": 0.1, "fraction": 0.25, "payoff_ratio": 3.0}
+    champion = {**artifact_body, "sizing": rule}
+    table = VoteTable(
+        time_ms=committee.time_ms[-6000:],
+        members=committee.members,
+        votes=committee.votes[-6000:],
+        labels=committee.labels[-6000:],
+    )
+    candidate, _ = retune_artifact(champion, table, Objective(metric="f1"))
+    assert candidate["sizing"] == rule
+    assert CompiledModel.from_artifact(candidate).sizing == SizingRule.from_dict(rule)
 
 
 def test_a_signal_with_a_size_outside_the_unit_interval_is_refused() -> None:

@@ -8,9 +8,10 @@ names are user- or environment-controlled.
 
 The page leads with what a reader must know first: the skill verdict (when the fit made
 one) and the warnings, then the holdout figures, the curves, and how the threshold and the
-strategy were chosen. Blocks written by other parts of ``fit`` (``skill``, ``pnl``,
-``intervals``, ``purge``, ``entities``, ``data``) are read with ``.get`` and rendered when
-present, so the page never fails on a report that lacks them.
+strategy were chosen. Blocks written by other parts of ``fit`` (``skill``; ``validation``'s
+``pnl``, ``purge`` and ``threshold_uncertainty``; ``holdout``'s ``pnl`` and ``intervals``;
+``input`` with its ``entities``) are read with ``.get`` and rendered when present, so the
+page never fails on a report that lacks them.
 
 Examples
 --------
