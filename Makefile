@@ -77,6 +77,14 @@ kafka-down:
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
+# Headless Chromium (Debian's chromium) for tests/test_pages_chromium.py, which fails, never
+# skips, without it: installed here when missing, or a one-line error saying what to install.
+.PHONY: chromium-tools
+chromium-tools:
+	@tests/install-chromium.sh
+
+unit: chromium-tools
+
 # -- deployment: Dockerfile, deploy/ (except kafka/), docs/operations.md ----------------------
 .PHONY: deploy-tools lock k8s-rules deploy-check
 

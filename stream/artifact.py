@@ -2,7 +2,8 @@
 
 The trainer writes it, the scorer loads it. Everything the scorer needs to
 reproduce the meta-model's calibrated probability is in the document:
-member order, preprocessing, linear weights, calibration map and threshold.
+member order, preprocessing, linear weights, calibration map, threshold and
+position-sizing rule.
 
 The signature is HMAC-SHA256 over the canonical JSON of every field except
 ``signature`` itself (keys sorted, no whitespace, ASCII), so any change to a
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any, Required, TypedDict, cast
 
 from metasignal.stream.errors import ArtifactError
+from metasignal.stream.sizing import SizingBlock, SizingRule
 
 SCHEMA_VERSION = 1
 SIGNATURE_ALGORITHM = "HMAC-SHA256"
@@ -102,6 +104,7 @@ class Artifact(TypedDict, total=False):
     linear: Required[Linear]
     calibration: Required[CalibrationMap]
     threshold: Required[ThresholdInfo]
+    sizing: SizingBlock  # absent in artifacts written before sizing: all-or-nothing
     signature: Signature
     training: dict[str, Any]
     metrics: dict[str, Any]
@@ -347,6 +350,10 @@ def validate_artifact(document: Mapping[str, Any]) -> None:
     if not 0.0 <= threshold <= 1.0:
         raise ArtifactError("artifact field 'threshold.value' must lie in [0, 1]")
     _require(document, "threshold.metric", str)
+    try:
+        SizingRule.from_dict(document.get("sizing"))
+    except ValueError as exc:
+        raise ArtifactError(f"artifact field 'sizing': {exc}") from None
 
 
 def model_identity(document: Mapping[str, Any]) -> tuple[str, int]:

@@ -234,7 +234,7 @@ def vote_matrix(
 _MISSING = float("nan")
 
 _SIGNAL = (
-    '{"id":%s,"ts":%d,"decision":%d,"score":%r,"threshold":%r,'
+    '{"id":%s,"ts":%d,"decision":%d,"score":%r,"threshold":%r,"size":%r,'
     '"model":%s,"model_version":%d,"scored_at":%d}'
 )
 _STALE_SIGNAL = _SIGNAL[:-1] + ',"stale":true}'
@@ -248,6 +248,7 @@ def encode_signal(
     decision: int,
     score: float,
     threshold: float,
+    size: float,
     model_name: str,
     model_version: int,
     scored_at_ms: int,
@@ -255,12 +256,15 @@ def encode_signal(
 ) -> bytes:
     """A signal message; ``ts`` echoes the vote's event time in epoch ms.
 
+    ``size`` is the position size in ``[0, 1]`` (0: no trade; see
+    :mod:`metasignal.stream.sizing`).
+
     Byte for byte what ``json.dumps(..., separators=(",", ":"))`` writes for finite
     scores, at a third of the cost (``tests/test_messages.py`` holds it to that). A stale
     vote's signal (a no-trade) ends with ``"stale":true``.
     """
-    if not (math.isfinite(score) and math.isfinite(threshold)):
-        raise ValueError(f"signal {event_id!r}: score and threshold must be finite")
+    if not (math.isfinite(score) and math.isfinite(threshold) and 0.0 <= size <= 1.0):
+        raise ValueError(f"signal {event_id!r}: score and threshold finite, size in [0, 1]")
     return (
         (_STALE_SIGNAL if stale else _SIGNAL)
         % (
@@ -269,6 +273,7 @@ def encode_signal(
             decision,
             float(score),
             float(threshold),
+            float(size),
             _json_string(model_name),
             model_version,
             scored_at_ms,
@@ -291,6 +296,7 @@ class Signal(TypedDict):
     decision: int
     score: float
     threshold: float
+    size: float  # position size in [0, 1]: 0 for no trade (metasignal.stream.sizing)
     model: str
     model_version: int
     scored_at: int

@@ -14,17 +14,20 @@ Examples
 [0.5, 0.988]
 >>> scorer.decide(np.array([0.2, 0.7])).tolist()
 [0, 1]
+>>> scorer.size(np.array([0.2, 0.7])).tolist()  # no sizing block: all or nothing
+[0.0, 1.0]
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from metasignal.stream.artifact import model_identity
+from metasignal.stream.sizing import SizingRule
 
 
 def logit(p: np.ndarray, clip_eps: float) -> np.ndarray:
@@ -59,6 +62,7 @@ class CompiledModel:
     weights: np.ndarray
     bias: float
     threshold: float
+    sizing: SizingRule = field(default_factory=lambda: SizingRule(method="fixed"))
 
     @classmethod
     def from_artifact(cls, artifact: Mapping[str, Any]) -> CompiledModel:
@@ -81,6 +85,7 @@ class CompiledModel:
             bias=slope * float(artifact["linear"]["intercept"])
             + float(artifact["calibration"]["intercept"]),
             threshold=float(artifact["threshold"]["value"]),
+            sizing=SizingRule.from_dict(artifact.get("sizing")),
         )
 
     def features(self, votes: np.ndarray) -> np.ndarray:
@@ -100,3 +105,7 @@ class CompiledModel:
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """Trade (1) iff the calibrated score reaches the threshold."""
         return (scores >= self.threshold).astype(np.int8)
+
+    def size(self, scores: np.ndarray) -> np.ndarray:
+        """Position size in ``[0, 1]`` per calibrated score: 0 where :meth:`decide` says 0."""
+        return self.sizing.size(scores, self.threshold)

@@ -58,13 +58,15 @@ def internal_error(exc: Exception) -> MessageError:
 
 @dataclass(frozen=True, slots=True)
 class ScoredBatch:
-    """One batch after scoring: rows of ``matrix``, ``scores`` and ``decisions`` follow ``good``."""
+    """One batch after scoring: rows of ``matrix``, ``scores``, ``decisions`` and ``sizes``
+    follow ``good``."""
 
     good: Good
     dead: Dead
     matrix: np.ndarray
     scores: np.ndarray
     decisions: np.ndarray
+    sizes: np.ndarray  # position size in [0, 1] per good vote (0 where the decision is 0)
     signals: list[tuple[bytes, bytes]] = field(default_factory=list)
     stale: np.ndarray | None = None  # per good vote, when any is stale (then decision 0)
     # Every SAMPLE_EVERY-th decoded vote, before the member checks: which members live votes
@@ -97,6 +99,7 @@ class ScoredBatch:
             decisions=np.concatenate(
                 [np.empty(0, dtype=np.int8), *(part.decisions for part in parts)]
             ),
+            sizes=np.concatenate([np.empty(0), *(part.sizes for part in parts)]),
             signals=[signal for part in parts for signal in part.signals],
             stale=stale,
             sample=[vote for part in parts for vote in part.sample],
@@ -192,6 +195,7 @@ class ScoringStep:
             matrix=np.empty((0, len(model.members))),
             scores=np.empty(0),
             decisions=np.empty(0, dtype=np.int8),
+            sizes=np.empty(0),
         )
 
     def score(self, good: Good, dead: Dead, model: CompiledModel) -> ScoredBatch:
@@ -216,6 +220,7 @@ class ScoringStep:
             matrix=matrix,
             scores=scores,
             decisions=decisions,
+            sizes=model.size(scores),
             sample=sample,
         )
 
@@ -228,7 +233,8 @@ class ScoringStep:
         if not stale.any():
             return batch
         decisions = np.where(stale, 0, batch.decisions).astype(np.int8)
-        return replace(batch, decisions=decisions, stale=stale)
+        sizes = np.where(stale, 0.0, batch.sizes)
+        return replace(batch, decisions=decisions, sizes=sizes, stale=stale)
 
     @staticmethod
     def signals(
@@ -246,16 +252,18 @@ class ScoringStep:
                         decision=decision,
                         score=score,
                         threshold=model.threshold,
+                        size=size,
                         model_name=model.name,
                         model_version=model.version,
                         scored_at_ms=scored_at_ms,
                         stale=stale,
                     ),
                 )
-                for (_, vote), score, decision, stale in zip(
+                for (_, vote), score, decision, size, stale in zip(
                     batch.good,
                     batch.scores.tolist(),
                     batch.decisions.tolist(),
+                    batch.sizes.tolist(),
                     batch.stale.tolist(),
                     strict=True,
                 )
@@ -269,12 +277,17 @@ class ScoringStep:
                     decision=decision,
                     score=score,
                     threshold=model.threshold,
+                    size=size,
                     model_name=model.name,
                     model_version=model.version,
                     scored_at_ms=scored_at_ms,
                 ),
             )
-            for (_, vote), score, decision in zip(
-                batch.good, batch.scores.tolist(), batch.decisions.tolist(), strict=True
+            for (_, vote), score, decision, size in zip(
+                batch.good,
+                batch.scores.tolist(),
+                batch.decisions.tolist(),
+                batch.sizes.tolist(),
+                strict=True,
             )
         ]

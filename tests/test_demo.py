@@ -46,7 +46,13 @@ def test_demo_closes_the_loop_on_the_memory_bus(tmp_path: Path) -> None:
     # The rate step is at live event 12000: detection must come after it, not before.
     assert min(event["at"] for event in summary["drift_events"]) > 12_000
     assert summary["f1_after_drift"] > summary["f1_after_drift_without_loop"]
-    assert (tmp_path / "out" / "timeline.html").read_text().count("<svg") == 3
+    timeline = (tmp_path / "out" / "timeline.html").read_text()
+    assert timeline.count('<img src="data:image/png;base64,') == 1  # the three panels
+    assert timeline.count('data-kind="retune"') == sum(
+        1 for event in summary["drift_events"] if event["kind"] == "retune"
+    )
+    assert timeline.count('data-kind="refused"') == summary["refused"]
+    assert "<pre" not in timeline
 
 
 def test_no_loop_baseline_keeps_the_first_model(tmp_path: Path) -> None:

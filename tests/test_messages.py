@@ -119,6 +119,7 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
     decision=st.sampled_from([0, 1]),
     score=finite,
     threshold=finite,
+    size=st.floats(min_value=0.0, max_value=1.0),
     version=st.integers(min_value=1, max_value=10**9),
 )
 def test_signal_encoding_is_exactly_json_dumps(
@@ -128,6 +129,7 @@ def test_signal_encoding_is_exactly_json_dumps(
     decision: int,
     score: float,
     threshold: float,
+    size: float,
     version: int,
 ) -> None:
     encoded = encode_signal(
@@ -136,6 +138,7 @@ def test_signal_encoding_is_exactly_json_dumps(
         decision=decision,
         score=np.float64(score),
         threshold=threshold,
+        size=size,
         model_name=model_name,
         model_version=version,
         scored_at_ms=ts_ms + 1,
@@ -146,6 +149,7 @@ def test_signal_encoding_is_exactly_json_dumps(
         "decision": decision,
         "score": score,
         "threshold": threshold,
+        "size": size,
         "model": model_name,
         "model_version": version,
         "scored_at": ts_ms + 1,
@@ -162,6 +166,7 @@ def test_signal_refuses_a_non_finite_score() -> None:
             decision=0,
             score=math.nan,
             threshold=0.5,
+            size=0.0,
             model_name="meta",
             model_version=1,
             scored_at_ms=2,
@@ -180,6 +185,7 @@ def test_a_signal_has_exactly_the_typed_fields() -> None:
         decision=1,
         score=0.7,
         threshold=0.5,
+        size=0.0,
         model_name="meta",
         model_version=2,
         scored_at_ms=3,
@@ -192,6 +198,7 @@ def test_a_signal_has_exactly_the_typed_fields() -> None:
         decision=0,
         score=0.7,
         threshold=0.5,
+        size=0.0,
         model_name="meta",
         model_version=2,
         scored_at_ms=3,

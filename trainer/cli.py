@@ -32,6 +32,7 @@ from metasignal.stream.cli import register as register_stream_commands
 from metasignal.stream.config import KAFKA_SETTINGS, add_settings, kafka_client_config
 from metasignal.stream.errors import ArtifactError, MetasignalError
 from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.sizing import SIZING_METHODS, SizingRule
 from metasignal.stream.transport.base import TransportError
 from metasignal.trainer.data import DataError, load_table
 from metasignal.trainer.report import render_html
@@ -52,6 +53,13 @@ def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def _positive_fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
     return value
 
 
@@ -102,6 +110,21 @@ def _add_fit_parser(commands: Any) -> None:
         choices=("impute", "reject"),
         default="impute",
         help="what the scorer does with a vote missing a member (impute)",
+    )
+    fit.add_argument(
+        "--sizing",
+        choices=SIZING_METHODS,
+        default="probability",
+        help="position size of a trade: 2Φ(z)−1 of p vs the threshold, fractional Kelly, "
+        "or all-or-nothing (probability)",
+    )
+    fit.add_argument("--size-cap", type=_positive_fraction, default=1.0, help="largest size (1)")
+    fit.add_argument("--size-step", type=_fraction, default=0.0, help="size ladder step (0)")
+    fit.add_argument("--kelly-fraction", type=_positive_fraction, default=0.5, help="(0.5)")
+    fit.add_argument(
+        "--payoff-ratio",
+        type=_positive_float,
+        help="Kelly: mean win / mean loss of a trade (default: from --gain/--cost)",
     )
     fit.add_argument("--model-name", default="meta", help="model name on the models topic")
     fit.add_argument("--model-version", type=_positive_int, default=1, help="version (1)")
@@ -201,6 +224,13 @@ def command_fit(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         model_version=args.model_version,
         missing_policy=args.missing_members,
+        sizing={
+            "method": args.sizing,
+            "cap": args.size_cap,
+            "step": args.size_step,
+            "fraction": args.kelly_fraction,
+            "payoff_ratio": args.payoff_ratio,
+        },
         estimator={
             "strategy": args.strategy,
             "metric": args.metric,
@@ -226,6 +256,8 @@ def command_fit(args: argparse.Namespace) -> int:
         "out": str(args.out),
     }
     print(json.dumps(summary))
+    for warning in outcome.report.get("warnings") or []:
+        print(f"metasignal: warning: {warning} (see report.html)", file=sys.stderr)
     return 0
 
 
@@ -278,6 +310,7 @@ def command_inspect(args: argparse.Namespace) -> int:
         f"{artifact['calibration']['slope']:.4f} intercept "
         f"{artifact['calibration']['intercept']:.4f}",
     ]
+    lines.append(f"sizing     {SizingRule.from_dict(artifact.get('sizing')).describe()}")
     for fallback in strategy.get("fallbacks", []):
         lines.append(f"fallback   {fallback}")
     holdout = (artifact.get("metrics") or {}).get("holdout")

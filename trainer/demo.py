@@ -9,19 +9,20 @@ for a re-tune or a retrain; the trainer gates and publishes new versions that
 the scorer swaps in. A few malformed votes show the dead-letter path.
 
 It prints a live line and a timeline, writes ``timeline.html`` (rates,
-rolling F1, model versions, drift marks), and compares F1 after the drift with
-the loop on against the first model alone. Runs on the embedded memory bus,
+rolling F1, model versions; drift requests, new models and refused candidates
+marked), and compares F1 after the drift with the loop on against the first
+model alone. Runs on the embedded memory bus,
 or on a real broker with ``--bootstrap``; ``--no-loop`` runs the baseline alone.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import secrets
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,10 @@ from metasignal.stream.topics import OwnedTopics, Topics, model_key, topic_specs
 from metasignal.stream.transport import Transport, connect
 from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
-from metasignal.trainer.report import BLUE, GREY, ORANGE, RED, Series, render_html, svg_line_plot
-from metasignal.trainer.service import TrainerOptions, TrainerService
+from metasignal.trainer.report import render_html
+from metasignal.trainer.service import TrainerOptions, TrainerService, Verdict
 from metasignal.trainer.synthetic import Committee, RateStep, generate_committee
+from metasignal.trainer.timeline import Mark, timeline_html
 
 # The scorer consumes every vote within seconds; this long without a vote or outcome scored
 # means something is broken (the demo says so and stops instead of waiting for ever).
@@ -90,21 +92,6 @@ def f1_score(labels: np.ndarray, decisions: np.ndarray) -> float:
     tp = int(np.sum((labels == 1) & (decisions == 1)))
     predicted, actual = int(decisions.sum()), int(labels.sum())
     return 2 * tp / (predicted + actual) if predicted + actual else 0.0
-
-
-def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
-    sums = np.cumsum(np.r_[0.0, values])
-    out = np.full(len(values), np.nan)
-    out[window - 1 :] = (sums[window:] - sums[:-window]) / window
-    return out
-
-
-def rolling_f1(labels: np.ndarray, decisions: np.ndarray, window: int) -> np.ndarray:
-    tp = rolling_mean(((labels == 1) & (decisions == 1)).astype(float), window)
-    predicted = rolling_mean(decisions.astype(float), window)
-    actual = rolling_mean(labels.astype(float), window)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(predicted + actual > 0, 2 * tp / (predicted + actual), np.nan)
 
 
 class _Feeder:
@@ -328,6 +315,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         decay_index=decay_index,
         report=report,
         seconds=seconds,
+        verdicts=trainer.verdicts if trainer is not None else [],
     )
     if options.summary_json is not None:
         options.summary_json.parent.mkdir(parents=True, exist_ok=True)
@@ -348,6 +336,7 @@ def summarise(
     decay_index: int,
     report: dict[str, Any],
     seconds: float,
+    verdicts: Sequence[Verdict] = (),
 ) -> dict[str, Any]:
     index = {str(event_id): i for i, event_id in enumerate(live.ids)}
     n = len(live)
@@ -360,13 +349,27 @@ def summarise(
     labels = live.labels.astype(np.int64)
     baseline = first_model.decide(first_model.predict_proba(live.votes)).astype(np.int64)
     after = slice(step_index, n)
-    timeline = [(step_index, f"injected: trade rate steps to {options.drifted_rate:.0%}")]
-    timeline.append((decay_index, "injected: member m8 starts to decay"))
+    timeline = [
+        Mark(step_index, "injected", f"injected: trade rate steps to {options.drifted_rate:.0%}"),
+        Mark(decay_index, "injected", "injected: member m8 starts to decay"),
+    ]
     drift_events = []
+    requested_at = {}
     for request in requests:
         at = int(np.searchsorted(live.time_ms, request.get("at_event_ts") or 0))
+        requested_at[request.get("id")] = (at, request["kind"])
         drift_events.append({"at": at, "kind": request["kind"], "reason": request["reason"]})
-        timeline.append((at, f"drift: {request['kind']} requested ({request['reason']})"))
+        timeline.append(
+            Mark(at, request["kind"], f"drift: {request['kind']} requested ({request['reason']})")
+        )
+    refused = []
+    for verdict in verdicts:
+        if verdict.outcome != "refused":
+            continue
+        # The answer lands shortly after the request; the request's position places it.
+        at, kind = requested_at.get(verdict.request_id, (n, "?"))
+        refused.append({"at": at, "kind": kind, "detail": verdict.detail})
+        timeline.append(Mark(at, "refused", f"{kind} candidate {verdict.detail}"))
     for model in models[1:]:
         version = model["model"]["version"]
         live_from = np.flatnonzero(versions == version)
@@ -374,16 +377,18 @@ def summarise(
         gate = model.get("gate") or {}
         when = "live" if len(live_from) else "published after the last event"
         timeline.append(
-            (
+            Mark(
                 at,
+                "live",
                 f"model v{version} {when} ({model['request']['kind']}: gate {gate.get('metric')} "
                 f"{gate.get('candidate', float('nan')):.3f} vs champion "
                 f"{gate.get('champion', float('nan')):.3f})",
             )
         )
+    timeline.sort(key=lambda mark: mark.at)
     print("timeline (live event index):")
-    for at, text in sorted(timeline):
-        print(f"  {at:>7}  {text}")
+    for mark in timeline:
+        print(f"  {mark.at:>7}  {mark.text}")
     # The live figures grade the decisions each signal carried, whichever version made them.
     live_block = {
         "f1": f1_score(labels, decisions),
@@ -407,6 +412,8 @@ def summarise(
         "drift_events": drift_events,
         "retrains": kinds.count("retrain"),
         "retunes": kinds.count("retune"),
+        "refused": len(refused),
+        "refused_candidates": refused,
         "f1_after_drift": f1_score(labels[after], decisions[after]),
         "f1_after_drift_without_loop": f1_score(labels[after], baseline[after]),
         "f1_before_drift": f1_score(labels[:step_index], decisions[:step_index]),
@@ -430,66 +437,7 @@ def summarise(
         f"{summary['retrains']} retrain(s); {stats.dlq} dead letters"
     )
     (options.out / "timeline.html").write_text(
-        timeline_html(labels, decisions, baseline, versions, sorted(timeline), summary)
+        timeline_html(labels, decisions, baseline, versions, timeline, summary), encoding="utf-8"
     )
     print(f"timeline plot: {summary['timeline']}")
     return summary
-
-
-def timeline_html(
-    labels: np.ndarray,
-    decisions: np.ndarray,
-    baseline: np.ndarray,
-    versions: np.ndarray,
-    timeline: list[tuple[int, str]],
-    summary: dict[str, Any],
-) -> str:
-    """A self-contained page: rates, rolling F1 and model versions over the live stream."""
-    window = 5000
-    step = max(len(labels) // 400, 1)
-    x = list(range(0, len(labels), step))
-
-    def sampled(values: np.ndarray) -> list[float | None]:
-        return [None if np.isnan(values[i]) else float(values[i]) for i in x]
-
-    marks = [(float(at), html.escape(text.split(" (")[0][:40])) for at, text in timeline]
-    rates = svg_line_plot(
-        [
-            Series(x, sampled(rolling_mean(labels.astype(float), window)), "realized rate", BLUE),
-            Series(
-                x, sampled(rolling_mean(decisions.astype(float), window)), "signal rate", ORANGE
-            ),
-        ],
-        title="Positive rate vs signal rate (rolling 5,000 events)",
-        x_label="live event",
-        y_label="rate",
-        vlines=marks,
-    )
-    f1 = svg_line_plot(
-        [
-            Series(x, sampled(rolling_f1(labels, decisions, window)), "loop on", BLUE),
-            Series(x, sampled(rolling_f1(labels, baseline, window)), "first model only", GREY),
-        ],
-        title="Rolling F1 (5,000 events)",
-        x_label="live event",
-        y_label="F1",
-        vlines=marks,
-    )
-    version_plot = svg_line_plot(
-        [Series(x, [float(versions[i]) for i in x], "model version", RED)],
-        title="Model version serving each event",
-        x_label="live event",
-        y_label="version",
-    )
-    rows = "".join(f"<tr><td>{at}</td><td>{html.escape(text)}</td></tr>" for at, text in timeline)
-    figures = {
-        k: summary[k]
-        for k in ("f1_after_drift", "f1_after_drift_without_loop", "retunes", "retrains")
-    }
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>metasignal demo timeline</title>"
-        "<style>body{font-family:sans-serif;max-width:980px;margin:2em auto}"
-        "td{padding:2px 10px}</style></head><body><h1>metasignal: the closed loop</h1>"
-        f"<pre>{json.dumps(figures, indent=2)}</pre>{rates}{f1}{version_plot}"
-        f"<h2>Timeline</h2><table>{rows}</table></body></html>\n"
-    )

@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 
 from metasignal.stream.artifact import SCHEMA_VERSION, Artifact
+from metasignal.stream.sizing import SizingRule, resolve_sizing
 from metasignal.trainer.calibration import brier_score, reliability_curve
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.meta_model import MetaModelClassifier
-from metasignal.trainer.thresholds import average_precision, confusion_at, threshold_curve
+from metasignal.trainer.report import holdout_warnings
+from metasignal.trainer.thresholds import average_precision, confusion_at
 
 log = logging.getLogger("metasignal.trainer")
 
@@ -40,6 +42,8 @@ class FitConfig:
     model_version: int = 1
     missing_policy: str = "impute"
     estimator: dict[str, Any] = field(default_factory=dict)
+    # The position-sizing rule (metasignal.stream.sizing.resolve_sizing's spec).
+    sizing: dict[str, Any] = field(default_factory=lambda: {"method": "probability"})
 
 
 @dataclass
@@ -113,16 +117,16 @@ def build_plots(
     """Downsampled curve data for the HTML report (never full arrays)."""
     # pr_auc has no threshold of its own: its threshold is the F1-optimal one.
     curve_metric = "f1" if model.metric == "pr_auc" else model.metric
-    thresholds, values = threshold_curve(
-        y_oof, p_oof, **{**model.objective.to_dict(), "metric": curve_metric}
-    )
+    evidence = model.walk_forward_[model.strategy_]
+    folds = len(evidence.fold_values)
     plots: dict[str, Any] = {
-        "metric_vs_threshold": dict(
-            zip(("threshold", "value"), _downsample(thresholds, values), strict=True),
-            metric=curve_metric,
-            chosen=model.threshold_,
-            source="walk-forward out-of-fold predictions (training period)",
-        )
+        # The very curve the threshold maximised: the objective averaged over the folds.
+        "metric_vs_threshold": {
+            **evidence.threshold_curve,
+            "metric": curve_metric,
+            "chosen": model.threshold_,
+            "source": f"the {folds} walk-forward validation folds of the training period",
+        }
     }
     if len(y_ho) and y_ho.sum():
         recall, precision = _pr_curve(y_ho, p_ho)
@@ -146,6 +150,20 @@ def build_plots(
     return plots
 
 
+def sizing_summary(rule: SizingRule, p_holdout: np.ndarray, threshold: float) -> dict[str, Any]:
+    """The report's sizing block: the rule, and the sizes it gives the holdout's trades."""
+    sizes = rule.size(p_holdout, threshold)[p_holdout >= threshold]
+    counts, edges = np.histogram(sizes, bins=20, range=(0.0, 1.0))
+    return {
+        "rule": rule.to_dict(),
+        "description": rule.describe(),
+        "holdout_trades": len(sizes),
+        "holdout_mean_size": float(sizes.mean()) if len(sizes) else None,
+        "holdout_zero_size_trades": int(np.count_nonzero(sizes == 0)),
+        "holdout_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+    }
+
+
 def fit_meta_model(table: VoteTable, config: FitConfig) -> FitOutcome:
     """Tune on the training period, report on the holdout, publish a refit on all rows."""
     started = time.perf_counter()
@@ -155,6 +173,13 @@ def fit_meta_model(table: VoteTable, config: FitConfig) -> FitOutcome:
     n_holdout = math.ceil(n * config.holdout)
     train, hold = table.rows(0, n - n_holdout), table.rows(n - n_holdout, n)
     estimator = MetaModelClassifier(**config.estimator)
+    # Checked before the (long) fit: a bad sizing flag should not cost a fit.
+    objective = estimator.objective
+    profit = (objective.gain, objective.cost) if objective.metric == "profit" else None
+    try:
+        sizing = resolve_sizing(config.sizing, gain_cost=profit)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     needed = min_positives(estimator.n_splits)
     if train.positives < needed:
         raise DataError(
@@ -179,6 +204,7 @@ def fit_meta_model(table: VoteTable, config: FitConfig) -> FitOutcome:
     p_ho = model.predict_proba(hold.votes)[:, 1] if len(hold) else np.array([])
     holdout = holdout_metrics(hold.labels, p_ho, model.threshold_) if len(hold) else None
     plots = build_plots(model, y_oof, evidence.oof_scores, hold.labels, p_ho)
+    sizes = sizing_summary(sizing, p_ho, model.threshold_)
     published = model.refit(table.votes, table.labels) if config.refit_all and len(hold) else model
     fit_seconds = time.perf_counter() - started
     validation = {
@@ -201,6 +227,7 @@ def fit_meta_model(table: VoteTable, config: FitConfig) -> FitOutcome:
         training_window=(int(table.time_ms[0]), int(table.time_ms[-1])),
         validation=validation,
         holdout=holdout,
+        sizing=sizing,
     )
     coef, intercept = published.linear_parameters()
     report = {
@@ -212,6 +239,7 @@ def fit_meta_model(table: VoteTable, config: FitConfig) -> FitOutcome:
         "metric": model.metric,
         "objective": model.objective.to_dict(),
         "holdout": holdout,
+        "warnings": holdout_warnings(holdout),
         "validation": validation,
         "training": {
             "rows": len(train),
@@ -230,6 +258,7 @@ def fit_meta_model(table: VoteTable, config: FitConfig) -> FitOutcome:
         "member_weights": dict(zip(table.members, coef.tolist(), strict=True)),
         "intercept": intercept,
         "calibration": model.calibration_.to_dict(),
+        "sizing": sizes,
         "plots": plots,
         "fit_seconds": fit_seconds,
         "libraries": artifact["libraries"],
@@ -245,6 +274,7 @@ def build_artifact(
     training_window: tuple[int, int],
     validation: dict[str, Any],
     holdout: dict[str, Any] | None,
+    sizing: SizingRule,
 ) -> Artifact:
     """The unsigned artifact body (sign with :func:`metasignal.stream.artifact.sign_artifact`)."""
     features = model.pipeline_[0]
@@ -276,6 +306,7 @@ def build_artifact(
             "objective": model.objective.to_dict(),
             "fold_thresholds": validation["chosen"]["fold_thresholds"],
         },
+        "sizing": sizing.to_dict(),
         "training": {
             "window": {"start": iso_ms(training_window[0]), "end": iso_ms(training_window[1])},
             "rows": len(table),

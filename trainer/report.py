@@ -1,49 +1,60 @@
-"""Self-contained HTML report: one file, inline SVG drawn by hand, no scripts, no assets.
+"""The fit report as one self-contained HTML page; plots by matplotlib, embedded as PNG.
 
-The report has to open anywhere (a CI artifact, an air-gapped desk, an e-mail attachment),
-so nothing is fetched and nothing runs: plots are static SVG built by the small pure helpers
-below. Every string that comes from the report dict is escaped, because member names,
-strategy reasons and library names are user- or environment-controlled.
+The page has to open anywhere (a CI artifact, an air-gapped desk, an e-mail attachment), so
+nothing is fetched and nothing runs: figures are ``data:`` URIs drawn by
+:mod:`metasignal.trainer.plots`, which is imported only here, when a page is drawn. Every
+string from the report dict is escaped, because member names, strategy reasons and library
+names are user- or environment-controlled.
+
+The page leads with what a reader must know first: the skill verdict (when the fit made
+one) and the warnings, then the holdout figures, the curves, and how the threshold and the
+strategy were chosen. Blocks written by other parts of ``fit`` (``skill``; ``validation``'s
+``pnl``, ``purge`` and ``threshold_uncertainty``; ``holdout``'s ``pnl`` and ``intervals``;
+``input`` with its ``entities``) are read with ``.get`` and rendered when present, so the
+page never fails on a report that lacks them.
+
+Examples
+--------
+>>> holdout_warnings({"n": 500, "positives": 12, "predicted_positives": 0, "f1": 0.0,
+...                   "precision": 0.0, "observed_rate": 0.024, "expected_rate": 0.02})
+... # doctest: +NORMALIZE_WHITESPACE
+['only 12 positives in the holdout (fewer than 30): its precision, recall and F1 rest on
+  too few events to trust', 'holdout F1 is 0: the model never signalled on the holdout',
+  'signals on 0% of holdout events against a realized positive rate of 2.4%']
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
-    "Marker",
-    "Series",
+    "MIN_HOLDOUT_POSITIVES",
+    "RATE_FACTOR",
     "describe_objective",
     "fmt_metric",
     "fmt_num",
     "fmt_pct",
-    "linear_ticks",
-    "log_ticks",
+    "holdout_warnings",
+    "page",
     "render_html",
-    "svg_bar_chart",
-    "svg_line_plot",
 ]
 
-BLUE = "#1f6feb"
-ORANGE = "#e8590c"
-RED = "#c92a2a"
-GREY = "#868e96"
-_GRID = "#e9ecef"
-_AXIS = "#495057"
+# Below this many positives a holdout's precision and recall move by several points per event.
+MIN_HOLDOUT_POSITIVES: Final = 30
+# Signal rate or mean predicted probability this many times off the realized rate is "far".
+RATE_FACTOR: Final = 3.0
 
-_WIDTH, _HEIGHT = 460, 300
-_LEFT, _RIGHT, _TOP, _BOTTOM = 58, 16, 14, 40
-_LEGEND = 20
-_CHAR_PX = 6.6  # rough width of an 11px sans-serif glyph, for label layout only
 _DASH = "—"
 
-_CSS = """
+CSS: Final = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1d2330;
-max-width:1000px;margin:1.5rem auto;padding:0 1rem}
+max-width:1020px;margin:1.5rem auto;padding:0 1rem}
 h1{font-size:1.4rem;margin:0 0 .5rem}
 h2{font-size:1.1rem;margin:1.6rem 0 .5rem;border-bottom:1px solid #dde1e7;padding-bottom:.2rem}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums;margin:.3rem 0}
@@ -51,15 +62,19 @@ th,td{padding:.25rem .6rem;border-bottom:1px solid #eceff3;text-align:left;verti
 th{font-weight:600;color:#495057}
 td.num{text-align:right}
 tr.chosen{background:#fff4e0;font-weight:600}
-table.kv th{width:12rem}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:1rem 1.5rem}
+tr.refused{color:#868e96}
+table.kv th{width:13rem}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(470px,1fr));gap:1rem 1.5rem}
 figure{margin:0}
-figcaption{font-size:12px;color:#5b6472;max-width:460px}
+figure img{max-width:100%;height:auto;display:block}
+figcaption{font-size:12px;color:#5b6472;max-width:600px}
 .note{color:#5b6472;font-size:13px}
-.warn{background:#fff4e0;border-left:3px solid #e8590c;padding:.4rem .8rem}
+.warn{background:#fff4e0;border-left:3px solid #e8590c;padding:.4rem .8rem;margin:.6rem 0}
 .warn ul{margin:.2rem 0;padding-left:1.2rem}
-svg{max-width:100%;height:auto}
-svg text{font:11px system-ui,sans-serif;fill:#343a40}
+.verdict{padding:.6rem .9rem;margin:.6rem 0;border-left:4px solid}
+.verdict.pass{background:#ebfbee;border-color:#2b8a3e}
+.verdict.fail{background:#fff5f5;border-color:#c92a2a}
+.verdict .head{font-size:1.15rem;font-weight:700}
 """
 
 
@@ -71,10 +86,7 @@ def _esc(value: object) -> str:
 
 
 def _finite(value: object) -> float | None:
-    """``value`` as a float, or None for None, NaN, infinities and non-numbers.
-
-    JSON reports carry all of these (e.g. infeasible thresholds are NaN on the curve).
-    """
+    """``value`` as a float, or None for None, NaN, infinities and non-numbers."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     number = float(value)
@@ -82,7 +94,11 @@ def _finite(value: object) -> float | None:
 
 
 def fmt_num(value: object, digits: int = 4) -> str:
-    """Compact number: ints with separators, floats to ``digits`` significant digits."""
+    """Compact number: ints with separators, floats to ``digits`` significant digits.
+
+    >>> fmt_num(12345), fmt_num(0.000123456), fmt_num(float("nan")), fmt_num(True)
+    ('12,345', '0.0001235', '—', 'yes')
+    """
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
@@ -105,349 +121,100 @@ def fmt_pct(value: object) -> str:
     return _DASH if number is None else f"{100 * number:.3g}%"
 
 
-# --------------------------------------------------------------------------- axes
+def _interval(value: object) -> tuple[float, float] | None:
+    """``[low, high]`` or ``{"low", "high"}`` (or ``interval``/``ci``) as a pair of floats."""
+    if isinstance(value, Mapping):
+        for key in ("interval", "ci"):
+            if key in value:
+                return _interval(value[key])
+        value = [value.get("low", value.get("lo")), value.get("high", value.get("hi"))]
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        low, high = _finite(value[0]), _finite(value[1])
+        if low is not None and high is not None:
+            return low, high
+    return None
 
 
-def linear_ticks(lo: float, hi: float, count: int = 5) -> tuple[float, float, list[float]]:
-    """A padded range and round ticks covering ``[lo, hi]``.
+def fmt_value(value: object) -> str:
+    """Any report value as escaped HTML: numbers, intervals, estimates with intervals.
 
-    Among 1-2-2.5-5 steps giving ``4 .. count + 2`` ticks, the one wasting least room wins
-    (ties: fewer ticks), so a curve peaking at 0.46 gets 0-0.5 rather than 0-0.6.
-
-    Returns
-    -------
-    ``(axis_lo, axis_hi, ticks)`` where the ends are tick multiples, so the frame is ticked.
+    >>> fmt_value({"value": 0.41, "interval": [0.3, 0.52]}), fmt_value([0.1, 0.2])
+    ('0.41 [0.3, 0.52]', '[0.1, 0.2]')
     """
-    if not hi > lo:
-        pad = abs(lo) * 0.1 or 0.5
-        lo, hi = lo - pad, hi + pad
-    magnitude = 10.0 ** math.floor(math.log10((hi - lo) / max(count - 1, 1)))
-    candidates = []
-    for step in (m * magnitude * f for f in (0.1, 1.0, 10.0) for m in (1.0, 2.0, 2.5, 5.0)):
-        first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
-        n = last - first + 1
-        # Span rounded in units of the magnitude so float noise cannot break ties.
-        span = round((last - first) * step / magnitude, 6)
-        candidates.append((not 4 <= n <= count + 2, span, n, step))
-    step = min(candidates)[3]
-    first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
-    ticks = [round(k * step, 12) for k in range(first, last + 1)]
-    return ticks[0], ticks[-1], ticks
+    pair = _interval(value)
+    if isinstance(value, Mapping):
+        estimate = next((value[k] for k in ("value", "estimate", "mean") if k in value), None)
+        text = fmt_value(estimate) if estimate is not None else ""
+        if pair is not None:
+            text += f" [{fmt_num(pair[0])}, {fmt_num(pair[1])}]"
+        return text.strip() or _DASH
+    if pair is not None:
+        return f"[{fmt_num(pair[0])}, {fmt_num(pair[1])}]"
+    if value is None:
+        return _DASH
+    if isinstance(value, bool | int | float):
+        return fmt_num(value)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return " · ".join(fmt_value(v) for v in value) or _DASH
+    return _esc(value)
 
 
-def log_ticks(lo: float, hi: float, max_ticks: int = 7) -> tuple[float, float, list[float]]:
-    """Whole-decade range and ticks covering ``[lo, hi]`` (both must be positive)."""
-    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    b = max(b, a + 1)
-    stride = math.ceil((b - a) / (max_ticks - 1))
-    b = a + stride * math.ceil((b - a) / stride)
-    ticks = [10.0**k for k in range(a, b + 1, stride)]
-    return ticks[0], ticks[-1], ticks
+_LABELS: Final = {"pr_auc": "PR-AUC", "null_pr_auc": "PR-AUC under the null", "p_value": "p-value"}
 
 
-def _tick_label(value: float, ticks: Sequence[float], log: bool) -> str:
-    if log:
-        k = round(math.log10(value))
-        return f"{value:g}" if -3 <= k <= 3 else f"1e{k}"
-    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
-    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
-    if abs(step * 10**decimals - round(step * 10**decimals)) > 1e-6:
-        decimals += 1  # steps like 0.25 need one digit more than their magnitude says
-    return f"{value:.{decimals}f}" if decimals <= 6 else f"{value:.3g}"
+def _label(key: str) -> str:
+    return _LABELS.get(key) or key.replace("_", " ").capitalize()
 
 
-@dataclass(frozen=True)
-class _Scale:
-    lo: float
-    hi: float
-    px_lo: float
-    px_hi: float
-    log: bool = False
-
-    def __call__(self, value: float) -> float:
-        lo, hi, v = self.lo, self.hi, value
-        if self.log:
-            lo, hi, v = math.log10(lo), math.log10(hi), math.log10(v)
-        return self.px_lo + (v - lo) / (hi - lo) * (self.px_hi - self.px_lo)
+# --------------------------------------------------------------------------- warnings
 
 
-def _usable(value: float | None, log: bool) -> bool:
-    return value is not None and (value > 0 or not log)
-
-
-def _axis(values: Sequence[float], log: bool) -> tuple[float, float, list[float]]:
-    return log_ticks(min(values), max(values)) if log else linear_ticks(min(values), max(values))
-
-
-# --------------------------------------------------------------------------- SVG helpers
-
-
-@dataclass(frozen=True)
-class Series:
-    """One curve or point set; None / NaN entries break the line instead of faking data."""
-
-    x: Sequence[float | None]
-    y: Sequence[float | None]
-    label: str = ""
-    color: str = BLUE
-    line: bool = True
-    points: bool = False
-    dashed: bool = False
-    hollow: bool = False
-    tips: Sequence[str] = ()
-
-
-@dataclass(frozen=True)
-class Marker:
-    """A highlighted single point with a text label (e.g. the chosen operating point)."""
-
-    x: float
-    y: float
-    label: str
-    color: str = ORANGE
-
-
-def _pairs(series: Series) -> list[tuple[float | None, float | None]]:
-    return [(_finite(x), _finite(y)) for x, y in zip(series.x, series.y, strict=False)]
-
-
-def _svg_open(width: float, height: float, title: str) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
-        f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="{_esc(title)}">'
-        f"<title>{_esc(title)}</title>"
-    )
-
-
-def _text(x: float, y: float, text: str, anchor: str = "start", extra: str = "") -> str:
-    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{extra}>{_esc(text)}</text>'
-
-
-def _no_data_svg(title: str, width: int, height: int) -> str:
-    return (
-        _svg_open(width, height, title)
-        + _text(width / 2, height / 2, "no finite data to plot", "middle")
-        + "</svg>"
-    )
-
-
-def _legend(entries: Sequence[tuple[str, str, bool]], y: float) -> str:
-    """Swatches in one row under the plot, where they can never hide data."""
-    parts, x = [], float(_LEFT)
-    for label, color, dashed in entries:
-        dash = ' stroke-dasharray="5 3"' if dashed else ""
-        parts.append(
-            f'<line x1="{x:.1f}" y1="{y - 4:.1f}" x2="{x + 18:.1f}" y2="{y - 4:.1f}" '
-            f'stroke="{color}" stroke-width="2"{dash}/>'
-        )
-        parts.append(_text(x + 22, y, label))
-        x += 22 + _CHAR_PX * len(label) + 14
-    return "".join(parts)
-
-
-def svg_line_plot(
-    series: Sequence[Series],
-    *,
-    title: str,
-    x_label: str,
-    y_label: str,
-    x_log: bool = False,
-    y_log: bool = False,
-    x_range: tuple[float, float] | None = None,
-    y_range: tuple[float, float] | None = None,
-    vlines: Sequence[tuple[float, str]] = (),
-    markers: Sequence[Marker] = (),
-    width: int = _WIDTH,
-    height: int = _HEIGHT,
-) -> str:
-    """An inline SVG line / scatter plot with ticked, labelled axes.
-
-    Parameters
-    ----------
-    series
-        Curves to draw; points that are missing, non-finite or non-positive on a log axis
-        are skipped and break the line.
-    x_range, y_range
-        Minimum extent of each axis (it still grows to fit the data, so nothing is clipped).
-    vlines
-        ``(x, label)`` vertical reference lines, e.g. the chosen threshold.
-    markers
-        Highlighted points drawn on top with their labels.
-    """
-    xs: list[float] = []
-    ys: list[float] = []
-    for s in series:
-        for x, y in _pairs(s):
-            if x is not None and y is not None and _usable(x, x_log) and _usable(y, y_log):
-                xs.append(x)
-                ys.append(y)
-    xs += [v for v, _ in vlines if _usable(_finite(v), x_log)]
-    xs += [m.x for m in markers if _usable(_finite(m.x), x_log)]
-    ys += [m.y for m in markers if _usable(_finite(m.y), y_log)]
-    if not xs or not ys:
-        return _no_data_svg(title, width, height)
-    xs += [v for v in x_range or () if _usable(v, x_log)]
-    ys += [v for v in y_range or () if _usable(v, y_log)]
-
-    legend = [(s.label, s.color, s.dashed) for s in series if s.label]
-    left, right = float(_LEFT), float(width - _RIGHT)
-    top, bottom = float(_TOP), float(height - _BOTTOM - (_LEGEND if legend else 0))
-    x_lo, x_hi, x_ticks = _axis(xs, x_log)
-    y_lo, y_hi, y_ticks = _axis(ys, y_log)
-    sx = _Scale(x_lo, x_hi, left, right, x_log)
-    sy = _Scale(y_lo, y_hi, bottom, top, y_log)
-
-    out = [_svg_open(width, height, title)]
-    for t in x_ticks:
-        px = sx(t)
+def holdout_warnings(holdout: Mapping[str, Any] | None) -> list[str]:
+    """What a reader must not miss about the holdout figures (empty when all is well)."""
+    if not isinstance(holdout, Mapping):
+        return []
+    out = []
+    n = _finite(holdout.get("n")) or 0
+    positives = _finite(holdout.get("positives"))
+    predicted = _finite(holdout.get("predicted_positives"))
+    realized = _finite(holdout.get("observed_rate"))
+    expected = _finite(holdout.get("expected_rate"))
+    precision = _finite(holdout.get("precision"))
+    if positives is not None and positives < MIN_HOLDOUT_POSITIVES:
         out.append(
-            f'<line x1="{px:.1f}" y1="{top:.1f}" x2="{px:.1f}" y2="{bottom + 4:.1f}" '
-            f'stroke="{_GRID}"/>'
+            f"only {fmt_num(int(positives))} positives in the holdout (fewer than "
+            f"{MIN_HOLDOUT_POSITIVES}): its precision, recall and F1 rest on too few events "
+            "to trust"
         )
-        out.append(_text(px, bottom + 16, _tick_label(t, x_ticks, x_log), "middle"))
-    for t in y_ticks:
-        py = sy(t)
+    if _finite(holdout.get("f1")) == 0 and positives:
+        why = (
+            "the model never signalled on the holdout"
+            if not predicted
+            else f"none of its {fmt_num(int(predicted))} signals was a positive"
+        )
+        out.append(f"holdout F1 is 0: {why}")
+    if n and predicted is not None and realized:
+        signal_rate = predicted / n
+        if not 1 / RATE_FACTOR <= signal_rate / realized <= RATE_FACTOR:
+            out.append(
+                f"signals on {fmt_pct(signal_rate)} of holdout events against a realized "
+                f"positive rate of {fmt_pct(realized)}"
+            )
+    if n and expected is not None and realized is not None:
+        # Only a gap beyond sampling noise (3 standard errors) is worth a warning.
+        noise = 3 * math.sqrt(max(expected * (1 - expected), 1e-12) / n)
+        far = expected > RATE_FACTOR * realized or realized > RATE_FACTOR * expected
+        if far and abs(expected - realized) > noise:
+            out.append(
+                f"mean predicted probability {fmt_pct(expected)} against a realized rate of "
+                f"{fmt_pct(realized)}: the calibration does not carry over to the holdout"
+            )
+    if predicted and precision is not None and realized is not None and precision <= realized:
         out.append(
-            f'<line x1="{left - 4:.1f}" y1="{py:.1f}" x2="{right:.1f}" y2="{py:.1f}" '
-            f'stroke="{_GRID}"/>'
+            f"holdout precision {fmt_pct(precision)} is no better than the base rate "
+            f"{fmt_pct(realized)}: the signals do no better than picking events at random"
         )
-        out.append(_text(left - 7, py + 4, _tick_label(t, y_ticks, y_log), "end"))
-    out.append(
-        f'<rect x="{left:.1f}" y="{top:.1f}" width="{right - left:.1f}" '
-        f'height="{bottom - top:.1f}" fill="none" stroke="{_AXIS}"/>'
-    )
-    out.append(_text((left + right) / 2, bottom + 32, x_label, "middle"))
-    out.append(
-        _text(
-            0,
-            0,
-            y_label,
-            "middle",
-            f' transform="translate(14 {(top + bottom) / 2:.1f}) rotate(-90)"',
-        )
-    )
-
-    for s in series:
-        pairs = _pairs(s)
-        if s.line:
-            path, pen_down = [], False
-            for x, y in pairs:
-                if x is None or y is None or not (_usable(x, x_log) and _usable(y, y_log)):
-                    pen_down = False
-                    continue
-                path.append(f"{'L' if pen_down else 'M'}{sx(x):.1f} {sy(y):.1f}")
-                pen_down = True
-            if path:
-                dash = ' stroke-dasharray="5 3"' if s.dashed else ""
-                out.append(
-                    f'<path d="{" ".join(path)}" fill="none" stroke="{s.color}" '
-                    f'stroke-width="1.8" stroke-linejoin="round"{dash}/>'
-                )
-        if s.points:
-            fill = "#fff" if s.hollow else s.color
-            for i, (x, y) in enumerate(pairs):
-                if x is None or y is None or not (_usable(x, x_log) and _usable(y, y_log)):
-                    continue
-                circle = (
-                    f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.2" fill="{fill}" '
-                    f'stroke="{s.color}" stroke-width="1.4"'
-                )
-                tip = s.tips[i] if i < len(s.tips) else ""
-                out.append(
-                    f"{circle}><title>{_esc(tip)}</title></circle>" if tip else circle + "/>"
-                )
-
-    for v, label in vlines:
-        if not _usable(_finite(v), x_log):
-            continue
-        px = sx(v)
-        out.append(
-            f'<line x1="{px:.1f}" y1="{top:.1f}" x2="{px:.1f}" y2="{bottom:.1f}" '
-            f'stroke="{ORANGE}" stroke-width="1.5" stroke-dasharray="4 3"/>'
-        )
-        # Flip the label to the left of the line when it would run off the frame.
-        flip = px + 8 + _CHAR_PX * len(label) > right
-        out.append(_text(px - 4 if flip else px + 4, top + 12, label, "end" if flip else "start"))
-
-    for m in markers:
-        if not (_usable(_finite(m.x), x_log) and _usable(_finite(m.y), y_log)):
-            continue
-        px, py = sx(m.x), sy(m.y)
-        out.append(
-            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="6" fill="none" stroke="{m.color}" '
-            f'stroke-width="2.2"/>'
-        )
-        flip = px + 12 + _CHAR_PX * len(m.label) > right
-        out.append(_text(px - 10 if flip else px + 10, py - 9, m.label, "end" if flip else "start"))
-
-    if legend:
-        out.append(_legend(legend, height - 8))
-    out.append("</svg>")
-    return "".join(out)
-
-
-def svg_bar_chart(
-    items: Sequence[tuple[str, float]],
-    *,
-    title: str,
-    value_label: str = "",
-    width: int = _WIDTH,
-    bar_height: int = 16,
-    gap: int = 6,
-    positive_color: str = BLUE,
-    negative_color: str = RED,
-) -> str:
-    """Horizontal bars diverging from zero, drawn in the given order.
-
-    Negative values get ``negative_color``; non-finite values are drawn as empty bars with a
-    dash so a broken weight is visible rather than silently dropped.
-    """
-    if not items:
-        return _no_data_svg(title, width, _HEIGHT // 2)
-    names = [n if len(n) <= 22 else n[:21] + "…" for n, _ in items]
-    values = [_finite(v) for _, v in items]
-    finite = [v for v in values if v is not None] or [0.0]
-    label_px = max(40.0, 16 + _CHAR_PX * max(len(n) for n in names))
-    top, row = 8.0, float(bar_height + gap)
-    bottom = top + row * len(items)
-    height = bottom + 40 + (0 if not value_label else 4)
-    lo, hi, ticks = linear_ticks(min(0.0, *finite), max(0.0, *finite))
-    sx = _Scale(lo, hi, label_px, width - 56.0)
-    zero = sx(0.0)
-
-    out = [_svg_open(width, height, title)]
-    for t in ticks:
-        px = sx(t)
-        out.append(
-            f'<line x1="{px:.1f}" y1="{top:.1f}" x2="{px:.1f}" y2="{bottom + 4:.1f}" '
-            f'stroke="{_GRID}"/>'
-        )
-        out.append(_text(px, bottom + 16, _tick_label(t, ticks, False), "middle"))
-    for i, ((full, _), name, v) in enumerate(zip(items, names, values, strict=True)):
-        y = top + i * row
-        mid = y + bar_height / 2 + 4
-        out.append(_text(label_px - 6, mid, name, "end"))
-        if v is None:
-            out.append(_text(zero + 4, mid, _DASH))
-            continue
-        end = sx(v)
-        color = negative_color if v < 0 else positive_color
-        out.append(
-            f'<rect x="{min(zero, end):.1f}" y="{y:.1f}" width="{abs(end - zero):.1f}" '
-            f'height="{bar_height}" fill="{color}"><title>{_esc(full)}: {fmt_num(v)}</title>'
-            "</rect>"
-        )
-        # Value text sits right of whichever is further right, bar end or zero, so it
-        # never collides with the name column on the left.
-        out.append(_text(max(zero, end) + 4, mid, f"{v:+.3f}"))
-    out.append(
-        f'<line x1="{zero:.1f}" y1="{top - 2:.1f}" x2="{zero:.1f}" y2="{bottom:.1f}" '
-        f'stroke="{_AXIS}"/>'
-    )
-    if value_label:
-        out.append(_text((label_px + width - 56) / 2, bottom + 32, value_label, "middle"))
-    out.append("</svg>")
-    return "".join(out)
+    return out
 
 
 # --------------------------------------------------------------------------- HTML pieces
@@ -459,16 +226,17 @@ def _kv_table(rows: Sequence[tuple[str, str]]) -> str:
     return f'<table class="kv"><tbody>{body}</tbody></table>'
 
 
-def _figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{caption}</figcaption></figure>"
+def _scalar_rows(block: Mapping[str, Any], skip: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """Every entry of a free-form block that reads as one value, in its own order."""
+    return [
+        (_label(str(k)), fmt_value(v))
+        for k, v in block.items()
+        if k not in skip and (not isinstance(v, Mapping) or _interval(v) or "value" in v)
+    ]
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def _floats(values: object) -> list[float | None]:
-    return [_finite(v) for v in values] if isinstance(values, Sequence) else []
 
 
 def _objective(report: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -477,7 +245,11 @@ def _objective(report: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def describe_objective(metric: Mapping[str, Any]) -> str:
-    """Human-readable objective, showing only the options that metric actually uses."""
+    """Human-readable objective, showing only the options that metric actually uses.
+
+    >>> describe_objective({"metric": "profit", "gain": 3, "cost": 1})
+    'profit = 3 × TP − 1 × FP'
+    """
     name = str(metric.get("metric", "?"))
     if name == "fbeta":
         return f"F-beta (β = {fmt_num(metric.get('beta'))})"
@@ -493,28 +265,113 @@ def describe_objective(metric: Mapping[str, Any]) -> str:
     return "F1" if name == "f1" else name
 
 
-def _wide_range(values: Sequence[float | None]) -> bool:
-    """True when positive values span two decades or more: then a log axis reads better."""
-    usable = [v for v in values if v is not None and v > 0]
-    return bool(usable) and max(usable) / min(usable) >= 100
+def _figure(fig: Figure, alt: str, caption: str, name: str) -> str:
+    from metasignal.trainer.plots import png_data_uri
+
+    width, height = (round(v * 100) for v in fig.get_size_inches())
+    return (
+        f'<figure data-plot="{_esc(name)}"><img src="{png_data_uri(fig)}" alt="{_esc(alt)}" '
+        f'width="{width}" height="{height}"><figcaption>{caption}</figcaption></figure>'
+    )
+
+
+def _try_figure(draw: Callable[[], Figure], alt: str, caption: str, name: str) -> str:
+    """A figure, or a one-line note if the data cannot be drawn (a report must render)."""
+    try:
+        fig = draw()
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        return f'<p class="note">{_esc(alt)}: cannot be drawn ({_esc(exc)}).</p>'
+    return _figure(fig, alt, caption, name)
+
+
+# --------------------------------------------------------------------------- sections
 
 
 def _header(report: Mapping[str, Any]) -> str:
-    model = _mapping(report.get("model"))
-    name, version = model.get("name", "model"), model.get("version", "?")
+    sizing = _mapping(report.get("sizing"))
+    spread = _threshold_uncertainty(report)
+    band = _interval(spread.get("bootstrap_interval"))
+    uncertainty = ""
+    if _finite(spread.get("fold_min")) is not None:
+        uncertainty = (
+            f"; the folds' own optima span {fmt_num(spread.get('fold_min'))}–"
+            f"{fmt_num(spread.get('fold_max'))}"
+        )
+    if band:
+        uncertainty += f"; 95% block-bootstrap interval [{fmt_num(band[0])}, {fmt_num(band[1])}]"
     rows = [
         ("Strategy", f"<strong>{_esc(report.get('strategy', _DASH))}</strong>"),
         ("Reason", _esc(report.get("strategy_reason") or _DASH)),
         (
             "Threshold",
-            f"<strong>{fmt_num(report.get('threshold'))}</strong> "
-            f"(objective: {_esc(describe_objective(_objective(report)))})",
+            f"<strong>{fmt_num(report.get('threshold'))}</strong> on the calibrated "
+            f"probability (objective: {_esc(describe_objective(_objective(report)))})"
+            f"{uncertainty}",
         ),
+    ]
+    if sizing.get("description"):
+        rows.append(("Position size", _esc(sizing["description"])))
+    rows += [
         ("Fit time", f"{fmt_num(report.get('fit_seconds'), 3)} s"),
         ("Published", _esc(report.get("published") or _DASH)),
     ]
-    out = [f"<h1>metasignal report: {_esc(name)} v{_esc(version)}</h1>", _kv_table(rows)]
-    fallbacks = report.get("fallbacks") or []
+    return "<h2>Model</h2>" + _kv_table(rows)
+
+
+def _title(report: Mapping[str, Any]) -> str:
+    model = _mapping(report.get("model"))
+    return f"metasignal report: {model.get('name', 'model')} v{model.get('version', '?')}"
+
+
+_VERDICT_KEYS = ("skilled", "passed", "has_skill", "significant")
+
+
+def _verdict(skill: Mapping[str, Any]) -> bool | None:
+    for key in _VERDICT_KEYS:
+        if isinstance(skill.get(key), bool):
+            return bool(skill[key])
+    text = str(skill.get("verdict", "")).lower()
+    if text:
+        return not any(word in text for word in ("no ", "none", "fail", "refus", "without"))
+    return None
+
+
+def _verdict_section(report: Mapping[str, Any]) -> str:
+    skill = report.get("skill")
+    if not isinstance(skill, Mapping):
+        return ""
+    passed = _verdict(skill)
+    if passed is None:
+        head = str(skill.get("verdict") or "Skill test")
+    else:
+        head = "Evidence of skill" if passed else "No evidence of skill"
+    klass = {True: "pass", False: "fail", None: ""}[passed]
+    detail = next((skill[k] for k in ("reason", "detail", "message") if skill.get(k)), "")
+    overridden = skill.get("overridden") or report.get("allow_no_skill")
+    lines = [f'<div class="head">{_esc(head)}</div>']
+    if detail:
+        lines.append(f"<div>{_esc(detail)}</div>")
+    if overridden and passed is False:
+        lines.append("<div><strong>Published anyway: the gate was overridden.</strong></div>")
+    skip = ("verdict", "reason", "detail", "message", "overridden", *_VERDICT_KEYS)
+    table = _kv_table(_scalar_rows(skill, skip))
+    return (
+        "<h2>Verdict</h2>"
+        f'<div class="verdict {klass}" data-verdict="{_esc(klass or "unknown")}">'
+        f"{''.join(lines)}</div>{table}"
+    )
+
+
+def _warnings_section(report: Mapping[str, Any]) -> str:
+    warnings = [*holdout_warnings(report.get("holdout"))]
+    warnings += [str(w) for w in report.get("warnings") or [] if str(w) not in warnings]
+    fallbacks = [str(f) for f in report.get("fallbacks") or []]
+    out = []
+    if warnings:
+        items = "".join(f"<li>{_esc(w)}</li>" for w in warnings)
+        out.append(
+            f'<div class="warn" data-warnings><strong>Warnings</strong><ul>{items}</ul></div>'
+        )
     if fallbacks:
         items = "".join(f"<li>{_esc(f)}</li>" for f in fallbacks)
         out.append(f'<div class="warn"><strong>Fallbacks used</strong><ul>{items}</ul></div>')
@@ -531,179 +388,91 @@ def _holdout_section(report: Mapping[str, Any]) -> str:
         )
     period = _mapping(report.get("holdout_period"))
     oof_brier = _mapping(report.get("validation")).get("oof_brier")
+    held = _mapping(holdout.get("intervals"))
+
+    def with_interval(key: str) -> str:
+        pair = _interval(held.get(key)) or _interval(holdout.get(f"{key}_interval"))
+        band = f" [{fmt_num(pair[0])}, {fmt_num(pair[1])}]" if pair else ""
+        return fmt_num(holdout.get(key)) + band
+
+    n, predicted = _finite(holdout.get("n")), _finite(holdout.get("predicted_positives"))
+    signal_rate = predicted / n if n and predicted is not None else None
     rows = [
         ("Period", f"{_esc(period.get('start', _DASH))} → {_esc(period.get('end', _DASH))}"),
         ("Rows", fmt_num(holdout.get("n"))),
         ("Threshold", fmt_num(holdout.get("threshold", report.get("threshold")))),
-        ("F1", fmt_num(holdout.get("f1"))),
-        ("Precision", fmt_num(holdout.get("precision"))),
-        ("Recall", fmt_num(holdout.get("recall"))),
+        ("F1", with_interval("f1")),
+        ("Precision", with_interval("precision")),
+        ("Recall", with_interval("recall")),
         ("PR-AUC", fmt_num(holdout.get("pr_auc"))),
         (
             "Brier score",
             f"{fmt_num(holdout.get('brier'))} (walk-forward out-of-fold: {fmt_num(oof_brier)})",
         ),
         ("Positives", fmt_num(holdout.get("positives"))),
-        ("Predicted positives", fmt_num(holdout.get("predicted_positives"))),
+        ("Signals (predicted positives)", fmt_num(holdout.get("predicted_positives"))),
         (
-            "Positive rate",
-            f"observed {fmt_pct(holdout.get('observed_rate'))} vs expected "
-            f"{fmt_pct(holdout.get('expected_rate'))} (mean predicted probability)",
+            "Rates",
+            f"realized {fmt_pct(holdout.get('observed_rate'))}, signalled "
+            f"{fmt_pct(signal_rate)}, mean predicted probability "
+            f"{fmt_pct(holdout.get('expected_rate'))}",
         ),
     ]
-    return head + _kv_table(rows)
+    note = ""
+    if any(_interval(held.get(k)) for k in ("f1", "precision", "recall")):
+        note = '<p class="note">[low, high]: 95% block-bootstrap interval.</p>'
+    return head + _kv_table(rows) + note
 
 
-def _threshold_figure(plot: Mapping[str, Any], report: Mapping[str, Any]) -> str:
-    thresholds, values = _floats(plot.get("threshold")), _floats(plot.get("value"))
-    metric = str(plot.get("metric") or _objective(report).get("metric", "metric"))
-    chosen = _finite(plot.get("chosen", report.get("threshold")))
-    # A linear axis shows the region around a chosen threshold well unless that threshold
-    # sits in the first tenth of the range, as it does for very rare events; then a log axis
-    # gives the interesting region room (rounded-to-zero thresholds drop out of it).
-    top = max((t for t in thresholds if t is not None), default=0.0)
-    x_log = chosen is not None and 0 < chosen < 0.1 * top and _wide_range(thresholds)
-    vlines = [(chosen, f"chosen {fmt_num(chosen)}")] if chosen is not None else []
-    svg = svg_line_plot(
-        [Series(thresholds, values, color=BLUE)],
-        title=f"{metric} vs threshold",
-        x_label="threshold" + (" (log scale)" if x_log else ""),
-        y_label=metric,
-        x_log=x_log,
-        vlines=vlines,
+def _pnl_section(report: Mapping[str, Any]) -> str:
+    """PnL of the traded events (with a payoff column): out-of-fold and holdout, intervals."""
+    blocks = {
+        "out-of-fold (training period)": _mapping(_mapping(report.get("validation")).get("pnl")),
+        "holdout": _mapping(_mapping(report.get("holdout")).get("pnl")),
+    }
+    blocks = {name: block for name, block in blocks.items() if block}
+    if not blocks:
+        return ""
+    names: list[str] = []
+    for block in blocks.values():
+        names += [k for k in block if not k.endswith("_interval") and k not in names]
+    header = "".join(f"<th>{_esc(name)}</th>" for name in blocks)
+    rows = []
+    for name in names:
+        cells = []
+        for block in blocks.values():
+            band = _interval(block.get(f"{name}_interval"))
+            text = fmt_value(block.get(name))
+            if band:
+                text += f" [{fmt_num(band[0])}, {fmt_num(band[1])}]"
+            cells.append(f'<td class="num">{text}</td>')
+        rows.append(f"<tr><th>{_esc(_label(name))}</th>{''.join(cells)}</tr>")
+    return (
+        "<h2>Money: PnL of the traded events</h2>"
+        f"<table><thead><tr><th></th>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        '<p class="note">The payoff column summed over the events the model trades, beside '
+        "F1. [low, high]: 95% block-bootstrap interval over time blocks.</p>"
     )
-    axis = (
-        "log threshold axis, since the chosen threshold sits close to zero"
-        if x_log
-        else "linear threshold axis"
-    )
-    gaps = any(v is None for v in values)
-    caption = (
-        f"<strong>{_esc(metric)} vs threshold</strong>, {_esc(plot.get('source', ''))}; "
-        f"{axis}. Dashed line: chosen threshold."
-        + (" Gaps: thresholds that violate the objective's constraint." if gaps else "")
-    )
-    return _figure(svg, caption)
-
-
-def _pr_figure(plot: Mapping[str, Any], report: Mapping[str, Any]) -> str:
-    recall, precision = _floats(plot.get("recall")), _floats(plot.get("precision"))
-    series = [Series(recall, precision, label="PR curve", color=BLUE)]
-    rate = _finite(_mapping(report.get("holdout")).get("observed_rate"))
-    if rate is not None:
-        series.append(Series([0.0, 1.0], [rate, rate], "no skill", GREY, dashed=True))
-    chosen = _mapping(plot.get("chosen"))
-    r, p = _finite(chosen.get("recall")), _finite(chosen.get("precision"))
-    threshold = fmt_num(report.get("threshold"))
-    markers = [Marker(r, p, f"t = {threshold}")] if r is not None and p is not None else []
-    svg = svg_line_plot(
-        series,
-        title="precision-recall curve",
-        x_label="recall",
-        y_label="precision",
-        x_range=(0.0, 1.0),
-        y_range=(0.0, 1.0),
-        markers=markers,
-    )
-    caption = (
-        f"<strong>Precision-recall</strong>, {_esc(plot.get('source', ''))}. Ring: chosen "
-        f"operating point (threshold {threshold}"
-        + (f", precision {fmt_num(p, 3)}, recall {fmt_num(r, 3)}" if markers else "")
-        + ")."
-        + (" Dashed: precision of random picking (the positive rate)." if rate is not None else "")
-    )
-    return _figure(svg, caption)
-
-
-def _calibration_figure(plot: Mapping[str, Any], calibration: Mapping[str, Any]) -> str:
-    predicted, observed = _floats(plot.get("predicted")), _floats(plot.get("observed"))
-    raw_counts = plot.get("count")
-    counts: Sequence[object] = raw_counts if isinstance(raw_counts, Sequence) else []
-    bins = [
-        (p, o, counts[i] if i < len(counts) else None)
-        for i, (p, o) in enumerate(zip(predicted, observed, strict=False))
-        if p is not None and o is not None
-    ]
-    log = _wide_range([p for p, _, _ in bins]) and all(p > 0 for p, _, _ in bins)
-    positive = [v for p, o, _ in bins for v in (p, o) if v > 0]
-    if log and positive:
-        # Same decade range on both axes so the diagonal is the diagonal; bins with no
-        # observed positive cannot sit on a log axis, so they rest on its floor, hollow.
-        lo, hi, _ = log_ticks(min(positive), max(positive))
-    else:
-        log, lo, hi = False, 0.0, max([v for p, o, _ in bins for v in (p, o)] or [1.0])
-    floor = lo
-
-    def tip(p: float, o: float, c: object) -> str:
-        return f"predicted {fmt_num(p, 3)}, observed {fmt_num(o, 3)}, n = {fmt_num(c)}"
-
-    hit = [(p, o, c) for p, o, c in bins if o > 0 or not log]
-    empty = [(p, o, c) for p, o, c in bins if o <= 0 and log]
-    series = [
-        Series([lo, hi], [lo, hi], "perfect calibration", GREY, dashed=True),
-        Series(
-            [p for p, _, _ in hit],
-            [o for _, o, _ in hit],
-            "observed rate per bin",
-            BLUE,
-            points=True,
-            tips=[tip(*b) for b in hit],
-        ),
-    ]
-    if empty:
-        series.append(
-            Series(
-                [p for p, _, _ in empty],
-                [floor] * len(empty),
-                color=BLUE,
-                line=False,
-                points=True,
-                hollow=True,
-                tips=[tip(*b) for b in empty],
-            )
-        )
-    scale = "log" if log else "linear"
-    svg = svg_line_plot(
-        series,
-        title="reliability curve",
-        x_label=f"mean predicted probability ({scale})",
-        y_label=f"observed positive rate ({scale})",
-        x_log=log,
-        y_log=log,
-        x_range=(lo, hi),
-        y_range=(lo, hi),
-    )
-    method = _esc(calibration.get("method", "calibration"))
-    caption = (
-        f"<strong>Reliability</strong>, {_esc(plot.get('source', ''))}, {len(bins)} quantile "
-        f"bins; calibration {method} (slope {fmt_num(calibration.get('slope'))}, intercept "
-        f"{fmt_num(calibration.get('intercept'))}). "
-        + (
-            "Log–log axes: rare-event probabilities span several decades and a linear axis "
-            "would crush all but the top bin into the corner."
-            if log
-            else "Linear axes: the predicted probabilities span less than two decades."
-        )
-        + (" Hollow markers on the floor: bins with no observed positive." if empty else "")
-    )
-    return _figure(svg, caption)
 
 
 def _plots_section(report: Mapping[str, Any]) -> str:
-    plots = _mapping(report.get("plots"))
+    from metasignal.trainer import plots
+
     figures, missing = [], []
-    if isinstance(plots.get("pr_curve"), Mapping):
-        figures.append(_pr_figure(plots["pr_curve"], report))
-    else:
-        missing.append("precision-recall curve")
-    if isinstance(plots.get("metric_vs_threshold"), Mapping):
-        figures.append(_threshold_figure(plots["metric_vs_threshold"], report))
+    data = _mapping(report.get("plots"))
+    curve = data.get("metric_vs_threshold")
+    if isinstance(curve, Mapping):
+        figures.append(_threshold_figure(plots, curve, report))
     else:
         missing.append("metric vs threshold")
-    if isinstance(plots.get("calibration"), Mapping):
-        figures.append(
-            _calibration_figure(plots["calibration"], _mapping(report.get("calibration")))
-        )
+    pr = data.get("pr_curve")
+    if isinstance(pr, Mapping):
+        figures.append(_pr_figure(plots, pr, report))
+    else:
+        missing.append("precision-recall curve")
+    calibration = data.get("calibration")
+    if isinstance(calibration, Mapping):
+        figures.append(_calibration_figure(plots, calibration, report))
     else:
         missing.append("reliability curve")
     out = ["<h2>Curves</h2>"]
@@ -717,23 +486,165 @@ def _plots_section(report: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
+def _threshold_figure(plots: Any, curve: Mapping[str, Any], report: Mapping[str, Any]) -> str:
+    metric = str(curve.get("metric") or _objective(report).get("metric", "metric"))
+    chosen = _finite(curve.get("chosen", report.get("threshold")))
+    band = _interval(_threshold_uncertainty(report).get("bootstrap_interval"))
+    what = (
+        "F1 (PR-AUC has no threshold of its own)"
+        if _objective(report).get("metric") == "pr_auc"
+        else _esc(plots.metric_label(metric))
+    )
+    caption = (
+        f"<strong>How the threshold was chosen.</strong> Blue: {what} averaged over "
+        f"{_esc(curve.get('source') or 'the walk-forward validation folds')}, at every "
+        "candidate threshold (every distinct out-of-fold calibrated score). The threshold is the "
+        "candidate where this mean peaks (ties go to the higher threshold, i.e. fewer "
+        "trades); grey: each fold's own curve, whose spread is the threshold's uncertainty."
+        + (" Shaded: the threshold's 95% block-bootstrap interval." if band else "")
+    )
+    return _try_figure(
+        lambda: plots.threshold_figure(curve, chosen=chosen, metric=metric, interval=band),
+        f"{plots.metric_label(metric)} vs threshold",
+        caption,
+        "threshold",
+    )
+
+
+def _pr_figure(plots: Any, pr: Mapping[str, Any], report: Mapping[str, Any]) -> str:
+    holdout = _mapping(report.get("holdout"))
+    chosen = _mapping(pr.get("chosen"))
+    r, p = _finite(chosen.get("recall")), _finite(chosen.get("precision"))
+    threshold = _finite(report.get("threshold"))
+    rate = _finite(holdout.get("observed_rate"))
+    caption = (
+        f"<strong>Precision-recall</strong> on the {_esc(pr.get('source') or 'holdout')}, "
+        "scikit-learn's PrecisionRecallDisplay; AP is the holdout's average precision. Ring: "
+        "the operating point at the published threshold."
+        + (" Dashed: precision of random picking (the positive rate)." if rate else "")
+    )
+    return _try_figure(
+        lambda: plots.pr_figure(
+            pr.get("recall") or [],
+            pr.get("precision") or [],
+            base_rate=rate,
+            average_precision=_finite(holdout.get("pr_auc")),
+            chosen=(r, p) if r is not None and p is not None else None,
+            threshold=threshold,
+        ),
+        "precision-recall curve",
+        caption,
+        "pr",
+    )
+
+
+def _calibration_figure(plots: Any, data: Mapping[str, Any], report: Mapping[str, Any]) -> str:
+    calibration = _mapping(report.get("calibration"))
+    predicted = data.get("predicted") or []
+    method = _esc(calibration.get("method", "calibration"))
+    caption = (
+        f"<strong>Reliability</strong> on the {_esc(data.get('source') or 'holdout')}, "
+        f"scikit-learn's CalibrationDisplay over {len(predicted)} quantile bins; calibration "
+        f"map: {method} (slope {fmt_num(calibration.get('slope'))}, intercept "
+        f"{fmt_num(calibration.get('intercept'))}), fitted on the out-of-fold scores. "
+        "Points on the dashed diagonal are calibrated; rare-event probabilities that span "
+        "decades are drawn on log–log axes."
+    )
+    return _try_figure(
+        lambda: plots.calibration_figure(
+            predicted, data.get("observed") or [], bins=len(predicted)
+        ),
+        "reliability curve",
+        caption,
+        "calibration",
+    )
+
+
+def _sizing_section(report: Mapping[str, Any]) -> str:
+    from metasignal.stream.sizing import SizingRule
+    from metasignal.trainer import plots
+
+    sizing = _mapping(report.get("sizing"))
+    threshold = _finite(report.get("threshold"))
+    if not sizing or threshold is None:
+        return ""
+    try:
+        rule = SizingRule.from_dict(sizing.get("rule"))
+    except ValueError as exc:
+        return f'<h2>Position size</h2><p class="note">Unreadable sizing rule: {_esc(exc)}</p>'
+    rows = [
+        ("Rule", _esc(rule.describe())),
+        ("Holdout trades", fmt_num(sizing.get("holdout_trades"))),
+        ("Mean size of a trade", fmt_num(sizing.get("holdout_mean_size"), 3)),
+        ("Trades of size 0", fmt_num(sizing.get("holdout_zero_size_trades"))),
+    ]
+    caption = (
+        "Every signal carries a size in [0, 1]: 0 below the threshold, otherwise the rule "
+        "above applied to the calibrated probability (the scorer computes the same function "
+        "from the artifact)."
+    )
+    figure = _try_figure(
+        lambda: plots.sizing_figure(
+            rule, threshold=threshold, histogram=_mapping(sizing.get("holdout_histogram"))
+        ),
+        "position size",
+        caption,
+        "sizing",
+    )
+    return "<h2>Position size</h2>" + _kv_table(rows) + figure
+
+
 def _weights_section(report: Mapping[str, Any]) -> str:
+    from metasignal.trainer import plots
+
     weights = _mapping(report.get("member_weights"))
     head = "<h2>Member weights</h2>"
     if not weights:
         return head + '<p class="note">No member weights in this report.</p>'
     # Sorting by magnitude puts the members that move the decision most on top.
-    items = sorted(
-        ((str(k), v) for k, v in weights.items()),
-        key=lambda kv: -abs(_finite(kv[1]) or 0.0),
-    )
-    svg = svg_bar_chart(items, title="member weights", value_label="weight (logit scale)")
+    items: list[tuple[str, float]] = []
+    for key, value in weights.items():
+        number = _finite(value)
+        items.append((str(key), math.nan if number is None else number))
+    items.sort(key=lambda kv: -abs(kv[1]) if math.isfinite(kv[1]) else 0.0)
     caption = (
-        "Meta-model coefficients, sorted by magnitude; "
-        f'<span style="color:{RED}">red</span> bars are negative. '
-        f"Intercept {fmt_num(report.get('intercept'))}."
+        "Meta-model coefficients on the standardised member logits, sorted by magnitude; red "
+        "bars are negative (a member the meta-model leans against)."
     )
-    return head + _figure(svg, caption)
+    figure = _try_figure(
+        lambda: plots.weights_figure(items, intercept=_finite(report.get("intercept"))),
+        "member weights",
+        caption,
+        "weights",
+    )
+    rows = [(name, fmt_num(weight)) for name, weight in items]
+    rows.append(("(intercept)", fmt_num(report.get("intercept"))))
+    return head + f'<div class="grid">{figure}<div>{_kv_table(rows)}</div></div>'
+
+
+def _strategy_row(name: str, s: Mapping[str, Any], chosen: bool) -> str:
+    folds = " · ".join(fmt_metric(v, 3) for v in s.get("fold_values") or [])
+    fold_thresholds = " · ".join(fmt_num(v, 3) for v in s.get("fold_thresholds") or [])
+    notes = [_esc(f) for f in s.get("fallbacks") or []]
+    skipped = s.get("skipped_folds") or []
+    if skipped:
+        notes.append("skipped folds " + _esc(", ".join(str(k) for k in skipped)))
+    purged, embargoed = s.get("purged_rows"), s.get("embargoed_rows")
+    if purged or embargoed:
+        notes.append(f"{fmt_num(purged)} purged, {fmt_num(embargoed)} embargoed training rows")
+    label = _esc(name) + (" (chosen)" if chosen else "")
+    row_class = ' class="chosen"' if chosen else ""
+    if fold_thresholds:
+        folds += f'<br><span class="note">t: {fold_thresholds}</span>'
+    return (
+        f'<tr{row_class} data-strategy="{_esc(name)}">'
+        f"<td>{label}</td>"
+        f'<td class="num">{fmt_metric(s.get("mean"))} ± {fmt_metric(s.get("std"))}</td>'
+        f"<td>{folds or _DASH}</td>"
+        f'<td class="num">{fmt_num(s.get("threshold"))}</td>'
+        f'<td class="num">{fmt_num(s.get("fit_seconds"), 3)}</td>'
+        f"<td>{'<br>'.join(notes) or _DASH}</td></tr>"
+    )
 
 
 def _strategies_section(report: Mapping[str, Any]) -> str:
@@ -744,41 +655,133 @@ def _strategies_section(report: Mapping[str, Any]) -> str:
     if not strategies:
         return head + '<p class="note">No walk-forward results in this report.</p>'
     chosen = report.get("strategy")
-    rows = []
-    for name, raw in strategies.items():
-        s = _mapping(raw)
-        folds = " · ".join(fmt_metric(v, 3) for v in s.get("fold_values") or [])
-        fold_thresholds = " · ".join(fmt_num(v, 3) for v in s.get("fold_thresholds") or [])
-        notes = [_esc(f) for f in s.get("fallbacks") or []]
-        skipped = s.get("skipped_folds") or []
-        if skipped:
-            notes.append("skipped folds " + _esc(", ".join(str(k) for k in skipped)))
-        is_chosen = name == chosen
-        label = _esc(name) + (" (chosen)" if is_chosen else "")
-        row_class = ' class="chosen"' if is_chosen else ""
-        if fold_thresholds:
-            folds += f'<br><span class="note">t: {fold_thresholds}</span>'
+    rows = [_strategy_row(str(n), _mapping(s), n == chosen) for n, s in strategies.items()]
+    mine = _mapping(strategies.get(chosen)) if isinstance(chosen, str) else {}
+    abstain = [_finite(v) for v in mine.get("abstain_values") or []]
+    if abstain and all(v is not None for v in abstain):
+        values = [v for v in abstain if v is not None]
+        mean = sum(values) / len(values)
+        spread = (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
         rows.append(
-            f'<tr{row_class} data-strategy="{_esc(name)}">'
-            f"<td>{label}</td>"
-            f'<td class="num">{fmt_metric(s.get("mean"))} ± {fmt_metric(s.get("std"))}</td>'
-            f"<td>{folds or _DASH}</td>"
-            f'<td class="num">{fmt_num(s.get("threshold"))}</td>'
-            f'<td class="num">{fmt_num(s.get("fit_seconds"), 3)}</td>'
-            f"<td>{'<br>'.join(notes) or _DASH}</td></tr>"
+            '<tr data-strategy="abstain"><td>abstain (never trade)</td>'
+            f'<td class="num">{fmt_metric(mean)} ± {fmt_metric(spread)}</td>'
+            f"<td>{' · '.join(fmt_metric(v, 3) for v in values)}</td>"
+            "<td></td><td></td><td>the candidate every strategy must beat</td></tr>"
         )
     header = (
         f"<tr><th>strategy</th><th>{_esc(metric)} mean ± std</th><th>per fold</th>"
         "<th>threshold</th><th>fit s</th><th>notes</th></tr>"
     )
+    fold_mean = [v for v in map(_finite, mine.get("fold_thresholds") or []) if v is not None]
+    contrast = ""
+    if fold_mean:
+        average = fmt_num(sum(fold_mean) / len(fold_mean))
+        contrast = f" (not the mean of the fold thresholds, which is {average} for the chosen one)"
     return (
         head
         + f"<table><thead>{header}</thead><tbody>{''.join(rows)}</tbody></table>"
-        + '<p class="note">Per fold: the metric on each validation fold at the mean of the '
-        "other folds' thresholds, so no fold grades itself; t: the threshold best on that "
-        "fold. A strategy's threshold is the mean of its fold thresholds. Out-of-fold Brier "
+        + '<p class="note">Per fold: the metric on each validation fold at the threshold that '
+        "maximises the metric averaged over the <em>other</em> folds, so no fold grades "
+        "itself; mean ± std over those values. t: the threshold that is best on that fold "
+        "alone, shown for its spread. A strategy's threshold maximises the metric averaged "
+        f"over all its folds (the curve of the threshold chart){contrast}. Out-of-fold Brier "
         f"score of the chosen strategy: {fmt_num(validation.get('oof_brier'))}.</p>"
     )
+
+
+def _threshold_uncertainty(report: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _mapping(_mapping(report.get("validation")).get("threshold_uncertainty"))
+
+
+def _table_of_dicts(rows: Sequence[Mapping[str, Any]], index: str | None = None) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns += [str(k) for k in row if str(k) not in columns]
+    header = (f"<th>{_esc(index)}</th>" if index else "") + "".join(
+        f"<th>{_esc(_label(c))}</th>" for c in columns
+    )
+    body = "".join(
+        "<tr>"
+        + (f"<td>{k + 1}</td>" if index else "")
+        + "".join(f'<td class="num">{fmt_value(row.get(c))}</td>' for c in columns)
+        + "</tr>"
+        for k, row in enumerate(rows)
+    )
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _duration(ms: object) -> str:
+    """Milliseconds as the largest whole unit (``5d``, ``30min``); 0 or missing is none.
+
+    >>> _duration(5 * 86_400_000), _duration(1_800_000), _duration(0)
+    ('5d', '30min', 'none')
+    """
+    value = _finite(ms)
+    if not value:
+        return "none"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if value >= size and value % size == 0:
+            return f"{value / size:g}{unit}"
+    return f"{value:g} ms"
+
+
+def _purge_section(report: Mapping[str, Any]) -> str:
+    purge = _mapping(_mapping(report.get("validation")).get("purge"))
+    if not purge:
+        return ""
+    horizon = _duration(purge.get("label_horizon_ms"))
+    if purge.get("label_end_column"):
+        horizon = "per row, from the label-end column"
+    rows = [
+        ("Label horizon", _esc(horizon)),
+        ("Embargo", _esc(_duration(purge.get("embargo_ms")))),
+    ]
+    for key in ("holdout_purged", "holdout_embargoed"):
+        if key in purge:
+            rows.append((_label(key) + " rows", fmt_num(purge.get(key))))
+    folds = [f for f in purge.get("folds") or [] if isinstance(f, Mapping)]
+    table = _table_of_dicts(folds, index="fold") if folds else ""
+    return (
+        "<h2>Purge and embargo</h2>"
+        + _kv_table(rows)
+        + table
+        + '<p class="note">Training rows whose label window reaches the next validation block '
+        "are purged, and rows right after it embargoed (López de Prado, ch. 7); cuts never "
+        "split rows that share a timestamp.</p>"
+    )
+
+
+def _input_section(report: Mapping[str, Any]) -> str:
+    """How the table was read (time zone, unit, columns) and rows per entity."""
+    data = _mapping(report.get("input"))
+    if not data:
+        return ""
+    rows = _scalar_rows(data, skip=("entities", "members"))
+    members = data.get("members")
+    if isinstance(members, Sequence) and not isinstance(members, str):
+        rows.append(("Members", _esc(", ".join(str(m) for m in members))))
+    out = ["<h2>Input</h2>", _kv_table(rows)]
+    entities = _mapping(data.get("entities"))
+    if entities:
+        spread = _mapping(entities.get("rows_per_entity"))
+        facts = [
+            ("Entity column", _esc(entities.get("column") or _DASH)),
+            ("Entities", fmt_num(entities.get("count"))),
+            ("With a positive", fmt_num(entities.get("with_positives"))),
+            (
+                "Rows per entity",
+                f"min {fmt_num(spread.get('min'))}, median {fmt_num(spread.get('median'))}, "
+                f"max {fmt_num(spread.get('max'))}",
+            ),
+        ]
+        out.append("<h3>Entities</h3>" + _kv_table(facts))
+        top = [t for t in entities.get("top") or [] if isinstance(t, Mapping)]
+        if top:
+            out.append(
+                '<p class="note">Top entities by positives (every entity\'s counts are in '
+                "report.json).</p>" + _table_of_dicts(top)
+            )
+    return "".join(out)
 
 
 def _training_section(report: Mapping[str, Any]) -> str:
@@ -802,35 +805,47 @@ def _libraries_section(report: Mapping[str, Any]) -> str:
     return "<h2>Library versions</h2>" + _kv_table(rows)
 
 
-def render_html(report: dict[str, Any]) -> str:
+def page(title: str, body: str) -> str:
+    """A complete HTML document with the report's inline CSS and no scripts."""
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{_esc(title)}</title><style>{CSS}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )
+
+
+def render_html(report: Mapping[str, Any]) -> str:
     """The report dict as one self-contained HTML page.
 
     Parameters
     ----------
     report
         The dict written next to the HTML as ``report.json``; missing or None pieces
-        (no holdout, absent plots) are rendered as notes rather than failing.
+        (no holdout, absent plots, blocks another fit step did not write) are rendered as
+        notes or left out rather than failing.
 
     Returns
     -------
-    A complete HTML document with inline CSS and SVG and no scripts.
+    A complete HTML document: inline CSS, PNG figures as ``data:`` URIs, no scripts.
     """
-    model = _mapping(report.get("model"))
-    title = f"metasignal report: {model.get('name', 'model')} v{model.get('version', '?')}"
     body = "".join(
         (
+            f"<h1>{_esc(_title(report))}</h1>",
+            # What a reader must know first: the verdict and the warnings, then the facts.
+            _verdict_section(report),
+            _warnings_section(report),
             _header(report),
             _holdout_section(report),
+            _pnl_section(report),
             _plots_section(report),
+            _sizing_section(report),
             _weights_section(report),
             _strategies_section(report),
+            _purge_section(report),
+            _input_section(report),
             _training_section(report),
             _libraries_section(report),
         )
     )
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head>"
-        f"<body>{body}</body></html>\n"
-    )
+    return page(_title(report), body)

@@ -42,6 +42,7 @@ from metasignal.stream.messages import (
 from metasignal.stream.metrics import Heartbeat
 from metasignal.stream.model_store import refusal_reason
 from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.sizing import SizingRule
 from metasignal.stream.topics import Topics, model_key
 from metasignal.stream.transport.base import Consumer, Record, Transport, TransportError
 from metasignal.trainer.calibration import fit_platt
@@ -460,6 +461,8 @@ class TrainerService:
             training_window=(int(fit_part.time_ms[0]), int(fit_part.time_ms[-1])),
             validation=validation,
             holdout=None,
+            # A retrain changes the weights, not how the desk sizes its positions.
+            sizing=SizingRule.from_dict(champion.get("sizing")),
         )
 
     def close(self) -> None:

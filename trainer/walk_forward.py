@@ -55,6 +55,8 @@ class WalkForwardResult:
     oof_index: np.ndarray
     oof_scores: np.ndarray
     fit_seconds: float
+    # The fold-averaged objective the threshold was chosen on, sampled for the report.
+    threshold_curve: dict[str, Any] = field(default_factory=dict)
     fallbacks: list[str] = field(default_factory=list)
     skipped_folds: list[int] = field(default_factory=list)
 
@@ -154,9 +156,47 @@ def evaluate_strategy(
         threshold=threshold,
         fold_thresholds=thresholds,
         fold_values=fold_values,
+        threshold_curve=fold_averaged_curve(objective, fold_labels, fold_scores, threshold),
         oof_index=oof_index,
         oof_scores=calibration.transform(oof_raw),
         fit_seconds=time.perf_counter() - started,
         fallbacks=fallbacks,
         skipped_folds=skipped,
     )
+
+
+def fold_averaged_curve(
+    objective: Objective,
+    fold_labels: list[np.ndarray],
+    fold_scores: list[np.ndarray],
+    threshold: float,
+    points: int = 200,
+) -> dict[str, Any]:
+    """:func:`pooled_threshold`'s curves at a sample of its candidates, for the report.
+
+    The candidates (every distinct out-of-fold score) are sampled evenly in rank and in
+    value, plus every candidate near ``threshold``: rare-event scores crowd near zero, so
+    sampling by rank alone would leave the chosen threshold a handful of points. Only the
+    sample is evaluated, so this costs a sort, not a second threshold search.
+    """
+    candidates = np.unique(np.concatenate(fold_scores))
+    n = len(candidates)
+    chosen = int(np.searchsorted(candidates, threshold))
+    keep = np.unique(
+        np.concatenate(
+            [
+                np.linspace(0, n - 1, min(points, n)).astype(int),
+                np.searchsorted(candidates, np.linspace(candidates[0], candidates[-1], points)),
+                np.arange(max(chosen - 40, 0), min(chosen + 41, n)),
+            ]
+        ).clip(0, n - 1)
+    )
+    sample = candidates[keep]
+    curves = np.vstack(
+        [objective.curve(y, s, sample) for y, s in zip(fold_labels, fold_scores, strict=True)]
+    )
+    return {
+        "threshold": sample.tolist(),
+        "value": curves.mean(axis=0).tolist(),
+        "folds": curves.tolist(),
+    }
