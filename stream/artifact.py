@@ -111,6 +111,7 @@ class Artifact(TypedDict, total=False):
     libraries: dict[str, str]
     request: dict[str, Any]
     gate: dict[str, Any]
+    rollback: dict[str, int]  # {"to": N, "from": M}: version N re-published as M + 1
 
 
 def canonical_bytes(document: Mapping[str, Any]) -> bytes:

@@ -31,7 +31,7 @@ from metasignal.stream.config import (
 )
 from metasignal.stream.errors import ArtifactError, MetasignalError
 from metasignal.stream.metrics import MetricsServer
-from metasignal.stream.model_store import publish_artifact
+from metasignal.stream.model_store import publish_artifact, rollback_artifact
 from metasignal.stream.options import SCORER_SETTINGS, ScorerOptions
 from metasignal.stream.replay import ReplayProgress, read_vote_file
 from metasignal.stream.scorer import Scorer
@@ -92,6 +92,16 @@ def register(commands: Any) -> None:
     publish.add_argument("--unsigned", action="store_true", help="allow an unsigned artifact")
     add_settings(publish, KAFKA_SETTINGS)
     publish.set_defaults(handler=command_publish)
+
+    rollback = commands.add_parser(
+        "rollback",
+        help="serve an earlier model version again (re-published, signed, as the next version)",
+    )
+    rollback.add_argument("--to", dest="to_version", type=int, required=True, help="version")
+    rollback.add_argument("--model-name", default="meta", help="model name (meta)")
+    rollback.add_argument("--key-file", type=Path, help="signing keys (first signs)")
+    add_settings(rollback, KAFKA_SETTINGS)
+    rollback.set_defaults(handler=command_rollback)
 
     replay = commands.add_parser("replay", help="send a vote file (CSV) into the votes topic")
     replay.add_argument("file", type=Path, help="CSV with id, ts and one column per member")
@@ -236,6 +246,25 @@ def command_publish(args: argparse.Namespace) -> int:
     finally:
         transport.close()
     print(json.dumps({"published": name, "version": version}))
+    return 0
+
+
+def command_rollback(args: argparse.Namespace) -> int:
+    keys = resolve_signing_keys(key_file=args.key_file)
+    transport = _kafka(args)
+    try:
+        name, version = rollback_artifact(
+            transport,
+            Topics(prefix=args.topic_prefix),
+            name=args.model_name,
+            to_version=args.to_version,
+            keys=keys,
+        )
+    except TransportError as exc:
+        raise MetasignalError(str(exc)) from None
+    finally:
+        transport.close()
+    print(json.dumps({"published": name, "version": version, "rollback_to": args.to_version}))
     return 0
 
 

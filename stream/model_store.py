@@ -22,12 +22,19 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
-from metasignal.stream.artifact import Artifact, load_artifact, model_identity
+from metasignal.stream.artifact import (
+    Artifact,
+    dumps_artifact,
+    load_artifact,
+    model_identity,
+    sign_artifact,
+)
 from metasignal.stream.errors import ArtifactError
 from metasignal.stream.messages import Vote
 from metasignal.stream.scoring import CompiledModel
@@ -174,8 +181,26 @@ def published_versions(
     timeout_s: float = 30.0,
 ) -> dict[str, int]:
     """The highest verified version of each model name on the ``models`` topic."""
-    consumer = transport.consumer(assign_all=[topic], from_beginning=True)
     highest: dict[str, int] = {}
+    for artifact in read_published(
+        transport, topic, keys=keys, allow_unsigned=allow_unsigned, timeout_s=timeout_s
+    ):
+        name, version = model_identity(artifact)
+        highest[name] = max(version, highest.get(name, 0))
+    return highest
+
+
+def read_published(
+    transport: Transport,
+    topic: str,
+    *,
+    keys: Sequence[bytes],
+    allow_unsigned: bool = False,
+    timeout_s: float = 30.0,
+) -> list[Artifact]:
+    """Every artifact on the ``models`` topic that verifies, in topic order."""
+    consumer = transport.consumer(assign_all=[topic], from_beginning=True)
+    found: list[Artifact] = []
     try:
         ends = consumer.end_offsets(sorted(consumer.assignment()))
         deadline = time.monotonic() + timeout_s
@@ -184,16 +209,14 @@ def published_versions(
                 raise ArtifactError(f"could not read {topic} to its end in {timeout_s:.0f} s")
             for record in consumer.poll(timeout_ms=200, max_records=500):
                 try:
-                    artifact = load_artifact(
-                        record.value or b"", keys=keys, allow_unsigned=allow_unsigned
+                    found.append(
+                        load_artifact(record.value or b"", keys=keys, allow_unsigned=allow_unsigned)
                     )
                 except Exception:  # others' refusals are the scorers' business
                     continue
-                name, version = model_identity(artifact)
-                highest[name] = max(version, highest.get(name, 0))
     finally:
         consumer.close()
-    return highest
+    return found
 
 
 def publish_artifact(
@@ -227,3 +250,37 @@ def publish_artifact(
     finally:
         producer.close()
     return name, version
+
+
+def rollback_artifact(
+    transport: Transport, topics: Topics, *, name: str, to_version: int, keys: Sequence[bytes]
+) -> tuple[str, int]:
+    """Serve version ``to_version`` of ``name`` again, as a new, higher version.
+
+    Versions only go up, so a downgrade is the old model re-published under the next
+    version, signed with the operator's key (the first of ``keys``) and marked
+    ``rollback: {"to", "from"}``. Returns ``(name, new version)``.
+    """
+    if not keys:
+        raise ArtifactError("a rollback is signed: a signing key is required")
+    published = [
+        a for a in read_published(transport, topics.models, keys=keys) if a["model"]["name"] == name
+    ]
+    if not published:
+        raise ArtifactError(f"{topics.models} holds no verified model named {name!r}")
+    highest = max(a["model"]["version"] for a in published)
+    chosen = [a for a in published if a["model"]["version"] == to_version]
+    if not chosen:
+        versions = ", ".join(str(v) for v in sorted({a["model"]["version"] for a in published}))
+        raise ArtifactError(f"{name} v{to_version} is not on {topics.models} (found {versions})")
+    if to_version == highest:
+        raise ArtifactError(f"{name} v{to_version} is already the newest version")
+    document = copy.deepcopy(chosen[-1])
+    document.pop("signature", None)
+    document["model"] = {"name": name, "version": highest + 1}
+    document["created_at"] = (
+        datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+    document["rollback"] = {"to": to_version, "from": highest}
+    raw = dumps_artifact(sign_artifact(document, keys[0])).encode()
+    return publish_artifact(transport, topics, raw, keys=keys)

@@ -26,6 +26,7 @@ from metasignal.stream.checkpoint import Checkpoint, next_offsets
 from metasignal.stream.errors import MetasignalError
 from metasignal.stream.feedback import FeedbackLoop
 from metasignal.stream.join import JoinCache
+from metasignal.stream.lag import PartitionLag
 from metasignal.stream.messages import dead_letter
 from metasignal.stream.metrics import Heartbeat, ScorerMetrics
 from metasignal.stream.model_store import LiveMembers, ModelStore
@@ -77,8 +78,7 @@ class Scorer:
         )
         self._votes: Consumer | None = None
         self._rate = RollingRate(options.rate_window)
-        self._last_lag_check = 0.0
-        self._lag_series: set[TopicPartition] = set()
+        self._lag = PartitionLag(gauge=self.metrics.lag, interval_s=options.lag_interval_s)
         self._checkpoint: Checkpoint | None = None
         self.scoring = ScoringStep(
             max_message_bytes=options.max_message_bytes,
@@ -182,9 +182,7 @@ class Scorer:
     def _on_revoked(self, partitions: set[TopicPartition]) -> None:
         # Nothing is in flight here: each batch is committed before the next poll.
         self.metrics.rebalances.labels(kind="revoked").inc()
-        for tp in partitions & self._lag_series:
-            self.metrics.lag.remove(tp.topic, str(tp.partition))
-        self._lag_series -= partitions
+        self._lag.forget(partitions)
         log.info("partitions revoked: %s", sorted(partitions))
 
     def _on_lost(self, partitions: set[TopicPartition]) -> None:
@@ -304,21 +302,8 @@ class Scorer:
         stats.latencies_ms.extend(latencies)
 
     def _update_lag(self) -> None:
-        now = time.monotonic()
-        if self._votes is None or now - self._last_lag_check < self.options.lag_interval_s:
-            return
-        self._last_lag_check = now
-        assigned = sorted(self._votes.assignment())
-        if not assigned:
-            return
-        try:
-            ends = self._votes.end_offsets(assigned)
-            for tp in assigned:
-                lag = max(ends[tp] - self._votes.position(tp), 0)
-                self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
-                self._lag_series.add(tp)
-        except (TransportError, KeyError) as exc:
-            log.debug("lag check skipped: %s", exc)
+        if self._votes is not None:
+            self._lag.update(self._votes)
 
     def close(self) -> None:
         """Flush and leave the group; offsets are already committed per batch."""

@@ -153,3 +153,18 @@ def test_the_metrics_bind_address_is_a_setting() -> None:
             assert reply.status == 200
     finally:
         server.stop()
+
+
+def test_trainer_settings_are_declared_on_trainer_options() -> None:
+    from metasignal.stream.config import options_from_args
+    from metasignal.stream.topics import Topics
+    from metasignal.trainer.settings import TrainerOptions
+
+    parser = argparse.ArgumentParser()
+    add_settings(parser, TRAINER_SETTINGS, environ={"METASIGNAL_TRAINER_FORCE": "true"})
+    defaults = options_from_args(TrainerOptions, parser.parse_args(["--no-force"]), topics=Topics())
+    assert defaults == TrainerOptions()
+    forced = options_from_args(TrainerOptions, parser.parse_args([]), topics=Topics())
+    assert forced.force is True
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--strategy", "magic"])

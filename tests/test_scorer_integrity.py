@@ -164,3 +164,32 @@ def test_a_control_message_cannot_force_a_refused_candidate(
     drain(trainer)
     assert [v.outcome for v in trainer.verdicts] == ["refused"]
     assert len(bus.records(TOPICS.models)) == 1
+
+
+def test_a_downgrade_is_an_explicit_signed_rollback_to_a_new_version(
+    committee: Committee, artifact_body: dict
+) -> None:
+    from metasignal.stream.model_store import rollback_artifact
+
+    bus = make_bus()
+    second = copy.deepcopy(artifact_body)
+    second["threshold"]["value"] = 0.99
+    publish_artifact(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY), keys=[TEST_KEY])
+    publish_artifact(bus, TOPICS, versioned(second, 2, TEST_KEY), keys=[TEST_KEY])
+    scorer = scorer_for(bus)
+    scorer.load_models(timeout_s=1)
+    assert scorer.models.current is not None and scorer.models.current.threshold == 0.99
+    for version, match in ((7, "not on"), (2, "already the newest")):
+        with pytest.raises(ArtifactError, match=match):
+            rollback_artifact(bus, TOPICS, name="meta", to_version=version, keys=[TEST_KEY])
+    with pytest.raises(ArtifactError, match="signing key is required"):
+        rollback_artifact(bus, TOPICS, name="meta", to_version=1, keys=[])
+    assert rollback_artifact(bus, TOPICS, name="meta", to_version=1, keys=[TEST_KEY]) == (
+        "meta",
+        3,
+    )
+    scorer.refresh_models()
+    assert scorer.models.current.version == 3
+    assert scorer.models.current.threshold == artifact_body["threshold"]["value"]
+    assert scorer.models.artifact is not None
+    assert scorer.models.artifact["rollback"] == {"to": 1, "from": 2}

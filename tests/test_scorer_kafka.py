@@ -210,6 +210,43 @@ def test_a_vote_near_the_request_limit_is_dead_lettered_not_a_crash_loop(
     assert dead.value == huge[:DLQ_MAX_PAYLOAD_BYTES]
 
 
+def test_a_lag_check_timing_out_does_not_stop_the_scorer(
+    kafka: tuple[KafkaTransport, Topics],
+    committee: Committee,
+    artifact_body: dict,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 11 §2: at-least-once, ~30 s into a broker outage the scorer exited with a
+    KafkaTimeoutError traceback from the lag check's end_offsets. The transport now raises
+    TransportError there, and the lag check skips the round."""
+    from kafka.errors import KafkaTimeoutError
+
+    transport, topics = kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    scorer = Scorer(
+        transport=transport,
+        options=ScorerOptions(topics=topics, group_id=f"{topics.prefix}g", lag_interval_s=0.0),
+        keys=[TEST_KEY],
+    )
+    try:
+        scorer.load_models()
+        send_votes(transport, topics, committee, 0, 100)
+        assert wait_for(lambda: scorer.step() >= 0 and scorer.stats.signals >= 100)
+        votes = scorer._votes
+        assert votes is not None
+
+        def unreachable(*args: object) -> None:
+            raise KafkaTimeoutError("Failed to get offsets by timestamps in 60000.0 ms")
+
+        monkeypatch.setattr(votes._consumer, "end_offsets", unreachable)  # type: ignore[attr-defined]
+        scorer.step()  # checks lag (interval 0): skipped, not raised
+        monkeypatch.undo()
+        send_votes(transport, topics, committee, 100, 200)
+        assert wait_for(lambda: scorer.step() >= 0 and scorer.stats.signals >= 200)
+    finally:
+        scorer.close()
+
+
 def test_two_scorers_in_one_group_split_four_partitions(
     kafka: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: dict
 ) -> None:

@@ -29,14 +29,19 @@ from metasignal.stream.artifact import (
 )
 from metasignal.stream.cli import quiet_kafka_noise
 from metasignal.stream.cli import register as register_stream_commands
-from metasignal.stream.config import KAFKA_SETTINGS, add_settings, kafka_client_config
+from metasignal.stream.config import (
+    KAFKA_SETTINGS,
+    add_settings,
+    kafka_client_config,
+    options_from_args,
+)
 from metasignal.stream.errors import ArtifactError, MetasignalError
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.sizing import SIZING_METHODS, SizingRule
 from metasignal.stream.transport.base import TransportError
 from metasignal.trainer.data import DataError, load_table
 from metasignal.trainer.report import render_html
-from metasignal.trainer.settings import STRATEGY_CHOICES, TRAINER_SETTINGS
+from metasignal.trainer.settings import STRATEGY_CHOICES, TRAINER_SETTINGS, TrainerOptions
 from metasignal.trainer.thresholds import METRICS
 
 log = logging.getLogger("metasignal")
@@ -367,25 +372,14 @@ def command_trainer(args: argparse.Namespace) -> int:
     from metasignal.stream.cli import serve
     from metasignal.stream.topics import Topics
     from metasignal.stream.transport.kafka import KafkaTransport
-    from metasignal.trainer.service import TrainerOptions, TrainerService
+    from metasignal.trainer.service import TrainerService
 
     if not args.bootstrap:
         raise MetasignalError("--bootstrap (or METASIGNAL_BOOTSTRAP) is required")
     transport = KafkaTransport(bootstrap=args.bootstrap, client_config=kafka_client_config(args))
     service = TrainerService(
         transport=transport,
-        options=TrainerOptions(
-            topics=Topics(prefix=args.topic_prefix),
-            group_id=args.group_id,
-            model_name=args.model_name,
-            transactional_id=args.transactional_id,
-            strategy=args.strategy,
-            metric=args.metric,
-            window_rows=args.window_rows,
-            gate_fraction=args.gate_fraction,
-            gate_tolerance=args.gate_tolerance,
-            force=args.force,
-        ),
+        options=options_from_args(TrainerOptions, args, topics=Topics(prefix=args.topic_prefix)),
         keys=resolve_signing_keys(key_file=args.key_file),
     )
     log.info("trainer waiting for requests on %s", Topics(prefix=args.topic_prefix).control)

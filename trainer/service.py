@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,36 +43,18 @@ from metasignal.stream.metrics import Heartbeat
 from metasignal.stream.model_store import refusal_reason
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.sizing import SizingRule
-from metasignal.stream.topics import Topics, model_key
+from metasignal.stream.topics import model_key
 from metasignal.stream.transport.base import Consumer, Record, Transport, TransportError
 from metasignal.trainer.calibration import fit_platt
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.fit import FitConfig, build_artifact, holdout_metrics
 from metasignal.trainer.meta_model import MetaModelClassifier
 from metasignal.trainer.objective import Objective
-from metasignal.trainer.settings import TRAINER_SETTINGS
+from metasignal.trainer.settings import TRAINER_SETTINGS, TrainerOptions
 
 __all__ = ["TRAINER_SETTINGS", "TrainerMetrics", "TrainerOptions", "TrainerService"]
 
 log = logging.getLogger("metasignal.trainer")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainerOptions:
-    topics: Topics = field(default_factory=Topics)
-    group_id: str = "metasignal-trainer"
-    model_name: str = "meta"
-    transactional_id: str = "metasignal-trainer"
-    strategy: str = "auto"
-    metric: str = "f1"
-    window_rows: int = 50_000
-    gate_fraction: float = 0.3
-    gate_tolerance: float = 0.0
-    min_positives: int = 20
-    min_regime_rows: int = 1000
-    force: bool = False
-    poll_timeout_ms: int = 200
-    splits: int = 3
 
 
 class TrainerMetrics:

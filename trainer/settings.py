@@ -6,7 +6,10 @@ by the commands that fit, so ``metasignal scorer`` stays small.
 
 from __future__ import annotations
 
-from metasignal.stream.config import Setting, parse_bool
+from dataclasses import dataclass, field
+
+from metasignal.stream.config import setting, settings_of
+from metasignal.stream.topics import Topics
 
 STRATEGY_CHOICES = (
     "auto",
@@ -17,45 +20,59 @@ STRATEGY_CHOICES = (
     "plain_logistic",
 )
 
-TRAINER_SETTINGS = (
-    Setting("group_id", "METASIGNAL_TRAINER_GROUP_ID", "metasignal-trainer", "trainer group"),
-    Setting("model_name", "METASIGNAL_MODEL_NAME", "meta", "model name to maintain"),
-    Setting(
-        "transactional_id",
-        "METASIGNAL_TRAINER_TRANSACTIONAL_ID",
+
+@dataclass(frozen=True, kw_only=True)
+class TrainerOptions:
+    """How the trainer runs; fields made by ``setting`` are its flags and environment
+    variables (:data:`TRAINER_SETTINGS`)."""
+
+    topics: Topics = field(default_factory=Topics)
+    group_id: str = setting(
+        "metasignal-trainer", env="METASIGNAL_TRAINER_GROUP_ID", help="trainer group"
+    )
+    model_name: str = setting("meta", env="METASIGNAL_MODEL_NAME", help="model name to maintain")
+    transactional_id: str = setting(
         "metasignal-trainer",
-        "transactional id; the same for active and standby, so a takeover fences the old one",
-    ),
-    Setting("strategy", "METASIGNAL_TRAINER_STRATEGY", "auto", "strategy for retrains"),
-    Setting("metric", "METASIGNAL_TRAINER_METRIC", "f1", "threshold and gate metric"),
-    Setting("window_rows", "METASIGNAL_TRAINER_WINDOW_ROWS", 50_000, "recent rows used", type=int),
-    Setting(
-        "gate_fraction",
-        "METASIGNAL_TRAINER_GATE_FRACTION",
+        env="METASIGNAL_TRAINER_TRANSACTIONAL_ID",
+        help="transactional id; the same for active and standby, so a takeover fences the old one",
+    )
+    strategy: str = setting(
+        "auto",
+        env="METASIGNAL_TRAINER_STRATEGY",
+        help="strategy for retrains",
+        choices=STRATEGY_CHOICES,
+    )
+    metric: str = setting("f1", env="METASIGNAL_TRAINER_METRIC", help="threshold and gate metric")
+    window_rows: int = setting(
+        50_000, env="METASIGNAL_TRAINER_WINDOW_ROWS", help="recent rows used"
+    )
+    gate_fraction: float = setting(
         0.3,
-        "most recent share of the window kept for the champion/challenger gate",
-        type=float,
-    ),
-    Setting(
-        "gate_tolerance",
-        "METASIGNAL_TRAINER_GATE_TOLERANCE",
+        env="METASIGNAL_TRAINER_GATE_FRACTION",
+        help="most recent share of the window kept for the champion/challenger gate",
+    )
+    gate_tolerance: float = setting(
         0.0,
-        "a candidate may trail the champion by this much (metric units)",
-        type=float,
-    ),
-    Setting(
-        "force",
-        "METASIGNAL_TRAINER_FORCE",
+        env="METASIGNAL_TRAINER_GATE_TOLERANCE",
+        help="a candidate may trail the champion by this much (metric units)",
+    )
+    force: bool = setting(
         False,
-        "publish candidates even when the gate refuses them",
-        type=parse_bool,
-    ),
-    Setting(
-        "metrics_port",
-        "METASIGNAL_METRICS_PORT",
+        env="METASIGNAL_TRAINER_FORCE",
+        help="publish candidates even when the gate refuses them",
+    )
+    metrics_port: int = setting(
         9109,
-        "port of /metrics, /healthz, /readyz (-1 disables)",
-        type=int,
-    ),
-    Setting("key_file", "METASIGNAL_KEY_FILE", None, "signing keys, one per line"),
-)
+        env="METASIGNAL_METRICS_PORT",
+        help="port of /metrics, /healthz, /readyz (-1 disables)",
+    )
+    key_file: str | None = setting(
+        None, env="METASIGNAL_KEY_FILE", help="signing keys, one per line"
+    )
+    min_positives: int = 20
+    min_regime_rows: int = 1000
+    poll_timeout_ms: int = 200
+    splits: int = 3
+
+
+TRAINER_SETTINGS = settings_of(TrainerOptions)

@@ -303,15 +303,26 @@ class KafkaTransportConsumer:
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self._consumer.seek(_theirs(partition), offset)
 
+    # These ask the broker and time out while it is unreachable: a TransportError, which the
+    # callers handle (the lag check skips a round), never a KafkaTimeoutError traceback.
     def position(self, partition: TopicPartition) -> int:
-        return int(self._consumer.position(_theirs(partition)))
+        try:
+            return int(self._consumer.position(_theirs(partition)))
+        except KafkaError as exc:
+            raise TransportError(f"position of {partition} unavailable: {exc}") from exc
 
     def committed(self, partition: TopicPartition) -> int | None:
-        value = self._consumer.committed(_theirs(partition))
+        try:
+            value = self._consumer.committed(_theirs(partition))
+        except KafkaError as exc:
+            raise TransportError(f"committed offset of {partition} unavailable: {exc}") from exc
         return None if value is None else int(value)
 
     def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        ends = self._consumer.end_offsets([_theirs(tp) for tp in partitions])
+        try:
+            ends = self._consumer.end_offsets([_theirs(tp) for tp in partitions])
+        except KafkaError as exc:
+            raise TransportError(f"end offsets unavailable: {exc}") from exc
         return {_ours(tp): int(offset) for tp, offset in ends.items()}
 
     def close(self) -> None:
