@@ -342,3 +342,112 @@ def test_fit_reads_a_panel_with_zone_free_times_and_an_entity(
     assert report["training"]["start"].startswith(
         pd.Timestamp(first).tz_localize("UTC").strftime("%Y-%m-%dT%H:%M:%S")
     )
+
+
+def test_synth_ids_and_start_follow_the_seed_and_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    frames = {}
+    for name, extra in {
+        "a": ["--seed", "1"],
+        "b": ["--seed", "2"],
+        "c": ["--seed", "1", "--start", "2024-06-01 09:30"],
+    }.items():
+        assert main(["synth", "--out", str(tmp_path / f"{name}.csv"), "--events", "500",
+                     *extra]) == 0  # fmt: skip
+        frames[name] = pd.read_csv(tmp_path / f"{name}.csv")
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["first_id"] for r in reports] == [
+        "evt-20240101T000000-s1-0000001",
+        "evt-20240101T000000-s2-0000001",
+        "evt-20240601T093000-s1-0000001",
+    ]
+    for x, y in (("a", "b"), ("a", "c"), ("b", "c")):
+        assert not set(frames[x]["id"]) & set(frames[y]["id"])
+    c_start = int(pd.Timestamp("2024-06-01 09:30", tz="UTC").value // 1_000_000)
+    assert c_start <= frames["c"]["ts"].iloc[0] < c_start + 60_000
+    assert frames["a"]["ts"].iloc[0] != frames["b"]["ts"].iloc[0]  # the jitter follows the seed
+    assert reports[2]["start"].startswith("2024-06-01T09:30")
+
+
+def test_synth_steps_the_rate_and_decays_a_member(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    out = tmp_path / "drift.csv"
+    argv = ["synth", "--out", str(out), "--events", "40000", "--positive-rate", "0.02",
+            "--rate-step", "0.5:0.2", "--decaying-member", "m8", "--decay-start", "0.25",
+            "--time-format", "iso"]  # fmt: skip
+    assert main(argv) == 0
+    frame = pd.read_csv(out)
+    assert str(frame["ts"].iloc[0]).endswith("Z")
+    first, second = frame.iloc[:20000], frame.iloc[20000:]
+    assert first["label"].mean() < 0.03 < 0.15 < second["label"].mean()
+    late = frame.iloc[-8000:]
+    assert roc_auc_score(first["label"], first["m8"]) > 0.8
+    assert roc_auc_score(late["label"], late["m8"]) < 0.6  # faded to (almost) nothing
+    assert roc_auc_score(late["label"], late["m7"]) > 0.8
+    for bad, message in (
+        (["--rate-step", "0.5"], "argument --rate-step: must be AT:RATE"),
+        (["--decaying-member", "m9"], "--decaying-member 'm9': name a member m1..m8"),
+        (["--start", "soon"], "--start 'soon': 'soon' is not a time"),
+        (["--rate-step", "0.7:0.1", "--rate-step", "0.2:0.1"], "strictly increasing"),
+    ):
+        capsys.readouterr()
+        try:
+            code = main(["synth", "--out", str(out), "--events", "10", *bad])
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_readme_later_csv_is_made_by_synth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+
+    import pandas as pd
+
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Training a meta-model", 1)[1].split("```sh\n", 1)[1].split("```")[0]
+    commands = [shlex.split(line.split("#")[0]) for line in block.splitlines()]
+    commands = [c[1:] for c in commands if c[:1] == ["metasignal"]]
+    made: list[str] = []
+    monkeypatch.chdir(tmp_path)
+    for argv in commands:
+        if argv[0] == "synth":
+            assert main(argv) == 0
+            made.append(argv[argv.index("--out") + 1])
+        if "--data" in argv:
+            assert argv[argv.index("--data") + 1] in made, argv
+    assert made == ["votes.csv", "later.csv"]
+    votes, later = pd.read_csv("votes.csv"), pd.read_csv("later.csv")
+    assert later["ts"].min() > votes["ts"].max()  # later really is later
+    assert not set(votes["id"]) & set(later["id"])
+
+
+def test_inspect_tells_a_broken_schema_from_a_broken_signature(
+    fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from metasignal.stream.artifact import dumps_artifact, sign_artifact
+
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-key")
+    model = json.loads((fitted / "model.json").read_text())
+    model["threshold"]["value"] = 2.0
+    broken = tmp_path / "model.json"
+    broken.write_text(dumps_artifact(sign_artifact(model, b"cli-key")))
+    assert main(["inspect", str(broken)]) == 2
+    captured = capsys.readouterr()
+    assert "(verified)" in captured.out
+    assert "schema      INVALID: artifact field 'threshold.value' must lie in [0, 1]" in (
+        captured.out
+    )
+    assert captured.err == (
+        "metasignal: error: model.json: artifact field 'threshold.value' must lie in [0, 1]\n"
+    )

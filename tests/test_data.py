@@ -283,3 +283,35 @@ def test_fit_meta_model_takes_a_dataframe_with_an_entity_column() -> None:
         fit_meta_model(frame)
     table = VoteTable(c.time_ms, c.members, c.votes, c.labels)
     assert input_summary(table)["entities"] is None
+
+
+def test_payoff_and_label_end_columns_are_never_members_and_follow_the_rows(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "ts,a,ret5d,until,label\n"
+        "2024-01-03 00:00,0.3,-0.02,2024-01-08 00:00,0\n"
+        "2024-01-02 00:00,0.6,0.05,2024-01-07 00:00,1\n"
+    )
+    table = load_table(
+        write(tmp_path, text), label="label", time="ts", payoff="ret5d", label_end="until"
+    )
+    assert table.members == ("a",)
+    assert table.payoff is not None and table.payoff.tolist() == [0.05, -0.02]
+    assert table.label_end_ms is not None
+    assert (table.label_end_ms - table.time_ms).tolist() == [5 * 86_400_000] * 2
+    assert table.rows(1, 2).payoff.tolist() == [-0.02]  # type: ignore[union-attr]
+    bad = text.replace("-0.02", "")
+    assert "payoff column 'ret5d' row 2: missing or infinite payoff" in error_of(
+        tmp_path, bad, payoff="ret5d"
+    )
+
+
+def test_the_previous_readers_helpers_still_answer(tmp_path: Path) -> None:
+    from metasignal.trainer.data import _as_float, _parse_time, _read_columns
+
+    columns = _read_columns(write(tmp_path, f"id,ts,a,label\nx,{T0},0.5,1\ny,{T0 + 1},0.25,0\n"))
+    assert list(columns) == ["id", "ts", "a", "label"]
+    assert _as_float(columns["id"]) is None
+    assert _as_float(columns["a"]).tolist() == [0.5, 0.25]  # type: ignore[union-attr]
+    assert _parse_time(columns["ts"], "ts").tolist() == [T0, T0 + 1]

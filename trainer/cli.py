@@ -391,8 +391,19 @@ def _signature_status(document: dict[str, Any], keys: list[bytes]) -> tuple[str,
     try:
         load_artifact(document, keys=keys)
     except ArtifactError as exc:
-        return f"{described}, DOES NOT VERIFY: {exc}", True
+        if str(exc) != _schema_problem(document):  # else the signature held; the schema did not
+            return f"{described}, DOES NOT VERIFY: {exc}", True
     return f"{described} (verified)", False
+
+
+def _schema_problem(document: dict[str, Any]) -> str | None:
+    from metasignal.stream.artifact import validate_artifact
+
+    try:
+        validate_artifact(document)
+    except ArtifactError as exc:
+        return str(exc)
+    return None
 
 
 def _read_document(path: Path) -> dict[str, Any]:
@@ -411,17 +422,11 @@ def _read_document(path: Path) -> dict[str, Any]:
 
 
 def command_inspect(args: argparse.Namespace) -> int:
-    from metasignal.stream.artifact import validate_artifact
-
     document = _read_document(args.model)
     status, bad_signature = _signature_status(
         document, resolve_signing_keys(key_file=args.key_file)
     )
-    try:
-        validate_artifact(document)
-        problem = None
-    except ArtifactError as exc:
-        problem = str(exc)
+    problem = _schema_problem(document)
     if args.json:
         print(json.dumps(document, indent=2, sort_keys=True))
     else:

@@ -106,7 +106,10 @@ class VoteTable:
     """Validated, time-ordered committee votes with labels.
 
     ``time_ms`` is int64 epoch milliseconds (UTC), non-decreasing; ``entities`` holds one
-    instrument id per row (str or int) when the table is a panel, else None.
+    instrument id per row (str or int) when the table is a panel, else None. ``payoff``
+    (float64, the realized payoff of trading each row) and ``label_end_ms`` (int64 epoch ms,
+    each row's label-window end) come from their own columns when asked for; like the
+    entities they follow the rows through sorting and :meth:`rows`.
     """
 
     time_ms: np.ndarray
@@ -115,6 +118,8 @@ class VoteTable:
     labels: np.ndarray
     entities: np.ndarray | None = None
     source: TableSource | None = None
+    payoff: np.ndarray | None = None
+    label_end_ms: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -130,6 +135,8 @@ class VoteTable:
             votes=self.votes[start:stop],
             labels=self.labels[start:stop],
             entities=None if self.entities is None else self.entities[start:stop],
+            payoff=None if self.payoff is None else self.payoff[start:stop],
+            label_end_ms=None if self.label_end_ms is None else self.label_end_ms[start:stop],
         )
 
 
@@ -404,6 +411,15 @@ def _labels(series: pd.Series, column: str, rows: RowName) -> np.ndarray:
     return labels
 
 
+def _payoffs(series: pd.Series, column: str, rows: RowName) -> np.ndarray:
+    what = f"payoff column {column!r}"
+    values = _numbers(series, what, rows)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise DataError(f"{what} {rows(int(np.flatnonzero(bad)[0]))}: missing or infinite payoff")
+    return values
+
+
 def _entities(series: pd.Series, column: str, rows: RowName) -> np.ndarray:
     missing = series.isna().to_numpy()
     if not _is_numeric(series):
@@ -522,6 +538,38 @@ def parse_times(
 # -- the table --------------------------------------------------------------------------
 
 
+def _roles(
+    frame: pd.DataFrame, name: str, listing: str, *, label: str, **others: str | None
+) -> dict[str, str]:
+    """Column name -> role (label, time, entity, ...), each present and distinct."""
+    roles = {label: "label"}
+    for role, column in others.items():
+        if column is not None:
+            if column in roles:
+                raise DataError(f"the {role} column {column!r} is also the {roles[column]} column")
+            roles[column] = role
+    for column, role in roles.items():
+        if column not in frame.columns:
+            raise DataError(f"{role} column {column!r} not found in {name} (columns: {listing})")
+    if len(frame) == 0:
+        raise DataError(f"{name} has a header but no rows")
+    return roles
+
+
+def _time_order(
+    time_ms: np.ndarray, column: str | None, rows: RowName, *, strict: bool
+) -> np.ndarray | None:
+    """The stable order that sorts rows by time, or None when they already are."""
+    backwards = np.flatnonzero(np.diff(time_ms) < 0)
+    if not len(backwards):
+        return None
+    first = rows(int(backwards[0]) + 1)
+    if strict:
+        raise DataError(f"time column {column!r} goes backwards at {first} (--strict)")
+    log.warning("time column %r is not sorted (%s); sorting rows by time", column, first)
+    return np.argsort(time_ms, kind="stable")
+
+
 def load_table(
     data: str | Path | pd.DataFrame,
     *,
@@ -529,6 +577,8 @@ def load_table(
     time: str | None,
     members: Sequence[str] | None = None,
     entity: str | None = None,
+    payoff: str | None = None,
+    label_end: str | None = None,
     timezone: str = "UTC",
     time_unit: str = "ms",
     raw_scores: bool = False,
@@ -549,6 +599,9 @@ def load_table(
         entity columns (the others are recorded in ``source.left_out`` with the reason).
     entity
         Instrument column (str or int ids) of a panel: never a member, kept per row.
+    payoff, label_end
+        Columns with each row's realized payoff (a finite number) and label-window end (a
+        time, read like ``time``); never members, kept per row.
     timezone
         IANA zone of times written without one (default UTC).
     time_unit
@@ -563,17 +616,16 @@ def load_table(
     check_timezone(timezone)
     frame, name, rows = read_frame(data)
     listing = ", ".join(frame.columns)
-    roles = {label: "label"}
-    for role, column in (("time", time), ("entity", entity)):
-        if column is not None:
-            if column in roles:
-                raise DataError(f"the {role} column {column!r} is also the {roles[column]} column")
-            roles[column] = role
-    for column, role in roles.items():
-        if column not in frame.columns:
-            raise DataError(f"{role} column {column!r} not found in {name} (columns: {listing})")
-    if len(frame) == 0:
-        raise DataError(f"{name} has a header but no rows")
+    roles = _roles(
+        frame,
+        name,
+        listing,
+        label=label,
+        time=time,
+        entity=entity,
+        payoff=payoff,
+        label_end=label_end,
+    )
     chosen, left_out = _choose_members(frame, roles, members, listing)
     votes = _votes(
         frame,
@@ -585,6 +637,12 @@ def load_table(
     )
     labels = _labels(frame[label], label, rows)
     entities = None if entity is None else _entities(frame[entity], entity, rows)
+    payoffs = None if payoff is None else _payoffs(frame[payoff], payoff, rows)
+    ends = None
+    if label_end is not None:
+        ends = parse_times(
+            frame[label_end], label_end, timezone=timezone, unit=time_unit, rows=rows
+        )[0]
     if time is None:
         time_ms, time_format, naive = np.arange(len(frame), dtype=np.int64), "row order", False
     else:
@@ -592,15 +650,12 @@ def load_table(
             frame[time], time, timezone=timezone, unit=time_unit, rows=rows
         )
     del frame
-    backwards = np.flatnonzero(np.diff(time_ms) < 0)
-    if len(backwards):
-        first = rows(int(backwards[0]) + 1)
-        if strict:
-            raise DataError(f"time column {time!r} goes backwards at {first} (--strict)")
-        log.warning("time column %r is not sorted (%s); sorting rows by time", time, first)
-        order = np.argsort(time_ms, kind="stable")
+    order = _time_order(time_ms, time, rows, strict=strict)
+    if order is not None:
         time_ms, votes, labels = time_ms[order], votes[order], labels[order]
         entities = None if entities is None else entities[order]
+        payoffs = None if payoffs is None else payoffs[order]
+        ends = None if ends is None else ends[order]
     source = TableSource(
         name=name,
         time_column=time or "",
@@ -610,7 +665,7 @@ def load_table(
         naive_times=naive,
         entity_column=entity,
         left_out=left_out,
-        sorted_by_time=bool(len(backwards)),
+        sorted_by_time=order is not None,
     )
     return VoteTable(
         time_ms=time_ms,
@@ -619,4 +674,38 @@ def load_table(
         labels=labels,
         entities=entities,
         source=source,
+        payoff=payoffs,
+        label_end_ms=ends,
     )
+
+
+# -- the previous reader's helpers ------------------------------------------------------
+# Kept so that code written against the hand-written reader (a dict of column arrays) keeps
+# working; new code reads side columns with load_table(payoff=..., label_end=...).
+
+
+def _read_columns(path: str | Path) -> dict[str, np.ndarray]:
+    """Every column of a file as an array, by name."""
+    frame = read_frame(path)[0]
+    return {name: frame[name].to_numpy() for name in frame.columns}
+
+
+def _as_float(values: np.ndarray) -> np.ndarray | None:
+    """float64 values, or None for a column that is not numeric."""
+    series = pd.Series(values)
+    if not (_is_numeric(series) or _looks_numeric(series)):
+        return None
+    try:
+        return _numbers(series, "column", _default_rows)
+    except DataError:
+        return None
+
+
+def _parse_time(values: np.ndarray, column: str) -> np.ndarray:
+    """UTC epoch ms of a time column read with the defaults (UTC, epoch ms)."""
+    series = pd.Series(values)
+    return parse_times(series, column, timezone="UTC", unit="ms", rows=_default_rows)[0]
+
+
+def _default_rows(index: int) -> str:
+    return f"row {index + 2}"
