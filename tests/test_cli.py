@@ -23,7 +23,7 @@ def fit_args(data: Path, out: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory, committee_csv: Path) -> Path:
     out = tmp_path_factory.mktemp("fit")
-    env = {**os.environ, "METASIGNAL_SIGNING_KEY": "cli-key"}
+    env = {**os.environ, "METASIGNAL_SIGNING_KEY": "cli-signing-key-0123456789abcdef"}
     subprocess.run(
         [sys.executable, "-m", "metasignal.trainer.cli", *fit_args(committee_csv, out)],
         check=True,
@@ -51,7 +51,7 @@ def test_evaluate_prints_the_holdout_block(
     fitted: Path, committee_csv: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-key")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
     code = main(["evaluate", "--model", str(fitted / "model.json"), "--data",
                  str(committee_csv), "--label", "label", "--time", "ts"])  # fmt: skip
     assert code == 0
@@ -64,7 +64,7 @@ def test_tampered_model_exits_2_with_one_line(
     fitted: Path, committee_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-key")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
     model = json.loads((fitted / "model.json").read_text())
     model["threshold"]["value"] = 0.001
     tampered = tmp_path / "model.json"
@@ -80,7 +80,7 @@ def test_tampered_model_exits_2_with_one_line(
 def test_inspect_shows_strategy_threshold_and_weights(
     fitted: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-key")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
     assert main(["inspect", str(fitted / "model.json")]) == 0
     out = capsys.readouterr().out
     assert "verified" in out
@@ -119,7 +119,7 @@ def test_bad_flags_are_one_line_errors(
     committee_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch, argv: list[str], message: str,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "k")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "k" * 32)
     if argv[0] == "--entity":
         argv = [*argv, "--members", "m1,m2"]
     assert main([*fit_args(committee_csv, tmp_path), *argv]) == 2
@@ -131,7 +131,7 @@ def test_bad_flags_are_one_line_errors(
 def test_too_few_positives_for_the_folds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "k")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "k" * 32)
     rows = ["ts,a,label"] + [f"{T0 + i},{(i % 10) / 10},{int(i % 50 == 0)}" for i in range(400)]
     data = tmp_path / "few.csv"
     data.write_text("\n".join(rows) + "\n")
@@ -208,7 +208,7 @@ def test_a_wrong_flag_is_one_line_not_the_usage(
 def test_fit_prints_the_members_it_chose_and_what_it_left_out(
     fitted: Path, committee_csv: Path
 ) -> None:
-    env = {**os.environ, "METASIGNAL_SIGNING_KEY": "cli-key"}
+    env = {**os.environ, "METASIGNAL_SIGNING_KEY": "cli-signing-key-0123456789abcdef"}
     out = fitted.parent / "again"
     result = subprocess.run(
         [sys.executable, "-m", "metasignal.trainer.cli",
@@ -227,7 +227,7 @@ def test_fit_prints_the_members_it_chose_and_what_it_left_out(
 def test_fit_errors_name_the_real_row_without_numpy_reprs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "k")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "k" * 32)
     rows = ["ts,a,label"] + [f"{T0 + i},0.5,{i % 2}" for i in range(200)]
     rows[102 - 1] = "1704067250135x,0.5,0"
     bad_time = tmp_path / "bad_time.csv"
@@ -250,7 +250,7 @@ def test_evaluate_out_of_range_names_the_model_not_a_missing_flag(
     fitted: Path, committee_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-key")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
     lines = committee_csv.read_text().splitlines()[:50]
     cells = lines[9].split(",")
     cells[2] = "1.5"
@@ -281,12 +281,12 @@ def test_inspect_refuses_a_report_but_shows_any_artifact(
     out = capsys.readouterr().out
     assert "HMAC-SHA256 key_id" in out and "not verified (no key)" in out
     assert "threshold" in out and "m8" in out and "training" in out
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "another-key")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "another-signing-key-0123456789abcdef")
     assert main(["inspect", str(fitted / "model.json")]) == 2
     captured = capsys.readouterr()
     assert "DOES NOT VERIFY" in captured.out and "m8" in captured.out
     assert captured.err.count("\n") == 1
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-key")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
     assert main(["inspect", "--json", str(fitted / "model.json")]) == 0
     assert json.loads(capsys.readouterr().out)["members"][0] == "m1"
 
@@ -295,7 +295,7 @@ def test_unsigned_never_ignores_a_configured_key(
     fitted: Path, committee_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-key")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
     model = json.loads((fitted / "model.json").read_text())
     model["threshold"]["value"] = 0.001
     tampered = tmp_path / "model.json"
@@ -318,7 +318,7 @@ def test_fit_reads_a_panel_with_zone_free_times_and_an_entity(
 
     from metasignal.trainer.synthetic import generate_committee
 
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "k")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "k" * 32)
     c = generate_committee(n_events=4000, n_members=3, positive_rate=0.05, seed=2)
     frame = pd.DataFrame(c.votes, columns=list(c.members))
     frame.insert(0, "date", pd.to_datetime(c.time_ms, unit="ms"))  # to_csv writes no zone
@@ -437,11 +437,11 @@ def test_inspect_tells_a_broken_schema_from_a_broken_signature(
 ) -> None:  # fmt: skip
     from metasignal.stream.artifact import dumps_artifact, sign_artifact
 
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-key")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
     model = json.loads((fitted / "model.json").read_text())
     model["threshold"]["value"] = 2.0
     broken = tmp_path / "model.json"
-    broken.write_text(dumps_artifact(sign_artifact(model, b"cli-key")))
+    broken.write_text(dumps_artifact(sign_artifact(model, b"cli-signing-key-0123456789abcdef")))
     assert main(["inspect", str(broken)]) == 2
     captured = capsys.readouterr()
     assert "(verified)" in captured.out
