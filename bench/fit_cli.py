@@ -92,7 +92,12 @@ def section(rows: dict[str, list[dict[str, float]]], baseline: str, events: int)
     lines += [
         "",
         "Medians over runs (peak RSS: the largest run). Ratios this tree / baseline (median of "
-        f"pairs): wall {ratio:.2f}, wall minus fit {rest:.2f}, peak RSS {memory:.2f}.",
+        f"pairs): wall {ratio:.2f}, wall minus fit {rest:.2f}, peak RSS {memory:.2f}. "
+        "*fit_seconds* is the trainer itself (walk-forward of the candidate strategies, "
+        "calibration, threshold, refit); *wall - fit* is start-up imports, reading and "
+        "validating the CSV, and writing the artifact and reports. CPU seconds are the "
+        "steadier figure on the shared 2-core machine, where a process often gets a "
+        "fraction of a core.",
         end,
         "",
     ]

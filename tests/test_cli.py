@@ -396,6 +396,7 @@ def test_synth_steps_the_rate_and_decays_a_member(
         (["--decaying-member", "m9"], "--decaying-member 'm9': name a member m1..m8"),
         (["--start", "soon"], "--start 'soon': 'soon' is not a time"),
         (["--rate-step", "0.7:0.1", "--rate-step", "0.2:0.1"], "strictly increasing"),
+        (["--out", str(tmp_path / "no" / "dir.csv")], "No such file or directory"),
     ):
         capsys.readouterr()
         try:

@@ -315,3 +315,14 @@ def test_the_previous_readers_helpers_still_answer(tmp_path: Path) -> None:
     assert _as_float(columns["id"]) is None
     assert _as_float(columns["a"]).tolist() == [0.5, 0.25]  # type: ignore[union-attr]
     assert _parse_time(columns["ts"], "ts").tolist() == [T0, T0 + 1]
+
+
+def test_parquet_rows_are_counted_from_one_and_timestamps_keep_their_zone(tmp_path: Path) -> None:
+    path = tmp_path / "votes.parquet"
+    stamps = pd.to_datetime([T0, T0 + 1000, T0 + 2000], unit="ms", utc=True)
+    pq.write_table(pa.table({"ts": stamps, "a": [0.1, 0.2, 1.5], "label": [0, 1, 0]}), path)
+    with pytest.raises(DataError, match=r"'a' row 3: 1.5 is outside"):
+        load_table(path, label="label", time="ts", timezone="Asia/Tokyo")
+    table = load_table(path, label="label", time="ts", timezone="Asia/Tokyo", raw_scores=True)
+    assert table.time_ms.tolist() == [T0, T0 + 1000, T0 + 2000]  # zoned: --timezone not applied
+    assert table.source is not None and table.source.time_format == "datetime"

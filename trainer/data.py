@@ -294,7 +294,7 @@ def read_frame(data: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str, RowN
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     if path.suffix.lower() in (".parquet", ".pq"):
-        return _read_parquet(path), path.name, _file_row_namer(path)
+        return _read_parquet(path), path.name, lambda index: f"row {index + 1}"
     return _read_csv(path), path.name, _file_row_namer(path)
 
 
