@@ -57,6 +57,7 @@ def run_fit(tree: Path, data: Path, out: Path) -> dict[str, float]:
         "rss_mb": int(rss.group(1)) / 1024,
         "fit": float(summary["fit_seconds"]),
         "f1": float(summary["holdout_f1"]),
+        "load": os.getloadavg()[0],
     }
 
 
@@ -91,6 +92,7 @@ def section(rows: dict[str, list[dict[str, float]]], baseline: str, events: int)
         (n["wall"] - n["fit"]) / (b["wall"] - b["fit"]) for b, n in zip(base, new, strict=True)
     )
     memory = max(r["rss_mb"] for r in new) / max(r["rss_mb"] for r in base)
+    loads = [r["load"] for r in (*base, *new)]
     lines += [
         "",
         "Medians over runs (peak RSS: the largest run). Ratios this tree / baseline (median of "
@@ -99,7 +101,9 @@ def section(rows: dict[str, list[dict[str, float]]], baseline: str, events: int)
         "calibration, threshold, refit); *wall - fit* is start-up imports, reading and "
         "validating the CSV, and writing the artifact and reports. CPU seconds are the "
         "steadier figure on the shared 2-core machine, where a process often gets a "
-        "fraction of a core.",
+        f"fraction of a core (1-minute load average {min(loads):.1f}-{max(loads):.1f} after "
+        "the runs): on an idle core the wall time of this mostly single-threaded command is "
+        "about its CPU time.",
         end,
         "",
     ]
