@@ -115,6 +115,8 @@ def test_a_model_names_itself_instead_of_suggesting_raw_scores(tmp_path: Path) -
     message = error_of(tmp_path, text, members=["a"], expected_by="model meta v2")
     assert "--raw-scores" not in message
     assert message.endswith("model meta v2 takes probabilities in [0, 1] for its members")
+    missing = error_of(tmp_path, text, members=["a", "m9"], expected_by="model meta v2")
+    assert missing == "model meta v2 needs member column(s) m9 (columns: ts, a, label)"
 
 
 def test_times_without_a_zone_are_utc_by_default_or_in_the_timezone_given(

@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -33,6 +33,10 @@ from metasignal.stream.transport.base import TransportError
 from metasignal.trainer.report import render_html
 from metasignal.trainer.settings import STRATEGY_CHOICES, TRAINER_SETTINGS
 from metasignal.trainer.thresholds import METRICS
+
+if TYPE_CHECKING:
+    from metasignal.trainer.fit import FitConfig
+    from metasignal.trainer.synthetic import RateStep
 
 log = logging.getLogger("metasignal")
 
@@ -153,7 +157,7 @@ def _add_fit_parser(commands: Any) -> None:
     _add_key_options(fit)
 
 
-def _rate_step(text: str) -> Any:
+def _rate_step(text: str) -> RateStep:
     from metasignal.trainer.synthetic import RateStep
 
     at, sep, rate = text.partition(":")
@@ -317,7 +321,7 @@ def command_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_config(args: argparse.Namespace) -> Any:
+def _fit_config(args: argparse.Namespace) -> FitConfig:
     from metasignal.trainer.fit import FitConfig
 
     return FitConfig(

@@ -329,14 +329,23 @@ def _numbers(series: pd.Series, what: str, rows: RowName) -> np.ndarray:
 
 
 def _choose_members(
-    frame: pd.DataFrame, roles: dict[str, str], members: Sequence[str] | None, listing: str
+    frame: pd.DataFrame,
+    roles: dict[str, str],
+    members: Sequence[str] | None,
+    listing: str,
+    expected_by: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """Member columns, and every other column left out with the reason."""
     if members is not None:
         chosen = list(members)
         unknown = [m for m in chosen if m not in frame.columns]
         if unknown:
-            raise DataError(f"unknown member column(s) {', '.join(unknown)} (columns: {listing})")
+            what = (
+                f"{expected_by} needs member column(s)"
+                if expected_by
+                else "unknown member column(s)"
+            )
+            raise DataError(f"{what} {', '.join(unknown)} (columns: {listing})")
         if len(set(chosen)) != len(chosen):
             raise DataError("a member column is listed twice")
         for name in chosen:
@@ -636,7 +645,7 @@ def load_table(
         payoff=payoff,
         label_end=label_end,
     )
-    chosen, left_out = _choose_members(frame, roles, members, listing)
+    chosen, left_out = _choose_members(frame, roles, members, listing, expected_by)
     votes = _votes(
         frame,
         chosen,
