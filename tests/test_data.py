@@ -328,3 +328,15 @@ def test_parquet_rows_are_counted_from_one_and_timestamps_keep_their_zone(tmp_pa
     table = load_table(path, label="label", time="ts", timezone="Asia/Tokyo", raw_scores=True)
     assert table.time_ms.tolist() == [T0, T0 + 1000, T0 + 2000]  # zoned: --timezone not applied
     assert table.source is not None and table.source.time_format == "datetime"
+
+
+@pytest.mark.parametrize(
+    "raw", [b"ts,sym,a,label\n1704067200000,caf\xe9,0.5,1\n", b"ts,caf\xe9,label\n1,0.5,1\n"]
+)
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(raw)
+    with pytest.raises(
+        DataError, match=r"^data file latin1.csv is not UTF-8 text \(CSV expected\)$"
+    ):
+        load_table(path, label="label", time="ts")
