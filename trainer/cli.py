@@ -118,7 +118,8 @@ def _add_key_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--unsigned",
         action="store_true",
-        help="local experiments only: write/accept unsigned artifacts (marked as such)",
+        help="local experiments only: write/accept unsigned artifacts (marked as such) when "
+        "no key is configured; a configured key always signs and verifies",
     )
 
 
@@ -261,7 +262,10 @@ def _signing_key(args: argparse.Namespace) -> bytes | None:
     keys = resolve_signing_keys(key_file=args.key_file)
     if keys:
         if args.unsigned:
-            log.warning("a signing key is configured: signing with it (--unsigned ignored)")
+            log.warning(
+                "a signing key is configured, so the artifact is signed with it; "
+                "--unsigned applies only when no key is configured"
+            )
         return keys[0]
     if args.unsigned:
         log.warning("writing an UNSIGNED artifact: for local experiments only")
