@@ -340,3 +340,22 @@ def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path, raw: bytes) -> None
         DataError, match=r"^data file latin1.csv is not UTF-8 text \(CSV expected\)$"
     ):
         load_table(path, label="label", time="ts")
+
+
+def test_text_columns_that_cannot_be_members_are_not_parsed_in_full(tmp_path: Path) -> None:
+    from metasignal.trainer.data import Wanted, read_frame
+
+    lines = ["id,ts,a,note,label"] + [
+        f"evt-{i},{T0 + i},0.{i % 9 + 1},,{i % 2}" for i in range(3 * 1000)
+    ]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    raw = read_frame(path, Wanted(frozenset({"ts", "label"})))
+    assert list(raw.frame.columns) == ["ts", "a", "note", "label"]  # note: empty, so judged late
+    assert raw.columns == ["id", "ts", "a", "note", "label"]
+    assert list(raw.skipped) == ["id"] and len(raw.skipped["id"]) == 3000  # one block
+    table = load_table(path, label="label", time="ts")
+    assert table.members == ("a",)
+    assert table.source is not None
+    assert table.source.left_out == {"id": "not numeric (e.g. 'evt-0')", "note": "empty"}
+    only = load_table(path, label="label", time="ts", members=["a"])
+    assert only.source is not None and only.source.left_out["id"] == "not in --members"

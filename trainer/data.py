@@ -222,7 +222,7 @@ def _frame_row_namer(frame: pd.DataFrame) -> RowName:
     return lambda index: f"row {index} (index {_show(frame.index[index])})"
 
 
-def _check_header(path: Path) -> None:
+def _check_header(path: Path) -> list[str]:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             header = next(csv.reader(handle), None)
@@ -236,6 +236,7 @@ def _check_header(path: Path) -> None:
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise DataError(f"data file {path.name} has duplicate column names: {', '.join(twice)}")
+    return names
 
 
 def _first_ragged_row(path: Path) -> str | None:
@@ -248,22 +249,45 @@ def _first_ragged_row(path: Path) -> str | None:
     return None
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _arrow_error(path: Path, exc: Exception) -> DataError:
+    message = str(exc).splitlines()[0]
+    if "UTF8" in message:
+        return DataError(f"data file {path.name} is not UTF-8 text (CSV expected)")
+    ragged = _first_ragged_row(path)
+    return DataError(f"{path.name} {ragged or 'is not valid CSV: ' + message}")
+
+
+def _could_be_member(sample: pd.Series) -> bool:
+    """Whether a column must be read in full to choose the members (judged on its first rows)."""
+    too_few = int(sample.notna().sum()) < _SAMPLE
+    return too_few or _is_numeric(sample) or _looks_numeric(sample)
+
+
+def _read_csv(
+    path: Path, wanted: Wanted, names: list[str]
+) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """The columns worth reading, and the first rows of each column left unread."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    _check_header(path)
     try:
-        table = pa_csv.read_csv(path)
+        # The first block (types inferred as for the whole file) tells which columns can be
+        # skipped: a text id column is most of a vote file's parsing time and memory.
+        with pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=1 << 20)) as head:
+            first = head.read_next_batch().to_pandas()
+        include = [raw for raw in first.columns if wanted.read(raw.strip(), first[raw])]
+        table = pa_csv.read_csv(
+            path, convert_options=pa_csv.ConvertOptions(include_columns=include)
+        )
+    except StopIteration:  # a header and no rows
+        return pd.DataFrame(columns=names), {}
     except pa.ArrowInvalid as exc:
-        message = str(exc).splitlines()[0]
-        if "UTF8" in message:
-            raise DataError(f"data file {path.name} is not UTF-8 text (CSV expected)") from None
-        ragged = _first_ragged_row(path)
-        raise DataError(f"{path.name} {ragged or 'is not valid CSV: ' + message}") from None
+        raise _arrow_error(path, exc) from None
+    first.columns = pd.Index([name.strip() for name in first.columns])
     table = table.rename_columns([name.strip() for name in table.column_names])
+    skipped = {name: first[name] for name in first.columns if name not in table.column_names}
     # self_destruct frees each Arrow column once converted: a lower peak on big files.
-    return table.to_pandas(self_destruct=True, split_blocks=True)
+    return table.to_pandas(self_destruct=True, split_blocks=True), skipped
 
 
 def _release_arrow_memory() -> None:
@@ -283,19 +307,50 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"cannot read Parquet file {path.name}: {exc}") from None
 
 
-def read_frame(data: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str, RowName]:
-    """The raw table, a name for messages, and how to name row ``i`` in an error."""
+@dataclass(frozen=True)
+class Wanted:
+    """Which columns of a file to read: ``needed`` always, the others if they could be members."""
+
+    needed: frozenset[str] | None = None  # None: every column
+    others: bool = True
+
+    def read(self, name: str, first_rows: pd.Series) -> bool:
+        if self.needed is None or name in self.needed:
+            return True
+        return self.others and _could_be_member(first_rows)
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """A table as read: the columns read, the first rows of those skipped, how to name rows."""
+
+    frame: pd.DataFrame
+    name: str
+    rows: RowName
+    columns: list[str]  # every column, in the file's order
+    skipped: dict[str, pd.Series] = field(default_factory=dict)
+
+    def column(self, name: str) -> pd.Series:
+        """The whole column, or the first rows of one that was not read."""
+        return self.frame[name] if name in self.frame.columns else self.skipped[name]
+
+
+def read_frame(data: str | Path | pd.DataFrame, wanted: Wanted | None = None) -> RawTable:
+    """The raw table: every column of a DataFrame or Parquet file, a CSV's ``wanted`` ones."""
     if isinstance(data, pd.DataFrame):
         if len(set(map(str, data.columns))) != data.shape[1]:
             raise DataError("the DataFrame has duplicate column names")
         frame = data.rename(columns=str)
-        return frame, "the DataFrame", _frame_row_namer(frame)
+        return RawTable(frame, "the DataFrame", _frame_row_namer(frame), list(frame.columns))
     path = Path(data)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     if path.suffix.lower() in (".parquet", ".pq"):
-        return _read_parquet(path), path.name, lambda index: f"row {index + 1}"
-    return _read_csv(path), path.name, _file_row_namer(path)
+        frame = _read_parquet(path)
+        return RawTable(frame, path.name, lambda index: f"row {index + 1}", list(frame.columns))
+    names = _check_header(path)
+    frame, skipped = _read_csv(path, wanted or Wanted(), names)
+    return RawTable(frame, path.name, _file_row_namer(path), names, skipped)
 
 
 # -- columns ----------------------------------------------------------------------------
@@ -329,7 +384,7 @@ def _numbers(series: pd.Series, what: str, rows: RowName) -> np.ndarray:
 
 
 def _choose_members(
-    frame: pd.DataFrame,
+    raw: RawTable,
     roles: dict[str, str],
     members: Sequence[str] | None,
     listing: str,
@@ -338,7 +393,7 @@ def _choose_members(
     """Member columns, and every other column left out with the reason."""
     if members is not None:
         chosen = list(members)
-        unknown = [m for m in chosen if m not in frame.columns]
+        unknown = [m for m in chosen if m not in raw.columns]
         if unknown:
             what = (
                 f"{expected_by} needs member column(s)"
@@ -353,15 +408,15 @@ def _choose_members(
                 raise DataError(f"the {roles[name]} column {name!r} cannot be a member")
         return chosen, {
             name: "not in --members"
-            for name in frame.columns
+            for name in raw.columns
             if name not in chosen and name not in roles
         }
     chosen, left_out = [], {}
-    for name in frame.columns:
+    for name in raw.columns:
         if name in roles:
             continue
-        series = frame[name]
-        if _is_numeric(series) or _looks_numeric(series):
+        series = raw.column(name)
+        if name not in raw.skipped and (_is_numeric(series) or _looks_numeric(series)):
             chosen.append(name)
         elif pd.api.types.is_datetime64_any_dtype(series.dtype):
             left_out[name] = "holds times, not votes"
@@ -557,9 +612,7 @@ def parse_times(
 # -- the table --------------------------------------------------------------------------
 
 
-def _roles(
-    frame: pd.DataFrame, name: str, listing: str, *, label: str, **others: str | None
-) -> dict[str, str]:
+def _roles(raw: RawTable, listing: str, *, label: str, **others: str | None) -> dict[str, str]:
     """Column name -> role (label, time, entity, ...), each present and distinct."""
     roles = {label: "label"}
     for role, column in others.items():
@@ -568,10 +621,12 @@ def _roles(
                 raise DataError(f"the {role} column {column!r} is also the {roles[column]} column")
             roles[column] = role
     for column, role in roles.items():
-        if column not in frame.columns:
-            raise DataError(f"{role} column {column!r} not found in {name} (columns: {listing})")
-    if len(frame) == 0:
-        raise DataError(f"{name} has a header but no rows")
+        if column not in raw.columns:
+            raise DataError(
+                f"{role} column {column!r} not found in {raw.name} (columns: {listing})"
+            )
+    if len(raw.frame) == 0:
+        raise DataError(f"{raw.name} has a header but no rows")
     return roles
 
 
@@ -633,19 +688,13 @@ def load_table(
         Set when a model fixes the members ("model meta v3"): errors name it.
     """
     check_timezone(timezone)
-    frame, name, rows = read_frame(data)
-    listing = ", ".join(frame.columns)
-    roles = _roles(
-        frame,
-        name,
-        listing,
-        label=label,
-        time=time,
-        entity=entity,
-        payoff=payoff,
-        label_end=label_end,
-    )
-    chosen, left_out = _choose_members(frame, roles, members, listing, expected_by)
+    others = {"time": time, "entity": entity, "payoff": payoff, "label_end": label_end}
+    needed = {label, *(c for c in others.values() if c is not None), *(members or ())}
+    raw = read_frame(data, Wanted(frozenset(needed), others=members is None))
+    frame, rows, name = raw.frame, raw.rows, raw.name
+    listing = ", ".join(raw.columns)
+    roles = _roles(raw, listing, label=label, **others)
+    chosen, left_out = _choose_members(raw, roles, members, listing, expected_by)
     votes = _votes(
         frame,
         chosen,
@@ -668,7 +717,7 @@ def load_table(
         time_ms, time_format, naive = parse_times(
             frame[time], time, timezone=timezone, unit=time_unit, rows=rows
         )
-    del frame
+    del frame, raw
     _release_arrow_memory()
     order = _time_order(time_ms, time, rows, strict=strict)
     if order is not None:
@@ -706,7 +755,7 @@ def load_table(
 
 def _read_columns(path: str | Path) -> dict[str, np.ndarray]:
     """Every column of a file as an array, by name."""
-    frame = read_frame(path)[0]
+    frame = read_frame(path).frame
     return {name: frame[name].to_numpy() for name in frame.columns}
 
 
