@@ -271,8 +271,8 @@ def _read_csv(
     import pyarrow.csv as pa_csv
 
     try:
-        # The first block (types inferred as for the whole file) tells which columns can be
-        # skipped: a text id column is most of a vote file's parsing time and memory.
+        # The first block (1 MB, its types inferred) tells which columns can be skipped: a
+        # text id column is most of a vote file's parsing time and memory.
         with pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=1 << 20)) as head:
             first = head.read_next_batch().to_pandas()
         include = [raw for raw in first.columns if wanted.read(raw.strip(), first[raw])]
