@@ -408,7 +408,7 @@ def test_lock_pins_every_runtime_dependency_within_its_range() -> None:
         name = canonicalize_name(req.name)
         assert name in pins, f"{req.name} is a dependency but not in requirements.lock"
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]}: {req}"
-    dev_only = {"pytest", "ruff", "mypy", "hypothesis", "pyyaml", "pyarrow", "metasignal"}
+    dev_only = {"pytest", "ruff", "mypy", "hypothesis", "pyyaml", "metasignal"}
     assert not dev_only & set(pins), "the lock holds runtime dependencies only"
 
 

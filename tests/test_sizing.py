@@ -238,7 +238,7 @@ def test_fit_flags_choose_the_rule(
     }
     capsys.readouterr()
     assert main(["inspect", str(tmp_path / "k" / "model.json")]) == 0
-    assert "sizing     fractional Kelly: 0.5 × (p − (1 − p) / 4); capped at 0.3" in (
+    assert "sizing      fractional Kelly: 0.5 × (p − (1 − p) / 4); capped at 0.3" in (
         capsys.readouterr().out
     )
     code = main([*common, "--out", str(tmp_path / "f1"), "--sizing", "kelly"])

@@ -358,3 +358,11 @@ def test_invariants_hold_for_any_valid_parameters(
     assert np.all(np.diff(c.time_ms) > 0)
     assert len(np.unique(c.ids)) == n_events
     assert set(np.unique(c.labels).tolist()) <= {0, 1}
+
+
+def test_id_prefix_names_the_events_and_must_be_csv_safe_ascii() -> None:
+    c = generate_committee(n_events=12_345_678 // 1000, n_members=2, id_prefix="x-s7-", seed=0)
+    assert str(c.ids[0]) == "x-s7-0000001" and str(c.ids[-1]) == "x-s7-0012345"
+    for bad in ("a,b", "é-"):
+        with pytest.raises(ValueError, match="CSV-safe ASCII"):
+            generate_committee(n_events=3, id_prefix=bad)

@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -39,40 +39,89 @@ from metasignal.stream.errors import ArtifactError, MetasignalError
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.sizing import SIZING_METHODS, SizingRule
 from metasignal.stream.transport.base import TransportError
-from metasignal.trainer.data import DataError, load_table
 from metasignal.trainer.report import render_html
 from metasignal.trainer.settings import STRATEGY_CHOICES, TRAINER_SETTINGS, TrainerOptions
 from metasignal.trainer.thresholds import METRICS
 
+if TYPE_CHECKING:
+    from metasignal.trainer.fit import FitConfig
+    from metasignal.trainer.synthetic import RateStep
+
 log = logging.getLogger("metasignal")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one line naming it (and where to look), not the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(text: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value: int = _number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
+def _splits(text: str) -> int:
+    value: int = _number(text, int)
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"must be at least 2, got {text}: each fold is graded at the threshold tuned on "
+            "the others"
+        )
+    return value
+
+
 def _fraction(text: str) -> float:
-    value = float(text)
+    value: float = _number(text, float)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
     return value
 
 
 def _positive_fraction(text: str) -> float:
-    value = float(text)
+    value: float = _number(text, float)
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
     return value
 
 
+def _open_fraction(text: str) -> float:
+    value: float = _number(text, float)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value: float = _number(text, float)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
+
+
+def _add_table_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timezone",
+        default="UTC",
+        help="IANA zone of times written without one, e.g. America/New_York (UTC)",
+    )
+    parser.add_argument(
+        "--time-unit",
+        choices=("s", "ms", "us", "ns"),
+        default="ms",
+        help="unit of epoch-number times (ms)",
+    )
 
 
 def _add_key_options(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +134,8 @@ def _add_key_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--unsigned",
         action="store_true",
-        help="local experiments only: write/accept unsigned artifacts (marked as such)",
+        help="local experiments only: write/accept unsigned artifacts (marked as such) when "
+        "no key is configured; a configured key always signs and verifies",
     )
 
 
@@ -93,9 +143,11 @@ def _add_fit_parser(commands: Any) -> None:
     fit = commands.add_parser("fit", help="fit, tune and sign a meta-model from a vote table")
     fit.add_argument("--data", required=True, type=Path, help="CSV or Parquet vote table")
     fit.add_argument("--label", required=True, help="binary label column (1 = trade)")
-    fit.add_argument("--time", required=True, help="event-time column (epoch ms or ISO-8601)")
+    fit.add_argument("--time", required=True, help="event-time column (epoch or ISO-8601)")
     fit.add_argument("--out", required=True, type=Path, help="output directory")
     fit.add_argument("--members", help="comma-separated member columns (default: all numeric)")
+    fit.add_argument("--entity", help="instrument column of a panel (never a member)")
+    _add_table_options(fit)
     fit.add_argument("--strategy", default="auto", choices=STRATEGY_CHOICES, help="(auto)")
     fit.add_argument("--metric", default="f1", choices=METRICS, help="threshold metric (f1)")
     fit.add_argument("--beta", type=_positive_float, default=1.0, help="F-beta's beta (1)")
@@ -104,7 +156,7 @@ def _add_fit_parser(commands: Any) -> None:
     fit.add_argument("--gain", type=_positive_float, default=1.0, help="profit per true trade")
     fit.add_argument("--cost", type=_positive_float, default=1.0, help="loss per false trade")
     fit.add_argument("--holdout", type=float, default=0.3, help="last fraction held out (0.3)")
-    fit.add_argument("--splits", type=_positive_int, default=5, help="walk-forward folds (5)")
+    fit.add_argument("--splits", type=_splits, default=5, help="walk-forward folds, >= 2 (5)")
     fit.add_argument("--gap", type=int, default=0, help="purge gap in rows between folds (0)")
     fit.add_argument("--C", dest="C", type=_positive_float, default=0.1, help="inverse L2 (0.1)")
     fit.add_argument("--raw-scores", action="store_true", help="members emit unbounded scores")
@@ -137,8 +189,62 @@ def _add_fit_parser(commands: Any) -> None:
     _add_key_options(fit)
 
 
+def _rate_step(text: str) -> RateStep:
+    from metasignal.trainer.synthetic import RateStep
+
+    at, sep, rate = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"must be AT:RATE such as 0.5:0.05, got {text!r}")
+    return RateStep(at=_number(at, float), positive_rate=_open_fraction(rate))
+
+
+def _add_synth_parser(commands: Any) -> None:
+    synth = commands.add_parser("synth", help="write a synthetic committee vote table")
+    synth.add_argument("--out", required=True, type=Path, help="CSV path")
+    synth.add_argument("--events", type=_positive_int, default=50_000, help="(50000)")
+    synth.add_argument("--members", type=_positive_int, default=8, help="(8)")
+    synth.add_argument("--positive-rate", type=_open_fraction, default=0.02, help="(0.02)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed; also in the ids (0)")
+    synth.add_argument(
+        "--start",
+        default="2024-01-01T00:00:00Z",
+        help="first event time, ISO-8601 (UTC without a zone) or epoch ms; also in the ids "
+        "(2024-01-01T00:00:00Z)",
+    )
+    synth.add_argument(
+        "--step-ms", type=_positive_int, default=60_000, help="mean spacing of events (60000)"
+    )
+    synth.add_argument(
+        "--rate-step",
+        type=_rate_step,
+        action="append",
+        default=[],
+        metavar="AT:RATE",
+        help="the base rate becomes RATE from fraction AT of the stream (repeatable), "
+        "e.g. 0.6:0.04; members are not told",
+    )
+    synth.add_argument(
+        "--decaying-member",
+        help="member (name such as m8, or 1-based number) whose skill fades to none",
+    )
+    synth.add_argument(
+        "--decay-start",
+        type=_number_in_unit,
+        default=0.5,
+        help="fraction of the stream where the decay begins (0.5)",
+    )
+    synth.add_argument("--time-format", choices=("ms", "iso"), default="ms", help="ts as (ms)")
+
+
+def _number_in_unit(text: str) -> float:
+    value: float = _number(text, float)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="metasignal", description="Balanced meta-model trade signals from committee votes."
     )
     parser.add_argument("--version", action="version", version=f"metasignal {version()}")
@@ -150,18 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, type=Path, help="CSV or Parquet vote table")
     evaluate.add_argument("--label", required=True, help="binary label column")
     evaluate.add_argument("--time", help="event-time column (rows are sorted by it)")
+    _add_table_options(evaluate)
     _add_key_options(evaluate)
 
-    inspect = commands.add_parser("inspect", help="summarise an artifact")
+    inspect = commands.add_parser(
+        "inspect", help="show an artifact's contents and whether its signature verifies"
+    )
     inspect.add_argument("model", type=Path, help="model.json")
+    inspect.add_argument("--json", action="store_true", help="print the whole artifact as JSON")
     _add_key_options(inspect)
 
-    synth = commands.add_parser("synth", help="write a synthetic committee vote table")
-    synth.add_argument("--out", required=True, type=Path, help="CSV path")
-    synth.add_argument("--events", type=_positive_int, default=50_000)
-    synth.add_argument("--members", type=_positive_int, default=8)
-    synth.add_argument("--positive-rate", type=_fraction, default=0.02)
-    synth.add_argument("--seed", type=int, default=0)
+    _add_synth_parser(commands)
 
     register_stream_commands(commands)
 
@@ -189,29 +294,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _signing_key(args: argparse.Namespace) -> bytes | None:
+    keys = resolve_signing_keys(key_file=args.key_file)
+    if keys:
+        if args.unsigned:
+            log.warning(
+                "a signing key is configured, so the artifact is signed with it; "
+                "--unsigned applies only when no key is configured"
+            )
+        return keys[0]
     if args.unsigned:
         log.warning("writing an UNSIGNED artifact: for local experiments only")
         return None
-    keys = resolve_signing_keys(key_file=args.key_file)
-    if not keys:
-        raise ArtifactError(
-            "no signing key: set METASIGNAL_SIGNING_KEY or pass --key-file "
-            "(or --unsigned for local experiments)"
-        )
-    return keys[0]
+    raise ArtifactError(
+        "no signing key: set METASIGNAL_SIGNING_KEY or pass --key-file "
+        "(or --unsigned for local experiments)"
+    )
 
 
 def _load_model(args: argparse.Namespace) -> Artifact:
-    keys = (
-        []
-        if args.unsigned and args.key_file is None
-        else resolve_signing_keys(key_file=args.key_file)
-    )
+    # A configured key always verifies a signed artifact; --unsigned only admits unsigned ones.
+    keys = resolve_signing_keys(key_file=args.key_file)
     return read_artifact(args.model, keys=keys, allow_unsigned=args.unsigned)
 
 
 def command_fit(args: argparse.Namespace) -> int:
-    from metasignal.trainer.fit import FitConfig, fit_meta_model
+    from metasignal.trainer.data import load_table
+    from metasignal.trainer.fit import fit_meta_model
 
     key = _signing_key(args)
     members = [m.strip() for m in args.members.split(",")] if args.members else None
@@ -220,10 +328,44 @@ def command_fit(args: argparse.Namespace) -> int:
         label=args.label,
         time=args.time,
         members=members,
+        entity=args.entity,
+        timezone=args.timezone,
+        time_unit=args.time_unit,
         raw_scores=args.raw_scores,
         strict=args.strict,
     )
-    config = FitConfig(
+    assert table.source is not None
+    left_out = table.source.left_out
+    log.info(
+        "members (%d): %s; left out: %s",
+        len(table.members),
+        ", ".join(table.members),
+        "; ".join(f"{name} ({why})" for name, why in left_out.items()) or "none",
+    )
+    log.info("time: %s", table.source.time_statement)
+    outcome = fit_meta_model(table, _fit_config(args))
+    write_outputs(args.out, sign_artifact(outcome.artifact, key), outcome.report)
+    holdout = outcome.report["holdout"]
+    summary = {
+        "strategy": outcome.report["strategy"],
+        "threshold": round(outcome.report["threshold"], 6),
+        "holdout_f1": None if holdout is None else round(holdout["f1"], 4),
+        "fit_seconds": round(outcome.report["fit_seconds"], 2),
+        "members": list(table.members),
+        "left_out": left_out,
+        "time": table.source.time_statement,
+        "out": str(args.out),
+    }
+    print(json.dumps(summary))
+    for warning in outcome.report.get("warnings") or []:
+        print(f"metasignal: warning: {warning} (see report.html)", file=sys.stderr)
+    return 0
+
+
+def _fit_config(args: argparse.Namespace) -> FitConfig:
+    from metasignal.trainer.fit import FitConfig
+
+    return FitConfig(
         holdout=args.holdout,
         refit_all=not args.no_refit,
         model_name=args.model_name,
@@ -250,20 +392,6 @@ def command_fit(args: argparse.Namespace) -> int:
             "kind": "raw" if args.raw_scores else "probability",
         },
     )
-    outcome = fit_meta_model(table, config)
-    write_outputs(args.out, sign_artifact(outcome.artifact, key), outcome.report)
-    holdout = outcome.report["holdout"]
-    summary = {
-        "strategy": outcome.report["strategy"],
-        "threshold": round(outcome.report["threshold"], 6),
-        "holdout_f1": None if holdout is None else round(holdout["f1"], 4),
-        "fit_seconds": round(outcome.report["fit_seconds"], 2),
-        "out": str(args.out),
-    }
-    print(json.dumps(summary))
-    for warning in outcome.report.get("warnings") or []:
-        print(f"metasignal: warning: {warning} (see report.html)", file=sys.stderr)
-    return 0
 
 
 def write_outputs(out: Path, artifact: Artifact, report: dict[str, Any]) -> None:
@@ -277,16 +405,21 @@ def write_outputs(out: Path, artifact: Artifact, report: dict[str, Any]) -> None
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
+    from metasignal.trainer.data import load_table
     from metasignal.trainer.fit import holdout_metrics
 
     artifact = _load_model(args)
     scorer = CompiledModel.from_artifact(artifact)
+    raw = artifact["preprocessing"]["transform"] == "identity"
     table = load_table(
         args.data,
         label=args.label,
         time=args.time,
         members=list(scorer.members),
-        raw_scores=artifact["preprocessing"]["transform"] == "identity",
+        timezone=args.timezone,
+        time_unit=args.time_unit,
+        raw_scores=raw,
+        expected_by=f"model {scorer.name} v{scorer.version}",
     )
     scores = scorer.predict_proba(table.votes)
     block = holdout_metrics(table.labels.astype(np.int64), scores, scorer.threshold)
@@ -295,56 +428,184 @@ def command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signature_status(document: dict[str, Any], keys: list[bytes]) -> tuple[str, bool]:
+    """What ``inspect`` says about the signature, and whether it is a failure."""
+    from metasignal.stream.artifact import load_artifact
+
+    signature = document.get("signature")
+    if not isinstance(signature, dict):
+        return "MISSING (no signature block)", True
+    if signature.get("algorithm") == "none":
+        return "UNSIGNED (local experiment)", False
+    described = f"{signature.get('algorithm')} key_id {signature.get('key_id')}"
+    if not keys:
+        return f"{described}, not verified (no key)", False
+    try:
+        load_artifact(document, keys=keys)
+    except ArtifactError as exc:
+        if str(exc) != _schema_problem(document):  # else the signature held; the schema did not
+            return f"{described}, DOES NOT VERIFY: {exc}", True
+    return f"{described} (verified)", False
+
+
+def _schema_problem(document: dict[str, Any]) -> str | None:
+    from metasignal.stream.artifact import validate_artifact
+
+    try:
+        validate_artifact(document)
+    except ArtifactError as exc:
+        return str(exc)
+    return None
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise ArtifactError(f"cannot read artifact {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ArtifactError(f"{path.name} is not a metasignal artifact (not JSON)") from None
+    if not isinstance(document, dict) or "schema_version" not in document:
+        raise ArtifactError(
+            f"{path.name} is not a metasignal artifact (no schema_version); "
+            "inspect reads the model.json that fit writes"
+        )
+    return document
+
+
 def command_inspect(args: argparse.Namespace) -> int:
-    artifact = _load_model(args)
-    signature = artifact["signature"]
-    signed = (
-        "UNSIGNED (local experiment)"
-        if signature.get("algorithm") == "none"
-        else f"{signature['algorithm']} key_id {signature['key_id']} (verified)"
+    document = _read_document(args.model)
+    status, bad_signature = _signature_status(
+        document, resolve_signing_keys(key_file=args.key_file)
     )
-    strategy = artifact["strategy"]
-    threshold = artifact["threshold"]
+    problem = _schema_problem(document)
+    if args.json:
+        print(json.dumps(document, indent=2, sort_keys=True))
+    else:
+        print("\n".join(_describe(document, status, problem)))
+    if bad_signature or problem:
+        raise ArtifactError(
+            f"{args.model.name}: signature {status}"
+            if bad_signature
+            else f"{args.model.name}: {problem}"
+        )
+    return 0
+
+
+def _describe(doc: dict[str, Any], signature: str, problem: str | None) -> list[str]:
+    def get(path: str, default: Any = "?") -> Any:
+        value: Any = doc
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return default if value is None else value
+
+    def num(path: str, digits: int = 6) -> str:
+        value = get(path, None)
+        return f"{value:.{digits}f}" if isinstance(value, int | float) else "?"
+
     lines = [
-        f"model      {artifact['model']['name']} v{artifact['model']['version']}"
-        f"  created {artifact['created_at']}",
-        f"signature  {signed}",
-        f"strategy   {strategy['name']}: {strategy.get('reason', '')}",
-        f"threshold  {threshold['value']:.6f} (metric {threshold['metric']})",
-        f"calibration {artifact['calibration']['method']} slope "
-        f"{artifact['calibration']['slope']:.4f} intercept "
-        f"{artifact['calibration']['intercept']:.4f}",
+        f"model       {get('model.name')} v{get('model.version')}  created {get('created_at')}"
+        f"  schema {get('schema_version')}",
+        f"signature   {signature}",
     ]
-    lines.append(f"sizing     {SizingRule.from_dict(artifact.get('sizing')).describe()}")
-    for fallback in strategy.get("fallbacks", []):
-        lines.append(f"fallback   {fallback}")
-    holdout = (artifact.get("metrics") or {}).get("holdout")
-    if holdout:
+    if problem:
+        lines.append(f"schema      INVALID: {problem}")
+    lines += [
+        f"strategy    {get('strategy.name')}: {get('strategy.reason', '')}",
+        f"threshold   {num('threshold.value')} (metric {get('threshold.metric')})",
+        f"calibration {get('calibration.method')} slope {num('calibration.slope', 4)} "
+        f"intercept {num('calibration.intercept', 4)}",
+        f"input       {get('preprocessing.transform')} transform, missing members: "
+        f"{get('preprocessing.missing_policy')}",
+        f"training    {get('training.window.start')} .. {get('training.window.end')}, "
+        f"{get('training.rows')} rows, positive rate {num('training.positive_rate', 4)}",
+    ]
+    try:
+        lines.append(f"sizing      {SizingRule.from_dict(get('sizing', None)).describe()}")
+    except (TypeError, ValueError) as exc:
+        lines.append(f"sizing      INVALID: {exc}")
+    lines += [f"fallback    {fallback}" for fallback in get("strategy.fallbacks", [])]
+    holdout = get("metrics.holdout", None)
+    if isinstance(holdout, dict):
         lines.append(
-            f"holdout    f1 {holdout['f1']:.4f} precision {holdout['precision']:.4f} "
-            f"recall {holdout['recall']:.4f} brier {holdout['brier']:.5f} "
-            f"(n {holdout['n']}, positives {holdout['positives']})"
+            f"holdout     f1 {num('metrics.holdout.f1', 4)} precision "
+            f"{num('metrics.holdout.precision', 4)} recall {num('metrics.holdout.recall', 4)} "
+            f"brier {num('metrics.holdout.brier', 5)} (n {holdout.get('n')}, "
+            f"positives {holdout.get('positives')})"
         )
     lines.append("member weights (standardised logits):")
-    weights = zip(artifact["members"], artifact["linear"]["coef"], strict=True)
-    for name, weight in sorted(weights, key=lambda item: -abs(item[1])):
-        bar = "#" * min(40, round(abs(weight) * 20))
-        lines.append(f"  {name:<16} {weight:+.4f} {bar}")
-    print("\n".join(lines))
-    return 0
+    coefs = get("linear.coef", [])
+    for name, weight in sorted(
+        zip(get("members", []), coefs, strict=False), key=lambda item: -abs(item[1])
+    ):
+        lines.append(f"  {name:<16} {weight:+.4f} {'#' * min(40, round(abs(weight) * 20))}")
+    versions = get("libraries", {})
+    if isinstance(versions, dict) and versions:
+        lines.append("libraries   " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    return lines
+
+
+def _synth_start_ms(text: str) -> int:
+    import pandas as pd
+
+    from metasignal.trainer.data import DataError, parse_times
+
+    try:
+        ms, _, _ = parse_times(
+            pd.Series([text.strip()]), "--start", timezone="UTC", unit="ms", rows=lambda _: "value"
+        )
+    except DataError as exc:
+        raise MetasignalError(f"--start {text!r}: {str(exc).split(': ', 1)[-1]}") from None
+    return int(ms[0])
+
+
+def _member_index(text: str | None, n_members: int) -> int | None:
+    if text is None:
+        return None
+    number = text[1:] if text.startswith("m") else text
+    if not number.isdigit() or not 1 <= int(number) <= n_members:
+        raise MetasignalError(
+            f"--decaying-member {text!r}: name a member m1..m{n_members} (or its number)"
+        )
+    return int(number) - 1
 
 
 def command_synth(args: argparse.Namespace) -> int:
     from metasignal.trainer.synthetic import generate_committee
 
-    committee = generate_committee(
-        n_events=args.events,
-        n_members=args.members,
-        positive_rate=args.positive_rate,
-        seed=args.seed,
+    start_ms = _synth_start_ms(args.start)
+    stamp = np.datetime_as_string(np.datetime64(start_ms, "ms"), unit="s").replace("-", "")
+    try:
+        committee = generate_committee(
+            n_events=args.events,
+            n_members=args.members,
+            positive_rate=args.positive_rate,
+            rate_steps=args.rate_step,
+            decaying_member=_member_index(args.decaying_member, args.members),
+            decay_start=args.decay_start,
+            start_ms=start_ms,
+            step_ms=args.step_ms,
+            id_prefix=f"evt-{stamp.replace(':', '')}-s{args.seed}-",
+            seed=args.seed,
+        )
+        committee.to_csv(args.out, time_format=args.time_format)
+    except ValueError as exc:
+        raise MetasignalError(f"synth: {exc}") from None
+    except OSError as exc:
+        raise MetasignalError(f"cannot write {args.out}: {exc.strerror}") from None
+    end_ms = int(committee.time_ms[-1])
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "events": len(committee),
+                "positives": int(committee.labels.sum()),
+                "start": str(np.datetime64(int(committee.time_ms[0]), "ms")) + "Z",
+                "end": str(np.datetime64(end_ms, "ms")) + "Z",
+                "first_id": str(committee.ids[0]),
+            }
+        )
     )
-    committee.to_csv(args.out)
-    print(json.dumps({"out": str(args.out), "events": len(committee)}))
     return 0
 
 
@@ -423,7 +684,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "handler", None) or COMMANDS[args.command]
     try:
         return int(handler(args))
-    except (MetasignalError, DataError, TransportError) as exc:
+    except (MetasignalError, TransportError) as exc:
         print(f"metasignal: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,21 +11,25 @@ from __future__ import annotations
 import logging
 import math
 import platform
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
+from pathlib import Path
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from metasignal.stream.artifact import SCHEMA_VERSION, Artifact
 from metasignal.stream.sizing import SizingRule, resolve_sizing
 from metasignal.trainer.calibration import brier_score, reliability_curve
-from metasignal.trainer.data import DataError, VoteTable
+from metasignal.trainer.data import DataError, VoteTable, input_summary, load_table
 from metasignal.trainer.meta_model import MetaModelClassifier
 from metasignal.trainer.report import holdout_warnings
 from metasignal.trainer.thresholds import average_precision, confusion_at
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("metasignal.trainer")
 
@@ -164,9 +168,32 @@ def sizing_summary(rule: SizingRule, p_holdout: np.ndarray, threshold: float) ->
     }
 
 
-def fit_meta_model(table: VoteTable, config: FitConfig) -> FitOutcome:
-    """Tune on the training period, report on the holdout, publish a refit on all rows."""
-    started = time.perf_counter()
+def fit_meta_model(
+    data: VoteTable | pd.DataFrame | str | Path,
+    config: FitConfig | None = None,
+    *,
+    label: str | None = None,
+    time: str | None = None,
+    members: list[str] | None = None,
+    entity: str | None = None,
+    timezone: str = "UTC",
+    time_unit: str = "ms",
+    strict: bool = False,
+) -> FitOutcome:
+    """Tune on the training period, report on the holdout, publish a refit on all rows.
+
+    ``data`` is a :class:`VoteTable`, or a pandas DataFrame or CSV/Parquet path read by
+    :func:`metasignal.trainer.data.load_table` with ``label``, ``time`` and the other
+    keywords (``fit_meta_model(df, label="y", time="ts", entity="ticker")``).
+    """
+    config = config or FitConfig()
+    read = {"members": members, "entity": entity, "timezone": timezone, "time_unit": time_unit}
+    table = (
+        data
+        if isinstance(data, VoteTable)
+        else _read_table(data, config, label, time, strict=strict, **read)
+    )
+    started = perf_counter()
     if not 0.0 <= config.holdout < 0.9:
         raise DataError(f"--holdout must lie in [0, 0.9), got {config.holdout}")
     n = len(table)
@@ -206,7 +233,7 @@ def fit_meta_model(table: VoteTable, config: FitConfig) -> FitOutcome:
     plots = build_plots(model, y_oof, evidence.oof_scores, hold.labels, p_ho)
     sizes = sizing_summary(sizing, p_ho, model.threshold_)
     published = model.refit(table.votes, table.labels) if config.refit_all and len(hold) else model
-    fit_seconds = time.perf_counter() - started
+    fit_seconds = perf_counter() - started
     validation = {
         "metric": model.metric,
         "chosen": evidence.summary(),
@@ -262,8 +289,22 @@ def fit_meta_model(table: VoteTable, config: FitConfig) -> FitOutcome:
         "plots": plots,
         "fit_seconds": fit_seconds,
         "libraries": artifact["libraries"],
+        "input": input_summary(table),
     }
     return FitOutcome(artifact=artifact, report=report, model=published)
+
+
+def _read_table(
+    data: pd.DataFrame | str | Path,
+    config: FitConfig,
+    label: str | None,
+    time: str | None,
+    **read: Any,
+) -> VoteTable:
+    if label is None or time is None:
+        raise DataError("reading a DataFrame or file needs label= and time= column names")
+    raw = config.estimator.get("kind") == "raw"
+    return load_table(data, label=label, time=time, raw_scores=raw, **read)
 
 
 def build_artifact(

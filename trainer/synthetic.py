@@ -254,6 +254,7 @@ def generate_committee(
     start_ms: int = 1_704_067_200_000,
     step_ms: int = 60_000,
     member_names: Sequence[str] | None = None,
+    id_prefix: str = _ID_PREFIX,
     seed: int = 0,
 ) -> Committee:
     """Generate a synthetic committee stream; see the module docstring for the model.
@@ -280,6 +281,9 @@ def generate_committee(
         First timestamp (epoch ms) and mean spacing (>= 1 ms).
     member_names
         Names instead of ``m1..mN``; unique, non-empty, CSV-safe, not id/ts/label.
+    id_prefix
+        Text before the event number in the ids (``evt-``); ``metasignal synth`` puts the
+        start time and seed in it so that two generated files never share an id.
     seed
         Seed for ``numpy.random.default_rng``; same seed, same arrays.
 
@@ -303,6 +307,8 @@ def generate_committee(
         step_ms=step_ms,
         member_names=member_names,
     )
+    if not id_prefix.isascii() or any(ch in id_prefix for ch in ',"\r\n'):
+        raise ValueError(f"id_prefix {id_prefix!r} must be CSV-safe ASCII")
     skill_scale = _as_scalar_or_none(skill, "skill")
     if skill_scale is not None:
         loadings = skill_scale * _skill_spread(n_members)
@@ -363,7 +369,7 @@ def generate_committee(
 
     time_ms = start_ms + np.arange(n, dtype=np.int64) * step_ms + jitter
     return Committee(
-        ids=_event_ids(n),
+        ids=_event_ids(n, id_prefix),
         time_ms=time_ms,
         members=names,
         votes=votes,
@@ -384,15 +390,16 @@ def _temperatures(n_members: int) -> np.ndarray:
     return np.exp(0.5 * np.sin(2.4 * j + 1.0))
 
 
-def _event_ids(n: int) -> np.ndarray:
+def _event_ids(n: int, prefix: str = _ID_PREFIX) -> np.ndarray:
     # Build the digits as bytes and reinterpret them as fixed-width strings; np.char.mod
     # would format one Python string per event and dominates the runtime at 1M events.
     digits = max(_ID_MIN_DIGITS, len(str(n)))
     numbers = np.arange(1, n + 1, dtype=np.int64)
     powers = 10 ** np.arange(digits - 1, -1, -1, dtype=np.int64)
-    buf = np.empty((n, len(_ID_PREFIX) + digits), dtype=np.uint8)
-    buf[:, : len(_ID_PREFIX)] = np.frombuffer(_ID_PREFIX.encode("ascii"), dtype=np.uint8)
-    buf[:, len(_ID_PREFIX) :] = (numbers[:, None] // powers) % 10 + ord("0")
+    head = prefix.encode("ascii")
+    buf = np.empty((n, len(head) + digits), dtype=np.uint8)
+    buf[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
+    buf[:, len(head) :] = (numbers[:, None] // powers) % 10 + ord("0")
     width = buf.shape[1]
     return buf.view(f"S{width}").ravel().astype(f"<U{width}")
 
