@@ -31,6 +31,7 @@ from metasignal.stream.metrics import Heartbeat, ScorerMetrics
 from metasignal.stream.model_store import LiveMembers, ModelStore
 from metasignal.stream.options import ScorerOptions
 from metasignal.stream.stats import RollingRate, ScorerStats
+from metasignal.stream.status import StatusClock, scorer_status
 from metasignal.stream.step import Dead, ScoringStep
 from metasignal.stream.transport.base import (
     Consumer,
@@ -79,6 +80,9 @@ class Scorer:
         self._rate = RollingRate(options.rate_window)
         self._last_lag_check = 0.0
         self._lag_series: set[TopicPartition] = set()
+        self.lag: int | None = None  # records behind, over the assigned partitions (when known)
+        self._status = StatusClock(options.status_interval_s, now=time.monotonic())
+        self._status_votes = 0
         self._checkpoint: Checkpoint | None = None
         self.scoring = ScoringStep(
             max_message_bytes=options.max_message_bytes,
@@ -225,7 +229,27 @@ class Scorer:
             # an assignment returns from poll at once, so wait here instead of spinning.
             time.sleep(self.options.poll_timeout_ms / 1000)
         self._update_lag()
+        self._log_status()
         return len(records)
+
+    def _log_status(self) -> None:
+        elapsed = self._status.due(now=time.monotonic())
+        if elapsed is None:
+            return
+        stats = self.stats
+        model = self.models.current
+        rate = (stats.votes - self._status_votes) / elapsed
+        self._status_votes = stats.votes
+        log.info(
+            scorer_status(
+                votes_per_s=rate,
+                signals=stats.signals,
+                trades=stats.trades,
+                dlq=stats.dlq,
+                lag=self.lag,
+                model_version=None if model is None else model.version,
+            )
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set; the batch in hand is always finished first."""
@@ -313,10 +337,13 @@ class Scorer:
             return
         try:
             ends = self._votes.end_offsets(assigned)
+            total = 0
             for tp in assigned:
                 lag = max(ends[tp] - self._votes.position(tp), 0)
                 self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
                 self._lag_series.add(tp)
+                total += lag
+            self.lag = total
         except (TransportError, KeyError) as exc:
             log.debug("lag check skipped: %s", exc)
 

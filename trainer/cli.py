@@ -352,6 +352,7 @@ def command_trainer(args: argparse.Namespace) -> int:
             gate_fraction=args.gate_fraction,
             gate_tolerance=args.gate_tolerance,
             force=args.force,
+            status_interval_s=args.status_interval_s,
         ),
         keys=resolve_signing_keys(key_file=args.key_file),
     )
@@ -399,7 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MetasignalError, DataError, TransportError) as exc:
         print(f"metasignal: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:
+        # One line, no traceback; the demo says where it stopped and what it cleaned up.
+        print(f"metasignal: interrupted{f' ({stopped})' if str(stopped) else ''}", file=sys.stderr)
         return 130
 
 

@@ -58,4 +58,11 @@ TRAINER_SETTINGS = (
         type=int,
     ),
     Setting("key_file", "METASIGNAL_KEY_FILE", None, "signing keys, one per line"),
+    Setting(
+        "status_interval_s",
+        "METASIGNAL_STATUS_INTERVAL_S",
+        30.0,
+        "seconds between one-line status logs (requests answered, last version); 0 disables",
+        type=float,
+    ),
 )
