@@ -26,6 +26,7 @@ class PartitionLag:
         self.interval_s = interval_s
         self._last_check = 0.0
         self._series: set[TopicPartition] = set()
+        self.total: int | None = None  # records behind over the assignment, once checked
 
     def update(self, consumer: Consumer) -> None:
         """Refresh the gauges if ``interval_s`` has passed; a failed check is skipped."""
@@ -38,10 +39,13 @@ class PartitionLag:
             return
         try:
             ends = consumer.end_offsets(assigned)
+            total = 0
             for tp in assigned:
                 lag = max(ends[tp] - consumer.position(tp), 0)
                 self.gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
                 self._series.add(tp)
+                total += lag
+            self.total = total
         except (TransportError, KeyError) as exc:
             log.debug("lag check skipped: %s", exc)
 

@@ -123,6 +123,11 @@ class ScorerOptions:
         type=parse_bool,
         flag="unsigned",
     )
+    status_interval_s: float = setting(
+        30.0,
+        env="METASIGNAL_STATUS_INTERVAL_S",
+        help="seconds between one-line status logs (votes/s, signals, DLQ, lag, model); 0 disables",
+    )
     lag_interval_s: float = 5.0
     rate_window: int = 10_000
     drift_min_outcomes: int = 2000

@@ -32,6 +32,7 @@ from metasignal.stream.metrics import Heartbeat, ScorerMetrics
 from metasignal.stream.model_store import LiveMembers, ModelStore
 from metasignal.stream.options import ScorerOptions
 from metasignal.stream.stats import RollingRate, ScorerStats
+from metasignal.stream.status import StatusClock, scorer_status
 from metasignal.stream.step import Dead, ScoringStep
 from metasignal.stream.transport.base import (
     Consumer,
@@ -79,6 +80,8 @@ class Scorer:
         self._votes: Consumer | None = None
         self._rate = RollingRate(options.rate_window)
         self._lag = PartitionLag(gauge=self.metrics.lag, interval_s=options.lag_interval_s)
+        self._status = StatusClock(options.status_interval_s, now=time.monotonic())
+        self._status_votes = 0
         self._checkpoint: Checkpoint | None = None
         self.scoring = ScoringStep(
             max_message_bytes=options.max_message_bytes,
@@ -223,7 +226,27 @@ class Scorer:
             # an assignment returns from poll at once, so wait here instead of spinning.
             time.sleep(self.options.poll_timeout_ms / 1000)
         self._update_lag()
+        self._log_status()
         return len(records)
+
+    def _log_status(self) -> None:
+        elapsed = self._status.due(now=time.monotonic())
+        if elapsed is None:
+            return
+        stats = self.stats
+        model = self.models.current
+        rate = (stats.votes - self._status_votes) / elapsed
+        self._status_votes = stats.votes
+        log.info(
+            scorer_status(
+                votes_per_s=rate,
+                signals=stats.signals,
+                trades=stats.trades,
+                dlq=stats.dlq,
+                lag=self._lag.total,
+                model_version=None if model is None else model.version,
+            )
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set; the batch in hand is always finished first."""

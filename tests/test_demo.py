@@ -29,9 +29,9 @@ def check_summary(summary: dict, live_events: int) -> None:
 
 def test_demo_closes_the_loop_on_the_memory_bus(tmp_path: Path) -> None:
     path = tmp_path / "summary.json"
-    # At the demo's own pace (4,000 votes/s): unpaced, the memory bus could finish the stream
-    # before the trainer's re-tune landed on a loaded machine (a race, seen twice in CI runs).
-    code = main(["demo", "--events", "60000", "--out", str(tmp_path / "out"),
+    # Unpaced: on the memory bus the demo runs by the event clock, so the trainer's answers
+    # land at the same events however fast or loaded the machine is.
+    code = main(["demo", "--events", "60000", "--rate", "0", "--out", str(tmp_path / "out"),
                  "--summary-json", str(path)])  # fmt: skip
     assert code == 0
     summary = json.loads(path.read_text())

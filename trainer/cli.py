@@ -687,7 +687,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MetasignalError, TransportError) as exc:
         print(f"metasignal: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:
+        # One line, no traceback; the demo says where it stopped and what it cleaned up.
+        print(f"metasignal: interrupted{f' ({stopped})' if str(stopped) else ''}", file=sys.stderr)
         return 130
 
 

@@ -13,16 +13,21 @@ rolling F1, model versions; drift requests, new models and refused candidates
 marked), and compares F1 after the drift with the loop on against the first
 model alone. Runs on the embedded memory bus,
 or on a real broker with ``--bootstrap``; ``--no-loop`` runs the baseline alone.
+On the memory bus one thread drives every part by the event clock, so a seed gives
+the same numbers on every run; on a broker the parts run in threads, as in
+production, and the numbers depend on timing.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,13 +46,15 @@ from metasignal.stream.messages import encode_vote
 from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.topics import OwnedTopics, Topics, model_key, topic_specs
-from metasignal.stream.transport import Transport, connect
+from metasignal.stream.transport import Producer, Transport, connect
 from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
 from metasignal.trainer.report import render_html
 from metasignal.trainer.service import TrainerOptions, TrainerService, Verdict
 from metasignal.trainer.synthetic import Committee, RateStep, generate_committee
 from metasignal.trainer.timeline import Mark, timeline_html
+
+log = logging.getLogger("metasignal.demo")
 
 # The scorer consumes every vote within seconds; this long without a vote or outcome scored
 # means something is broken (the demo says so and stops instead of waiting for ever).
@@ -77,6 +84,9 @@ class DemoOptions:
     exactly_once: bool = False
     loop: bool = True
     keep_topics: bool = False
+    # On the memory bus a request is answered this many events after the batch that made it
+    # (a trainer takes a while); on a broker it takes the trainer's real time.
+    answer_delay: int = 2000
 
 
 def _table(committee: Committee) -> VoteTable:
@@ -95,53 +105,66 @@ def f1_score(labels: np.ndarray, decisions: np.ndarray) -> float:
 
 
 class _Feeder:
-    """Sends the live votes, each outcome ``delay`` events after its vote, at ``rate`` votes/s."""
+    """The live stream in event order: vote ``i`` and the outcome of vote ``i - delay``.
 
-    def __init__(
-        self, transport: Transport, topics: Topics, live: Committee, *, delay: int, rate: float
-    ) -> None:
-        self.transport, self.topics, self.live = transport, topics, live
-        self.delay, self.rate = delay, rate
+    ``send(producer, i)`` is one tick of the event clock; both ways of running the demo
+    (:func:`_stream_on_event_clock`, :func:`_stream_on_threads`) are loops over it.
+    """
+
+    def __init__(self, topics: Topics, live: Committee, *, delay: int) -> None:
+        self.topics, self.live, self.delay = topics, live, delay
         self.sent = 0
+
+    @property
+    def ticks(self) -> int:
+        """Events on the clock: every vote, then the outcomes still owed after the last one."""
+        return len(self.live) + self.delay
 
     def _outcome(self, i: int) -> tuple[bytes, bytes]:
         event_id = str(self.live.ids[i])
         body = {"id": event_id, "ts": int(self.live.time_ms[i]), "label": int(self.live.labels[i])}
         return event_id.encode(), json.dumps(body).encode()
 
-    def run(self, scorer: Scorer, stop: threading.Event) -> None:
-        producer = self.transport.producer()
-        live, members, topics = self.live, self.live.members, self.topics
+    def send(self, producer: Producer, i: int) -> None:
+        live, topics = self.live, self.topics
+        if i < len(live):
+            event_id = str(live.ids[i])
+            votes = dict(zip(live.members, live.votes[i].tolist(), strict=True))
+            producer.send(
+                topics.votes,
+                key=event_id.encode(),
+                value=encode_vote(event_id, int(live.time_ms[i]), votes),
+            )
+            self.sent = i + 1
+        if i >= self.delay:
+            key, value = self._outcome(i - self.delay)
+            producer.send(topics.outcomes, key=key, value=value)
+        if i == len(live) // 2:
+            for n, payload in enumerate(POISON):
+                producer.send(topics.votes, key=f"poison-{n}".encode(), value=payload)
+
+    def run(self, producer: Producer, scorer: Scorer, stop: threading.Event, rate: float) -> None:
+        """On a broker: send at ``rate`` votes/s, never far ahead of the scorer."""
         started = time.monotonic()
-        for i in range(len(live) + self.delay):
+        for i in range(self.ticks):
             if stop.is_set():
                 break
-            if i < len(live):
-                if self.rate > 0:
-                    pause = started + i / self.rate - time.monotonic()
-                    if pause > 0:
-                        time.sleep(pause)
-                event_id = str(live.ids[i])
-                votes = dict(zip(members, live.votes[i].tolist(), strict=True))
-                producer.send(
-                    topics.votes,
-                    key=event_id.encode(),
-                    value=encode_vote(event_id, int(live.time_ms[i]), votes),
-                )
-                self.sent = i + 1
-            if i >= self.delay:
-                key, value = self._outcome(i - self.delay)
-                producer.send(topics.outcomes, key=key, value=value)
-            if i == len(live) // 2:
-                for n, payload in enumerate(POISON):
-                    producer.send(topics.votes, key=f"poison-{n}".encode(), value=payload)
+            _pace(started, i, rate)
+            self.send(producer, i)
             if i % 1000 == 999:
                 producer.flush()
                 # Flow control: never run far ahead of the scorer, so the loop can act in time.
                 while self.sent - scorer.stats.votes > 2000 and not stop.is_set():
                     time.sleep(0.005)
         producer.flush()
-        producer.close()
+
+
+def _pace(started: float, i: int, rate: float) -> None:
+    """Sleep until event ``i`` is due at ``rate`` events/s (0: as fast as possible)."""
+    if rate > 0:
+        pause = started + i / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
 
 
 def _read(
@@ -175,8 +198,142 @@ def _status(scorer: Scorer, started: float, total: int) -> str:
     )
 
 
+class _Watchdog:
+    """Ends a demo whose scorer makes no progress for ``STALL_SECONDS``, or whose part died."""
+
+    def __init__(self, scorer: Scorer, *, total: int, outcomes: int) -> None:
+        self.scorer, self.total, self.outcomes = scorer, total, outcomes
+        self.started = time.monotonic()
+        self._progress, self._progressed_at = -1, self.started
+        self._printed_at = self.started
+
+    def done(self) -> bool:
+        stats = self.scorer.stats
+        return stats.votes >= self.total and stats.outcomes >= self.outcomes
+
+    def status(self) -> str:
+        return _status(self.scorer, self.started, self.total)
+
+    def abort(self, why: str) -> MetasignalError:
+        return MetasignalError(f"demo aborted, {why} ({self.status()}); see the log above")
+
+    def check(self, dead: Sequence[str] = ()) -> None:
+        """Raise if a part died or nothing moved for ``STALL_SECONDS``; print the live line."""
+        now = time.monotonic()
+        stats = self.scorer.stats
+        if stats.votes + stats.outcomes != self._progress:
+            self._progress, self._progressed_at = stats.votes + stats.outcomes, now
+        if dead:
+            raise self.abort(f"{' and '.join(dead)} stopped")
+        if now - self._progressed_at > STALL_SECONDS:
+            raise self.abort(f"no progress for {STALL_SECONDS} s")
+        if now - self._printed_at >= 2.0:
+            print("  " + self.status(), flush=True)
+            self._printed_at = now
+
+
+def _turn(name: str, step: Callable[[], int], watchdog: _Watchdog) -> int:
+    """One step of the scorer or the trainer; a crash ends the demo with one line."""
+    try:
+        return step()
+    except Exception:
+        log.exception("the %s failed", name)
+        raise watchdog.abort(f"{name} stopped") from None
+
+
+def _stream_on_event_clock(
+    producer: Producer,
+    feeder: _Feeder,
+    scorer: Scorer,
+    trainer: TrainerService | None,
+    *,
+    rate: float,
+    answer_delay: int,
+    watchdog: _Watchdog,
+) -> None:
+    """The memory bus: feeder, scorer, outcomes and trainer take turns on one thread.
+
+    The feeder sends one batch of events, the scorer consumes everything sent, and a
+    request the scorer made is answered ``answer_delay`` events later, before the next
+    batch. What happens depends on the event clock only, never on thread timing, so the
+    same seed gives the same numbers on every run; ``rate`` only paces the turns.
+    """
+    try:
+        scorer.load_models()
+        block = scorer.options.batch_size
+        answers: deque[int] = deque()  # the event at which each open request gets its answer
+        asked = 0
+        started = time.monotonic()
+        for first in range(0, feeder.ticks, block):
+            end = min(first + block, feeder.ticks)
+            _pace(started, first, rate)
+            for i in range(first, end):
+                feeder.send(producer, i)
+            while _turn("scorer", scorer.step, watchdog):
+                pass
+            requests = len(scorer.stats.drift_requests)
+            answers.extend([end + answer_delay] * (requests - asked))
+            asked = requests
+            while trainer is not None and answers and answers[0] <= end:
+                answers.popleft()
+                _turn("trainer", trainer.step, watchdog)
+            watchdog.check()
+        while not watchdog.done():  # only a scorer that lost records gets here
+            _turn("scorer", scorer.step, watchdog)
+            watchdog.check()
+            time.sleep(0.05)
+        while trainer is not None and answers:  # requests made near the end are answered too
+            answers.popleft()
+            _turn("trainer", trainer.step, watchdog)
+        scorer.refresh_models()
+    finally:
+        scorer.close()
+        if trainer is not None:
+            trainer.close()
+
+
+def _stream_on_threads(
+    producer: Producer,
+    feeder: _Feeder,
+    scorer: Scorer,
+    trainer: TrainerService | None,
+    *,
+    rate: float,
+    watchdog: _Watchdog,
+) -> None:
+    """A real broker: feeder, scorer and trainer run as they would in production, in
+    threads, so when a request is answered (and the numbers) varies from run to run."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=scorer.run, args=(stop,), name="scorer", daemon=True)]
+    if trainer is not None:
+        threads.append(
+            threading.Thread(target=trainer.run, args=(stop,), name="trainer", daemon=True)
+        )
+    sender = threading.Thread(
+        target=feeder.run, args=(producer, scorer, stop, rate), name="feeder", daemon=True
+    )
+    try:
+        for thread in (*threads, sender):
+            thread.start()
+        while not watchdog.done():
+            watchdog.check(dead=[thread.name for thread in threads if not thread.is_alive()])
+            time.sleep(0.05)
+        sender.join()
+        time.sleep(0.5)  # let a last request be answered before stopping
+    finally:
+        # Told to stop, each part finishes the batch in hand and closes (Ctrl-C included).
+        stop.set()
+        for thread in (sender, *threads):
+            if thread.is_alive():
+                thread.join(timeout=30)
+
+
 def run_demo(options: DemoOptions) -> dict[str, Any]:
-    """Run the demo; return the summary (also printed, and written if asked)."""
+    """Run the demo; return the summary (also printed, and written if asked).
+
+    Ctrl-C stops every part, deletes the demo's topics on a broker (unless
+    ``keep_topics``) and raises :class:`KeyboardInterrupt` saying where the stream was.
+    """
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     committee = generate_committee(
@@ -218,91 +375,56 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     if options.bootstrap:
         fate = "kept (--keep-topics)" if options.keep_topics else "deleted at the end"
         print(f"topics {prefix}* on {options.bootstrap}: {fate}")
-    producer = transport.producer()
-    producer.send(
-        topics.models, key=model_key(*model_identity(outcome.artifact)), value=artifact.encode()
-    )
-    producer.flush()
-    producer.close()
-    scorer = Scorer(
-        transport=transport,
-        options=ScorerOptions(
-            topics=topics,
-            group_id=f"{prefix}scorer",
-            exactly_once=options.exactly_once,
-            transactional_id=f"{prefix}scorer-0",
-            poll_timeout_ms=20,
-            drift_min_outcomes=3000,
-            drift_cooldown_outcomes=6000,
-            drift_settle_outcomes=4000,
-            # The demo replays hours of events in seconds: a model must be picked up within a
-            # few batches, not half a (compressed) second later.
-            model_check_interval_s=0.0,
-        ),
-        keys=[key],
-    )
-    stop = threading.Event()
-    threads = [threading.Thread(target=scorer.run, args=(stop,), name="scorer")]
-    trainer: TrainerService | None = None
-    if options.loop:
-        trainer = TrainerService(
-            transport=transport,
-            options=TrainerOptions(
-                topics=topics,
-                group_id=f"{prefix}trainer",
-                transactional_id=f"{prefix}trainer",
-                window_rows=15_000,
-                splits=3,
-            ),
-            keys=[key],
+    feeder = _Feeder(topics, live, delay=options.outcome_delay)
+    try:
+        scorer, trainer = _start(transport, topics, options, key, outcome.artifact, artifact)
+        where = options.bootstrap or "the embedded memory bus"
+        if options.bootstrap is None:
+            how = "driven by the event clock: the same --seed gives the same numbers"
+        else:
+            how = "in threads as in production: timing, and so the numbers, vary by run"
+        loop = "on" if options.loop else "OFF (first model only)"
+        print(f"streaming {len(live)} live votes and their outcomes on {where}, {how}; loop {loop}")
+        total = len(live) + len(POISON)
+        watchdog = _Watchdog(scorer, total=total, outcomes=len(live))
+        producer = transport.producer()
+        try:
+            if options.bootstrap is None:
+                _stream_on_event_clock(
+                    producer,
+                    feeder,
+                    scorer,
+                    trainer,
+                    rate=options.rate,
+                    answer_delay=options.answer_delay,
+                    watchdog=watchdog,
+                )
+            else:
+                _stream_on_threads(
+                    producer, feeder, scorer, trainer, rate=options.rate, watchdog=watchdog
+                )
+        finally:
+            producer.close()
+        print("  " + watchdog.status())
+        seconds = time.monotonic() - watchdog.started
+        signals = _read(transport, topics.signals, expect=len(live))
+        requests = _read(
+            transport, topics.control, expect=len(scorer.stats.drift_requests), timeout=5
         )
-        threads.append(threading.Thread(target=trainer.run, args=(stop,), name="trainer"))
-    for thread in threads:
-        thread.start()
-    where = options.bootstrap or "the embedded memory bus"
-    loop = "on" if options.loop else "OFF (first model only)"
-    print(f"streaming {len(live)} live votes and their outcomes on {where}; loop {loop}")
-    started = time.monotonic()
-    feeder = _Feeder(transport, topics, live, delay=options.outcome_delay, rate=options.rate)
-    sender = threading.Thread(target=feeder.run, args=(scorer, stop), name="feeder")
-    sender.start()
-    total = len(live) + len(POISON)
-    last_print = 0.0
-    progress, progressed_at = -1, started
-    while scorer.stats.votes < total or scorer.stats.outcomes < len(live):
-        now = time.monotonic()
-        if scorer.stats.votes + scorer.stats.outcomes != progress:
-            progress, progressed_at = scorer.stats.votes + scorer.stats.outcomes, now
-        stalled = now - progressed_at > STALL_SECONDS
-        dead = [thread.name for thread in threads if not thread.is_alive()]
-        if stalled or dead:
-            stop.set()
-            for thread in (sender, *threads):
-                thread.join(timeout=30)
-            why = f"{' and '.join(dead)} stopped" if dead else f"no progress for {STALL_SECONDS} s"
-            owned.delete()
-            raise MetasignalError(
-                f"demo aborted, {why} ({_status(scorer, started, total)}); see the log above"
-            )
-        if now - last_print >= 2.0:
-            print("  " + _status(scorer, started, total), flush=True)
-            last_print = now
-        time.sleep(0.05)
-    sender.join()
-    time.sleep(0.5)  # let a last request be answered before stopping
-    stop.set()
-    for thread in threads:
-        thread.join()
-    print("  " + _status(scorer, started, total))
-    seconds = time.monotonic() - started
-
-    signals = _read(transport, topics.signals, expect=len(live))
-    requests = _read(transport, topics.control, expect=len(scorer.stats.drift_requests), timeout=5)
-    published = _read(transport, topics.models, expect=len(scorer.stats.model_versions), timeout=5)
+        published = _read(
+            transport, topics.models, expect=len(scorer.stats.model_versions), timeout=5
+        )
+    except KeyboardInterrupt:
+        deleted = owned.delete()
+        where = f"demo stopped at live vote {feeder.sent} of {len(live)}"
+        if deleted:
+            where += f"; deleted its topics {prefix}*"
+        raise KeyboardInterrupt(where) from None
+    finally:
+        if owned.delete():
+            print(f"deleted the demo's topics {prefix}* (--keep-topics keeps them)")
+        transport.close()
     models = [load_artifact(document, keys=[key]) for document in published]
-    if owned.delete():
-        print(f"deleted the demo's topics {prefix}* (--keep-topics keeps them)")
-    transport.close()
     summary = summarise(
         options=options,
         live=live,
@@ -321,6 +443,58 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         options.summary_json.parent.mkdir(parents=True, exist_ok=True)
         options.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _start(
+    transport: Transport,
+    topics: Topics,
+    options: DemoOptions,
+    key: bytes,
+    first: Artifact,
+    signed: str,
+) -> tuple[Scorer, TrainerService | None]:
+    """Publish the first model; make the scorer and (loop on) the trainer."""
+    producer = transport.producer()
+    producer.send(topics.models, key=model_key(*model_identity(first)), value=signed.encode())
+    producer.flush()
+    producer.close()
+    # On the memory bus every poll returns at once: the event clock, not a wait, paces it.
+    poll_ms = 0 if options.bootstrap is None else 20
+    scorer = Scorer(
+        transport=transport,
+        options=ScorerOptions(
+            topics=topics,
+            group_id=f"{topics.prefix}scorer",
+            exactly_once=options.exactly_once,
+            transactional_id=f"{topics.prefix}scorer-0",
+            poll_timeout_ms=poll_ms,
+            drift_min_outcomes=3000,
+            drift_cooldown_outcomes=6000,
+            drift_settle_outcomes=4000,
+            # The demo replays hours of events in seconds: a model must be picked up within a
+            # few batches, not half a (compressed) second later.
+            model_check_interval_s=0.0,
+            # The demo prints its own live line.
+            status_interval_s=0.0,
+        ),
+        keys=[key],
+    )
+    if not options.loop:
+        return scorer, None
+    trainer = TrainerService(
+        transport=transport,
+        options=TrainerOptions(
+            topics=topics,
+            group_id=f"{topics.prefix}trainer",
+            transactional_id=f"{topics.prefix}trainer",
+            window_rows=15_000,
+            splits=3,
+            poll_timeout_ms=poll_ms or 200,
+            status_interval_s=0.0,
+        ),
+        keys=[key],
+    )
+    return scorer, trainer
 
 
 def summarise(

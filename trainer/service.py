@@ -43,6 +43,7 @@ from metasignal.stream.metrics import Heartbeat
 from metasignal.stream.model_store import refusal_reason
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.sizing import SizingRule
+from metasignal.stream.status import StatusClock, trainer_status
 from metasignal.stream.topics import model_key
 from metasignal.stream.transport.base import Consumer, Record, Transport, TransportError
 from metasignal.trainer.calibration import fit_platt
@@ -183,6 +184,7 @@ class TrainerService:
         self._control: Consumer | None = None
         self._checkpoint: Checkpoint | None = None
         self._producer = transport.producer(transactional_id=options.transactional_id)
+        self._status = StatusClock(options.status_interval_s, now=time.monotonic())
 
     # -- state from the log ----------------------------------------------------------
     def _drain(self, consumer: Consumer) -> list[Record]:
@@ -243,7 +245,25 @@ class TrainerService:
         records = self._control.poll(timeout_ms=self.options.poll_timeout_ms, max_records=1)
         for record in records:
             self.handle(record)
+        self._log_status()
         return len(records)
+
+    def _log_status(self) -> None:
+        if self._status.due(now=time.monotonic()) is None:
+            return
+        outcomes = [verdict.outcome for verdict in self.verdicts]
+        published = [v.version for v in self.verdicts if v.outcome == "published"]
+        champion = self.champion
+        log.info(
+            trainer_status(
+                published=len(published),
+                refused=outcomes.count("refused"),
+                skipped=outcomes.count("skipped"),
+                failed=outcomes.count("failed"),
+                last_published=published[-1] if published else None,
+                champion=None if champion is None else int(champion["model"]["version"]),
+            )
+        )
 
     def run(self, stop: threading.Event) -> None:
         try:

@@ -69,6 +69,11 @@ class TrainerOptions:
     key_file: str | None = setting(
         None, env="METASIGNAL_KEY_FILE", help="signing keys, one per line"
     )
+    status_interval_s: float = setting(
+        30.0,
+        env="METASIGNAL_STATUS_INTERVAL_S",
+        help="seconds between one-line status logs (requests answered, last version); 0 disables",
+    )
     min_positives: int = 20
     min_regime_rows: int = 1000
     poll_timeout_ms: int = 200
