@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,7 @@ class WalkForwardResult:
     fallbacks: list[str] = field(default_factory=list)
     skipped_folds: list[int] = field(default_factory=list)
     folds: list[dict[str, int]] = field(default_factory=list)
+    abstain_values: list[float] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -95,6 +97,7 @@ class WalkForwardResult:
             "fit_seconds": self.fit_seconds,
             "fallbacks": self.fallbacks,
             "skipped_folds": self.skipped_folds,
+            "abstain_values": self.abstain_values,
             "folds": self.folds,
             "purged_rows": sum(f["purged"] for f in self.folds),
             "embargoed_rows": sum(f["embargoed"] for f in self.folds),
@@ -165,7 +168,7 @@ def evaluate_strategy(
     oof_raw = np.concatenate(raw_parts)
     oof_index = np.concatenate([f.validation for f in folds])
     calibration = fit_platt(oof_raw, y[oof_index])
-    fold_labels, fold_scores, thresholds, skipped = [], [], [], []
+    fold_labels, fold_scores, thresholds, skipped, abstain = [], [], [], [], []
     fold_payoffs: list[np.ndarray] = []
     for k, (raw, fold) in enumerate(zip(raw_parts, folds, strict=True)):
         labels = y[fold.validation]
@@ -180,6 +183,7 @@ def evaluate_strategy(
         if block_payoff is not None:
             fold_payoffs.append(block_payoff)
         thresholds.append(objective.find(labels, scores, block_payoff).threshold)
+        abstain.append(abstain_value(objective, labels, scores, block_payoff))
     if not thresholds:
         raise ValueError("no walk-forward validation fold contains a positive; cannot tune")
     threshold, fold_values = pooled_threshold(
@@ -197,7 +201,17 @@ def evaluate_strategy(
         fallbacks=fallbacks,
         skipped_folds=skipped,
         folds=[f.summary() for f in folds],
+        abstain_values=abstain,
     )
+
+
+def abstain_value(
+    objective: Objective, y: np.ndarray, scores: np.ndarray, payoff: np.ndarray | None
+) -> float:
+    """The objective of never trading on a fold (for ``pr_auc``: the base rate)."""
+    if objective.metric == "pr_auc":
+        return float(np.mean(y))
+    return objective.value_at(y, scores, math.inf, payoff)
 
 
 def _fit_fold(
