@@ -14,8 +14,8 @@ Examples
 >>> sample = next(block_bootstrap(ids, 1, rng))
 >>> len(sample), bool((sample[::3] % 3 == 0).all())  # whole blocks of 3 rows
 (12, True)
->>> interval(np.arange(101.0))
-(2.5, 97.5)
+>>> [round(v, 6) for v in interval(np.arange(101.0))]
+[2.5, 97.5]
 """
 
 from __future__ import annotations
