@@ -1,7 +1,9 @@
 """``metasignal``: the command line.
 
 Every user error (bad file, bad flag, refused artifact) ends as one line on
-stderr and exit code 2, never a traceback.
+stderr and exit code 2, never a traceback. ``fit`` exits with 3
+(:data:`metasignal.trainer.skill.EXIT_NO_SKILL`) when the committee shows no
+evidence of skill: the report is written, no model is.
 
 The fitting modules (the meta-model, imbalanced-learn) are imported inside the
 commands that fit, which keeps about 30 MB out of ``metasignal scorer``.
@@ -33,6 +35,7 @@ from metasignal.stream.transport.base import TransportError
 from metasignal.trainer.data import DataError, load_table
 from metasignal.trainer.report import render_html
 from metasignal.trainer.settings import STRATEGY_CHOICES, TRAINER_SETTINGS
+from metasignal.trainer.skill import EXIT_NO_SKILL, NoSkillError
 from metasignal.trainer.thresholds import METRICS
 
 log = logging.getLogger("metasignal")
@@ -57,6 +60,38 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
+
+
+def _duration(text: str) -> int:
+    from metasignal.trainer.purge import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _side_columns(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The payoff and label-end columns, in the table's (time-sorted) row order."""
+    from metasignal.trainer.data import _as_float, _parse_time, _read_columns
+
+    wanted = [c for c in (args.payoff, args.label_end) if c]
+    if not wanted:
+        return None, None
+    columns = _read_columns(args.data)
+    for name in wanted:
+        if name not in columns:
+            raise DataError(f"column {name!r} not found in {args.data.name}")
+    order = np.argsort(_parse_time(columns[args.time], args.time), kind="stable")
+    payoff = label_end = None
+    if args.payoff:
+        payoff = _as_float(columns[args.payoff])
+        if payoff is None or not np.isfinite(payoff).all():
+            raise DataError(f"payoff column {args.payoff!r} must hold a finite number in every row")
+        payoff = payoff[order]
+    if args.label_end:
+        label_end = _parse_time(columns[args.label_end], args.label_end)[order]
+    return payoff, label_end
 
 
 def _add_key_options(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +125,21 @@ def _add_fit_parser(commands: Any) -> None:
     fit.add_argument("--holdout", type=float, default=0.3, help="last fraction held out (0.3)")
     fit.add_argument("--splits", type=_positive_int, default=5, help="walk-forward folds (5)")
     fit.add_argument("--gap", type=int, default=0, help="purge gap in rows between folds (0)")
+    horizon = fit.add_mutually_exclusive_group()
+    horizon.add_argument(
+        "--label-horizon",
+        type=_duration,
+        help="label window length (5d, 30min): training rows whose window reaches a "
+        "validation block or the holdout are purged",
+    )
+    horizon.add_argument("--label-end", help="column with each row's label-window end time")
+    fit.add_argument("--embargo", type=_duration, default=0, help="embargo after purge (0)")
+    fit.add_argument("--payoff", help="column: realized payoff of trading each event")
+    fit.add_argument(
+        "--allow-no-skill",
+        action="store_true",
+        help="publish even without evidence of skill (recorded in the artifact)",
+    )
     fit.add_argument("--C", dest="C", type=_positive_float, default=0.1, help="inverse L2 (0.1)")
     fit.add_argument("--raw-scores", action="store_true", help="members emit unbounded scores")
     fit.add_argument("--strict", action="store_true", help="refuse unsorted time")
@@ -180,6 +230,17 @@ def command_fit(args: argparse.Namespace) -> int:
 
     key = _signing_key(args)
     members = [m.strip() for m in args.members.split(",")] if args.members else None
+    side = {c for c in (args.payoff, args.label_end) if c}
+    if members is None and side:
+        # Side columns are numeric but never members.
+        from metasignal.trainer.data import _as_float, _read_columns
+
+        columns = _read_columns(args.data)
+        members = [
+            name
+            for name in columns
+            if name not in {args.label, args.time, *side} and _as_float(columns[name]) is not None
+        ]
     table = load_table(
         args.data,
         label=args.label,
@@ -194,6 +255,7 @@ def command_fit(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         model_version=args.model_version,
         missing_policy=args.missing_members,
+        allow_no_skill=args.allow_no_skill,
         estimator={
             "strategy": args.strategy,
             "metric": args.metric,
@@ -204,11 +266,19 @@ def command_fit(args: argparse.Namespace) -> int:
             "cost": args.cost,
             "n_splits": args.splits,
             "gap": args.gap,
+            "label_horizon": args.label_horizon,
+            "embargo": args.embargo,
             "C": args.C,
             "kind": "raw" if args.raw_scores else "probability",
         },
     )
-    outcome = fit_meta_model(table, config)
+    payoff, label_end = _side_columns(args)
+    try:
+        outcome = fit_meta_model(table, config, payoff=payoff, label_end=label_end)
+    except NoSkillError as exc:
+        write_outputs(args.out, None, exc.report or {})
+        print(f"metasignal: error: {exc}", file=sys.stderr)
+        return EXIT_NO_SKILL
     write_outputs(args.out, sign_artifact(outcome.artifact, key), outcome.report)
     holdout = outcome.report["holdout"]
     summary = {
@@ -222,10 +292,14 @@ def command_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_outputs(out: Path, artifact: dict[str, Any], report: dict[str, Any]) -> None:
+def write_outputs(out: Path, artifact: dict[str, Any] | None, report: dict[str, Any]) -> None:
+    """The report, and the artifact unless none is published (a stale one is removed)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "model.json").write_text(dumps_artifact(artifact), encoding="utf-8")
+        if artifact is None:
+            (out / "model.json").unlink(missing_ok=True)
+        else:
+            (out / "model.json").write_text(dumps_artifact(artifact), encoding="utf-8")
         (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         (out / "report.html").write_text(render_html(report), encoding="utf-8")
     except OSError as exc:

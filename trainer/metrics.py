@@ -29,7 +29,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -70,10 +70,10 @@ class Counts:
     """Confusion counts (and traded payoff) at each threshold of ``thresholds``."""
 
     thresholds: Floats
-    tp: Ints
-    fp: Ints
-    n_pos: int
-    n: int
+    tp: NDArray[Any]  # integer counts, or weighted (bootstrap) counts
+    fp: NDArray[Any]
+    n_pos: float
+    n: float
     payoff: Floats | None = None
 
     @property
