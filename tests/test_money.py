@@ -55,8 +55,8 @@ def test_every_caller_gets_the_same_numbers_from_the_engine(
     y, s, payoff = sample
     kwargs = {"fbeta": {"beta": 2.0}, "precision": {"min_recall": 0.5},
               "recall": {"min_precision": 0.3}}.get(metric, {})  # fmt: skip
-    objective = Objective(metric=metric, **kwargs)  # type: ignore[arg-type]
-    thresholds, curve = threshold_curve(y, s, metric=metric, payoff=payoff, **kwargs)  # type: ignore[arg-type]
+    objective = Objective(metric=metric, **kwargs)
+    thresholds, curve = threshold_curve(y, s, metric=metric, payoff=payoff, **kwargs)
     per_event = len(y) if metric == "profit" else 1
     for t, v in zip(thresholds, curve, strict=True):
         graded = objective.value_at(y, s, float(t), payoff)
