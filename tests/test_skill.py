@@ -22,7 +22,7 @@ from metasignal.trainer.skill import (
     assess_ranking,
     weighted_average_precision,
 )
-from metasignal.trainer.synthetic import generate_committee
+from metasignal.trainer.synthetic import Committee, generate_committee
 
 
 def committee_table(skill: float, seed: int, n_events: int = 20_000) -> VoteTable:
@@ -145,3 +145,39 @@ def test_cli_exits_with_the_no_skill_code_and_writes_only_the_report(
     assert main([*args, "--allow-no-skill"]) == 0
     model = json.loads((out / "model.json").read_text())
     assert model["skill"]["overridden"] is True
+
+
+def test_trainer_service_never_publishes_a_candidate_without_skill(
+    artifact_body: dict, committee: Committee
+) -> None:
+    from metasignal.stream.topics import Topics, topic_specs
+    from metasignal.stream.transport.memory import MemoryBus
+    from metasignal.trainer.service import TrainerOptions, TrainerService
+    from tests.conftest import TEST_KEY
+    from tests.streaming import publish_model, send_requests, send_training_rows, versioned
+
+    topics = Topics(prefix="skill.")
+    bus = MemoryBus()
+    bus.create_topics(topic_specs(topics, partitions=1))
+    publish_model(bus, topics, versioned(artifact_body, 1, TEST_KEY))
+    # Labels without any link to the votes: whatever the candidate learns is noise.
+    labels = np.random.default_rng(0).permutation(committee.labels)
+    send_training_rows(bus, topics, committee, labels)
+    request = {"id": "noise", "kind": "retune", "reason": "test", "model_version": 1}
+    send_requests(bus, topics, request)
+    trainer = TrainerService(
+        transport=bus,
+        # Even a forced request (which skips the champion comparison) is refused.
+        options=TrainerOptions(topics=topics, force=True, window_rows=20_000),
+        keys=[TEST_KEY],
+    )
+    while trainer.step():
+        pass
+    [verdict] = trainer.verdicts
+    assert verdict.outcome == "refused"
+    assert verdict.detail.startswith("refused: no evidence of skill")
+    assert verdict.gate is not None and verdict.gate["skill"]["skilled"] is False
+    assert len(bus.records(topics.models)) == 1  # only the champion
+    counted = trainer.metrics.skill_refusals.labels(reason="no_ranking_skill")._value.get()
+    assert counted == 1
+    assert trainer.metrics.refusals._value.get() == 0
