@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -134,3 +137,72 @@ def test_parse_duration(text: str, ms: int) -> None:
 def test_parse_duration_refuses_garbage(text: str) -> None:
     with pytest.raises(ValueError, match="cannot read duration"):
         parse_duration(text)
+
+
+def panel_committee(seed: int = 0) -> tuple[VoteTable, np.ndarray]:
+    """A committee over 40 instruments x 250 days; labels span 5 days (a forward return)."""
+    from metasignal.trainer.synthetic import generate_committee
+
+    n_days, n_entities = 250, 40
+    c = generate_committee(n_events=n_days * n_entities, positive_rate=0.05, seed=seed)
+    times = np.repeat(1_577_836_800_000 + np.arange(n_days) * DAY, n_entities)
+    rng = np.random.default_rng(seed)
+    payoff = np.where(c.labels == 1, 0.02, -0.005) + 0.01 * rng.standard_normal(len(times))
+    table = VoteTable(time_ms=times, members=c.members, votes=c.votes, labels=c.labels)
+    return table, payoff
+
+
+def test_fit_reports_the_rows_each_fold_purged() -> None:
+    from metasignal.trainer.fit import FitConfig, fit_meta_model
+
+    table, _ = panel_committee()
+    config = FitConfig(
+        estimator={"strategy": "optimal_threshold", "label_horizon": 5 * DAY, "embargo": DAY}
+    )
+    report = fit_meta_model(table, config).report
+    purge = report["validation"]["purge"]
+    assert purge["label_horizon_ms"] == 5 * DAY and purge["embargo_ms"] == DAY
+    # 5 days of label overlap + 1 day of embargo, 40 instruments a day.
+    assert purge["holdout_purged"] == 5 * 40
+    assert purge["holdout_embargoed"] == 1 * 40
+    assert [f["purged"] for f in purge["folds"]] == [5 * 40] * 5
+    assert [f["embargoed"] for f in purge["folds"]] == [40] * 5
+    chosen = report["validation"]["chosen"]
+    assert chosen["purged_rows"] == 5 * 5 * 40
+    hold_start = report["holdout_period"]["start"]
+    assert hold_start.endswith("T00:00:00Z")  # the holdout starts with a whole day
+    assert report["training"]["rows"] + 240 == len(table) - report["holdout"]["n"]
+
+
+def test_cli_reads_label_end_and_payoff_columns_and_refuses_bad_durations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from metasignal.trainer.cli import main
+
+    table, payoff = panel_committee(seed=1)
+    rows = ["ts,entity_day_end,pnl," + ",".join(table.members) + ",label"]
+    order = np.random.default_rng(0).permutation(len(table))  # unsorted on disk
+    for i in order:
+        votes = ",".join(f"{v:.6f}" for v in table.votes[i])
+        end = int(table.time_ms[i] + 5 * DAY)
+        rows.append(f"{table.time_ms[i]},{end},{payoff[i]:.6f},{votes},{table.labels[i]}")
+    data = tmp_path / "panel.csv"
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    base = ["fit", "--data", str(data), "--label", "label", "--time", "ts", "--out", str(out),
+            "--quiet", "--unsigned", "--strategy", "optimal_threshold"]  # fmt: skip
+    code = main([*base, "--label-end", "entity_day_end", "--payoff", "pnl", "--metric", "profit"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert "pnl" not in report["member_weights"]  # a side column is never a member
+    assert "entity_day_end" not in report["member_weights"]
+    assert report["validation"]["purge"]["label_end_column"] is True
+    assert report["validation"]["purge"]["holdout_purged"] == 5 * 40
+    pnl = report["holdout"]["pnl"]
+    assert pnl["trades"] == report["holdout"]["predicted_positives"]
+    assert set(pnl) >= {"hit_rate", "sharpe_annualised", "max_drawdown", "turnover"}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main([*base, "--label-horizon", "5 days"])
+    assert exited.value.code == 2
+    assert "cannot read duration '5 days'" in capsys.readouterr().err
