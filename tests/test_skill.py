@@ -20,7 +20,6 @@ from metasignal.trainer.skill import (
     NoSkillError,
     _rotated_average_precisions,
     assess_ranking,
-    weighted_average_precision,
 )
 from metasignal.trainer.synthetic import Committee, generate_committee
 
@@ -36,8 +35,9 @@ def test_average_precision_matches_sklearn_with_ties() -> None:
     s = np.round(rng.random(2000) + 0.4 * y, 1)  # heavy ties
     order = np.argsort(-s, kind="stable")
     ends = np.append(np.flatnonzero(s[order][1:] != s[order][:-1]), s.size - 1)
-    ours = weighted_average_precision(y[order].astype(float), np.ones(s.size), ends)
-    assert ours == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert assess_ranking(y, s, np.arange(2000), n_permutations=9).pr_auc == pytest.approx(
+        average_precision_score(y, s), abs=1e-12
+    )
     rank = np.empty(s.size, dtype=np.int64)
     rank[order] = np.arange(s.size)
     run_end = np.repeat(ends, np.diff(ends, prepend=-1))

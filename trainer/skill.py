@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 from metasignal.stream.errors import MetasignalError
 from metasignal.trainer.purge import time_blocks
 from metasignal.trainer.resample import DEFAULT_BLOCKS, interval
+from metasignal.trainer.thresholds import average_precision
 
 __all__ = [
     "EXIT_NO_SKILL",
@@ -46,7 +47,6 @@ __all__ = [
     "SkillVerdict",
     "assess_ranking",
     "decide",
-    "weighted_average_precision",
 ]
 
 # Exit code of `metasignal fit` when the committee shows no evidence of skill.
@@ -62,22 +62,6 @@ class NoSkillError(MetasignalError):
     def __init__(self, message: str, report: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.report = report
-
-
-def weighted_average_precision(
-    y_sorted: NDArray[np.floating], weights: NDArray[np.floating], run_ends: NDArray[np.int64]
-) -> float:
-    """Average precision of labels in descending-score order, each row counted ``weights`` times.
-
-    ``run_ends`` are the last indices of runs of tied scores (a tie is one threshold), so
-    with unit weights this equals ``sklearn.metrics.average_precision_score``.
-    """
-    tp = np.cumsum(weights * y_sorted)[run_ends]
-    traded = np.cumsum(weights)[run_ends]
-    if tp[-1] <= 0:
-        return float("nan")
-    precision = np.divide(tp, traded, out=np.zeros_like(tp), where=traded > 0)
-    return float((np.diff(tp, prepend=0.0) / tp[-1] * precision).sum())
 
 
 def _hits(ends: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -182,8 +166,7 @@ def assess_ranking(
     order = np.argsort(-scores, kind="stable")
     s_desc = scores[order]
     run_ends = np.append(np.flatnonzero(s_desc[1:] != s_desc[:-1]), n - 1)
-    y_sorted = y[order].astype(np.float64)
-    observed = weighted_average_precision(y_sorted, np.ones(n), run_ends)
+    observed = average_precision(y, scores)
     base_rate = float(y.mean())
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
