@@ -181,3 +181,14 @@ def test_trainer_service_never_publishes_a_candidate_without_skill(
     counted = trainer.metrics.skill_refusals.labels(reason="no_ranking_skill")._value.get()
     assert counted == 1
     assert trainer.metrics.refusals._value.get() == 0
+
+
+def test_html_report_leads_with_the_verdict() -> None:
+    from metasignal.trainer.report import render_html
+
+    with pytest.raises(NoSkillError) as caught:
+        fit_meta_model(committee_table(skill=0.0, seed=6), FitConfig())
+    assert caught.value.report is not None
+    page = render_html(caught.value.report)
+    verdict = page.index("<strong>Verdict</strong> no skill: no evidence of skill")
+    assert verdict < page.index("<h2>")  # before every section

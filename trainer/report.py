@@ -513,7 +513,14 @@ def _header(report: Mapping[str, Any]) -> str:
         ("Fit time", f"{fmt_num(report.get('fit_seconds'), 3)} s"),
         ("Published", _esc(report.get("published") or _DASH)),
     ]
-    out = [f"<h1>metasignal report: {_esc(name)} v{_esc(version)}</h1>", _kv_table(rows)]
+    out = [f"<h1>metasignal report: {_esc(name)} v{_esc(version)}</h1>"]
+    skill = _mapping(report.get("skill"))
+    if skill:
+        # The verdict leads: without evidence of skill no model was published.
+        style = "note" if skill.get("skilled") else "warn"
+        verdict = f"{skill.get('verdict', _DASH)}: {skill.get('reason', '')}"
+        out.append(f'<p class="{style}"><strong>Verdict</strong> {_esc(verdict)}</p>')
+    out.append(_kv_table(rows))
     fallbacks = report.get("fallbacks") or []
     if fallbacks:
         items = "".join(f"<li>{_esc(f)}</li>" for f in fallbacks)
