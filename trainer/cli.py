@@ -283,6 +283,7 @@ def command_fit(args: argparse.Namespace) -> int:
     holdout = outcome.report["holdout"]
     summary = {
         "strategy": outcome.report["strategy"],
+        "skill": outcome.report["skill"]["verdict"],
         "threshold": round(outcome.report["threshold"], 6),
         "holdout_f1": None if holdout is None else round(holdout["f1"], 4),
         "fit_seconds": round(outcome.report["fit_seconds"], 2),
