@@ -462,6 +462,23 @@ def machine_notes() -> str:
     )
 
 
+def plan_note(plan: Plan) -> list[str]:
+    """Say when the figures come from less than the full plan."""
+    if plan == FULL:
+        return []
+    name = "--reduced" if plan == REDUCED else "--quick"
+    return [
+        f"**Plan `{name}`**, not the full benchmark: synthetic rates "
+        f"{', '.join(f'{r:.1%}' for r in plan.rates)}, seeds {len(plan.seeds)}, "
+        f"{plan.n_events:,} events; {len(plan.real)} real sets; skill gate "
+        f"{plan.skill_seeds} seeds of {plan.skill_events:,} events per kind (the full plan: "
+        f"{FULL.n_events:,} events, {len(FULL.seeds)} seeds, {len(FULL.real)} real sets, "
+        f"{FULL.skill_seeds} gate seeds of {FULL.skill_events:,} events). The full plan is "
+        "too slow on the shared 2-core machine this ran on.",
+        "",
+    ]
+
+
 def render(
     *,
     command: str,
@@ -487,6 +504,7 @@ def render(
         "",
         f"Machine: {machine}",
         "",
+        *plan_note(plan),
         "Every method is fitted on the first 70 % of rows (in time order) and graded once on the "
         "last 30 % (`FitConfig(holdout=0.3, refit_all=False)`). The five strategies run through "
         "`metasignal.trainer.fit.fit_meta_model` with their default settings (F1 objective, 5 "
