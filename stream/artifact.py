@@ -111,6 +111,7 @@ class Artifact(TypedDict, total=False):
     libraries: dict[str, str]
     request: dict[str, Any]
     gate: dict[str, Any]
+    skill: dict[str, Any]  # the skill gate's evidence, and whether it was overridden
     rollback: dict[str, int]  # {"to": N, "from": M}: version N re-published as M + 1
 
 

@@ -309,16 +309,6 @@ def test_payoff_and_label_end_columns_are_never_members_and_follow_the_rows(
     )
 
 
-def test_the_previous_readers_helpers_still_answer(tmp_path: Path) -> None:
-    from metasignal.trainer.data import _as_float, _parse_time, _read_columns
-
-    columns = _read_columns(write(tmp_path, f"id,ts,a,label\nx,{T0},0.5,1\ny,{T0 + 1},0.25,0\n"))
-    assert list(columns) == ["id", "ts", "a", "label"]
-    assert _as_float(columns["id"]) is None
-    assert _as_float(columns["a"]).tolist() == [0.5, 0.25]  # type: ignore[union-attr]
-    assert _parse_time(columns["ts"], "ts").tolist() == [T0, T0 + 1]
-
-
 def test_parquet_rows_are_counted_from_one_and_timestamps_keep_their_zone(tmp_path: Path) -> None:
     path = tmp_path / "votes.parquet"
     stamps = pd.to_datetime([T0, T0 + 1000, T0 + 2000], unit="ms", utc=True)

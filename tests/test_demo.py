@@ -14,6 +14,7 @@ from metasignal.stream.transport.kafka import KafkaTransport
 from metasignal.trainer import demo
 from metasignal.trainer.cli import main
 from metasignal.trainer.demo import DemoOptions, run_demo
+from tests.streaming import wait_for
 
 
 def check_summary(summary: dict, live_events: int) -> None:
@@ -62,13 +63,23 @@ def test_no_loop_baseline_keeps_the_first_model(tmp_path: Path) -> None:
     assert summary["f1_after_drift"] == pytest.approx(summary["f1_after_drift_without_loop"])
 
 
-def demo_topics(printed: str, bootstrap: str) -> dict[str, bool]:
-    """The demo's topics (from the prefix it prints) and whether each still exists."""
+def demo_topics(printed: str, bootstrap: str, *, deleted: bool = True) -> dict[str, bool]:
+    """The demo's topics (from the prefix it prints) and whether each still exists.
+
+    A deletion the broker acknowledged reaches its metadata a moment later, so with
+    ``deleted`` the check gives it up to 30 s to show.
+    """
     (prefix,) = re.findall(r"^topics (demo-[0-9a-f]{8}\.)\* on ", printed, flags=re.MULTILINE)
     names = [spec.name for spec in topic_specs(Topics(prefix=prefix))]
     transport = KafkaTransport(bootstrap=bootstrap)
     try:
-        return {name: transport.partition_count(name) is not None for name in names}
+
+        def exists() -> dict[str, bool]:
+            return {name: transport.partition_count(name) is not None for name in names}
+
+        if deleted:
+            wait_for(lambda: not any(exists().values()), timeout=30.0, interval=0.5)
+        return exists()
     finally:
         transport.close()
 
@@ -124,7 +135,7 @@ def test_an_aborted_demo_on_a_broker_deletes_its_topics_unless_kept(
     argv = ["demo", "--events", "20000", "--no-loop", "--out", str(tmp_path)]
     argv += ["--bootstrap", kafka_bootstrap, *(["--keep-topics"] if keep else [])]
     assert main(argv) == 2
-    exists = demo_topics(capsys.readouterr().out, kafka_bootstrap)
+    exists = demo_topics(capsys.readouterr().out, kafka_bootstrap, deleted=not keep)
     assert len(exists) == 7
     assert all(exists.values()) if keep else not any(exists.values())
 

@@ -1,7 +1,9 @@
 """``metasignal``: the command line.
 
 Every user error (bad file, bad flag, refused artifact) ends as one line on
-stderr and exit code 2, never a traceback.
+stderr and exit code 2, never a traceback. ``fit`` exits with 3
+(:data:`metasignal.trainer.skill.EXIT_NO_SKILL`) when the committee shows no
+evidence of skill: the report is written, no model is.
 
 The fitting modules (the meta-model, imbalanced-learn) are imported inside the
 commands that fit, which keeps about 30 MB out of ``metasignal scorer``.
@@ -41,6 +43,7 @@ from metasignal.stream.sizing import SIZING_METHODS, SizingRule
 from metasignal.stream.transport.base import TransportError
 from metasignal.trainer.report import render_html
 from metasignal.trainer.settings import STRATEGY_CHOICES, TRAINER_SETTINGS, TrainerOptions
+from metasignal.trainer.skill import EXIT_NO_SKILL, NoSkillError
 from metasignal.trainer.thresholds import METRICS
 
 if TYPE_CHECKING:
@@ -124,6 +127,15 @@ def _add_table_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _duration(text: str) -> int:
+    from metasignal.trainer.purge import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_key_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key-file",
@@ -158,6 +170,21 @@ def _add_fit_parser(commands: Any) -> None:
     fit.add_argument("--holdout", type=float, default=0.3, help="last fraction held out (0.3)")
     fit.add_argument("--splits", type=_splits, default=5, help="walk-forward folds, >= 2 (5)")
     fit.add_argument("--gap", type=int, default=0, help="purge gap in rows between folds (0)")
+    horizon = fit.add_mutually_exclusive_group()
+    horizon.add_argument(
+        "--label-horizon",
+        type=_duration,
+        help="label window length (5d, 30min): training rows whose window reaches a "
+        "validation block or the holdout are purged",
+    )
+    horizon.add_argument("--label-end", help="column with each row's label-window end time")
+    fit.add_argument("--embargo", type=_duration, default=0, help="embargo after purge (0)")
+    fit.add_argument("--payoff", help="column: realized payoff of trading each event")
+    fit.add_argument(
+        "--allow-no-skill",
+        action="store_true",
+        help="publish even without evidence of skill (recorded in the artifact)",
+    )
     fit.add_argument("--C", dest="C", type=_positive_float, default=0.1, help="inverse L2 (0.1)")
     fit.add_argument("--raw-scores", action="store_true", help="members emit unbounded scores")
     fit.add_argument("--strict", action="store_true", help="refuse unsorted time")
@@ -331,6 +358,8 @@ def command_fit(args: argparse.Namespace) -> int:
         entity=args.entity,
         timezone=args.timezone,
         time_unit=args.time_unit,
+        payoff=args.payoff,
+        label_end=args.label_end,
         raw_scores=args.raw_scores,
         strict=args.strict,
     )
@@ -343,11 +372,17 @@ def command_fit(args: argparse.Namespace) -> int:
         "; ".join(f"{name} ({why})" for name, why in left_out.items()) or "none",
     )
     log.info("time: %s", table.source.time_statement)
-    outcome = fit_meta_model(table, _fit_config(args))
+    try:
+        outcome = fit_meta_model(table, _fit_config(args))
+    except NoSkillError as exc:
+        write_outputs(args.out, None, exc.report or {})
+        print(f"metasignal: error: {exc}", file=sys.stderr)
+        return EXIT_NO_SKILL
     write_outputs(args.out, sign_artifact(outcome.artifact, key), outcome.report)
     holdout = outcome.report["holdout"]
     summary = {
         "strategy": outcome.report["strategy"],
+        "skill": outcome.report["skill"]["verdict"],
         "threshold": round(outcome.report["threshold"], 6),
         "holdout_f1": None if holdout is None else round(holdout["f1"], 4),
         "fit_seconds": round(outcome.report["fit_seconds"], 2),
@@ -378,6 +413,7 @@ def _fit_config(args: argparse.Namespace) -> FitConfig:
             "fraction": args.kelly_fraction,
             "payoff_ratio": args.payoff_ratio,
         },
+        allow_no_skill=args.allow_no_skill,
         estimator={
             "strategy": args.strategy,
             "metric": args.metric,
@@ -388,16 +424,22 @@ def _fit_config(args: argparse.Namespace) -> FitConfig:
             "cost": args.cost,
             "n_splits": args.splits,
             "gap": args.gap,
+            "label_horizon": args.label_horizon,
+            "embargo": args.embargo,
             "C": args.C,
             "kind": "raw" if args.raw_scores else "probability",
         },
     )
 
 
-def write_outputs(out: Path, artifact: Artifact, report: dict[str, Any]) -> None:
+def write_outputs(out: Path, artifact: Artifact | None, report: dict[str, Any]) -> None:
+    """The report, and the artifact unless none is published (a stale one is removed)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "model.json").write_text(dumps_artifact(artifact), encoding="utf-8")
+        if artifact is None:
+            (out / "model.json").unlink(missing_ok=True)
+        else:
+            (out / "model.json").write_text(dumps_artifact(artifact), encoding="utf-8")
         (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         (out / "report.html").write_text(render_html(report), encoding="utf-8")
     except OSError as exc:

@@ -746,35 +746,3 @@ def load_table(
         payoff=payoffs,
         label_end_ms=ends,
     )
-
-
-# -- the previous reader's helpers ------------------------------------------------------
-# Kept so that code written against the hand-written reader (a dict of column arrays) keeps
-# working; new code reads side columns with load_table(payoff=..., label_end=...).
-
-
-def _read_columns(path: str | Path) -> dict[str, np.ndarray]:
-    """Every column of a file as an array, by name."""
-    frame = read_frame(path).frame
-    return {name: frame[name].to_numpy() for name in frame.columns}
-
-
-def _as_float(values: np.ndarray) -> np.ndarray | None:
-    """float64 values, or None for a column that is not numeric."""
-    series = pd.Series(values)
-    if not (_is_numeric(series) or _looks_numeric(series)):
-        return None
-    try:
-        return _numbers(series, "column", _default_rows)
-    except DataError:
-        return None
-
-
-def _parse_time(values: np.ndarray, column: str) -> np.ndarray:
-    """UTC epoch ms of a time column read with the defaults (UTC, epoch ms)."""
-    series = pd.Series(values)
-    return parse_times(series, column, timezone="UTC", unit="ms", rows=_default_rows)[0]
-
-
-def _default_rows(index: int) -> str:
-    return f"row {index + 2}"

@@ -1,9 +1,15 @@
 """From a vote table to a published artifact and an honest report.
 
-The last ``holdout`` fraction of rows (by time) is set aside first. Everything
-that is tuned (strategy, calibration, threshold) is chosen by walk-forward
-validation on the earlier rows only; the holdout is touched once, to report.
-The published model is then refitted on every row with those tuned settings.
+The last ``holdout`` fraction of rows (by time, cut between two distinct
+timestamps) is set aside first; training rows whose label window reaches the
+holdout are purged (and embargoed). Everything that is tuned (strategy,
+calibration, threshold) is chosen by walk-forward validation on the earlier
+rows only; the holdout is touched once, to report. The skill gate
+(:mod:`metasignal.trainer.skill`) then decides from the out-of-fold evidence:
+without evidence of skill no model is published (:class:`NoSkillError`, which
+carries the report) unless ``allow_no_skill`` overrides it, and the artifact
+records the override. The published model is refitted on every row with the
+tuned settings.
 """
 
 from __future__ import annotations
@@ -25,8 +31,14 @@ from metasignal.stream.sizing import SizingRule, resolve_sizing
 from metasignal.trainer.calibration import brier_score, reliability_curve
 from metasignal.trainer.data import DataError, VoteTable, input_summary, load_table
 from metasignal.trainer.meta_model import MetaModelClassifier
+from metasignal.trainer.metrics import decision_metrics
+from metasignal.trainer.pnl import pnl_report
+from metasignal.trainer.purge import purge_mask, snap_cut, time_blocks
 from metasignal.trainer.report import holdout_warnings
-from metasignal.trainer.thresholds import average_precision, confusion_at
+from metasignal.trainer.resample import DEFAULT_BLOCKS
+from metasignal.trainer.skill import NoSkillError
+from metasignal.trainer.thresholds import average_precision
+from metasignal.trainer.uncertainty import holdout_intervals, threshold_interval
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,6 +57,7 @@ class FitConfig:
     model_name: str = "meta"
     model_version: int = 1
     missing_policy: str = "impute"
+    allow_no_skill: bool = False
     estimator: dict[str, Any] = field(default_factory=dict)
     # The position-sizing rule (metasignal.stream.sizing.resolve_sizing's spec).
     sizing: dict[str, Any] = field(default_factory=lambda: {"method": "probability"})
@@ -55,6 +68,72 @@ class FitOutcome:
     artifact: Artifact
     report: dict[str, Any]
     model: MetaModelClassifier
+
+
+@dataclass(frozen=True)
+class Period:
+    """Rows of one period (index into the table) with their aligned side columns."""
+
+    index: np.ndarray
+    votes: np.ndarray
+    labels: np.ndarray
+    times: np.ndarray
+    label_end: np.ndarray | None
+    payoff: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def positives(self) -> int:
+        return int(self.labels.sum())
+
+
+def _period(
+    table: VoteTable, index: np.ndarray, label_end: np.ndarray | None, payoff: np.ndarray | None
+) -> Period:
+    return Period(
+        index=index,
+        votes=table.votes[index],
+        labels=table.labels[index],
+        times=table.time_ms[index],
+        label_end=None if label_end is None else label_end[index],
+        payoff=None if payoff is None else payoff[index],
+    )
+
+
+def split_periods(
+    table: VoteTable,
+    holdout: float,
+    *,
+    label_end: np.ndarray | None,
+    embargo: int,
+    payoff: np.ndarray | None,
+) -> tuple[Period, Period, dict[str, int]]:
+    """Training period and holdout, cut at a time boundary, the training period purged.
+
+    Training rows whose label window ``[t, end]`` overlaps the holdout (widened by the
+    embargo) are dropped: their labels were decided by holdout-period prices.
+    """
+    n = len(table)
+    cut = snap_cut(table.time_ms, n - math.ceil(n * holdout)) if holdout > 0 else n
+    train_index = np.arange(cut)
+    purged = embargoed = 0
+    if label_end is not None and cut < n:
+        p, e = purge_mask(
+            table.time_ms[:cut],
+            label_end[:cut],
+            int(table.time_ms[cut]),
+            int(table.time_ms[-1]),
+            embargo,
+        )
+        purged, embargoed = int(p.sum()), int(e.sum())
+        train_index = train_index[~(p | e)]
+    return (
+        _period(table, train_index, label_end, payoff),
+        _period(table, np.arange(cut, n), label_end, payoff),
+        {"holdout_purged": purged, "holdout_embargoed": embargoed},
+    )
 
 
 def library_versions() -> dict[str, str]:
@@ -78,20 +157,17 @@ def min_positives(n_splits: int) -> int:
 
 def holdout_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
     """The report's block for a period the model never saw while being tuned."""
-    tp, fp, fn, _ = confusion_at(y, p, threshold)
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    decided = decision_metrics(y, p, threshold)
     positives = int(y.sum())
     return {
-        "f1": f1,
-        "precision": precision,
-        "recall": recall,
+        "f1": decided["f1"],
+        "precision": decided["precision"],
+        "recall": decided["recall"],
         "pr_auc": average_precision(y, p) if positives else None,
         "brier": brier_score(y, p),
         "n": len(y),
         "positives": positives,
-        "predicted_positives": tp + fp,
+        "predicted_positives": decided["predicted_positives"],
         "observed_rate": float(y.mean()) if len(y) else None,
         "expected_rate": float(p.mean()) if len(y) else None,
         "threshold": threshold,
@@ -134,14 +210,11 @@ def build_plots(
     }
     if len(y_ho) and y_ho.sum():
         recall, precision = _pr_curve(y_ho, p_ho)
-        tp, fp, fn, _ = confusion_at(y_ho, p_ho, model.threshold_)
+        chosen = decision_metrics(y_ho, p_ho, model.threshold_)
         plots["pr_curve"] = {
             "recall": _downsample(recall)[0],
             "precision": _downsample(precision)[0],
-            "chosen": {
-                "recall": tp / (tp + fn) if tp + fn else 0.0,
-                "precision": tp / (tp + fp) if tp + fp else 0.0,
-            },
+            "chosen": {"recall": chosen["recall"], "precision": chosen["precision"]},
             "source": "holdout",
         }
         predicted, observed, count = reliability_curve(y_ho, p_ho)
@@ -179,12 +252,20 @@ def fit_meta_model(
     timezone: str = "UTC",
     time_unit: str = "ms",
     strict: bool = False,
+    payoff: np.ndarray | None = None,
+    label_end: np.ndarray | None = None,
 ) -> FitOutcome:
     """Tune on the training period, report on the holdout, publish a refit on all rows.
 
     ``data`` is a :class:`VoteTable`, or a pandas DataFrame or CSV/Parquet path read by
     :func:`metasignal.trainer.data.load_table` with ``label``, ``time`` and the other
     keywords (``fit_meta_model(df, label="y", time="ts", entity="ticker")``).
+
+    ``payoff`` (realized payoff of trading each row) and ``label_end`` (each row's
+    label-window end, epoch ms), aligned with the table's rows, default to the table's own
+    ``payoff`` and ``label_end_ms`` columns. Raises :class:`NoSkillError` (carrying the
+    report) when the committee shows no evidence of skill and ``config.allow_no_skill`` is
+    off.
     """
     config = config or FitConfig()
     read = {"members": members, "entity": entity, "timezone": timezone, "time_unit": time_unit}
@@ -193,56 +274,86 @@ def fit_meta_model(
         if isinstance(data, VoteTable)
         else _read_table(data, config, label, time, strict=strict, **read)
     )
+    payoff = table.payoff if payoff is None else payoff
+    label_end = table.label_end_ms if label_end is None else label_end
     started = perf_counter()
     if not 0.0 <= config.holdout < 0.9:
         raise DataError(f"--holdout must lie in [0, 0.9), got {config.holdout}")
-    n = len(table)
-    n_holdout = math.ceil(n * config.holdout)
-    train, hold = table.rows(0, n - n_holdout), table.rows(n - n_holdout, n)
     estimator = MetaModelClassifier(**config.estimator)
-    # Checked before the (long) fit: a bad sizing flag should not cost a fit.
+    # Checked first: a bad sizing flag should cost neither a fit nor a data check.
     objective = estimator.objective
     profit = (objective.gain, objective.cost) if objective.metric == "profit" else None
     try:
-        sizing = resolve_sizing(config.sizing, gain_cost=profit)
+        resolve_sizing(config.sizing, payoff=payoff, labels=table.labels, gain_cost=profit)
     except ValueError as exc:
         raise DataError(str(exc)) from None
-    needed = min_positives(estimator.n_splits)
-    if train.positives < needed:
-        raise DataError(
-            f"only {train.positives} positives in the training period; {estimator.n_splits} "
-            f"walk-forward folds need at least {needed} (lower --splits or --holdout)"
-        )
-    if len(set(train.labels.tolist())) < 2:
-        raise DataError("the training period holds a single class")
+    try:
+        ends = estimator.label_end(table.time_ms, label_end)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    if payoff is not None and (len(payoff) != len(table) or not np.isfinite(payoff).all()):
+        raise DataError("the payoff column must hold one finite number per row")
+    train, hold, holdout_purge = split_periods(
+        table, config.holdout, label_end=ends, embargo=int(estimator.embargo), payoff=payoff
+    )
+    _check_training_period(train, estimator.n_splits)
+    # Kelly's payoff ratio comes from the training period's payoffs only.
+    sizing = resolve_sizing(
+        config.sizing, payoff=train.payoff, labels=train.labels, gain_cost=profit
+    )
     log.info(
-        "training period: %d rows, %d positives (%.2f%%); holdout: %d rows",
+        "training period: %d rows, %d positives (%.2f%%), %d purged; holdout: %d rows",
         len(train),
         train.positives,
         100 * train.positives / len(train),
+        holdout_purge["holdout_purged"] + holdout_purge["holdout_embargoed"],
         len(hold),
     )
     try:
-        model = estimator.fit(train.votes, train.labels)
+        model = estimator.fit(
+            train.votes,
+            train.labels,
+            times=train.times,
+            label_end=train.label_end,
+            payoff=train.payoff,
+        )
     except ValueError as exc:
         raise DataError(str(exc)) from None
     evidence = model.walk_forward_[model.strategy_]
     y_oof = train.labels[evidence.oof_index]
     p_ho = model.predict_proba(hold.votes)[:, 1] if len(hold) else np.array([])
-    holdout = holdout_metrics(hold.labels, p_ho, model.threshold_) if len(hold) else None
+    holdout = _holdout_block(hold, p_ho, model.threshold_) if len(hold) else None
     plots = build_plots(model, y_oof, evidence.oof_scores, hold.labels, p_ho)
     sizes = sizing_summary(sizing, p_ho, model.threshold_)
-    published = model.refit(table.votes, table.labels) if config.refit_all and len(hold) else model
-    fit_seconds = perf_counter() - started
+    skill = model.skill_.to_dict()
+    skill["overridden"] = not model.skill_.skilled and config.allow_no_skill
+    if skill["overridden"]:
+        skill["verdict"] = "no skill (overridden by --allow-no-skill)"
     validation = {
         "metric": model.metric,
         "chosen": evidence.summary(),
         "strategies": {name: r.summary() for name, r in model.walk_forward_.items()},
         "oof_brier": brier_score(y_oof, evidence.oof_scores),
+        "threshold_uncertainty": _threshold_uncertainty(model, train),
+        "purge": {
+            "label_horizon_ms": model.label_horizon,
+            "label_end_column": label_end is not None,
+            "embargo_ms": int(model.embargo),
+            **holdout_purge,
+            "folds": evidence.folds,
+        },
     }
+    if train.payoff is not None:
+        validation["pnl"] = pnl_report(
+            train.payoff[evidence.oof_index],
+            evidence.oof_scores >= model.threshold_,
+            train.times[evidence.oof_index],
+            n_resamples=200,
+        )
+    published = model.refit(table.votes, table.labels) if config.refit_all and len(hold) else model
     refit_note = (
-        f"published model refitted on all {n} rows (training period + holdout) with the "
-        "strategy, calibration map and threshold tuned on the training period; holdout "
+        f"published model refitted on all {len(table)} rows (training period + holdout) with "
+        "the strategy, calibration map and threshold tuned on the training period; holdout "
         "figures come from the model fitted on the training period only"
         if published is not model
         else "published model is the one fitted on the training period"
@@ -256,9 +367,12 @@ def fit_meta_model(
         holdout=holdout,
         sizing=sizing,
     )
+    artifact["skill"] = skill
     coef, intercept = published.linear_parameters()
     report = {
+        "skill": skill,
         "model": artifact["model"],
+        "published": refit_note,
         "strategy": model.strategy_,
         "strategy_reason": model.strategy_reason_,
         "fallbacks": published.fallbacks_,
@@ -272,25 +386,28 @@ def fit_meta_model(
             "rows": len(train),
             "positives": train.positives,
             "positive_rate": model.positive_rate_,
-            "start": iso_ms(int(train.time_ms[0])),
-            "end": iso_ms(int(train.time_ms[-1])),
+            "start": iso_ms(int(train.times[0])),
+            "end": iso_ms(int(train.times[-1])),
         },
         "holdout_period": {
-            "start": iso_ms(int(hold.time_ms[0])),
-            "end": iso_ms(int(hold.time_ms[-1])),
+            "start": iso_ms(int(hold.times[0])),
+            "end": iso_ms(int(hold.times[-1])),
         }
         if len(hold)
         else None,
-        "published": refit_note,
         "member_weights": dict(zip(table.members, coef.tolist(), strict=True)),
         "intercept": intercept,
         "calibration": model.calibration_.to_dict(),
         "sizing": sizes,
         "plots": plots,
-        "fit_seconds": fit_seconds,
+        "fit_seconds": perf_counter() - started,
         "libraries": artifact["libraries"],
         "input": input_summary(table),
     }
+    if not (skill["skilled"] or skill["overridden"]):
+        refused = f"no model published: {model.skill_.reason}"
+        report["published"] = refused
+        raise NoSkillError(refused, report=report)
     return FitOutcome(artifact=artifact, report=report, model=published)
 
 
@@ -305,6 +422,48 @@ def _read_table(
         raise DataError("reading a DataFrame or file needs label= and time= column names")
     raw = config.estimator.get("kind") == "raw"
     return load_table(data, label=label, time=time, raw_scores=raw, **read)
+
+
+def _check_training_period(train: Period, n_splits: int) -> None:
+    needed = min_positives(n_splits)
+    if train.positives < needed:
+        raise DataError(
+            f"only {train.positives} positives in the training period; {n_splits} "
+            f"walk-forward folds need at least {needed} (lower --splits or --holdout)"
+        )
+    if len(set(train.labels.tolist())) < 2:
+        raise DataError("the training period holds a single class")
+
+
+def _holdout_block(hold: Period, p_ho: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Holdout metrics with block-bootstrap intervals (and PnL with a payoff)."""
+    block = holdout_metrics(hold.labels, p_ho, threshold)
+    blocks = time_blocks(hold.times, DEFAULT_BLOCKS)
+    block["intervals"] = holdout_intervals(hold.labels, p_ho, threshold, blocks)
+    if hold.payoff is not None:
+        block["pnl"] = pnl_report(hold.payoff, p_ho >= threshold, hold.times, n_resamples=200)
+    return block
+
+
+def _threshold_uncertainty(model: MetaModelClassifier, train: Period) -> dict[str, Any]:
+    """Fold spread and a block-bootstrap interval of the threshold (out-of-fold scores)."""
+    evidence = model.walk_forward_[model.strategy_]
+    folds = np.asarray(evidence.fold_thresholds, dtype=np.float64)
+    index = evidence.oof_index
+    low, high = threshold_interval(
+        model.objective,
+        train.labels[index],
+        evidence.oof_scores,
+        time_blocks(train.times[index], DEFAULT_BLOCKS),
+        None if train.payoff is None else train.payoff[index],
+    )
+    return {
+        "threshold": model.threshold_,
+        "fold_min": float(folds.min()),
+        "fold_max": float(folds.max()),
+        "fold_std": float(folds.std(ddof=1)) if folds.size > 1 else 0.0,
+        "bootstrap_interval": [low, high],
+    }
 
 
 def build_artifact(

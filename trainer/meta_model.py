@@ -31,7 +31,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from metasignal.trainer.objective import Objective
 from metasignal.trainer.preprocessing import LogitStandardizer
-from metasignal.trainer.selection import ANCHOR, guard_choice, select_best
+from metasignal.trainer.selection import ANCHOR, beats_abstain, guard_choice, select_best
+from metasignal.trainer.skill import (
+    DEFAULT_ALPHA,
+    DEFAULT_PERMUTATIONS,
+    SkillVerdict,
+    assess_ranking,
+    decide,
+)
 from metasignal.trainer.strategies import (
     META_STRATEGIES,
     SELECTABLE,
@@ -57,6 +64,15 @@ class MetaModelClassifier(ClassifierMixin, BaseEstimator):
         The threshold objective (:class:`metasignal.trainer.objective.Objective`).
     n_splits, gap
         Walk-forward folds and purge gap (rows) inside the training period.
+    label_horizon, embargo
+        Label-window length and embargo, in the units of ``times`` given to :meth:`fit`
+        (milliseconds in the trainer): training rows whose ``[t, t + label_horizon]``
+        reaches a validation block widened by ``embargo`` are purged
+        (:mod:`metasignal.trainer.purge`). A per-row ``label_end`` passed to :meth:`fit`
+        replaces the horizon.
+    skill_alpha, skill_permutations
+        The skill gate (:mod:`metasignal.trainer.skill`): significance level and number
+        of rotations of its permutation test.
     kind, clip_eps
         Vote preprocessing (:class:`metasignal.trainer.preprocessing.LogitStandardizer`).
     C, solver, max_iter, random_state, smote_ratio, k_neighbors, focal_gamma,
@@ -76,6 +92,10 @@ class MetaModelClassifier(ClassifierMixin, BaseEstimator):
         cost: float = 1.0,
         n_splits: int = 5,
         gap: int = 0,
+        label_horizon: int | None = None,
+        embargo: int = 0,
+        skill_alpha: float = DEFAULT_ALPHA,
+        skill_permutations: int = DEFAULT_PERMUTATIONS,
         kind: str = "probability",
         clip_eps: float = 1e-6,
         C: float = 0.1,
@@ -98,6 +118,10 @@ class MetaModelClassifier(ClassifierMixin, BaseEstimator):
         self.cost = cost
         self.n_splits = n_splits
         self.gap = gap
+        self.label_horizon = label_horizon
+        self.embargo = embargo
+        self.skill_alpha = skill_alpha
+        self.skill_permutations = skill_permutations
         self.kind = kind
         self.clip_eps = clip_eps
         self.C = C
@@ -167,7 +191,34 @@ class MetaModelClassifier(ClassifierMixin, BaseEstimator):
         choices = ", ".join((*META_STRATEGIES, *SELECTABLE))
         raise ValueError(f"unknown strategy {self.strategy!r}; choose from {choices}")
 
-    def fit(self, X: Any, y: Any) -> MetaModelClassifier:
+    def label_end(self, times: np.ndarray, label_end: Any = None) -> np.ndarray | None:
+        """Each row's label-window end: given, ``times + label_horizon``, or None (no purge)."""
+        if label_end is not None:
+            ends = np.asarray(label_end, dtype=np.int64)
+            if ends.shape != times.shape:
+                raise ValueError("label_end must have one value per row")
+            if (ends < times).any():
+                raise ValueError("a label window ends before its event time (label_end < time)")
+            return ends
+        if self.label_horizon is not None:
+            return times + int(self.label_horizon)
+        return times.copy() if self.embargo else None
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        times: Any = None,
+        label_end: Any = None,
+        payoff: Any = None,
+    ) -> MetaModelClassifier:
+        """Walk-forward evaluation, choice, refit on all rows and the skill verdict.
+
+        ``times`` (sorted; default the row number) cut folds at time boundaries;
+        ``label_end`` or ``label_horizon`` purge; ``payoff`` is the realized payoff of
+        trading each row, which ``metric="profit"`` then sums.
+        """
         objective = self.objective
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
         check_classification_targets(y)
@@ -179,6 +230,14 @@ class MetaModelClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, encoded = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError("the meta-model needs trades and non-trades; y holds only one class")
+        time_index = (
+            np.arange(len(encoded), dtype=np.int64)
+            if times is None
+            else np.asarray(times, dtype=np.int64)
+        )
+        if time_index.shape != encoded.shape or (np.diff(time_index) < 0).any():
+            raise ValueError("times must hold one sorted value per row")
+        payoff_values = None if payoff is None else np.asarray(payoff, dtype=np.float64)
         positive_rate = float(encoded.mean())
         candidates, reason = self._candidates(positive_rate)
         self.walk_forward_: dict[str, WalkForwardResult] = {}
@@ -192,27 +251,52 @@ class MetaModelClassifier(ClassifierMixin, BaseEstimator):
                 objective=objective,
                 n_splits=self.n_splits,
                 gap=self.gap,
+                times=time_index,
+                label_end=self.label_end(time_index, label_end),
+                embargo=int(self.embargo),
+                payoff=payoff_values,
             )
+        chosen, reason = self._choose(candidates, reason)
+        evidence = self.walk_forward_[chosen]
+        self.strategy_ = chosen
+        self.positive_rate_ = positive_rate
+        self.calibration_ = evidence.calibration
+        self.threshold_ = evidence.threshold
+        self.skill_ = self._assess_skill(evidence, encoded, time_index)
+        if not self.skill_.beats_abstain and self.strategy in ("auto", "select"):
+            reason = f"{reason}; {self.skill_.abstain_detail}: no strategy should trade"
+        self.strategy_reason_ = reason
+        log.info("refitting %s on all %d training rows", chosen, len(encoded))
+        self.pipeline_ = self.make_pipeline(chosen).fit(X, encoded)
+        self.fallbacks_ = evidence.fallbacks + estimator_fallbacks(self.pipeline_[-1])
+        return self
+
+    def _choose(self, candidates: list[str], reason: str) -> tuple[str, str]:
         chosen = candidates[0]
         if self.strategy == "select":
-            chosen, reason = select_best(self.walk_forward_)
-        elif self.strategy == "auto" and len(candidates) > 1:
+            return select_best(self.walk_forward_)
+        if self.strategy == "auto" and len(candidates) > 1:
             guard, verdict = guard_choice(
                 chosen,
                 self.walk_forward_[chosen].fold_values,
                 self.walk_forward_[ANCHOR].fold_values,
             )
-            chosen, reason = guard, f"{reason}; {verdict}"
-        evidence = self.walk_forward_[chosen]
-        self.strategy_ = chosen
-        self.strategy_reason_ = reason
-        self.positive_rate_ = positive_rate
-        self.calibration_ = evidence.calibration
-        self.threshold_ = evidence.threshold
-        log.info("refitting %s on all %d training rows", chosen, len(encoded))
-        self.pipeline_ = self.make_pipeline(chosen).fit(X, encoded)
-        self.fallbacks_ = evidence.fallbacks + estimator_fallbacks(self.pipeline_[-1])
-        return self
+            return guard, f"{reason}; {verdict}"
+        return chosen, reason
+
+    def _assess_skill(
+        self, evidence: WalkForwardResult, encoded: np.ndarray, times: np.ndarray
+    ) -> SkillVerdict:
+        """The skill gate on the chosen strategy's out-of-fold evidence."""
+        ranking = assess_ranking(
+            encoded[evidence.oof_index],
+            evidence.oof_scores,
+            times[evidence.oof_index],
+            n_permutations=self.skill_permutations,
+            seed=self.random_state,
+        )
+        ok, detail = beats_abstain(evidence.fold_values, evidence.abstain_values)
+        return decide(ranking, alpha=self.skill_alpha, beats_abstain=ok, abstain_detail=detail)
 
     def refit(self, X: Any, y: Any) -> MetaModelClassifier:
         """A copy refitted on ``X, y`` with this model's tuned strategy, calibration and threshold.

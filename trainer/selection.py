@@ -6,6 +6,8 @@ Examples
 'optimal_threshold'
 >>> guard_choice("focal_loss", [0.40, 0.42, 0.41], [0.40, 0.41, 0.42])[0]
 'focal_loss'
+>>> beats_abstain([0.02, -0.01, 0.01], [0.0, 0.0, 0.0])[0]
+False
 """
 
 from __future__ import annotations
@@ -17,6 +19,24 @@ import numpy as np
 from metasignal.trainer.walk_forward import WalkForwardResult
 
 ANCHOR = "optimal_threshold"
+ABSTAIN = "abstain"
+
+
+def beats_abstain(values: Sequence[float], abstain_values: Sequence[float]) -> tuple[bool, str]:
+    """Whether trading beats never trading by more than fold noise.
+
+    ``abstain_values`` are the objective of never trading on each fold (0 for F1,
+    precision, recall and profit). The test is the one :func:`select_best` applies
+    against the anchor: the mean paired fold difference must exceed its standard
+    deviation, otherwise abstention is as good and no model should trade.
+    """
+    diff = np.asarray(values, dtype=np.float64) - np.asarray(abstain_values, dtype=np.float64)
+    mean = float(diff.mean())
+    noise = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+    evidence = f"mean fold value {mean:+.4f} over {ABSTAIN} (never trade), fold noise {noise:.4f}"
+    if mean > noise:
+        return True, f"beats {ABSTAIN}: {evidence}"
+    return False, f"{ABSTAIN} (never trade) is as good: {evidence}"
 
 
 def guard_choice(

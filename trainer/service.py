@@ -5,7 +5,9 @@ so exactly one trainer is active and a standby takes over when it dies. For
 each request it takes the recent window of joined rows from ``training``,
 re-tunes the champion (calibration intercept and threshold) or retrains it,
 and compares candidate and champion on the most recent rows the candidate was
-not fitted on. A candidate that is not worse is published to ``models``.
+not fitted on. A candidate without evidence of skill on those rows is never
+published (:func:`gate_skill`, counted by reason); one that is not worse than
+the champion is published to ``models``.
 
 Publishing the artifact and committing the request's offset happen in one
 Kafka transaction: a trainer killed mid-request leaves nothing behind, and the
@@ -52,6 +54,8 @@ from metasignal.trainer.fit import FitConfig, build_artifact, holdout_metrics
 from metasignal.trainer.meta_model import MetaModelClassifier
 from metasignal.trainer.objective import Objective
 from metasignal.trainer.settings import TRAINER_SETTINGS, TrainerOptions
+from metasignal.trainer.skill import DEFAULT_ALPHA, SkillVerdict, assess_ranking, decide
+from metasignal.trainer.walk_forward import abstain_value
 
 __all__ = ["TRAINER_SETTINGS", "TrainerMetrics", "TrainerOptions", "TrainerService"]
 
@@ -84,6 +88,12 @@ class TrainerMetrics:
             "metasignal_trainer_refused_records",
             "Records refused on models, control and training (any bytes), by topic and reason",
             ["topic", "reason"],
+            registry=r,
+        )
+        self.skill_refusals = Counter(
+            "metasignal_trainer_skill_refusals",
+            "Candidates refused for lack of evidence of skill on the gate rows, by reason",
+            ["reason"],
             registry=r,
         )
         self.failures = Counter(
@@ -153,6 +163,22 @@ def retune_artifact(
         "reason": f"re-tuned on {len(table)} recent joined rows (weights unchanged)",
     }
     return candidate, threshold
+
+
+def gate_skill(
+    gate: VoteTable, scores: np.ndarray, candidate_value: float, objective: Objective
+) -> SkillVerdict:
+    """The skill gate on the recent rows the candidate was not fitted on.
+
+    Its ranking must beat the base rate (rotation permutation test) and trading at its
+    threshold must beat never trading on those rows.
+    """
+    ranking = assess_ranking(gate.labels, scores, gate.time_ms)
+    abstain = abstain_value(objective, gate.labels, scores, None)
+    detail = f"gate {objective.metric} {candidate_value:.4f} vs abstain {abstain:.4f}"
+    return decide(
+        ranking, alpha=DEFAULT_ALPHA, beats_abstain=candidate_value > abstain, abstain_detail=detail
+    )
 
 
 class TrainerService:
@@ -324,6 +350,9 @@ class TrainerService:
         if verdict.outcome == "published":
             (self.metrics.retrains if kind == "retrain" else self.metrics.retunes).inc()
             self.metrics.last_success.set_to_current_time()
+        elif verdict.outcome == "refused" and verdict.gate and verdict.gate.get("skill_reason"):
+            self.metrics.skill_refusals.labels(reason=verdict.gate["skill_reason"]).inc()
+            self.metrics.last_success.set_to_current_time()
         elif verdict.outcome == "refused":
             self.metrics.refusals.inc()
             self.metrics.last_success.set_to_current_time()
@@ -412,6 +441,15 @@ class TrainerService:
             "forced": forced,
         }
         request_id = str(request["id"])
+        skill = gate_skill(gate, candidate_scores, candidate_value, objective)
+        gate_block["skill"] = skill.to_dict()
+        if not skill.skilled:
+            # Never published, not even when forced: a model without skill trades noise.
+            gate_block["skill_reason"] = (
+                "no_ranking_skill" if skill.ranking.p_value > skill.alpha else "abstain_better"
+            )
+            log.warning("request %s refused: %s", request_id, skill.reason)
+            return Verdict(request_id, "refused", f"refused: {skill.reason}", gate=gate_block), None
         if candidate_value < champion_value - options.gate_tolerance and not forced:
             detail = (
                 f"refused: candidate {options.metric} {candidate_value:.4f} < champion "
@@ -442,7 +480,7 @@ class TrainerService:
         options = self.options
         model = MetaModelClassifier(
             strategy=options.strategy, metric=options.metric, n_splits=options.splits
-        ).fit(fit_part.votes, fit_part.labels)
+        ).fit(fit_part.votes, fit_part.labels, times=fit_part.time_ms)
         config = FitConfig(
             model_name=options.model_name,
             model_version=int(champion["model"]["version"]) + 1,

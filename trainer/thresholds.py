@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from metasignal.stream import quality
+from metasignal.trainer.metrics import RTOL, Counts, MetricSpec, objective_values, sweep
 
 __all__ = [
     "METRICS",
@@ -31,9 +32,7 @@ __all__ = [
 
 METRICS: Final[tuple[str, ...]] = ("f1", "fbeta", "precision", "recall", "profit", "pr_auc")
 
-# Mathematically equal objectives, distances and bounds can differ in the last few ulps
-# depending on how they were computed; the tie rule must not depend on that.
-_RTOL: Final = 1e-12
+_RTOL: Final = RTOL
 
 _Floats = NDArray[np.float64]
 _Mask = NDArray[np.bool_]
@@ -72,17 +71,6 @@ class ThresholdResult:
 
 
 @dataclass(frozen=True)
-class _Candidates:
-    """Confusion counts at every distinct score, highest score first."""
-
-    thresholds: _Floats
-    tp: NDArray[np.int64]
-    fp: NDArray[np.int64]
-    n_pos: int
-    n_neg: int
-
-
-@dataclass(frozen=True)
 class _Options:
     metric: str
     beta: float
@@ -90,6 +78,12 @@ class _Options:
     min_precision: float
     gain: float
     cost: float
+
+    @property
+    def spec(self) -> MetricSpec:
+        return MetricSpec(
+            self.metric, self.beta, self.min_recall, self.min_precision, self.gain, self.cost
+        )
 
 
 def elkan_threshold(gain: float, cost: float) -> float:
@@ -140,7 +134,8 @@ def average_precision(y_true: ArrayLike, scores: ArrayLike) -> float:
     0.8333333333333333
     """
     y, s = _validate_data(y_true, scores)
-    _require_positives(_candidates(y, s))
+    if not y.any():
+        raise ValueError("y_true has no positive labels, so precision and recall are undefined")
     return quality.average_precision(y, s)
 
 
@@ -154,6 +149,7 @@ def threshold_curve(
     min_precision: float = 0.0,
     gain: float = 1.0,
     cost: float = 1.0,
+    payoff: ArrayLike | None = None,
 ) -> tuple[_Floats, _Floats]:
     """Objective at every distinct score, for plotting.
 
@@ -168,9 +164,10 @@ def threshold_curve(
     ([0.9, 0.8, 0.3, 0.1], [1.0, 0.0, 1.0, 0.0])
     """
     opts = _validate_options(metric, beta, min_recall, min_precision, gain, cost)
-    c = _candidates(*_validate_data(y_true, scores))
+    y, s = _validate_data(y_true, scores)
+    c = sweep(y, s, _validate_payoff(payoff, s.size))
     _require_positives(c)
-    values, allowed = _objective(c, opts)
+    values, allowed = objective_values(c, opts.spec)
     return c.thresholds, np.where(allowed, values, np.nan)
 
 
@@ -184,6 +181,7 @@ def find_optimal_threshold(
     min_precision: float = 0.0,
     gain: float = 1.0,
     cost: float = 1.0,
+    payoff: ArrayLike | None = None,
 ) -> ThresholdResult:
     """Threshold (a distinct score) that maximises ``metric``, trading iff ``score >= it``.
 
@@ -204,6 +202,10 @@ def find_optimal_threshold(
           probabilities). If no threshold makes a profit, trading is not
           profitable on this data: the result is the lowest threshold at or above Elkan's
           (the highest score if none is) with ``feasible=False``;
+          With ``payoff`` (the realized payoff of acting on each event, negative allowed)
+          profit is the summed payoff of the traded events instead; ties go to the
+          higher threshold, and when nothing is profitable the highest score is returned
+          with ``feasible=False``;
         - ``pr_auc``: ``value`` is the average precision; the threshold is F1-optimal.
     min_recall, min_precision
         Constraints in [0, 1], met within a relative tolerance of 1e-12; each is only
@@ -220,9 +222,9 @@ def find_optimal_threshold(
     """
     opts = _validate_options(metric, beta, min_recall, min_precision, gain, cost)
     y, s = _validate_data(y_true, scores)
-    c = _candidates(y, s)
+    c = sweep(y, s, _validate_payoff(payoff, s.size))
     _require_positives(c)
-    values, allowed = _objective(c, opts)
+    values, allowed = objective_values(c, opts.spec)
     i, feasible = _select(c, opts, values, allowed)
     value = quality.average_precision(y, s) if metric == "pr_auc" else float(values[i])
     tp, fp = int(c.tp[i]), int(c.fp[i])
@@ -238,35 +240,27 @@ def find_optimal_threshold(
     )
 
 
-def _objective(c: _Candidates, opts: _Options) -> tuple[_Floats, _Mask]:
-    """Objective at each candidate and the mask of candidates meeting the constraint."""
-    everywhere = np.ones(c.thresholds.size, dtype=bool)
-    if opts.metric == "fbeta":
-        return _fbeta(c, opts.beta), everywhere
-    if opts.metric == "precision":
-        return _precision(c), _recall(c) >= opts.min_recall * (1.0 - _RTOL)
-    if opts.metric == "recall":
-        return _recall(c), _precision(c) >= opts.min_precision * (1.0 - _RTOL)
-    if opts.metric == "profit":
-        return opts.gain * c.tp - opts.cost * c.fp, everywhere
-    return _fbeta(c, 1.0), everywhere  # f1, and pr_auc's threshold
-
-
-def _select(c: _Candidates, opts: _Options, values: _Floats, allowed: _Mask) -> tuple[int, bool]:
+def _select(c: Counts, opts: _Options, values: _Floats, allowed: _Mask) -> tuple[int, bool]:
     """Index of the chosen candidate and whether it is feasible."""
     if opts.metric == "profit":
         return _select_profit(c, opts, values)
     if allowed.any():
         return _first_best(values, allowed, scale=1.0), True
     # Only constrained metrics get here; fall back to the closest miss of the constraint.
-    fallback = _precision(c) if opts.metric == "recall" else _recall(c)
+    fallback = c.precision if opts.metric == "recall" else c.recall
     return _first_best(fallback, np.ones_like(allowed), scale=1.0), False
 
 
-def _select_profit(c: _Candidates, opts: _Options, profit: _Floats) -> tuple[int, bool]:
+def _select_profit(c: Counts, opts: _Options, profit: _Floats) -> tuple[int, bool]:
+    if c.payoff is not None:
+        # Realized payoffs carry no calibrated break-even prior: ties go to fewer trades.
+        scale = max(float(np.abs(profit).max()), 1e-300)
+        if profit.max() > _RTOL * scale:
+            return _first_best(profit, np.ones_like(profit, dtype=bool), scale=scale), True
+        return 0, False
     # Profits are differences of large terms, so ties are judged on the scale of the largest
     # achievable gain or loss rather than relative to the (possibly tiny) best profit.
-    profit_tol = _RTOL * (opts.gain * c.n_pos + opts.cost * c.n_neg)
+    profit_tol = _RTOL * (opts.gain * c.n_pos + opts.cost * (c.n - c.n_pos))
     elkan = elkan_threshold(opts.gain, opts.cost)
     dist_scale = max(abs(elkan), float(np.abs(c.thresholds).max()))
     if profit.max() > profit_tol:
@@ -282,38 +276,6 @@ def _first_best(values: _Floats, allowed: _Mask, *, scale: float) -> int:
     """First (= highest-threshold) allowed index within ``1e-12 * scale`` of the allowed max."""
     best = values[allowed].max()
     return int(np.flatnonzero(allowed & (values >= best - _RTOL * scale))[0])
-
-
-def _precision(c: _Candidates) -> _Floats:
-    # Never 0/0: each candidate predicts at least the samples scoring exactly at it.
-    return c.tp / (c.tp + c.fp)
-
-
-def _recall(c: _Candidates) -> _Floats:
-    return c.tp / c.n_pos
-
-
-def _fbeta(c: _Candidates, beta: float) -> _Floats:
-    # The count form stays defined (0) when tp == 0, unlike the harmonic mean of P and R.
-    b2 = beta * beta
-    return (1.0 + b2) * c.tp / ((1.0 + b2) * c.tp + b2 * (c.n_pos - c.tp) + c.fp)
-
-
-def _candidates(y: _Mask, s: _Floats) -> _Candidates:
-    order = np.argsort(s)[::-1]
-    s_desc = s[order]
-    tp = np.cumsum(y[order], dtype=np.int64)
-    # A threshold equal to a tied score admits the whole run of ties, so only the last index
-    # of each run is an achievable decision.
-    last = np.append(np.flatnonzero(s_desc[1:] != s_desc[:-1]), s.size - 1)
-    n_pos = int(tp[-1])
-    return _Candidates(
-        thresholds=s_desc[last],
-        tp=tp[last],
-        fp=last + 1 - tp[last],
-        n_pos=n_pos,
-        n_neg=s.size - n_pos,
-    )
 
 
 def _validate_data(y_true: ArrayLike, scores: ArrayLike) -> tuple[_Mask, _Floats]:
@@ -335,7 +297,18 @@ def _validate_data(y_true: ArrayLike, scores: ArrayLike) -> tuple[_Mask, _Floats
     return y.astype(bool), s
 
 
-def _require_positives(c: _Candidates) -> None:
+def _validate_payoff(payoff: ArrayLike | None, n: int) -> _Floats | None:
+    if payoff is None:
+        return None
+    values = np.asarray(payoff, dtype=np.float64)
+    if values.shape != (n,):
+        raise ValueError(f"payoff must have one value per score ({n}), got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("payoff must be finite, found NaN or inf")
+    return values
+
+
+def _require_positives(c: Counts) -> None:
     if c.n_pos == 0:
         raise ValueError("y_true has no positive labels, so precision and recall are undefined")
 

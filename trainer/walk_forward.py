@@ -1,7 +1,9 @@
 """Walk-forward validation: every tuning decision is made on later, unseen rows.
 
 Rows are time-ordered. Fold ``k`` trains on everything before its validation
-block (minus an optional purge ``gap``) and predicts the block; resampling
+block and predicts the block. Blocks are cut at time boundaries (rows sharing a
+timestamp stay together) and training rows whose label window reaches the block
+are purged, with an optional embargo (:mod:`metasignal.trainer.purge`); resampling
 happens inside the strategy's ``fit``, so only training rows are ever
 synthesised. From the out-of-fold predictions we fit the calibration map,
 choose the threshold that maximises the objective averaged over the folds (every
@@ -19,28 +21,44 @@ Examples
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 
 from metasignal.trainer.calibration import PlattCalibration, fit_platt
 from metasignal.trainer.objective import Objective
+from metasignal.trainer.purge import Fold, time_folds
 from metasignal.trainer.strategies import estimator_fallbacks
 
 log = logging.getLogger("metasignal.trainer")
 
 
 def walk_forward_splits(
-    n_rows: int, *, n_splits: int = 5, gap: int = 0
+    n_rows: int,
+    *,
+    n_splits: int = 5,
+    gap: int = 0,
+    times: np.ndarray | None = None,
+    label_end: np.ndarray | None = None,
+    embargo: int = 0,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Expanding-window ``(train_index, validation_index)`` pairs in time order."""
-    splitter = TimeSeriesSplit(n_splits=n_splits, gap=gap)
-    return [(train, val) for train, val in splitter.split(np.empty((n_rows, 1)))]
+    """Expanding-window ``(train_index, validation_index)`` pairs in time order.
+
+    Without ``times`` every row is its own time (as ``TimeSeriesSplit``).
+    """
+    folds = time_folds(
+        np.arange(n_rows) if times is None else times,
+        n_splits=n_splits,
+        gap=gap,
+        label_end=label_end,
+        embargo=embargo,
+    )
+    return [(f.train, f.validation) for f in folds]
 
 
 @dataclass
@@ -59,6 +77,8 @@ class WalkForwardResult:
     threshold_curve: dict[str, Any] = field(default_factory=dict)
     fallbacks: list[str] = field(default_factory=list)
     skipped_folds: list[int] = field(default_factory=list)
+    folds: list[dict[str, int]] = field(default_factory=list)
+    abstain_values: list[float] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -79,6 +99,10 @@ class WalkForwardResult:
             "fit_seconds": self.fit_seconds,
             "fallbacks": self.fallbacks,
             "skipped_folds": self.skipped_folds,
+            "abstain_values": self.abstain_values,
+            "folds": self.folds,
+            "purged_rows": sum(f["purged"] for f in self.folds),
+            "embargoed_rows": sum(f["embargoed"] for f in self.folds),
         }
 
 
@@ -89,21 +113,30 @@ def _best(candidates: np.ndarray, mean_curve: np.ndarray) -> float:
 
 
 def pooled_threshold(
-    objective: Objective, fold_labels: list[np.ndarray], fold_scores: list[np.ndarray]
+    objective: Objective,
+    fold_labels: list[np.ndarray],
+    fold_scores: list[np.ndarray],
+    fold_payoffs: list[np.ndarray] | None = None,
 ) -> tuple[float, list[float]]:
     """The threshold maximising the fold-averaged objective, and each fold's honest value.
 
     Fold ``k`` is graded at the threshold chosen on the other folds only.
     """
+    payoffs: list[np.ndarray | None] = (
+        list(fold_payoffs) if fold_payoffs is not None else [None] * len(fold_labels)
+    )
     candidates = np.unique(np.concatenate(fold_scores))
     curves = np.vstack(
-        [objective.curve(y, s, candidates) for y, s in zip(fold_labels, fold_scores, strict=True)]
+        [
+            objective.curve(y, s, candidates, v)
+            for y, s, v in zip(fold_labels, fold_scores, payoffs, strict=True)
+        ]
     )
     threshold = _best(candidates, curves.mean(axis=0))
     values = []
-    for k, (y, s) in enumerate(zip(fold_labels, fold_scores, strict=True)):
+    for k, (y, s, v) in enumerate(zip(fold_labels, fold_scores, payoffs, strict=True)):
         others = np.delete(curves, k, axis=0) if len(curves) > 1 else curves
-        values.append(objective.value_at(y, s, _best(candidates, others.mean(axis=0))))
+        values.append(objective.value_at(y, s, _best(candidates, others.mean(axis=0)), v))
     return threshold, values
 
 
@@ -116,52 +149,68 @@ def evaluate_strategy(
     objective: Objective,
     n_splits: int = 5,
     gap: int = 0,
+    times: np.ndarray | None = None,
+    label_end: np.ndarray | None = None,
+    embargo: int = 0,
+    payoff: np.ndarray | None = None,
 ) -> WalkForwardResult:
     """Walk-forward out-of-fold evaluation of one strategy's pipeline."""
     started = time.perf_counter()
-    folds = walk_forward_splits(len(y), n_splits=n_splits, gap=gap)
-    raw_parts, index_parts, fallbacks, skipped = [], [], [], []
-    for k, (train, val) in enumerate(folds):
-        if y[train].min() == y[train].max():
-            raise ValueError(
-                f"walk-forward fold {k + 1} trains on a single class; "
-                "the training period has too few positives early on (use fewer --splits)"
-            )
-        fold_model = clone(pipeline).fit(X[train], y[train])
-        for note in estimator_fallbacks(fold_model[-1]):
-            fallbacks.append(f"fold {k + 1}: {note}")
-        raw_parts.append(fold_model.decision_function(X[val]))
-        index_parts.append(val)
-        log.info("  %s fold %d/%d done", name, k + 1, len(folds))
+    folds = time_folds(
+        np.arange(len(y)) if times is None else times,
+        n_splits=n_splits,
+        gap=gap,
+        label_end=label_end,
+        embargo=embargo,
+    )
+    raw_parts: list[np.ndarray] = []
+    fallbacks: list[str] = []
+    for k, fold in enumerate(folds):
+        raw_parts.append(_fit_fold(name, k, len(folds), pipeline, X, y, fold, fallbacks))
     oof_raw = np.concatenate(raw_parts)
-    oof_index = np.concatenate(index_parts)
+    oof_index = np.concatenate([f.validation for f in folds])
     calibration = fit_platt(oof_raw, y[oof_index])
-    fold_labels, fold_scores, thresholds = [], [], []
-    for k, (raw, index) in enumerate(zip(raw_parts, index_parts, strict=True)):
-        labels = y[index]
+    fold_labels, fold_scores, thresholds, skipped, abstain = [], [], [], [], []
+    fold_payoffs: list[np.ndarray] = []
+    for k, (raw, fold) in enumerate(zip(raw_parts, folds, strict=True)):
+        labels = y[fold.validation]
         if labels.max() == 0:
             # No trade in this block: no threshold can be tuned or graded on it.
             skipped.append(k + 1)
             continue
         scores = calibration.transform(raw)
+        block_payoff = None if payoff is None else payoff[fold.validation]
         fold_labels.append(labels)
         fold_scores.append(scores)
-        thresholds.append(objective.find(labels, scores).threshold)
+        if block_payoff is not None:
+            fold_payoffs.append(block_payoff)
+        thresholds.append(objective.find(labels, scores, block_payoff).threshold)
+        abstain.append(abstain_value(objective, labels, scores, block_payoff))
     if not thresholds:
         raise ValueError("no walk-forward validation fold contains a positive; cannot tune")
-    threshold, fold_values = pooled_threshold(objective, fold_labels, fold_scores)
+    threshold, fold_values = pooled_threshold(
+        objective, fold_labels, fold_scores, None if payoff is None else fold_payoffs
+    )
     return WalkForwardResult(
         strategy=name,
         calibration=calibration,
         threshold=threshold,
         fold_thresholds=thresholds,
         fold_values=fold_values,
-        threshold_curve=fold_averaged_curve(objective, fold_labels, fold_scores, threshold),
+        threshold_curve=fold_averaged_curve(
+            objective,
+            fold_labels,
+            fold_scores,
+            threshold,
+            None if payoff is None else fold_payoffs,
+        ),
         oof_index=oof_index,
         oof_scores=calibration.transform(oof_raw),
         fit_seconds=time.perf_counter() - started,
         fallbacks=fallbacks,
         skipped_folds=skipped,
+        folds=[f.summary() for f in folds],
+        abstain_values=abstain,
     )
 
 
@@ -170,6 +219,7 @@ def fold_averaged_curve(
     fold_labels: list[np.ndarray],
     fold_scores: list[np.ndarray],
     threshold: float,
+    fold_payoffs: list[np.ndarray] | None = None,
     points: int = 200,
 ) -> dict[str, Any]:
     """:func:`pooled_threshold`'s curves at a sample of its candidates, for the report.
@@ -192,11 +242,51 @@ def fold_averaged_curve(
         ).clip(0, n - 1)
     )
     sample = candidates[keep]
+    payoffs: list[np.ndarray | None] = (
+        list(fold_payoffs) if fold_payoffs is not None else [None] * len(fold_labels)
+    )
     curves = np.vstack(
-        [objective.curve(y, s, sample) for y, s in zip(fold_labels, fold_scores, strict=True)]
+        [
+            objective.curve(y, s, sample, v)
+            for y, s, v in zip(fold_labels, fold_scores, payoffs, strict=True)
+        ]
     )
     return {
         "threshold": sample.tolist(),
         "value": curves.mean(axis=0).tolist(),
         "folds": curves.tolist(),
     }
+
+
+def abstain_value(
+    objective: Objective, y: np.ndarray, scores: np.ndarray, payoff: np.ndarray | None
+) -> float:
+    """The objective of never trading on a fold (for ``pr_auc``: the base rate)."""
+    if objective.metric == "pr_auc":
+        return float(np.mean(y))
+    return objective.value_at(y, scores, math.inf, payoff)
+
+
+def _fit_fold(
+    name: str,
+    k: int,
+    n_folds: int,
+    pipeline: Pipeline,
+    X: np.ndarray,
+    y: np.ndarray,
+    fold: Fold,
+    fallbacks: list[str],
+) -> np.ndarray:
+    """Fit fold ``k`` on its (purged) training rows; its raw scores on the validation block."""
+    train = fold.train
+    if train.size == 0 or y[train].min() == y[train].max():
+        raise ValueError(
+            f"walk-forward fold {k + 1} trains on a single class after purging "
+            f"{fold.purged + fold.embargoed} rows; the training period has too few positives "
+            "early on (use fewer --splits or a shorter --label-horizon/--embargo)"
+        )
+    fold_model = clone(pipeline).fit(X[train], y[train])
+    for note in estimator_fallbacks(fold_model[-1]):
+        fallbacks.append(f"fold {k + 1}: {note}")
+    log.info("  %s fold %d/%d done", name, k + 1, n_folds)
+    return np.asarray(fold_model.decision_function(X[fold.validation]))
