@@ -33,19 +33,20 @@ from metasignal.stream.metrics import MetricsServer
 from metasignal.stream.replay import read_vote_file
 from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.transport import Transport, kafka_transport
 from metasignal.stream.transport.base import TransportError
-from metasignal.stream.transport.kafka import KafkaTransport
 
 log = logging.getLogger("metasignal")
 
 TOPIC_KINDS = ("votes", "signals", "outcomes", "models", "control", "dlq", "training")
 
 
-def _kafka(args: argparse.Namespace) -> KafkaTransport:
+def _kafka(args: argparse.Namespace) -> Transport:
     if not args.bootstrap:
         raise MetasignalError("--bootstrap (or METASIGNAL_BOOTSTRAP) is required")
-    return KafkaTransport(
-        bootstrap=args.bootstrap,
+    return kafka_transport(
+        args.bootstrap,
+        client=args.kafka_client,
         client_config=kafka_client_config(args),
         replication_factor=getattr(args, "replication_factor", 1),
     )

@@ -54,8 +54,17 @@ class Setting:
         return self.type is parse_bool
 
 
+KAFKA_CLIENT = Setting(
+    "kafka_client",
+    "METASIGNAL_KAFKA_CLIENT",
+    "kafka-python",
+    "Kafka client library; confluent (librdkafka) needs the metasignal[confluent] extra",
+    choices=("kafka-python", "confluent"),
+)
+
 KAFKA_SETTINGS = (
     Setting("bootstrap", "METASIGNAL_BOOTSTRAP", None, "Kafka bootstrap servers host:port[,...]"),
+    KAFKA_CLIENT,
     Setting("topic_prefix", "METASIGNAL_TOPIC_PREFIX", "metasignal.", "prefix of every topic"),
     Setting(
         "security_protocol",
