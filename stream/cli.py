@@ -123,7 +123,10 @@ def command_scorer(args: argparse.Namespace) -> int:
     except TransportError as exc:
         raise MetasignalError(str(exc)) from None
     mode = "exactly-once" if options.exactly_once else "at-least-once"
-    log.info("scorer starting (%s) on %s, group %s", mode, args.bootstrap, options.group_id)
+    log.info(
+        "scorer starting (%s) on %s via %s, group %s",
+        mode, args.bootstrap, args.kafka_client, options.group_id,
+    )  # fmt: skip
     serve(
         service.run,
         registry=service.metrics.registry,
