@@ -133,3 +133,40 @@ def test_a_bad_confluent_setting_is_a_clear_error(setting: dict, message: str) -
     with pytest.raises(TransportError, match=message):
         transport = kafka_transport("127.0.0.1:1", client="confluent", client_config=setting)
         transport.consumer(topics=["votes"], group_id="g").close()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["scorer"],
+        ["trainer"],
+        ["publish", "model.json"],
+        ["replay", "votes.csv"],
+        ["tail", "signals"],
+        ["topics", "create"],
+        ["demo", "--bootstrap", "127.0.0.1:9092"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_every_kafka_command_takes_the_client_by_flag_or_environment(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metasignal.trainer.cli import build_parser
+
+    assert build_parser().parse_args(argv).kafka_client == "kafka-python"  # the default
+    assert build_parser().parse_args([*argv, "--kafka-client", "confluent"]).kafka_client == (
+        "confluent"
+    )
+    monkeypatch.setenv("METASIGNAL_KAFKA_CLIENT", "confluent")
+    assert build_parser().parse_args(argv).kafka_client == "confluent"
+
+
+def test_the_confluent_client_without_its_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "confluent_kafka", None)  # import fails
+    monkeypatch.delitem(sys.modules, "metasignal.stream.transport.confluent", raising=False)
+    with pytest.raises(TransportError, match=r"pip install 'metasignal\[confluent\]'"):
+        kafka_transport("127.0.0.1:1", client="confluent")

@@ -22,10 +22,11 @@ Requires the ``confluent`` extra: ``pip install 'metasignal[confluent]'``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import (
@@ -190,6 +191,23 @@ def _check_config(make: Any, config: Mapping[str, Any], what: str) -> Any:
         raise TransportError(f"cannot create Kafka {what}: {exc}") from None
 
 
+def _wait_for_leaders(admin: AdminClient, topics: Sequence[str]) -> None:
+    """Block until each topic's partitions have a leader (the controller answers the create
+    before every broker knows)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    for topic in topics:
+        while time.monotonic() < deadline:
+            entry = admin.list_topics(topic=topic, timeout=TIMEOUT_S).topics.get(topic)
+            if (
+                entry is not None
+                and entry.error is None
+                and entry.partitions
+                and all(p.leader >= 0 for p in entry.partitions.values())
+            ):
+                break
+            time.sleep(0.05)
+
+
 class ConfluentTransport:
     """Factory for librdkafka consumers and producers sharing one connection config.
 
@@ -221,17 +239,23 @@ class ConfluentTransport:
             **translate(client_config or {}),
         }
         self.replication_factor = replication_factor
-        self._admin: AdminClient | None = None
         # Refuse a misspelt or invalid property now, not at the first consumer.
-        self._admin_client()
+        with self._admin():
+            pass
 
-    def _admin_client(self) -> AdminClient:
-        if self._admin is None:
-            self._admin = _check_config(AdminClient, _for_role(self._config, "admin"), "admin")
-        return self._admin
+    @contextlib.contextmanager
+    def _admin(self) -> Iterator[AdminClient]:
+        """A short-lived admin client (admin requests are rare): one kept for the process's
+        life would queue log lines that nobody polls."""
+        admin = _check_config(AdminClient, _for_role(self._config, "admin"), "admin")
+        try:
+            yield admin
+        except KafkaException as exc:
+            raise _error(f"Kafka admin request to {self.bootstrap} failed", exc) from None
+        finally:
+            admin.poll(0)  # hand its log lines to logging
 
     def create_topics(self, specs: Sequence[TopicSpec]) -> list[str]:
-        admin = self._admin_client()
         requests = [
             NewTopic(
                 spec.name,
@@ -243,43 +267,25 @@ class ConfluentTransport:
         ]
         if not requests:
             return []
-        futures = admin.create_topics(requests, operation_timeout=TIMEOUT_S, request_timeout=60)
         created = []
-        for name, future in futures.items():
-            try:
-                future.result()
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise _error(f"cannot create topic {name}", exc) from None
-            else:
-                created.append(name)
-        self._wait_for_leaders(created)
+        with self._admin() as admin:
+            futures = admin.create_topics(requests, operation_timeout=TIMEOUT_S, request_timeout=60)
+            for name, future in futures.items():
+                try:
+                    future.result()
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise _error(f"cannot create topic {name}", exc) from None
+                else:
+                    created.append(name)
+            _wait_for_leaders(admin, created)
         return created
-
-    def _wait_for_leaders(self, topics: Sequence[str]) -> None:
-        """Block until each topic's partitions have a leader (the controller answers the create
-        before every broker knows)."""
-        deadline = time.monotonic() + TIMEOUT_S
-        for topic in topics:
-            while time.monotonic() < deadline:
-                metadata = self._admin_client().list_topics(topic=topic, timeout=TIMEOUT_S)
-                entry = metadata.topics.get(topic)
-                if (
-                    entry is not None
-                    and entry.error is None
-                    and entry.partitions
-                    and all(p.leader >= 0 for p in entry.partitions.values())
-                ):
-                    break
-                time.sleep(0.05)
 
     def partition_count(self, topic: str) -> int | None:
         # A listing of every topic: a metadata request naming one may create it on a broker
         # with auto.create.topics.enable.
-        try:
-            metadata = self._admin_client().list_topics(timeout=TIMEOUT_S)
-        except KafkaException as exc:
-            raise _error(f"cannot reach Kafka at {self.bootstrap}", exc) from None
+        with self._admin() as admin:
+            metadata = admin.list_topics(timeout=TIMEOUT_S)
         entry = metadata.topics.get(topic)
         if entry is None or entry.error is not None:
             return None
@@ -328,7 +334,7 @@ class ConfluentTransport:
         return ConfluentProducer(settings, transactional=transactional_id is not None)
 
     def close(self) -> None:
-        self._admin = None  # librdkafka tears the admin handle down when it is collected
+        """Nothing to release: each admin request has its own short-lived client."""
 
 
 class ConfluentConsumer:
