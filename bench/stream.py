@@ -751,7 +751,10 @@ def render_latency(runs: list[LatencyRun], diagnosis: list[LatencyRun], plan: Pl
         "measured 214 ms p99 on the passthrough: back-to-back transactions meet "
         "CONCURRENT_TRANSACTIONS), consumer fetch_min_bytes=1 / fetch_max_wait_ms=20 (the "
         "broker answers a fetch as soon as one record is there). The *what-if* row runs the "
-        "scorer with `ScorerOptions(track_outcomes=False)`.",
+        "scorer with `ScorerOptions(track_outcomes=False)`. The bare confluent-kafka "
+        "passthrough calls `consume(num_messages=500, timeout=0.1)`, which returns once 500 "
+        "records are there or 100 ms have passed, so at this rate it holds a vote about 50 ms; "
+        "the transport's `poll` takes whatever is queued and waits only when nothing is.",
         "",
         *table(
             [
@@ -851,7 +854,7 @@ def render_profiles(profiles: list[ProfileResult]) -> list[str]:
             f"#### {p.client}, {p.mode} ({p.reason})",
             "",
             f"cProfile of the scorer process's main thread through {p.votes:,} pre-loaded votes "
-            f"({p.wall_s:.1f} s under the profiler; kafka-python's sender thread is not in it). "
+            f"({p.wall_s:.1f} s under the profiler; the client's own threads are not in it). "
             "Top functions by own time, overall and then only the scorer's own code (`stream/`):",
             "",
             *table(
