@@ -244,6 +244,7 @@ class Bench:
         phase_timing: bool = False,
         extra_path: Path | None = None,
         scorer_options: dict[str, Any] | None = None,
+        client: str = "kafka-python",
     ) -> tuple[Worker, str]:
         """Start a worker with fresh output topics and group; returns it and its prefix."""
         run = f"{tag}-{uuid.uuid4().hex[:6]}"
@@ -252,6 +253,7 @@ class Bench:
         create_topics(self.bootstrap, [f"{prefix}signals", f"{prefix}dlq", f"{prefix}outcomes"])
         argv = [
             kind,
+            "--client", client,
             "--bootstrap", self.bootstrap,
             "--votes-topic", votes_topic or self.votes_topic,
             "--models-topic", self.models_topic,
@@ -280,13 +282,14 @@ class Bench:
 
 @dataclass(frozen=True)
 class Variant:
-    """How the workers run: as shipped, with a directory ahead of the venv on their path, or
-    with other scorer options."""
+    """How the workers run: as shipped, on another Kafka client, with a directory ahead of the
+    venv on their path, or with other scorer options."""
 
     label: str
     extra_path: Path | None = None
     scorer_options: tuple[tuple[str, Any], ...] = ()
     modes: tuple[str, ...] = MODES
+    client: str = "kafka-python"
 
 
 SHIPPED = Variant("as shipped")
@@ -334,6 +337,7 @@ def run_to_count(
     worker, prefix, seen = bench.start(
         kind, mode, count=count, tag=f"tp{rep}-{kind[:4]}-{mode[:3]}",
         extra_path=variant.extra_path, scorer_options=dict(variant.scorer_options),
+        client=variant.client,
     )  # fmt: skip
     try:
         done = worker.wait_for("done", WORKER_TIMEOUT_S, seen)
@@ -401,6 +405,7 @@ class LatencySpec:
     label: str = ""
     phase_timing: bool = False
     scorer_options: tuple[tuple[str, Any], ...] = ()
+    client: str = "kafka-python"
 
 
 @dataclass
@@ -433,6 +438,7 @@ def paced_latency(
         spec.kind, spec.mode, count=0, tag=f"lat-{spec.kind[:4]}-{spec.mode[:3]}",
         votes_topic=votes_topic, client_config=dict(spec.client_config),
         phase_timing=spec.phase_timing, scorer_options=dict(spec.scorer_options),
+        client=spec.client,
     )  # fmt: skip
     try:
         probe = KafkaConsumer(
@@ -521,13 +527,14 @@ def run_latency(
                     bench, spec, inputs, rate=rate, seconds=seconds, warmup_s=warmup_s
                 )
                 log.info(
-                    "latency %s %s %s: p50 %.1f ms p99 %.1f ms", spec.kind, spec.mode,
-                    spec.label, run.percentile(50), run.percentile(99),
+                    "latency %s %s %s %s: p50 %.1f ms p99 %.1f ms", spec.client, spec.kind,
+                    spec.mode, spec.label, run.percentile(50), run.percentile(99),
                 )  # fmt: skip
                 if run.percentile(50) <= STALL_P50_MS or attempt == 2:
                     break
                 bench.discarded.append(
-                    f"latency {spec.kind} {spec.mode} {spec.label or 'as shipped'}: "
+                    f"latency {spec.client} {spec.kind} {spec.mode} "
+                    f"{spec.label or 'as shipped'}: "
                     f"p50 {run.percentile(50):,.0f} ms, p99 {run.percentile(99):,.0f} ms"
                 )
             runs.append(run)
@@ -590,6 +597,7 @@ class ProfileRow:
 @dataclass
 class ProfileResult:
     mode: str
+    client: str
     votes: int
     wall_s: float
     top_tottime: list[ProfileRow]
@@ -620,13 +628,16 @@ def _rows(stats: pstats.Stats, n: int, *, under: str = "") -> list[ProfileRow]:
     return rows
 
 
-def run_profile(bench: Bench, mode: str, *, n_votes: int, top: int = 12) -> ProfileResult:
-    """cProfile of the scorer's main thread (the kafka-python sender thread is not in it),
+def run_profile(
+    bench: Bench, mode: str, *, n_votes: int, client: str = "kafka-python", top: int = 12
+) -> ProfileResult:
+    """cProfile of the scorer's main thread (the client's own threads are not in it),
     plus the wall time of each loop phase in the same run."""
-    path = bench.workdir / f"scorer-{mode}.prof"
+    path = bench.workdir / f"scorer-{client}-{mode}.prof"
     worker, _, seen = bench.start(
-        "scorer", mode, count=n_votes, tag=f"prof-{mode[:3]}", profile=path, phase_timing=True
-    )
+        "scorer", mode, count=n_votes, tag=f"prof-{mode[:3]}", profile=path, phase_timing=True,
+        client=client,
+    )  # fmt: skip
     try:
         done = worker.wait_for("done", WORKER_TIMEOUT_S, seen)
     finally:
@@ -634,6 +645,7 @@ def run_profile(bench: Bench, mode: str, *, n_votes: int, top: int = 12) -> Prof
     stats = pstats.Stats(str(path))
     return ProfileResult(
         mode=mode,
+        client=client,
         votes=int(done["votes"]),
         wall_s=float(done["wall_s"]),
         top_tottime=_rows(stats, top),

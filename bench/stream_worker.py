@@ -1,6 +1,7 @@
 """One consume->produce worker process for :mod:`bench.stream`: the scorer or a bare passthrough.
 
-``python -m bench.stream_worker {scorer,passthrough} --bootstrap HOST:PORT ...`` reads the
+``python -m bench.stream_worker {scorer,passthrough} --bootstrap HOST:PORT [--client
+{kafka-python,confluent}] ...`` reads the
 vote topic in a fresh consumer group and prints JSON lines on stdout:
 
 * ``{"event": "ready", ...}`` once the group has assigned it the vote partition;
@@ -30,6 +31,7 @@ from typing import Any, ClassVar
 
 import psutil
 
+from metasignal.stream.transport import KAFKA_CLIENTS
 from metasignal.stream.transport.kafka import (
     CONSUMER_DEFAULTS,
     PRODUCER_DEFAULTS,
@@ -55,6 +57,7 @@ class WorkerArgs:
     """Parsed command line (typed, so the loops below are checked)."""
 
     kind: str
+    client: str
     bootstrap: str
     votes_topic: str
     models_topic: str
@@ -194,13 +197,16 @@ def run_scorer(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
     from bench.stream_topics import BenchTopics
     from metasignal.stream.cli import freeze_startup_heap
     from metasignal.stream.scorer import Scorer, ScorerOptions
-    from metasignal.stream.transport.kafka import KafkaTransport
+    from metasignal.stream.transport import kafka_transport
 
     topics = BenchTopics(
         prefix=args.out_prefix, shared_votes=args.votes_topic, shared_models=args.models_topic
     )
-    transport = KafkaTransport(
-        bootstrap=args.bootstrap, client_id="bench-scorer", client_config=args.client_config
+    transport = kafka_transport(
+        args.bootstrap,
+        client=args.client,
+        client_id="bench-scorer",
+        client_config=args.client_config,
     )
     scorer = Scorer(
         transport=transport,
@@ -233,6 +239,13 @@ def run_scorer(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
 
 
 def run_passthrough(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
+    """The bare client the scorer runs on, forwarding votes: no scoring."""
+    if args.client == "confluent":
+        return run_confluent_passthrough(args, loop)
+    return run_kafka_python_passthrough(args, loop)
+
+
+def run_kafka_python_passthrough(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
     """Bare kafka-python: the same poll, batch, producer and commit pattern, no scoring."""
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.structs import OffsetAndMetadata
@@ -290,6 +303,73 @@ def run_passthrough(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
     return {"signals": sent, "dlq": 0}
 
 
+def run_confluent_passthrough(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
+    """Bare confluent-kafka as its users write it: ``consume`` a batch, ``produce`` each
+    record, then flush and commit (or one transaction per batch), with the settings the
+    confluent transport gives the scorer."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+    from metasignal.stream.transport import confluent
+
+    out_topic = f"{args.out_prefix}signals"
+    common = {"bootstrap.servers": args.bootstrap, "client.id": "bench-passthrough"}
+    extra = confluent.translate(args.client_config)
+    settings = {**confluent.PRODUCER_DEFAULTS, **common, **extra, **confluent.PRODUCER_GUARANTEES}
+    if args.exactly_once:
+        settings.update(confluent.TRANSACTIONAL_DEFAULTS)
+        settings["transactional.id"] = f"{args.group}-tx"
+    producer = Producer(settings)
+    if args.exactly_once:
+        producer.init_transactions()
+    consumer = Consumer(
+        {
+            **confluent.CONSUMER_DEFAULTS,
+            **common,
+            **extra,
+            **confluent.CONSUMER_GUARANTEES,
+            "group.id": args.group,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.subscribe([args.votes_topic])
+    emit("loaded", rss=loop.rss())
+    sent = 0
+    produce = producer.produce
+    try:
+        while not loop.finished():
+            messages = consumer.consume(
+                num_messages=args.batch_size, timeout=args.poll_timeout_ms / 1000
+            )
+            if not loop.ready:
+                loop.announce_ready(bool(consumer.assignment()))
+            messages = [m for m in messages if m.error() is None]
+            if not messages:
+                continue
+            if args.exactly_once:
+                producer.begin_transaction()
+            last: dict[tuple[Any, Any], Any] = {}
+            for m in messages:
+                produce(out_topic, m.value(), m.key())
+                last[(m.topic(), m.partition())] = m.offset()
+            offsets = [KafkaTopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+            if args.exactly_once:
+                producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata())
+                producer.commit_transaction()
+            else:
+                if producer.flush(30):
+                    raise SystemExit("bench worker: flush timed out")
+                consumer.commit(offsets=offsets, asynchronous=False)
+            sent += len(messages)
+            loop.after_batch(len(messages))
+        loop.end_window()
+    finally:
+        producer.flush(10)
+        consumer.close()
+    return {"signals": sent, "dlq": 0}
+
+
 class PhaseTimer:
     """Wall time of each phase of a scorer step, and of every GC pause.
 
@@ -306,6 +386,10 @@ class PhaseTimer:
         ("metasignal.stream.transport.kafka", "KafkaTransportConsumer", "commit"),
         ("metasignal.stream.transport.kafka", "KafkaTransportProducer", "flush"),
         ("metasignal.stream.transport.kafka", "KafkaTransportProducer", "commit_transaction"),
+        ("metasignal.stream.transport.confluent", "ConfluentConsumer", "poll"),
+        ("metasignal.stream.transport.confluent", "ConfluentConsumer", "commit"),
+        ("metasignal.stream.transport.confluent", "ConfluentProducer", "flush"),
+        ("metasignal.stream.transport.confluent", "ConfluentProducer", "commit_transaction"),
     )
 
     def __init__(self) -> None:
@@ -373,6 +457,7 @@ WORKERS: dict[str, Callable[[WorkerArgs, Loop], dict[str, Any]]] = {
 def parse(argv: Sequence[str] | None) -> WorkerArgs:
     parser = argparse.ArgumentParser(prog="python -m bench.stream_worker", description=__doc__)
     parser.add_argument("kind", choices=sorted(WORKERS))
+    parser.add_argument("--client", choices=KAFKA_CLIENTS, default=KAFKA_CLIENTS[0])
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--votes-topic", required=True)
     parser.add_argument("--models-topic", default="")
@@ -400,11 +485,12 @@ def parse(argv: Sequence[str] | None) -> WorkerArgs:
     parser.add_argument(
         "--client-config",
         default="{}",
-        help="JSON of extra kafka-python settings for every client (a what-if knob)",
+        help="JSON of extra client settings for every client (a what-if knob)",
     )
     ns = parser.parse_args(argv)
     return WorkerArgs(
         kind=ns.kind,
+        client=ns.client,
         bootstrap=ns.bootstrap,
         votes_topic=ns.votes_topic,
         models_topic=ns.models_topic,

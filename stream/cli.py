@@ -36,19 +36,20 @@ from metasignal.stream.options import SCORER_SETTINGS, ScorerOptions
 from metasignal.stream.replay import ReplayProgress, read_vote_file
 from metasignal.stream.scorer import Scorer
 from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.transport import Transport, kafka_transport
 from metasignal.stream.transport.base import TransportError
-from metasignal.stream.transport.kafka import KafkaTransport
 
 log = logging.getLogger("metasignal")
 
 TOPIC_KINDS = ("votes", "signals", "outcomes", "models", "control", "dlq", "training")
 
 
-def _kafka(args: argparse.Namespace) -> KafkaTransport:
+def _kafka(args: argparse.Namespace) -> Transport:
     if not args.bootstrap:
         raise MetasignalError("--bootstrap (or METASIGNAL_BOOTSTRAP) is required")
-    return KafkaTransport(
-        bootstrap=args.bootstrap,
+    return kafka_transport(
+        args.bootstrap,
+        client=args.kafka_client,
         client_config=kafka_client_config(args),
         replication_factor=getattr(args, "replication_factor", 1),
     )
@@ -143,7 +144,10 @@ def command_scorer(args: argparse.Namespace) -> int:
     except TransportError as exc:
         raise MetasignalError(str(exc)) from None
     mode = "exactly-once" if options.exactly_once else "at-least-once"
-    log.info("scorer starting (%s) on %s, group %s", mode, args.bootstrap, options.group_id)
+    log.info(
+        "scorer starting (%s) on %s via %s, group %s",
+        mode, args.bootstrap, args.kafka_client, options.group_id,
+    )  # fmt: skip
     serve(
         service.run,
         registry=service.metrics.registry,

@@ -8,10 +8,7 @@ fields come the command-line flags (:func:`add_settings`), the options object
 environment variable, which beats the default; a boolean has ``--x`` and
 ``--no-x``, so a flag beats its environment variable both ways.
 
-Adding a setting is adding one field, e.g. to :class:`KafkaOptions`::
-
-    kafka_client: str = setting("kafka-python", env="METASIGNAL_KAFKA_CLIENT",
-                                help="Kafka client library", choices=("kafka-python", "confluent"))
+Adding a setting is adding one field, e.g. :class:`KafkaOptions`' ``kafka_client``.
 
 Examples
 --------
@@ -127,6 +124,12 @@ class KafkaOptions:
     bootstrap: str | None = setting(
         None, env="METASIGNAL_BOOTSTRAP", help="Kafka bootstrap servers host:port[,...]"
     )
+    kafka_client: str = setting(
+        "kafka-python",
+        env="METASIGNAL_KAFKA_CLIENT",
+        help="Kafka client library; confluent (librdkafka) needs the metasignal[confluent] extra",
+        choices=("kafka-python", "confluent"),
+    )
     topic_prefix: str = setting(
         "metasignal.", env="METASIGNAL_TOPIC_PREFIX", help="prefix of every topic"
     )
@@ -157,6 +160,7 @@ class KafkaOptions:
 
 
 KAFKA_SETTINGS = settings_of(KafkaOptions)
+KAFKA_CLIENT = next(s for s in KAFKA_SETTINGS if s.name == "kafka_client")
 
 SIGNING_KEY_DOC = Setting(
     "signing_key",

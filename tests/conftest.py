@@ -71,13 +71,22 @@ def artifact_body(committee: Committee) -> Artifact:
     return fit_meta_model(table, config).artifact
 
 
-@pytest.fixture
-def kafka(kafka_bootstrap: str) -> Iterator[tuple[Any, Any]]:
-    """A Kafka transport plus a fresh set of topics (unique prefix) for one test."""
-    from metasignal.stream.topics import Topics, topic_specs
-    from metasignal.stream.transport.kafka import KafkaTransport
+@pytest.fixture(params=["kafka-python", "confluent"])
+def kafka_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each Kafka client in turn; the services a test starts as processes inherit it through
+    METASIGNAL_KAFKA_CLIENT."""
+    client = str(request.param)
+    monkeypatch.setenv("METASIGNAL_KAFKA_CLIENT", client)
+    return client
 
-    transport = KafkaTransport(bootstrap=kafka_bootstrap)
+
+@pytest.fixture
+def kafka(kafka_bootstrap: str, kafka_client: str) -> Iterator[tuple[Any, Any]]:
+    """A Kafka transport on each client plus a fresh set of topics (unique prefix) for one test."""
+    from metasignal.stream.topics import Topics, topic_specs
+    from metasignal.stream.transport import kafka_transport
+
+    transport = kafka_transport(kafka_bootstrap, client=kafka_client)
     topics = Topics(prefix=f"t{uuid.uuid4().hex[:8]}.")
     transport.create_topics(topic_specs(topics, partitions=4))
     yield transport, topics

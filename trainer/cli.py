@@ -32,6 +32,7 @@ from metasignal.stream.artifact import (
 from metasignal.stream.cli import quiet_kafka_noise
 from metasignal.stream.cli import register as register_stream_commands
 from metasignal.stream.config import (
+    KAFKA_CLIENT,
     KAFKA_SETTINGS,
     add_settings,
     kafka_client_config,
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--bootstrap", help="run on a real Kafka broker instead of the memory bus")
+    add_settings(demo, [KAFKA_CLIENT])
     demo.add_argument("--summary-json", type=Path, help="write the final figures as JSON")
     demo.add_argument(
         "--rate", type=float, default=4000.0, help="votes/s to stream (4000; 0 = max)"
@@ -661,6 +663,7 @@ def command_demo(args: argparse.Namespace) -> int:
             seed=args.seed,
             out=args.out,
             bootstrap=args.bootstrap,
+            kafka_client=args.kafka_client,
             summary_json=args.summary_json,
             rate=args.rate,
             exactly_once=args.exactly_once,
@@ -674,12 +677,14 @@ def command_demo(args: argparse.Namespace) -> int:
 def command_trainer(args: argparse.Namespace) -> int:
     from metasignal.stream.cli import serve
     from metasignal.stream.topics import Topics
-    from metasignal.stream.transport.kafka import KafkaTransport
+    from metasignal.stream.transport import kafka_transport
     from metasignal.trainer.service import TrainerService
 
     if not args.bootstrap:
         raise MetasignalError("--bootstrap (or METASIGNAL_BOOTSTRAP) is required")
-    transport = KafkaTransport(bootstrap=args.bootstrap, client_config=kafka_client_config(args))
+    transport = kafka_transport(
+        args.bootstrap, client=args.kafka_client, client_config=kafka_client_config(args)
+    )
     service = TrainerService(
         transport=transport,
         options=options_from_args(TrainerOptions, args, topics=Topics(prefix=args.topic_prefix)),

@@ -79,6 +79,7 @@ class DemoOptions:
     seed: int = 7
     out: Path = Path("out/demo")
     bootstrap: str | None = None
+    kafka_client: str = "kafka-python"
     summary_json: Path | None = None
     rate: float = 4000.0
     exactly_once: bool = False
@@ -365,7 +366,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.html").write_text(render_html(report))
 
-    transport = connect(options.bootstrap)
+    transport = connect(options.bootstrap, client=options.kafka_client)
     # A fresh prefix keeps repeated demos on one broker from reading each other's topics.
     prefix = "demo." if options.bootstrap is None else f"demo-{uuid.uuid4().hex[:8]}."
     topics = Topics(prefix=prefix)
