@@ -25,7 +25,7 @@ import numpy as np
 
 from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
-from metasignal.trainer.skill import NoSkillError
+from metasignal.trainer.skill import DEFAULT_ALPHA, DEFAULT_PERMUTATIONS, NoSkillError
 from metasignal.trainer.synthetic import generate_committee
 
 log = logging.getLogger("bench.trainer")
@@ -86,7 +86,8 @@ def render_skill_gate(runs: list[GateRun], n_events: int) -> list[str]:
         "### Skill gate",
         "",
         f"`fit_meta_model(table, FitConfig())` (defaults: `auto`, F1, 5 walk-forward folds, "
-        f"holdout 0.3, α = 0.01, 999 rotations) on {n_events:,}-event committees, seeds "
+        f"holdout 0.3, α = {DEFAULT_ALPHA:g}, {DEFAULT_PERMUTATIONS} rotations) on "
+        f"{n_events:,}-event committees, seeds "
         f"1000-{max(r.seed for r in runs)}. *No information*: "
         "`generate_committee(skill=0.0, positive_rate=0.03)`, eight members independent of "
         "the label. *Default*: `generate_committee(seed=s)` (2 % positives).",

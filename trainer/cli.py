@@ -182,6 +182,12 @@ def _add_fit_parser(commands: Any) -> None:
     fit.add_argument("--embargo", type=_duration, default=0, help="embargo after purge (0)")
     fit.add_argument("--payoff", help="column: realized payoff of trading each event")
     fit.add_argument(
+        "--skill-alpha",
+        type=_fraction,
+        default=0.001,
+        help="significance level of the skill gate's permutation test (0.001)",
+    )
+    fit.add_argument(
         "--allow-no-skill",
         action="store_true",
         help="publish even without evidence of skill (recorded in the artifact)",
@@ -428,6 +434,7 @@ def _fit_config(args: argparse.Namespace) -> FitConfig:
             "gap": args.gap,
             "label_horizon": args.label_horizon,
             "embargo": args.embargo,
+            "skill_alpha": args.skill_alpha,
             "C": args.C,
             "kind": "raw" if args.raw_scores else "probability",
         },

@@ -441,15 +441,6 @@ class TrainerService:
             "forced": forced,
         }
         request_id = str(request["id"])
-        skill = gate_skill(gate, candidate_scores, candidate_value, objective)
-        gate_block["skill"] = skill.to_dict()
-        if not skill.skilled:
-            # Never published, not even when forced: a model without skill trades noise.
-            gate_block["skill_reason"] = (
-                "no_ranking_skill" if skill.ranking.p_value > skill.alpha else "abstain_better"
-            )
-            log.warning("request %s refused: %s", request_id, skill.reason)
-            return Verdict(request_id, "refused", f"refused: {skill.reason}", gate=gate_block), None
         if candidate_value < champion_value - options.gate_tolerance and not forced:
             detail = (
                 f"refused: candidate {options.metric} {candidate_value:.4f} < champion "
@@ -457,6 +448,15 @@ class TrainerService:
             )
             log.warning("request %s %s", request_id, detail)
             return Verdict(request_id, "refused", detail, gate=gate_block), None
+        # Then the skill gate: never published without skill, not even when forced.
+        skill = gate_skill(gate, candidate_scores, candidate_value, objective)
+        gate_block["skill"] = skill.to_dict()
+        if not skill.skilled:
+            gate_block["skill_reason"] = (
+                "no_ranking_skill" if skill.ranking.p_value > skill.alpha else "abstain_better"
+            )
+            log.warning("request %s refused: %s", request_id, skill.reason)
+            return Verdict(request_id, "refused", f"refused: {skill.reason}", gate=gate_block), None
         version = int(champion["model"]["version"]) + 1
         body["model"] = {"name": options.model_name, "version": version}
         body["created_at"] = (
