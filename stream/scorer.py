@@ -469,6 +469,8 @@ class Scorer:
                         assert matched is not None
                         self._joined(matched, early)
                 dead.extend(self._join_outcomes(outcome_records))
+            if self.monitor is not None and len(scores):
+                self._observe_scores(self.monitor, scores, decisions)
             for record, reason in dead:
                 self._producer.send(
                     topics.dlq,
@@ -544,6 +546,24 @@ class Scorer:
             )
         self._last_outcome_ts = scored.ts_ms
 
+    def _observe_scores(
+        self, monitor: DriftMonitor, scores: np.ndarray, decisions: np.ndarray
+    ) -> None:
+        """Label-free estimates and the label-shift detector see every scored vote."""
+        alarm = monitor.observe(scores, decisions)
+        decision = self.policy.decide_label_free(alarm)
+        if decision is not None and alarm is not None:
+            self._request(decision, {"label_free": alarm.to_dict()})
+        estimate = monitor.label_free_estimate()
+        if estimate is not None:
+            m = self.metrics
+            m.estimated_rate.set(estimate.positive_rate)
+            m.expected_precision.set(estimate.precision)
+            m.expected_recall.set(estimate.recall)
+            m.expected_f1.set(estimate.f1)
+            for side, ratio in monitor.label_shift_ratios().items():
+                m.label_shift_statistic.labels(side=side).set(ratio)
+
     def _after_outcomes(self, monitor: DriftMonitor) -> None:
         snapshot = monitor.snapshot()
         fired, direction = monitor.consume_rate_drift()
@@ -568,6 +588,8 @@ class Scorer:
             rate_drift=fired,
             rate_direction=direction,
             event_ts=self._last_outcome_ts,
+            estimated_rate=snapshot.estimated_rate,
+            rate_agreement_z=snapshot.rate_agreement_z,
         )
         if decision is not None:
             self._request(decision, snapshot.to_dict())
@@ -585,6 +607,8 @@ class Scorer:
             "at_event_ts": self._last_outcome_ts,
             "at": int(time.time() * 1000),
             "source": self.options.group_id,
+            "evidence": decision.source,
+            "prior": dict(decision.prior) if decision.prior else None,
             "stats": stats,
         }
         self._producer.send(
@@ -592,9 +616,14 @@ class Scorer:
             key=model.name.encode(),
             value=json.dumps(request, separators=(",", ":")).encode(),
         )
-        self.metrics.drift_events.labels(kind=decision.kind).inc()
+        self.metrics.drift_events.labels(kind=decision.kind, source=decision.source).inc()
         self.stats.drift_requests.append(
-            {"at": self.stats.joined, "kind": decision.kind, "reason": decision.reason}
+            {
+                "at": self.stats.joined,
+                "kind": decision.kind,
+                "reason": decision.reason,
+                "source": decision.source,
+            }
         )
         log.warning("drift: requesting %s (%s)", decision.kind, decision.reason)
 

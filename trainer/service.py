@@ -39,6 +39,7 @@ from metasignal.stream.transport.base import Consumer, Record, Transport, Transp
 from metasignal.trainer.calibration import fit_platt
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.fit import FitConfig, build_artifact, holdout_metrics
+from metasignal.trainer.label_shift import label_shift_challenge
 from metasignal.trainer.meta_model import MetaModelClassifier
 from metasignal.trainer.objective import Objective
 from metasignal.trainer.settings import TRAINER_SETTINGS
@@ -313,7 +314,7 @@ class TrainerService:
     def _answer(self, request: dict[str, Any]) -> tuple[Verdict, Artifact | None]:
         request_id = str(request.get("id", ""))
         kind = request.get("kind")
-        if kind not in ("retune", "retrain") or not request_id:
+        if kind not in ("retune", "retrain", "label_shift") or not request_id:
             return Verdict(request_id, "failed", "invalid request"), None
         if request_id in self.handled:
             return Verdict(request_id, "skipped", "duplicate: request already answered"), None
@@ -360,13 +361,19 @@ class TrainerService:
             gate.labels, champion_model.predict_proba(gate.votes), champion_model.threshold
         )
         kind = request["kind"]
+        if kind == "label_shift":
+            # Judged under the estimated prior: the gate rows re-weighted to it.
+            body, champion_value, candidate_value, candidate_scores = label_shift_challenge(
+                champion, fit_part, gate, prior=request.get("prior") or {}, objective=objective
+            )
         if kind == "retune":
             body, _ = retune_artifact(champion, fit_part, objective)
-        else:
+        elif kind == "retrain":
             body = self._retrain(champion, fit_part, table)
         candidate = CompiledModel.from_artifact(body)
-        candidate_scores = candidate.predict_proba(gate.votes)
-        candidate_value = objective.value_at(gate.labels, candidate_scores, candidate.threshold)
+        if kind != "label_shift":
+            candidate_scores = candidate.predict_proba(gate.votes)
+            candidate_value = objective.value_at(gate.labels, candidate_scores, candidate.threshold)
         forced = bool(request.get("force")) or options.force
         gate_block = {
             "metric": options.metric,
@@ -391,7 +398,8 @@ class TrainerService:
         body["created_at"] = (
             datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         )
-        body["request"] = {k: request.get(k) for k in ("id", "kind", "reason", "model_version")}
+        keys = ("id", "kind", "reason", "model_version", "evidence", "prior")
+        body["request"] = {k: request.get(k) for k in keys}
         body["gate"] = gate_block
         metrics = dict(body.get("metrics") or {})
         metrics["gate"] = holdout_metrics(gate.labels, candidate_scores, candidate.threshold)

@@ -203,13 +203,17 @@ class DriftMonitor:
         """Positive rate and expected quality over the recent votes (``None`` in warm-up)."""
         return self.label_free.estimate()
 
-    def label_shift_stats(self) -> dict[str, float | None]:
+    def label_shift_ratios(self) -> dict[str, float]:
+        """Each side's label-shift statistic over its decision interval (1 = alarm)."""
         detector = self._label_shift
+        sides = {
+            "up": (detector.statistic_up, detector.threshold_up),
+            "down": (detector.statistic_down, detector.threshold_down),
+        }
         return {
-            "statistic_up": detector.statistic_up,
-            "statistic_down": detector.statistic_down,
-            "threshold_up": detector.threshold_up,
-            "threshold_down": detector.threshold_down,
+            side: statistic / threshold
+            for side, (statistic, threshold) in sides.items()
+            if threshold is not None and math.isfinite(threshold)
         }
 
     def consume_rate_drift(self) -> tuple[bool, str | None]:
