@@ -48,7 +48,7 @@ from typing import Literal
 import numpy as np
 from river import base
 
-__all__ = ["PriorShiftCUSUM"]
+__all__ = ["PriorShiftCUSUM", "score_divergence"]
 
 Direction = Literal["up", "down"]
 
@@ -59,8 +59,15 @@ def _log_ratio(scores: np.ndarray, reference: float, ratio: float) -> np.ndarray
     return np.log1p(slope * (scores - reference))
 
 
-def _divergence(scores: np.ndarray, reference: float, ratio: float) -> float:
-    """``E[w ln w]`` over in-control scores: the KL of the shifted score distribution."""
+def score_divergence(scores: np.ndarray, reference: float, ratio: float) -> float:
+    """``E[w ln w]`` over in-control scores: the KL of the shifted score distribution.
+
+    Per event, what a score tells about a change of the rate to ``ratio * reference``;
+    the outcome itself would tell ``KL(Bern(ratio * reference) || Bern(reference))``.
+
+    >>> round(score_divergence(np.array([0.0] * 99 + [1.0]), 0.01, 2.0), 6)  # outcomes
+    0.003914
+    """
     w = 1.0 + (ratio - 1.0) / (1.0 - reference) * (scores - reference)
     return float(np.mean(w * np.log(w)))
 
@@ -179,10 +186,10 @@ class PriorShiftCUSUM(base.DriftDetector):
         if self.ratio_up is not None:
             self._up = min(self.ratio_up, (1.0 + m) / (2.0 * m))
             if warm is not None:
-                kl = _divergence(warm, m, self._up)
+                kl = score_divergence(warm, m, self._up)
                 self._h_up = max(math.log(sides * self.arl0 * kl), 1.0)
         if self.ratio_down is not None and warm is not None:
-            kl = _divergence(warm, m, self.ratio_down)
+            kl = score_divergence(warm, m, self.ratio_down)
             self._h_down = max(math.log(sides * self.arl0 * kl), 1.0)
 
     def _monitor(self, scores: np.ndarray) -> int | None:

@@ -118,6 +118,9 @@ class DriftMonitor:
     label_shift_params
         Parameters of the label-shift detector
         (:class:`~metasignal.stream.drift.label_shift.PriorShiftCUSUM`).
+    label_free_refresh
+        Votes between two computations of the label-free estimates (each costs a few
+        passes over the window, ~0.2 ms for 5,000 votes; the detector sees every vote).
     """
 
     def __init__(
@@ -129,12 +132,16 @@ class DriftMonitor:
         detector_params: Mapping[str, Any] | None = None,
         label_free_window: int = 5000,
         label_shift_params: Mapping[str, Any] | None = None,
+        label_free_refresh: int = 1000,
     ) -> None:
         self.members = tuple(members)
         self.window = window
         self.label_free = LabelFreeEstimator(window=label_free_window, warmup=label_free_window)
         self._label_shift_params = {"warmup": label_free_window, **(label_shift_params or {})}
         self._label_shift = PriorShiftCUSUM(**self._label_shift_params)
+        self.label_free_refresh = label_free_refresh
+        self._estimate: LabelFreeEstimate | None = None
+        self._estimated_at = 0
         self._detector_name = detector
         self._detector_params = dict(detector_params or {})
         self._detector = make_detector(detector, **self._detector_params)
@@ -150,6 +157,8 @@ class DriftMonitor:
         """
         self.label_free.reset()
         self._label_shift = PriorShiftCUSUM(**self._label_shift_params)
+        self._estimate = None
+        self._estimated_at = 0
         # river ships no type information: keep its objects as Any.
         self._precision: Any = utils.Rolling(metrics.Precision, window_size=self.window)
         self._recall: Any = utils.Rolling(metrics.Recall, window_size=self.window)
@@ -200,8 +209,15 @@ class DriftMonitor:
         )
 
     def label_free_estimate(self) -> LabelFreeEstimate | None:
-        """Positive rate and expected quality over the recent votes (``None`` in warm-up)."""
-        return self.label_free.estimate()
+        """Positive rate and expected quality over the recent votes (``None`` in warm-up).
+
+        Recomputed once ``label_free_refresh`` votes have arrived since the last time.
+        """
+        events = self.label_free.events
+        if self._estimate is None or events - self._estimated_at >= self.label_free_refresh:
+            self._estimate = self.label_free.estimate()
+            self._estimated_at = events
+        return self._estimate
 
     def label_shift_ratios(self) -> dict[str, float]:
         """Each side's label-shift statistic over its decision interval (1 = alarm)."""
