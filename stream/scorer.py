@@ -469,8 +469,9 @@ class Scorer:
                         assert matched is not None
                         self._joined(matched, early)
                 dead.extend(self._join_outcomes(outcome_records))
-            if self.monitor is not None and len(scores):
-                self._observe_scores(self.monitor, scores, decisions)
+            if self.monitor is not None and good:
+                at_ts = max(vote.ts_ms for _, vote in good)
+                self._observe_scores(self.monitor, scores, decisions, at_ts)
             for record, reason in dead:
                 self._producer.send(
                     topics.dlq,
@@ -547,13 +548,13 @@ class Scorer:
         self._last_outcome_ts = scored.ts_ms
 
     def _observe_scores(
-        self, monitor: DriftMonitor, scores: np.ndarray, decisions: np.ndarray
+        self, monitor: DriftMonitor, scores: np.ndarray, decisions: np.ndarray, at_ts: int
     ) -> None:
         """Label-free estimates and the label-shift detector see every scored vote."""
         alarm = monitor.observe(scores, decisions)
         decision = self.policy.decide_label_free(alarm)
         if decision is not None and alarm is not None:
-            self._request(decision, {"label_free": alarm.to_dict()})
+            self._request(decision, {"label_free": alarm.to_dict()}, at_ts=at_ts)
         estimate = monitor.label_free_estimate()
         if estimate is not None:
             m = self.metrics
@@ -594,7 +595,9 @@ class Scorer:
         if decision is not None:
             self._request(decision, snapshot.to_dict())
 
-    def _request(self, decision: Decision, stats: dict[str, object]) -> None:
+    def _request(
+        self, decision: Decision, stats: dict[str, object], *, at_ts: int | None = None
+    ) -> None:
         model = self.models.current
         assert model is not None
         request = {
@@ -604,7 +607,7 @@ class Scorer:
             "model": model.name,
             "model_version": model.version,
             "since_ts": decision.since_ts,
-            "at_event_ts": self._last_outcome_ts,
+            "at_event_ts": self._last_outcome_ts if at_ts is None else at_ts,
             "at": int(time.time() * 1000),
             "source": self.options.group_id,
             "evidence": decision.source,

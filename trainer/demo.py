@@ -348,7 +348,10 @@ def summarise(
     drift_events = []
     for request in requests:
         at = int(np.searchsorted(live.time_ms, request.get("at_event_ts") or 0))
-        drift_events.append({"at": at, "kind": request["kind"], "reason": request["reason"]})
+        source = request.get("evidence", "outcomes")  # label_free: from the scores alone
+        drift_events.append(
+            {"at": at, "kind": request["kind"], "reason": request["reason"], "source": source}
+        )
         timeline.append((at, f"drift: {request['kind']} requested ({request['reason']})"))
     for model in models[1:]:
         version = model["model"]["version"]

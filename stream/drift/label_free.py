@@ -124,18 +124,11 @@ class LabelFreeEstimator:
             if self._warm_n == self.warmup:
                 mean = self._warm_sum / self._warm_n
                 self._reference = min(max(mean, 1e-6), 1.0 - 1e-6)
-        capacity = self.window
-        if n >= capacity:
-            scores, decisions, start = scores[-capacity:], decisions[-capacity:], 0
-            self._scores[:] = scores
-            self._decisions[:] = decisions
-        else:
-            start = self._written % capacity
-            first = min(n, capacity - start)
-            self._scores[start : start + first] = scores[:first]
-            self._decisions[start : start + first] = decisions[:first]
-            self._scores[: n - first] = scores[first:]
-            self._decisions[: n - first] = decisions[first:]
+        # The last min(n, window) votes land at their ring positions in one indexed copy.
+        keep = min(n, self.window)
+        slots = (self._written + np.arange(n - keep, n)) % self.window
+        self._scores[slots] = scores[n - keep :]
+        self._decisions[slots] = np.asarray(decisions, dtype=bool)[n - keep :]
         self._written += n
 
     def recent(self, events: int | None = None) -> tuple[np.ndarray, np.ndarray]:

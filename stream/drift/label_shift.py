@@ -203,7 +203,7 @@ class PriorShiftCUSUM(base.DriftDetector):
             stats, zero = self._cusum(_log_ratio(scores, m, self._up), self._s_up, self._zero_up)
             hit = np.flatnonzero(stats > self._h_up)
             if hit.size:
-                alarm = (int(hit[0]), "up", zero[hit[0]])
+                alarm = (int(hit[0]), "up", int(zero[hit[0]]))
             up, zero_up = stats, zero
         if self.ratio_down is not None:
             stats, zero = self._cusum(
@@ -211,7 +211,7 @@ class PriorShiftCUSUM(base.DriftDetector):
             )
             hit = np.flatnonzero(stats > self._h_down)
             if hit.size and (alarm is None or hit[0] < alarm[0]):
-                alarm = (int(hit[0]), "down", zero[hit[0]])
+                alarm = (int(hit[0]), "down", int(zero[hit[0]]))
             down, zero_down = stats, zero
         end = len(scores) if alarm is None else alarm[0] + 1
         self._absorb(scores[:end])

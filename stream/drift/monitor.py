@@ -204,7 +204,7 @@ class DriftMonitor:
             direction=self._label_shift.drift_direction or "changed",
             reference_rate=reference,
             estimated_rate=estimate_prior(recent, reference),
-            events_since_change=since,
+            events_since_change=int(since),
             events=estimator.events,
         )
 
