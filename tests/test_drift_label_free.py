@@ -13,7 +13,7 @@ from metasignal.stream.drift.expected import expected_confusion, expected_qualit
 from metasignal.stream.drift.label_free import LabelFreeEstimator
 from metasignal.stream.drift.label_shift import PriorShiftCUSUM, score_divergence
 from metasignal.stream.drift.monitor import DriftMonitor, LabelShiftAlarm
-from metasignal.stream.drift.policy import DriftPolicy
+from metasignal.stream.drift.policy import Decision, DriftPolicy
 from metasignal.stream.drift.prior import (
     adjust_posteriors,
     estimate_prior,
@@ -126,16 +126,23 @@ def test_window_estimates_track_a_label_shift() -> None:
 
 
 # -- the detector ------------------------------------------------------------------------------
+def first_alarm(detector: BernoulliCUSUM | PriorShiftCUSUM, values: np.ndarray) -> int:
+    """Index of the first drift, feeding one value at a time (river's API)."""
+    for i, value in enumerate(values.tolist()):
+        detector.update(int(value) if isinstance(detector, BernoulliCUSUM) else value)
+        if detector.drift_detected:
+            return i
+    return -1
+
+
 def test_on_outcomes_the_label_shift_cusum_is_the_outcome_cusum() -> None:
     """0/1 scores: the mixture ratio is the Bernoulli one, D is the Bernoulli KL."""
     rng = np.random.default_rng(6)
     outcomes = np.r_[rng.random(20_000) < 0.01, rng.random(20_000) < 0.03].astype(float)
     bernoulli = BernoulliCUSUM(warmup=5_000, track_rate=False, reestimate=False)
     shift = PriorShiftCUSUM(warmup=5_000, track_rate=False)
-    expected = next(
-        i for i, x in enumerate(outcomes) if (bernoulli.update(int(x)), bernoulli.drift_detected)[1]
-    )
-    found = next(i for i, x in enumerate(outcomes) if (shift.update(x), shift.drift_detected)[1])
+    expected = first_alarm(bernoulli, outcomes)
+    found = first_alarm(shift, outcomes)
     assert found == expected > 20_000
     assert shift.drift_direction == bernoulli.drift_direction == "up"
 
@@ -150,9 +157,7 @@ def test_batch_and_one_by_one_updates_agree() -> None:
         for start in range(0, len(scores), 700)
         if (at := batched.update_many(scores[start : start + 700])) is not None
     )
-    at_single = next(
-        i for i, s in enumerate(scores) if (single.update(s), single.drift_detected)[1]
-    )
+    at_single = first_alarm(single, scores)
     assert at_batch == at_single
     assert batched.change_point == single.change_point
     assert abs((batched.change_point or 0) - 15_000) < 2_000
@@ -252,13 +257,30 @@ ALARM = LabelShiftAlarm(
     events_since_change=3_000,
     events=30_000,
 )
-QUALITY = dict(
-    window_positives=200,
-    rolling_f1=0.4,
-    rolling_pr_auc=0.4,
-    member_auc={"a": 0.8, "b": 0.8, "c": 0.8},
-    rate_direction=None,
-)
+MEMBERS = {"a": 0.8, "b": 0.8, "c": 0.8}
+
+
+def decide(
+    policy: DriftPolicy,
+    outcomes: int,
+    *,
+    rate_drift: bool = False,
+    member_auc: dict[str, float] = MEMBERS,
+    rate: float = math.nan,
+    z: float = math.nan,
+) -> Decision | None:
+    """One outcome snapshot with steady quality (200 trades, F1 and PR-AUC 0.4)."""
+    return policy.decide(
+        outcomes=outcomes,
+        window_positives=200,
+        rolling_f1=0.4,
+        rolling_pr_auc=0.4,
+        member_auc=member_auc,
+        rate_drift=rate_drift,
+        rate_direction="up" if rate_drift else None,
+        estimated_rate=rate,
+        rate_agreement_z=z,
+    )
 
 
 def test_a_label_free_alarm_asks_for_a_label_shift_retune_once() -> None:
@@ -283,10 +305,8 @@ def test_a_label_free_alarm_asks_for_a_label_shift_retune_once() -> None:
 def test_label_free_requests_stop_when_outcomes_disagree_with_the_estimate() -> None:
     policy = DriftPolicy(min_outcomes=100, min_agreement_outcomes=100)
     policy.start(model_version=1)
-    policy.decide(outcomes=0, rate_drift=False, **QUALITY)
-    policy.decide(
-        outcomes=500, rate_drift=False, estimated_rate=0.01, rate_agreement_z=9.0, **QUALITY
-    )
+    decide(policy, 0)
+    decide(policy, 500, rate=0.01, z=9.0)
     assert policy.decide_label_free(ALARM) is None
     policy.start(model_version=2)  # a new model: trusted again until shown otherwise
     assert policy.decide_label_free(ALARM) is not None
@@ -295,10 +315,9 @@ def test_label_free_requests_stop_when_outcomes_disagree_with_the_estimate() -> 
 def test_label_free_requests_stop_once_the_ranking_changed() -> None:
     policy = DriftPolicy(min_outcomes=100, min_positives=1, quality_min_positives=1)
     policy.start(model_version=1)
-    policy.decide(outcomes=0, rate_drift=False, **QUALITY)
-    policy.decide(outcomes=200, rate_drift=False, **QUALITY)  # baselines
-    decayed = {**QUALITY, "member_auc": {"a": 0.6, "b": 0.8, "c": 0.8}}
-    decision = policy.decide(outcomes=400, rate_drift=False, **decayed)
+    decide(policy, 0)
+    decide(policy, 200)  # baselines
+    decision = decide(policy, 400, member_auc={"a": 0.6, "b": 0.8, "c": 0.8})
     assert decision is not None and decision.kind == "retrain" and decision.source == "outcomes"
     assert policy.decide_label_free(ALARM) is None
 
@@ -312,30 +331,18 @@ def _label_shift_model(policy: DriftPolicy) -> None:
 def test_outcomes_confirm_a_label_shift_retune_instead_of_retuning_again() -> None:
     policy = DriftPolicy(min_outcomes=100, min_agreement_outcomes=100, settle_outcomes=0)
     _label_shift_model(policy)
-    policy.decide(outcomes=0, rate_drift=False, **QUALITY)
-    policy.decide(
-        outcomes=200, rate_drift=False, estimated_rate=0.02, rate_agreement_z=0.3, **QUALITY
-    )
-    decision = policy.decide(
-        outcomes=400,
-        rate_drift=True,
-        estimated_rate=0.02,
-        rate_agreement_z=0.5,
-        **{**QUALITY, "rate_direction": "up"},
-    )
+    decide(policy, 0)
+    decide(policy, 200, rate=0.02, z=0.3)
+    decision = decide(policy, 400, rate_drift=True, rate=0.02, z=0.5)
     assert decision is None and policy.label_shift_confirmed is True
 
 
 def test_outcomes_that_disagree_fall_back_to_an_outcome_retune() -> None:
     policy = DriftPolicy(min_outcomes=100, min_agreement_outcomes=100, settle_outcomes=0)
     _label_shift_model(policy)
-    policy.decide(outcomes=0, rate_drift=False, **QUALITY)
-    policy.decide(
-        outcomes=200, rate_drift=False, estimated_rate=0.02, rate_agreement_z=0.3, **QUALITY
-    )
-    decision = policy.decide(
-        outcomes=400, rate_drift=False, estimated_rate=0.02, rate_agreement_z=-8.0, **QUALITY
-    )
+    decide(policy, 0)
+    decide(policy, 200, rate=0.02, z=0.3)
+    decision = decide(policy, 400, rate=0.02, z=-8.0)
     assert policy.label_shift_confirmed is False
     assert decision is not None and decision.kind == "retune" and decision.source == "outcomes"
     assert "not confirmed" in decision.reason

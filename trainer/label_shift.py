@@ -47,6 +47,14 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def _rate(prior: dict[str, Any], name: str) -> float:
+    """A rate from the request's ``prior`` block, or a ValueError naming the field."""
+    value = prior.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
+        raise ValueError(f"the request's prior.{name} must be a rate in (0, 1), got {value!r}")
+    return float(value)
+
+
 def class_weights(labels: np.ndarray, rate: float) -> tuple[float, float]:
     """Weights that give the rows' positives a share ``rate`` (positives, negatives)."""
     observed = float(np.mean(labels))
@@ -111,11 +119,7 @@ def label_shift_challenge(
     """
     if objective.metric not in ("f1", "fbeta"):
         raise ValueError(f"a label-shift re-tune optimises f1 or fbeta, not {objective.metric}")
-    reference = float(prior["reference_rate"])
-    estimated = float(prior["estimated_rate"])
-    for name, rate in (("reference_rate", reference), ("estimated_rate", estimated)):
-        if not 0.0 < rate < 1.0:
-            raise ValueError(f"{name} must be in (0, 1), got {rate}")
+    reference, estimated = (_rate(prior, name) for name in ("reference_rate", "estimated_rate"))
     beta = objective.beta if objective.metric == "fbeta" else 1.0
     candidate = copy.deepcopy(champion)
     shift = _logit(estimated) - _logit(reference)
