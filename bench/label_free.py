@@ -279,7 +279,8 @@ def challenge(
             "since_ts": request.decision.since_ts,
             "prior": dict(request.decision.prior or {}),
         }
-        verdict, artifact = service._challenge(body, setting.artifact)
+        service.champion = setting.artifact
+        verdict, artifact = service._answer(body)  # a failure is a verdict, as in the service
     finally:
         service.close()
     log.info("%s at %d: %s", request.decision.kind, request.at, verdict.detail)
