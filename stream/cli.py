@@ -116,6 +116,7 @@ def command_scorer(args: argparse.Namespace) -> int:
         join_ttl_s=args.join_ttl_s,
         drift_detector=args.drift_detector,
         drift_window=args.drift_window,
+        drift_label_free=args.label_free,
     )
     try:
         service = Scorer(transport=transport, options=options, keys=keys)

@@ -159,6 +159,13 @@ SCORER_SETTINGS = (
         type=int,
     ),
     Setting(
+        "label_free",
+        "METASIGNAL_LABEL_FREE",
+        True,
+        "estimate the positive rate and quality from the scores; re-tune on label shift early",
+        type=parse_bool,
+    ),
+    Setting(
         "key_file",
         "METASIGNAL_KEY_FILE",
         None,

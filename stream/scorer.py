@@ -83,6 +83,7 @@ class ScorerOptions:
     drift_cooldown_outcomes: int = 5000
     drift_settle_outcomes: int = 2000
     drift_snapshot_every: int = 250
+    drift_label_free: bool = True
     max_failed_batches: int = 5
     model_check_interval_s: float = 0.5
 
@@ -230,6 +231,7 @@ class Scorer:
             min_outcomes=options.drift_min_outcomes,
             cooldown_outcomes=options.drift_cooldown_outcomes,
             settle_outcomes=options.drift_settle_outcomes,
+            label_free=options.drift_label_free,
         )
         self._failed_batches = 0
         self._next_model_check = 0.0

@@ -134,3 +134,32 @@ def test_the_trainer_refuses_a_label_shift_request_without_a_usable_prior(
     assert [v.outcome for v in trainer.verdicts] == ["failed", "failed"]
     assert "estimated_rate" in trainer.verdicts[0].detail + trainer.verdicts[1].detail
     assert len(bus.records(TOPICS.models)) == 1
+
+
+def test_with_label_free_requests_off_the_estimates_are_still_exported(
+    artifact_body: dict,
+) -> None:
+    bus = MemoryBus()
+    bus.create_topics(topic_specs(TOPICS, partitions=2))
+    publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
+    pool = generate_committee(n_events=300_000, positive_rate=0.03, seed=21)
+    rates = np.where(np.arange(BEFORE + AFTER) < BEFORE, 0.03, 0.09)
+    live = label_shift_committee(pool, rates, seed=22)
+    send_votes(bus, TOPICS, live, 0, len(live))
+    scorer = Scorer(
+        transport=bus,
+        options=ScorerOptions(
+            topics=TOPICS,
+            poll_timeout_ms=5,
+            model_check_interval_s=0.0,
+            track_outcomes=False,
+            drift_label_free=False,
+        ),
+        keys=[TEST_KEY],
+    )
+    drain(scorer)
+    assert scorer.stats.votes == len(live)
+    assert control(bus) == []
+    assert (
+        scorer.metrics.registry.get_sample_value("metasignal_estimated_positive_rate") or 0
+    ) > 0.05
