@@ -207,7 +207,7 @@ def drive(
     n = len(scores)
     for start in range(0, n, BATCH):
         stop = min(start + BATCH, n)
-        alarm = monitor.observe(scores[start:stop], decisions[start:stop])
+        alarm = monitor.observe(scores[start:stop], decisions[start:stop], votes[start:stop])
         label_free = policy.decide_label_free(alarm)
         if label_free is not None:
             requests.append(Request(stop, label_free))
@@ -368,7 +368,8 @@ def stationary_runs(plan: Plan, setting: Setting) -> FalseAlarms:
         policy = DriftPolicy()
         policy.start(model_version=1)
         for start in range(0, len(scores), BATCH):
-            alarm = monitor.observe(scores[start : start + BATCH], decisions[start : start + BATCH])
+            batch = slice(start, start + BATCH)
+            alarm = monitor.observe(scores[batch], decisions[batch], stream.votes[batch])
             out.alarms += alarm is not None
             out.requests += policy.decide_label_free(alarm) is not None
         out.events += len(scores)
@@ -475,7 +476,7 @@ def hot_path_cost(setting: Setting, batches: int = 400) -> tuple[float, float]:
         scores = model.predict_proba(chunk)
         decisions = model.decide(scores)
         middle = time.perf_counter()
-        monitor.observe(scores, decisions)
+        monitor.observe(scores, decisions, chunk)
         monitor.label_free_estimate()
         label_free += time.perf_counter() - middle
         scoring += middle - started

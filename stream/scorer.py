@@ -473,7 +473,7 @@ class Scorer:
                 dead.extend(self._join_outcomes(outcome_records))
             if self.monitor is not None and good:
                 at_ts = max(vote.ts_ms for _, vote in good)
-                self._observe_scores(self.monitor, scores, decisions, at_ts)
+                self._observe_scores(self.monitor, scores, decisions, matrix, at_ts)
             for record, reason in dead:
                 self._producer.send(
                     topics.dlq,
@@ -550,10 +550,15 @@ class Scorer:
         self._last_outcome_ts = scored.ts_ms
 
     def _observe_scores(
-        self, monitor: DriftMonitor, scores: np.ndarray, decisions: np.ndarray, at_ts: int
+        self,
+        monitor: DriftMonitor,
+        scores: np.ndarray,
+        decisions: np.ndarray,
+        votes: np.ndarray,
+        at_ts: int,
     ) -> None:
         """Label-free estimates and the label-shift detector see every scored vote."""
-        alarm = monitor.observe(scores, decisions)
+        alarm = monitor.observe(scores, decisions, votes)
         decision = self.policy.decide_label_free(alarm)
         if decision is not None and alarm is not None:
             self._request(decision, {"label_free": alarm.to_dict()}, at_ts=at_ts)

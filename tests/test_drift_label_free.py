@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from metasignal.stream.drift.consistency import VoteWindow, member_shift_z
 from metasignal.stream.drift.detectors import BernoulliCUSUM
 from metasignal.stream.drift.expected import expected_confusion, expected_quality
 from metasignal.stream.drift.label_free import LabelFreeEstimator
@@ -68,7 +69,7 @@ def test_agreement_is_small_under_label_shift_and_large_when_p_y_given_x_moved()
     assert abs(prior_agreement(labels, scores, 0.01, rate)) < 3
     # Same votes, labels of a different P(y | x) (twice as many positives for the same x).
     doubled = rng.random(len(scores)) < np.minimum(2 * adjust_posteriors(scores, 0.01, rate), 1)
-    assert prior_agreement(doubled, scores, 0.01, rate) > 10
+    assert prior_agreement(doubled, scores, 0.01, rate) > 5
 
 
 # -- expected quality --------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def test_on_outcomes_the_label_shift_cusum_is_the_outcome_cusum() -> None:
     rng = np.random.default_rng(6)
     outcomes = np.r_[rng.random(20_000) < 0.01, rng.random(20_000) < 0.03].astype(float)
     bernoulli = BernoulliCUSUM(warmup=5_000, track_rate=False, reestimate=False)
-    shift = PriorShiftCUSUM(warmup=5_000, track_rate=False)
+    shift = PriorShiftCUSUM(warmup=5_000, track_rate=False, arl0=1e6)
     expected = first_alarm(bernoulli, outcomes)
     found = first_alarm(shift, outcomes)
     assert found == expected > 20_000
@@ -196,7 +197,8 @@ def test_false_alarms_stay_within_the_budget_and_thresholds_follow_it() -> None:
     detector.update_many(scores[:5_000])
     warm = scores[:5_000]
     d_up = score_divergence(warm, float(warm.mean()), 2.0)
-    assert detector.threshold_up == pytest.approx(math.log(2 * 1e6 * d_up))
+    assert detector.arl0 == 2e6  # twice the budget: see PriorShiftCUSUM
+    assert detector.threshold_up == pytest.approx(math.log(2 * detector.arl0 * d_up))
 
 
 def test_detector_rejects_bad_parameters() -> None:
@@ -346,3 +348,44 @@ def test_outcomes_that_disagree_fall_back_to_an_outcome_retune() -> None:
     assert policy.label_shift_confirmed is False
     assert decision is not None and decision.kind == "retune" and decision.source == "outcomes"
     assert "not confirmed" in decision.reason
+
+
+def test_an_alarm_the_members_do_not_bear_out_is_not_a_label_shift() -> None:
+    policy = DriftPolicy()
+    policy.start(model_version=1)
+    drifted = LabelShiftAlarm("up", 0.01, 0.02, 3_000, 30_000, member_shift_z=6.5)
+    assert policy.decide_label_free(drifted) is None
+    assert policy.not_label_shift is not None and "6.5 standard errors" in policy.not_label_shift
+    consistent = LabelShiftAlarm("up", 0.01, 0.02, 3_000, 31_000, member_shift_z=1.2)
+    decision = policy.decide_label_free(consistent)
+    assert decision is not None and decision.kind == "label_shift"
+
+
+def test_the_vote_window_keeps_the_reference_and_the_latest_votes() -> None:
+    window = VoteWindow(window=4)
+    assert window.reference is None
+    window.update(np.arange(3) / 10, np.arange(6).reshape(3, 2) / 10)
+    window.update(np.arange(3, 6) / 10, np.arange(6, 12).reshape(3, 2) / 10)
+    reference = window.reference
+    assert reference is not None
+    assert reference[0].tolist() == [0.0, 0.1, 0.2, 0.3] and reference[1].shape == (4, 2)
+    assert window.recent(2).tolist() == [[0.8, 0.9], [1.0, 1.1]]
+    assert window.recent(10).shape == (4, 2)
+
+
+def test_member_votes_follow_a_prior_shift_and_not_a_decay() -> None:
+    rng = np.random.default_rng(12)
+
+    def events(rate: float, n: int, decayed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.random(n) < rate
+        x = np.where(y, 1.5, -1.5)[:, None] + rng.standard_normal((n, 3))
+        if decayed:  # member 3 turns to noise with the same marginal
+            x[:, 2] = rng.standard_normal(n) + np.where(rng.random(n) < rate, 1.5, -1.5)
+        odds = np.exp(3 * x.sum(axis=1)) * 0.01 / 0.99
+        return odds / (1 + odds), 1 / (1 + np.exp(-x))
+
+    ref_scores, ref_votes = events(0.01, 30_000)
+    shifted = events(0.03, 20_000)[1]
+    assert np.abs(member_shift_z(ref_scores, ref_votes, shifted, 0.01, 0.03)).max() < 3
+    decayed = events(0.01, 20_000, decayed=True)[1]
+    assert np.abs(member_shift_z(ref_scores, ref_votes, decayed, 0.01, 0.03)).max() > 4

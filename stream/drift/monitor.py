@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from river import metrics, utils
 
+from metasignal.stream.drift.consistency import VoteWindow, member_shift_z
 from metasignal.stream.drift.detectors import make_detector
 from metasignal.stream.drift.label_free import LabelFreeEstimate, LabelFreeEstimator
 from metasignal.stream.drift.label_shift import PriorShiftCUSUM
@@ -96,9 +97,15 @@ class LabelShiftAlarm:
     estimated_rate: float  # estimated from the scores since the change point
     events_since_change: int
     events: int  # votes observed under this model
+    # Largest |z| of the members' votes against what a prior shift predicts for them
+    # (consistency.member_shift_z; NaN without votes): large means not a label shift.
+    member_shift_z: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {
+            key: None if isinstance(value, float) and math.isnan(value) else value
+            for key, value in self.__dict__.items()
+        }
 
 
 class DriftMonitor:
@@ -137,6 +144,7 @@ class DriftMonitor:
         self.members = tuple(members)
         self.window = window
         self.label_free = LabelFreeEstimator(window=label_free_window, warmup=label_free_window)
+        self._vote_window = VoteWindow(window=label_free_window)
         self._label_shift_params = {"warmup": label_free_window, **(label_shift_params or {})}
         self._label_shift = PriorShiftCUSUM(**self._label_shift_params)
         self.label_free_refresh = label_free_refresh
@@ -156,6 +164,7 @@ class DriftMonitor:
         The label-free state restarts too: the new model's scores have their own calibration.
         """
         self.label_free.reset()
+        self._vote_window.reset()
         self._label_shift = PriorShiftCUSUM(**self._label_shift_params)
         self._estimate = None
         self._estimated_at = 0
@@ -183,13 +192,21 @@ class DriftMonitor:
         self._decisions.append(decision)
         self._votes.append(votes)
 
-    def observe(self, scores: np.ndarray, decisions: np.ndarray) -> LabelShiftAlarm | None:
-        """Feed one scored batch (every vote, no outcome needed); an alarm if the rate moved."""
+    def observe(
+        self, scores: np.ndarray, decisions: np.ndarray, votes: np.ndarray | None = None
+    ) -> LabelShiftAlarm | None:
+        """Feed one scored batch (every vote, no outcome needed); an alarm if the rate moved.
+
+        With the batch's ``votes`` (rows in member order) an alarm also says whether the
+        members moved as a prior shift would make them move.
+        """
         if not len(scores):
             return None
         estimator = self.label_free
         before = estimator.events
         estimator.update(scores, decisions)
+        if votes is not None:
+            self._vote_window.update(scores, votes)
         at = self._label_shift.update_many(scores)
         reference = estimator.reference_rate
         if at is None or reference is None:
@@ -200,13 +217,25 @@ class DriftMonitor:
         # The post-change scores (as many as the window holds) estimate the new rate.
         recent, _ = estimator.recent(since + after)
         recent = recent[: len(recent) - after]
+        rate = estimate_prior(recent, reference)
         return LabelShiftAlarm(
             direction=self._label_shift.drift_direction or "changed",
             reference_rate=reference,
-            estimated_rate=estimate_prior(recent, reference),
+            estimated_rate=rate,
             events_since_change=int(since),
             events=estimator.events,
+            member_shift_z=self._member_shift(reference, rate, since, after),
         )
+
+    def _member_shift(self, reference: float, rate: float, since: int, after: int) -> float:
+        window = self._vote_window
+        base = window.reference
+        if base is None or not 0.0 < rate < 1.0:
+            return math.nan
+        recent = window.recent(since + after)
+        recent = recent[: len(recent) - after]
+        z = member_shift_z(base[0], base[1], recent, reference, rate)
+        return float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else math.nan
 
     def label_free_estimate(self) -> LabelFreeEstimate | None:
         """Positive rate and expected quality over the recent votes (``None`` in warm-up).

@@ -75,6 +75,7 @@ class DriftPolicy:
     retry_outcomes: int = 20_000
     label_free: bool = True
     agreement_z: float = 5.0
+    consistency_z: float = 4.0
     label_free_retry_events: int = 50_000
     min_agreement_outcomes: int = 2000
     model_version: int = 0
@@ -91,6 +92,7 @@ class DriftPolicy:
     _label_free_off: str | None = None  # why label-free requests stopped for this model
     _label_free_asked_at: int | None = None  # votes observed when label_shift was asked
     label_shift_confirmed: bool | None = None  # outcomes' verdict on a label-shift re-tune
+    not_label_shift: str | None = None  # why the last label-free alarm was not acted on
 
     def start(self, *, model_version: int) -> None:
         """A new model is serving: new baselines, cooldown over."""
@@ -131,6 +133,15 @@ class DriftPolicy:
         trainer may have refused it).
         """
         if alarm is None or not self.label_free or self._label_free_off is not None:
+            return None
+        if alarm.member_shift_z > self.consistency_z:
+            # The scores moved but the members did not move as a prior shift moves them:
+            # concept drift. A retrain needs labelled rows of the new regime: the outcome
+            # path asks for it once they arrive.
+            self.not_label_shift = (
+                f"scores shifted {alarm.direction} but the members' votes are "
+                f"{alarm.member_shift_z:.1f} standard errors from a prior shift"
+            )
             return None
         asked = self._label_free_asked_at
         if asked is not None and alarm.events - asked < self.label_free_retry_events:

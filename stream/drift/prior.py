@@ -151,21 +151,32 @@ def prior_agreement(
 ) -> float:
     """z-score of the realized positives against the label-free expectation, same events.
 
-    Given the votes, each label is Bernoulli(adjusted score) under label shift, so
-    ``(k - sum(s')) / sqrt(sum(s' (1 - s')))`` is about standard normal; a large value
-    means the scores no longer describe ``P(y | x)`` (concept drift, or a miscalibrated
-    model) and the label-free estimates cannot be trusted.
+    Under label shift each label is Bernoulli(adjusted score at the true rate) given the
+    votes, so ``k - sum(s')`` has the labels' variance ``sum(s' (1 - s'))`` plus that of
+    the rate estimate (``n / I``, ``I`` the Fisher information of a score about the rate;
+    added, which errs on the safe side). A large value means the scores no longer describe
+    ``P(y | x)`` (concept drift, or a miscalibrated model) and the label-free estimates
+    cannot be trusted.
 
     Examples
     --------
     >>> s = np.full(10_000, 0.02)
     >>> round(prior_agreement(np.r_[np.ones(200), np.zeros(9_800)], s, 0.02, 0.02), 2)
     0.0
+    >>> s = np.r_[np.full(9_000, 0.005), np.full(1_000, 0.155)]  # mean 0.02
     >>> round(prior_agreement(np.r_[np.ones(400), np.zeros(9_600)], s, 0.02, 0.02), 1)
-    14.3
+    4.4
     """
     adjusted = adjust_posteriors(scores, reference_rate, rate)
+    n = len(adjusted)
+    c = (np.asarray(scores, dtype=np.float64) - reference_rate) / (
+        reference_rate * (1.0 - reference_rate)
+    )
+    q = c / (1.0 + (rate - reference_rate) * c)
+    information = float(q @ q) / n if n else 0.0
     spread = float(np.sum(adjusted * (1.0 - adjusted)))
     if spread <= 0.0:
         return math.nan
+    if information > 0.0:
+        spread += n / information
     return float((np.sum(labels) - adjusted.sum()) / math.sqrt(spread))
