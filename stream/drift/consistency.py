@@ -1,17 +1,20 @@
-"""Is a change of the scores a prior shift? Ask the members' votes.
+"""Is a change of the scores a prior shift? Ask the members' votes and the scores' shape.
 
 Under label shift every input moves with the class mix and nothing else: for any function
-``g`` of the votes, ``E_new[g(v)] = E_ref[w(s) g(v)]`` with ``w`` the
+``g`` of an event, ``E_new[g] = E_ref[w(s) g]`` with ``w`` the
 :func:`~metasignal.stream.drift.prior.mixture_weight` of the event's score at the estimated
-rate. :func:`member_shift_z` compares each member's mean vote logit after a change with
-that prediction from the reference votes. A member that decays into noise, or any change of
-``P(y | x)``, moves the scores without moving the members the way a prior shift would (in
-the synthetic committee a decaying member keeps its marginal distribution while the scores
-move), so a large ``|z|`` means *not a label shift*: the policy then waits for the outcomes
+rate. :func:`shift_z` compares the mean of each ``g`` after a change with that prediction
+from the reference events, in standard errors; :func:`shift_features` gives the ``g``
+worth checking: each member's vote logit, the score logit and its spread (the squared
+distance of the score logit from its reference mean). A member that decays into noise, or
+any other change of ``P(y | x)``, moves the scores without moving these the way a prior
+shift would: in the synthetic committee a decaying member keeps its own distribution, but
+the committee's combined evidence narrows (the spread falls) while its mean barely moves.
+A large ``|z|`` therefore means *not a label shift*, and the policy waits for the outcomes
 instead of asking for a label-shift re-tune.
 
-:class:`VoteWindow` keeps what the check needs: the reference votes (the first ``window``
-after a restart, with their scores) and the most recent ``window`` votes.
+:class:`VoteWindow` keeps what the check needs: the reference events (the first
+``window`` after a restart: scores and votes) and the votes of the most recent ``window``.
 
 Examples
 --------
@@ -23,15 +26,17 @@ Examples
 ...     if decayed:  # member b now votes noise with the same spread
 ...         x[:, 1] = rng.normal(-1.5, 1.0, n) + np.where(rng.random(n) < rate, 3.0, 0.0)
 ...     odds = np.exp(3 * x.sum(axis=1)) * 0.01 / 0.99  # calibrated at 1 %
-...     votes = 1 / (1 + np.exp(-1.5 * x))
-...     return odds / (1 + odds), votes
+...     return odds / (1 + odds), 1 / (1 + np.exp(-1.5 * x))
 >>> ref_scores, ref_votes = events(0.01, 20_000)
->>> _, shifted = events(0.03, 10_000)  # a prior shift: the members follow the scores
->>> member_shift_z(ref_scores, ref_votes, shifted, 0.01, 0.03).round(1).tolist()
-[0.6, -0.8]
->>> _, decayed = events(0.01, 10_000, decayed=True)  # scores fooled, members did not move
->>> member_shift_z(ref_scores, ref_votes, decayed, 0.01, 0.03).round(1).tolist()
-[-2.7, -4.4]
+>>> center = logit_center(ref_scores)
+>>> reference = shift_features(ref_scores, ref_votes, center)
+>>> def z(scores, votes):
+...     new = shift_features(scores, votes, center)
+...     return shift_z(ref_scores, reference, new, 0.01, 0.03).round(1).tolist()
+>>> z(*events(0.03, 10_000))  # a prior shift: everything follows the scores
+[0.6, -0.8, -0.1, 0.6]
+>>> z(*events(0.01, 10_000, decayed=True))  # not one
+[-2.7, -4.4, -6.0, -9.8]
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import numpy as np
 
 from metasignal.stream.drift.prior import mixture_weight
 
-__all__ = ["VoteWindow", "member_shift_z"]
+__all__ = ["VoteWindow", "logit_center", "shift_features", "shift_z"]
 
 _EPS = 1e-6
 
@@ -52,21 +57,34 @@ def _logits(votes: np.ndarray) -> np.ndarray:
     return np.log(clipped) - np.log1p(-clipped)
 
 
-def member_shift_z(
+def logit_center(scores: np.ndarray) -> float:
+    """Mean score logit of the reference events (the spread column is measured from it)."""
+    return float(np.mean(_logits(np.asarray(scores, dtype=np.float64))))
+
+
+def shift_features(scores: np.ndarray, votes: np.ndarray, center: float) -> np.ndarray:
+    """Columns checked by :func:`shift_z`: vote logits, score logit, score-logit spread."""
+    score_logit = _logits(np.asarray(scores, dtype=np.float64))
+    return np.column_stack(
+        [_logits(np.asarray(votes, dtype=np.float64)), score_logit, (score_logit - center) ** 2]
+    )
+
+
+def shift_z(
     reference_scores: np.ndarray,
-    reference_votes: np.ndarray,
-    recent_votes: np.ndarray,
+    reference_values: np.ndarray,
+    recent_values: np.ndarray,
     reference_rate: float,
     rate: float,
 ) -> np.ndarray:
-    """Per member: (observed - label-shift-predicted) mean vote logit, in standard errors.
+    """Per column: (observed - prior-shift-predicted) mean, in standard errors.
 
-    NaN votes (a missing member) are left out; a member with fewer than two votes on
+    NaN values (a missing member) are left out; a column with fewer than two values on
     either side gets NaN.
     """
     weights = mixture_weight(reference_scores, reference_rate, rate)
-    ref = _logits(np.asarray(reference_votes, dtype=np.float64))
-    new = _logits(np.asarray(recent_votes, dtype=np.float64))
+    ref = np.asarray(reference_values, dtype=np.float64)
+    new = np.asarray(recent_values, dtype=np.float64)
     out = np.full(ref.shape[1], math.nan)
     for j in range(ref.shape[1]):
         seen = ~np.isnan(ref[:, j])
@@ -75,7 +93,8 @@ def member_shift_z(
             continue
         w, v = weights[seen], ref[seen, j]
         predicted = float(w @ v / w.sum())
-        predicted_var = float((w * (v - predicted)) @ (w * (v - predicted))) / w.sum() ** 2
+        spread = w * (v - predicted)
+        predicted_var = float(spread @ spread) / float(w.sum()) ** 2
         observed_var = float(now.var(ddof=1)) / len(now)
         out[j] = (float(now.mean()) - predicted) / math.sqrt(predicted_var + observed_var)
     return out

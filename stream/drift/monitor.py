@@ -33,7 +33,12 @@ from typing import Any
 import numpy as np
 from river import metrics, utils
 
-from metasignal.stream.drift.consistency import VoteWindow, member_shift_z
+from metasignal.stream.drift.consistency import (
+    VoteWindow,
+    logit_center,
+    shift_features,
+    shift_z,
+)
 from metasignal.stream.drift.detectors import make_detector
 from metasignal.stream.drift.label_free import LabelFreeEstimate, LabelFreeEstimator
 from metasignal.stream.drift.label_shift import PriorShiftCUSUM
@@ -97,8 +102,8 @@ class LabelShiftAlarm:
     estimated_rate: float  # estimated from the scores since the change point
     events_since_change: int
     events: int  # votes observed under this model
-    # Largest |z| of the members' votes against what a prior shift predicts for them
-    # (consistency.member_shift_z; NaN without votes): large means not a label shift.
+    # Largest |z| of the members' votes and the scores' shape against what a prior shift
+    # predicts for them (consistency.shift_z; NaN without votes): large = not label shift.
     member_shift_z: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
@@ -232,9 +237,20 @@ class DriftMonitor:
         base = window.reference
         if base is None or not 0.0 < rate < 1.0:
             return math.nan
-        recent = window.recent(since + after)
-        recent = recent[: len(recent) - after]
-        z = member_shift_z(base[0], base[1], recent, reference, rate)
+        recent_votes = window.recent(since + after)
+        recent_votes = recent_votes[: len(recent_votes) - after]
+        recent_scores, _ = self.label_free.recent(since + after)
+        recent_scores = recent_scores[: len(recent_scores) - after]
+        n = min(len(recent_votes), len(recent_scores))
+        base_scores, base_votes = base
+        center = logit_center(base_scores)
+        z = shift_z(
+            base_scores,
+            shift_features(base_scores, base_votes, center),
+            shift_features(recent_scores[-n:], recent_votes[-n:], center),
+            reference,
+            rate,
+        )
         return float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else math.nan
 
     def label_free_estimate(self) -> LabelFreeEstimate | None:

@@ -75,7 +75,7 @@ class DriftPolicy:
     retry_outcomes: int = 20_000
     label_free: bool = True
     agreement_z: float = 5.0
-    consistency_z: float = 4.0
+    consistency_z: float = 2.5
     label_free_retry_events: int = 50_000
     min_agreement_outcomes: int = 2000
     model_version: int = 0
@@ -139,7 +139,7 @@ class DriftPolicy:
             # concept drift. A retrain needs labelled rows of the new regime: the outcome
             # path asks for it once they arrive.
             self.not_label_shift = (
-                f"scores shifted {alarm.direction} but the members' votes are "
+                f"scores shifted {alarm.direction} but the votes and the scores' shape are "
                 f"{alarm.member_shift_z:.1f} standard errors from a prior shift"
             )
             return None
