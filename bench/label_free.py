@@ -502,8 +502,15 @@ def _quantiles(values: Sequence[float]) -> str:
     detected = np.isfinite(a).mean() if len(a) else math.nan
     if not len(a):
         return "–"
-    median, p90 = np.quantile(a, [0.5, 0.9], method="lower")
+    median, p90 = _median(values), float(np.quantile(a, 0.9, method="lower"))
     return f"{_n(median)} / {_n(p90)} / {detected:.0%}"
+
+
+def _median(values: Sequence[float]) -> float:
+    """The tables' median (the lower middle value: defined when runs are censored at ∞)."""
+    if not len(values):
+        return math.nan
+    return float(np.quantile(np.array(values, dtype=np.float64), 0.5, method="lower"))
 
 
 def _mean_sd(values: Sequence[float]) -> str:
@@ -656,12 +663,35 @@ def render(
     return "\n".join(lines)
 
 
+READING = [
+    "",
+    "Reading:",
+    "",
+    "* The 2,000-event goal is below the information limit for these committees: a score "
+    "tells at most what its outcome tells (*score information* < 100 %), and even the "
+    "outcomes, seen at once, need a median of about 1,500-1,950 events for this step at "
+    "≤ 1 false alarm per 10⁶. Label-free detection scales with the score information; what "
+    "it removes is the label delay, so its lead over the outcome path grows with the delay.",
+    "* The rate estimate is unbiased to within ±0.001 and its spread sits at the Cramér-Rao "
+    "bound: no estimator from these scores does better on 5,000 events; the share of windows "
+    "within ±0.003 is set by that bound. The expected precision inherits the model's "
+    "calibration: a model over-confident at the top (skill 2) over-estimates it; the "
+    "realized precision of a window is itself noisy (its sampling sd is in the table).",
+    "* Under a decaying member the outcome path asks for a retrain every time, but the "
+    "consistency check (`stream/drift/consistency.py`) does not stop every earlier "
+    "label-free alarm: some `label_shift` requests still go out first (counts in *Goals*).",
+    "* Neither re-tune raises F1 over the 20,000 events after a 1 % → 2 % step for these "
+    "models (the F1-optimal threshold hardly moves with the rate here); what the label-free "
+    "one buys is a model calibrated to the live rate thousands of events earlier.",
+]
+
+
 def summary_lines(plan: Plan, reports: Sequence[SettingReport]) -> list[str]:
     out = ["### Goals", ""]
     for r in reports:
         s = r.shift
-        lf = float(np.median(s.label_free)) if s.label_free else math.nan
-        oc = float(np.median(s.outcomes)) if s.outcomes else math.nan
+        lf = _median(s.label_free)
+        oc = _median(s.outcomes)
         fa = r.false_alarms
         per = fa.requests * 1e6 / max(fa.events, 1)
         decay_shift = sum(k == "label_shift" for run in r.drift["decay"] for _, k, _ in run)
@@ -674,7 +704,7 @@ def summary_lines(plan: Plan, reports: Sequence[SettingReport]) -> list[str]:
             f"member: retrain asked in {decay_retrain} of {len(r.drift['decay'])} runs, "
             f"label_shift {decay_shift} times."
         )
-    return out
+    return out + READING
 
 
 def run_benchmark(plan: Plan, command: str) -> str:
