@@ -38,8 +38,12 @@ def test_label_shift_retune_before_any_outcome_on_the_broker(
         ) as scorer,
         TrainerThread(transport, topics, window_rows=20_000) as trainer,
     ):
-        assert wait_for(lambda: bool(trainer.verdicts), timeout=180), scorer.stats
-        assert wait_for(lambda: 2 in scorer.stats.model_versions, timeout=60)
+        assert wait_for(lambda: bool(trainer.verdicts), timeout=240), (
+            scorer.stats.votes,
+            scorer.stats.drift_requests,
+            scorer.policy.not_label_shift,
+        )
+        assert wait_for(lambda: 2 in scorer.stats.model_versions, timeout=60), trainer.verdicts
     assert [r["source"] for r in scorer.stats.drift_requests] == ["label_free"]
     (verdict,) = trainer.verdicts
     assert verdict.outcome == "published", verdict.detail

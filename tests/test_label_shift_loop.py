@@ -79,7 +79,9 @@ def test_a_label_shift_is_retuned_from_the_votes_alone(
     assert request["at_event_ts"] > step_ts  # after the step, from votes only
     prior = request["prior"]
     assert 0.02 < prior["reference_rate"] < 0.04
-    assert 0.05 < prior["estimated_rate"] < 0.14
+    # Estimated from the few hundred votes since the located change: noisy, and biased up
+    # (the detector stops on extreme evidence), but clearly above the old rate.
+    assert 0.05 < prior["estimated_rate"] < 0.2
     metrics = scorer.metrics.registry
     labels = {"kind": "label_shift", "source": "label_free"}
     assert metrics.get_sample_value("metasignal_drift_events_total", labels) == 1
