@@ -25,6 +25,7 @@ from metasignal.stream.drift.policy import Decision, DriftPolicy
 from metasignal.stream.join import JoinCache, ScoredVote
 from metasignal.stream.messages import (
     ControlRequest,
+    EvidenceSource,
     MessageError,
     RequestKind,
     TrainingRow,
@@ -98,6 +99,7 @@ class FeedbackLoop:
             min_outcomes=options.drift_min_outcomes,
             cooldown_outcomes=options.drift_cooldown_outcomes,
             settle_outcomes=options.drift_settle_outcomes,
+            label_free=options.drift_label_free,
         )
         self._model: CompiledModel | None = None
         self._last_outcome_ts: int | None = None
@@ -149,6 +151,32 @@ class FeedbackLoop:
                 matched = self.join.match(event_id)
                 assert matched is not None
                 out.append(self._joined(matched, early))
+        return out
+
+    def observe_scores(self, batch: ScoredBatch) -> list[Message]:
+        """Label-free estimates and the label-shift detector see every scored vote.
+
+        No outcome is needed: a label-shift re-tune can be asked for long before the
+        outcomes of the shifted votes arrive.
+        """
+        monitor = self.monitor
+        if monitor is None or not batch.good:
+            return []
+        alarm = monitor.observe(batch.scores, batch.decisions, batch.matrix)
+        out: list[Message] = []
+        decision = self.policy.decide_label_free(alarm)
+        if decision is not None and alarm is not None:
+            at_ts = max(vote.ts_ms for _, vote in batch.good)
+            out.append(self._request(decision, {"label_free": alarm.to_dict()}, at_ts=at_ts))
+        estimate = monitor.label_free_estimate()
+        if estimate is not None:
+            m = self.metrics
+            m.estimated_rate.set(estimate.positive_rate)
+            m.expected_precision.set(estimate.precision)
+            m.expected_recall.set(estimate.recall)
+            m.expected_f1.set(estimate.f1)
+            for side, ratio in monitor.label_shift_ratios().items():
+                m.label_shift_statistic.labels(side=side).set(ratio)
         return out
 
     def join_outcomes(self, records: Sequence[Record]) -> tuple[list[Message], Dead]:
@@ -225,12 +253,16 @@ class FeedbackLoop:
             rate_drift=fired,
             rate_direction=direction,
             event_ts=self._last_outcome_ts,
+            estimated_rate=snapshot.estimated_rate,
+            rate_agreement_z=snapshot.rate_agreement_z,
         )
         if decision is None:
             return None
         return self._request(decision, snapshot.to_dict())
 
-    def _request(self, decision: Decision, stats: dict[str, object]) -> Message:
+    def _request(
+        self, decision: Decision, stats: dict[str, object], *, at_ts: int | None = None
+    ) -> Message:
         model = self._model
         assert model is not None
         request = ControlRequest(
@@ -240,14 +272,22 @@ class FeedbackLoop:
             model=model.name,
             model_version=model.version,
             since_ts=decision.since_ts,
-            at_event_ts=self._last_outcome_ts,
+            at_event_ts=self._last_outcome_ts if at_ts is None else at_ts,
             at=int(time.time() * 1000),
             source=self.options.group_id,
             stats=stats,
+            evidence=cast(EvidenceSource, decision.source),
         )
-        self.metrics.drift_events.labels(kind=decision.kind).inc()
+        if decision.prior:
+            request["prior"] = {k: float(v) for k, v in decision.prior.items()}
+        self.metrics.drift_events.labels(kind=decision.kind, source=decision.source).inc()
         self.stats.drift_requests.append(
-            {"at": self.stats.joined, "kind": decision.kind, "reason": decision.reason}
+            {
+                "at": self.stats.joined,
+                "kind": decision.kind,
+                "reason": decision.reason,
+                "source": decision.source,
+            }
         )
         log.warning("drift: requesting %s (%s)", decision.kind, decision.reason)
         return Message(

@@ -366,8 +366,10 @@ def decode_training_row(
 
 # --------------------------------------------------------------------------- control requests
 
-RequestKind = Literal["retune", "retrain"]
-REQUEST_KINDS: tuple[RequestKind, ...] = ("retune", "retrain")
+RequestKind = Literal["retune", "retrain", "label_shift"]
+REQUEST_KINDS: tuple[RequestKind, ...] = ("retune", "retrain", "label_shift")
+EvidenceSource = Literal["outcomes", "label_free"]
+EVIDENCE_SOURCES: tuple[EvidenceSource, ...] = ("outcomes", "label_free")
 
 
 class ControlRequest(TypedDict):
@@ -383,6 +385,10 @@ class ControlRequest(TypedDict):
     at: int
     source: str
     stats: dict[str, object]
+    # What the decision rests on: joined outcomes, or the scores alone (label_shift).
+    evidence: NotRequired[EvidenceSource]
+    # label_shift only: the rate the model is calibrated to and the rate estimated live.
+    prior: NotRequired[dict[str, float]]
 
 
 def encode_control_request(request: ControlRequest) -> bytes:
@@ -409,7 +415,7 @@ def decode_control_request(
     reason, model, source = (document.get(k, "") for k in ("reason", "model", "source"))
     if not all(type(text) is str for text in (reason, model, source)):
         raise MessageError("bad_request", "reason, model and source must be strings")
-    return ControlRequest(
+    request = ControlRequest(
         id=request_id,
         kind=kind,
         reason=reason,
@@ -421,6 +427,21 @@ def decode_control_request(
         source=source,
         stats=stats if type(stats) is dict else {},
     )
+    evidence = document.get("evidence")
+    if evidence is not None:
+        if evidence not in EVIDENCE_SOURCES:
+            raise MessageError(
+                "bad_request", f"evidence must be one of {', '.join(EVIDENCE_SOURCES)}"
+            )
+        request["evidence"] = evidence
+    prior = document.get("prior")
+    if prior is not None:
+        if type(prior) is not dict or not all(
+            type(k) is str and _finite(v) for k, v in prior.items()
+        ):
+            raise MessageError("bad_request", "prior must map names to finite numbers")
+        request["prior"] = {k: float(v) for k, v in prior.items()}
+    return request
 
 
 # --------------------------------------------------------------------------- dead letters

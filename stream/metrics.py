@@ -202,8 +202,36 @@ class ScorerMetrics:
         )
         self.drift_events = Counter(
             "metasignal_drift_events",
-            "Re-tune/retrain requests sent to the trainer",
-            ["kind"],
+            "Re-tune/retrain/label-shift requests sent to the trainer, by kind and evidence "
+            "(source: outcomes or label_free)",
+            ["kind", "source"],
+            registry=r,
+        )
+        # Label-free estimates from the scores of the recent votes (no outcome needed).
+        self.estimated_rate = Gauge(
+            "metasignal_estimated_positive_rate",
+            "Label-free positive rate of the recent votes (prior MLE from calibrated scores)",
+            registry=r,
+        )
+        self.expected_precision = Gauge(
+            "metasignal_expected_precision",
+            "Label-free expected precision at the threshold (prior-corrected scores)",
+            registry=r,
+        )
+        self.expected_recall = Gauge(
+            "metasignal_expected_recall",
+            "Label-free expected recall at the threshold (prior-corrected scores)",
+            registry=r,
+        )
+        self.expected_f1 = Gauge(
+            "metasignal_expected_f1",
+            "Label-free expected F1 at the threshold (prior-corrected scores)",
+            registry=r,
+        )
+        self.label_shift_statistic = Gauge(
+            "metasignal_label_shift_statistic_ratio",
+            "Label-shift CUSUM statistic over its decision interval, by side (alarm at 1)",
+            ["side"],
             registry=r,
         )
         self.stale = Counter(

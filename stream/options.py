@@ -98,6 +98,12 @@ class ScorerOptions:
     drift_window: int = setting(
         5000, env="METASIGNAL_DRIFT_WINDOW", help="joined outcomes in the rolling quality window"
     )
+    drift_label_free: bool = setting(
+        True,
+        env="METASIGNAL_LABEL_FREE",
+        flag="label_free",
+        help="estimate the positive rate and quality from the scores; re-tune on label shift early",
+    )
     max_vote_age_s: float = setting(
         300.0,
         env="METASIGNAL_MAX_VOTE_AGE_S",

@@ -282,6 +282,9 @@ class Scorer:
                 dead.extend(dead_outcomes)
                 for message in (*training, *joined):
                     send(message.topic, key=message.key, value=message.value)
+            # Label-free estimates need no outcome: they run with outcome tracking off too.
+            for message in self.feedback.observe_scores(batch):
+                send(message.topic, key=message.key, value=message.value)
             for record, reason in dead:
                 letter = dead_letter(record, reason)
                 send(topics.dlq, key=letter.key, value=letter.value, headers=letter.headers)

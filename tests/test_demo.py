@@ -39,6 +39,7 @@ def test_demo_closes_the_loop_on_the_memory_bus(tmp_path: Path) -> None:
     assert summary["transport"] == "memory"
     check_summary(summary, live_events=48_000)
     kinds = {event["kind"] for event in summary["drift_events"]}
+    assert {event["source"] for event in summary["drift_events"]} <= {"label_free", "outcomes"}
     # The rate step asks for a re-tune, the decaying member for a retrain; the gate may still
     # refuse a retrain candidate fitted on a half-decayed window, so only the re-tune must land.
     assert "retune" in kinds and "retrain" in kinds

@@ -181,8 +181,31 @@ def test_dashboard_names_only_exported_metrics_and_defined_recordings() -> None:
         "metasignal_model_version",
         "metasignal:dlq_messages:rate5m",
         "metasignal_consumer_lag",
+        "metasignal_estimated_positive_rate",
+        "metasignal_expected_precision",
+        "metasignal_expected_recall",
+        "metasignal_expected_f1",
+        "metasignal_label_shift_statistic_ratio",
     ):
         assert wanted in used, f"no panel shows {wanted}"
+
+
+def test_label_free_estimates_are_drawn_beside_their_realized_figures() -> None:
+    """Each label-free estimate shares a panel with the realized figure it anticipates."""
+    panels: dict[tuple[str, str], set[str]] = {}
+    for name, panel, target in dashboard_targets():
+        panels.setdefault((name, panel["title"]), set()).update(names_in(target["expr"])[0])
+    pairs = [
+        ("metasignal_estimated_positive_rate", "metasignal_realized_positive_rate"),
+        ("metasignal_expected_precision", "metasignal_rolling_precision"),
+        ("metasignal_expected_recall", "metasignal_rolling_recall"),
+        ("metasignal_expected_f1", "metasignal_rolling_f1"),
+    ]
+    for estimate, realized in pairs:
+        assert any({estimate, realized} <= names for names in panels.values()), estimate
+    # Requests are shown by evidence, so a label-free re-tune is told from an outcome one.
+    exprs = [t["expr"] for _, _, t in dashboard_targets()]
+    assert any("metasignal_drift_events_total" in e and "source" in e for e in exprs)
 
 
 def test_dashboard_is_valid_and_uses_the_provisioned_datasource() -> None:

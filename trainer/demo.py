@@ -533,7 +533,10 @@ def summarise(
     for request in requests:
         at = int(np.searchsorted(live.time_ms, request.get("at_event_ts") or 0))
         requested_at[request.get("id")] = (at, request["kind"])
-        drift_events.append({"at": at, "kind": request["kind"], "reason": request["reason"]})
+        source = request.get("evidence", "outcomes")  # label_free: from the scores alone
+        drift_events.append(
+            {"at": at, "kind": request["kind"], "reason": request["reason"], "source": source}
+        )
         timeline.append(
             Mark(at, request["kind"], f"drift: {request['kind']} requested ({request['reason']})")
         )

@@ -51,6 +51,7 @@ from metasignal.stream.transport.base import Consumer, Record, Transport, Transp
 from metasignal.trainer.calibration import fit_platt
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.fit import FitConfig, build_artifact, holdout_metrics
+from metasignal.trainer.label_shift import label_shift_challenge
 from metasignal.trainer.meta_model import MetaModelClassifier
 from metasignal.trainer.objective import Objective
 from metasignal.trainer.settings import TRAINER_SETTINGS, TrainerOptions
@@ -420,13 +421,23 @@ class TrainerService:
             gate.labels, champion_model.predict_proba(gate.votes), champion_model.threshold
         )
         kind = request["kind"]
+        if kind == "label_shift":
+            # Judged under the estimated prior: the gate rows re-weighted to it.
+            body, champion_value, candidate_value, candidate_scores = label_shift_challenge(
+                champion,
+                fit_part,
+                gate,
+                prior=dict(request.get("prior") or {}),
+                objective=objective,
+            )
         if kind == "retune":
             body, _ = retune_artifact(champion, fit_part, objective)
-        else:
+        elif kind == "retrain":
             body = self._retrain(champion, fit_part, table)
         candidate = CompiledModel.from_artifact(body)
-        candidate_scores = candidate.predict_proba(gate.votes)
-        candidate_value = objective.value_at(gate.labels, candidate_scores, candidate.threshold)
+        if kind != "label_shift":
+            candidate_scores = candidate.predict_proba(gate.votes)
+            candidate_value = objective.value_at(gate.labels, candidate_scores, candidate.threshold)
         # Only the operator's own --force: a field on control (which any producer with write
         # access can set) no longer bypasses the gate; typed requests carry no such field.
         forced = options.force
@@ -462,7 +473,8 @@ class TrainerService:
         body["created_at"] = (
             datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         )
-        body["request"] = {k: request[k] for k in ("id", "kind", "reason", "model_version")}
+        keys = ("id", "kind", "reason", "model_version", "evidence", "prior")
+        body["request"] = {k: request[k] for k in keys if k in request}  # type: ignore[literal-required]
         body["gate"] = gate_block
         metrics = dict(body.get("metrics") or {})
         metrics["gate"] = holdout_metrics(gate.labels, candidate_scores, candidate.threshold)

@@ -28,6 +28,7 @@ MARK_KINDS: Final[dict[str, tuple[str, str, str]]] = {
     "injected": ("injected change", "#212529", ":"),
     "retune": ("re-tune requested (drift)", "#e8590c", "--"),
     "retrain": ("retrain requested (drift)", "#c92a2a", "--"),
+    "label_shift": ("label-shift re-tune requested (from the scores)", "#5f3dc4", "--"),
     "live": ("new model live", "#2b8a3e", "-"),
     "refused": ("candidate refused by the gate", "#868e96", "-."),
 }

@@ -33,7 +33,16 @@ from typing import Any
 import numpy as np
 from river import metrics, utils
 
+from metasignal.stream.drift.consistency import (
+    VoteWindow,
+    logit_center,
+    shift_features,
+    shift_z,
+)
 from metasignal.stream.drift.detectors import make_detector
+from metasignal.stream.drift.label_free import LabelFreeEstimate, LabelFreeEstimator
+from metasignal.stream.drift.label_shift import PriorShiftCUSUM
+from metasignal.stream.drift.prior import estimate_prior, prior_agreement
 from metasignal.stream.quality import average_precision, log_loss, roc_auc
 
 
@@ -55,6 +64,10 @@ class DriftSnapshot:
     rate_drift: bool
     rate_direction: str | None
     detector_stats: Mapping[str, Any] = field(default_factory=dict)
+    # The label-free estimate on the same joined events, and how far the realized
+    # positives are from it (z-score, see prior_agreement): NaN until it can be computed.
+    estimated_rate: float = float("nan")
+    rate_agreement_z: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         def clean(value: float) -> float | None:
@@ -75,6 +88,28 @@ class DriftSnapshot:
             "rate_drift": self.rate_drift,
             "rate_direction": self.rate_direction,
             "detector": dict(self.detector_stats),
+            "estimated_rate": clean(self.estimated_rate),
+            "rate_agreement_z": clean(self.rate_agreement_z),
+        }
+
+
+@dataclass(frozen=True)
+class LabelShiftAlarm:
+    """The label-free detector fired: the positive rate moved, judging by the scores alone."""
+
+    direction: str
+    reference_rate: float  # the rate the serving model's scores are calibrated to
+    estimated_rate: float  # estimated from the scores since the change point
+    events_since_change: int
+    events: int  # votes observed under this model
+    # Largest |z| of the members' votes and the scores' shape against what a prior shift
+    # predicts for them (consistency.shift_z; NaN without votes): large = not label shift.
+    member_shift_z: float = float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            key: None if isinstance(value, float) and math.isnan(value) else value
+            for key, value in self.__dict__.items()
         }
 
 
@@ -90,6 +125,14 @@ class DriftMonitor:
     detector, detector_params
         Drift detector on the realized positive rate (see
         :func:`metasignal.stream.drift.detectors.make_detector`).
+    label_free_window
+        Votes in the label-free estimates' window (also the label-shift detector's warm-up).
+    label_shift_params
+        Parameters of the label-shift detector
+        (:class:`~metasignal.stream.drift.label_shift.PriorShiftCUSUM`).
+    label_free_refresh
+        Votes between two computations of the label-free estimates (each costs a few
+        passes over the window, ~0.2 ms for 5,000 votes; the detector sees every vote).
     """
 
     def __init__(
@@ -99,9 +142,19 @@ class DriftMonitor:
         window: int = 5000,
         detector: str = "cusum",
         detector_params: Mapping[str, Any] | None = None,
+        label_free_window: int = 5000,
+        label_shift_params: Mapping[str, Any] | None = None,
+        label_free_refresh: int = 1000,
     ) -> None:
         self.members = tuple(members)
         self.window = window
+        self.label_free = LabelFreeEstimator(window=label_free_window, warmup=label_free_window)
+        self._vote_window = VoteWindow(window=label_free_window)
+        self._label_shift_params = {"warmup": label_free_window, **(label_shift_params or {})}
+        self._label_shift = PriorShiftCUSUM(**self._label_shift_params)
+        self.label_free_refresh = label_free_refresh
+        self._estimate: LabelFreeEstimate | None = None
+        self._estimated_at = 0
         self._detector_name = detector
         self._detector_params = dict(detector_params or {})
         self._detector = make_detector(detector, **self._detector_params)
@@ -111,7 +164,15 @@ class DriftMonitor:
         self.reset_quality()
 
     def reset_quality(self) -> None:
-        """Forget the rolling quality (a new model is serving); the rate detector keeps going."""
+        """Forget the rolling quality (a new model is serving); the rate detector keeps going.
+
+        The label-free state restarts too: the new model's scores have their own calibration.
+        """
+        self.label_free.reset()
+        self._vote_window.reset()
+        self._label_shift = PriorShiftCUSUM(**self._label_shift_params)
+        self._estimate = None
+        self._estimated_at = 0
         # river ships no type information: keep its objects as Any.
         self._precision: Any = utils.Rolling(metrics.Precision, window_size=self.window)
         self._recall: Any = utils.Rolling(metrics.Recall, window_size=self.window)
@@ -135,6 +196,86 @@ class DriftMonitor:
         self._scores.append(score)
         self._decisions.append(decision)
         self._votes.append(votes)
+
+    def observe(
+        self, scores: np.ndarray, decisions: np.ndarray, votes: np.ndarray | None = None
+    ) -> LabelShiftAlarm | None:
+        """Feed one scored batch (every vote, no outcome needed); an alarm if the rate moved.
+
+        With the batch's ``votes`` (rows in member order) an alarm also says whether the
+        members moved as a prior shift would make them move.
+        """
+        if not len(scores):
+            return None
+        estimator = self.label_free
+        before = estimator.events
+        estimator.update(scores, decisions)
+        if votes is not None:
+            self._vote_window.update(scores, votes)
+        at = self._label_shift.update_many(scores)
+        reference = estimator.reference_rate
+        if at is None or reference is None:
+            return None
+        alarm_at = before + at + 1
+        since = max(alarm_at - (self._label_shift.change_point or 0), 1)
+        after = estimator.events - alarm_at  # votes of this batch past the alarm
+        # The post-change scores (as many as the window holds) estimate the new rate.
+        recent, _ = estimator.recent(since + after)
+        recent = recent[: len(recent) - after]
+        rate = estimate_prior(recent, reference)
+        return LabelShiftAlarm(
+            direction=self._label_shift.drift_direction or "changed",
+            reference_rate=reference,
+            estimated_rate=rate,
+            events_since_change=int(since),
+            events=estimator.events,
+            member_shift_z=self._member_shift(reference, rate, since, after),
+        )
+
+    def _member_shift(self, reference: float, rate: float, since: int, after: int) -> float:
+        window = self._vote_window
+        base = window.reference
+        if base is None or not 0.0 < rate < 1.0:
+            return math.nan
+        recent_votes = window.recent(since + after)
+        recent_votes = recent_votes[: len(recent_votes) - after]
+        recent_scores, _ = self.label_free.recent(since + after)
+        recent_scores = recent_scores[: len(recent_scores) - after]
+        n = min(len(recent_votes), len(recent_scores))
+        base_scores, base_votes = base
+        center = logit_center(base_scores)
+        z = shift_z(
+            base_scores,
+            shift_features(base_scores, base_votes, center),
+            shift_features(recent_scores[-n:], recent_votes[-n:], center),
+            reference,
+            rate,
+        )
+        return float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else math.nan
+
+    def label_free_estimate(self) -> LabelFreeEstimate | None:
+        """Positive rate and expected quality over the recent votes (``None`` in warm-up).
+
+        Recomputed once ``label_free_refresh`` votes have arrived since the last time.
+        """
+        events = self.label_free.events
+        if self._estimate is None or events - self._estimated_at >= self.label_free_refresh:
+            self._estimate = self.label_free.estimate()
+            self._estimated_at = events
+        return self._estimate
+
+    def label_shift_ratios(self) -> dict[str, float]:
+        """Each side's label-shift statistic over its decision interval (1 = alarm)."""
+        detector = self._label_shift
+        sides = {
+            "up": (detector.statistic_up, detector.threshold_up),
+            "down": (detector.statistic_down, detector.threshold_down),
+        }
+        return {
+            side: statistic / threshold
+            for side, (statistic, threshold) in sides.items()
+            if threshold is not None and math.isfinite(threshold)
+        }
 
     def consume_rate_drift(self) -> tuple[bool, str | None]:
         """Whether the rate detector fired since the last call (then cleared)."""
@@ -175,4 +316,16 @@ class DriftMonitor:
             rate_drift=self._rate_drift,
             rate_direction=self._direction,
             detector_stats=detector_stats,
+            **self._agreement(labels, scores),
         )
+
+    def _agreement(self, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+        """Label-free rate of the joined events and the realized positives' z-score to it."""
+        reference = self.label_free.reference_rate
+        if reference is None or not len(labels):
+            return {}
+        rate = estimate_prior(scores, reference)
+        return {
+            "estimated_rate": rate,
+            "rate_agreement_z": prior_agreement(labels, scores, reference, rate),
+        }

@@ -8,6 +8,16 @@
   median member's: AUC ignores calibration, and comparing with the other members
   keeps a change that affects the whole committee from looking like decay).
 
+* **label-shift re-tune** (``label_shift``, source ``label_free``) when the label-free
+  detector on the scores fired (:meth:`DriftPolicy.decide_label_free`), long before the
+  outcomes can show it: the trainer shifts the calibration to the estimated rate and
+  re-optimises the threshold for it. Label shift keeps ``P(y | x)`` up to the prior; when
+  the joined outcomes disagree with the label-free estimate on the same events (concept
+  drift, or a miscalibrated model), or the ranking degrades, label-free requests stop for
+  that model and the outcome path decides. Once outcomes arrive under a label-shift re-tune
+  they confirm it (the rate change they show is the one already corrected) or the policy
+  falls back to an outcome-based re-tune.
+
 One change gives one request: after a request the policy waits
 ``cooldown_outcomes``, and asks for the same kind for the same model version
 again only if the problem persists ``retry_outcomes`` later (the trainer may
@@ -36,13 +46,18 @@ import math
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from metasignal.stream.drift.monitor import LabelShiftAlarm
 
 
 @dataclass(frozen=True)
 class Decision:
-    kind: str
+    kind: str  # retune, retrain or label_shift
     reason: str
     since_ts: int | None = None  # event time from which the new regime holds, if known
+    source: str = "outcomes"  # what the evidence was: "outcomes" or "label_free"
+    prior: Mapping[str, Any] | None = None  # label_shift: reference and estimated rates
 
 
 @dataclass
@@ -58,6 +73,11 @@ class DriftPolicy:
     cooldown_outcomes: int = 5000
     settle_outcomes: int = 2000
     retry_outcomes: int = 20_000
+    label_free: bool = True
+    agreement_z: float = 5.0
+    consistency_z: float = 2.5
+    label_free_retry_events: int = 50_000
+    min_agreement_outcomes: int = 2000
     model_version: int = 0
     baseline_f1: float | None = None
     baseline_ap: float | None = None
@@ -67,9 +87,22 @@ class DriftPolicy:
     _requested: dict[tuple[int, str], int] = field(default_factory=dict)
     _pending_rate: str | None = None
     _pending_since: tuple[int, int | None] | None = None  # (outcomes, event ts) at detection
+    _last_kind: str | None = None  # the last request made, for the next model to inherit
+    _label_shift_model: bool = False  # the serving model answered a label_shift request
+    _label_free_off: str | None = None  # why label-free requests stopped for this model
+    _label_free_asked_at: int | None = None  # votes observed when label_shift was asked
+    label_shift_confirmed: bool | None = None  # outcomes' verdict on a label-shift re-tune
+    not_label_shift: str | None = None  # why the last label-free alarm was not acted on
 
     def start(self, *, model_version: int) -> None:
         """A new model is serving: new baselines, cooldown over."""
+        self._label_shift_model = model_version > self.model_version and (
+            self._last_kind == "label_shift"
+        )
+        self._last_kind = None
+        self._label_free_off = None
+        self._label_free_asked_at = None
+        self.label_shift_confirmed = None
         self.model_version = model_version
         self.baseline_f1 = None
         self.baseline_ap = None
@@ -92,6 +125,63 @@ class DriftPolicy:
         typical = statistics.median(drops.values())
         return sorted(m for m, drop in drops.items() if drop - typical > self.member_tolerance)
 
+    def decide_label_free(self, alarm: LabelShiftAlarm | None) -> Decision | None:
+        """A ``label_shift`` request for a label-free alarm, or ``None``.
+
+        Nothing is asked while label-free requests are off for this model (see
+        :meth:`decide`), or within ``label_free_retry_events`` votes of the last ask (the
+        trainer may have refused it).
+        """
+        if alarm is None or not self.label_free or self._label_free_off is not None:
+            return None
+        if alarm.member_shift_z > self.consistency_z:
+            # The scores moved but the members did not move as a prior shift moves them:
+            # concept drift. A retrain needs labelled rows of the new regime: the outcome
+            # path asks for it once they arrive.
+            self.not_label_shift = (
+                f"scores shifted {alarm.direction} but the votes and the scores' shape are "
+                f"{alarm.member_shift_z:.1f} standard errors from a prior shift"
+            )
+            return None
+        asked = self._label_free_asked_at
+        if asked is not None and alarm.events - asked < self.label_free_retry_events:
+            return None
+        self._label_free_asked_at = alarm.events
+        self._requested[(self.model_version, "label_shift")] = alarm.events
+        self._last_kind = "label_shift"
+        reason = (
+            f"positive rate shifted {alarm.direction}: {alarm.estimated_rate:.4f} estimated "
+            f"from the scores of the last {alarm.events_since_change:,} votes vs "
+            f"{alarm.reference_rate:.4f} the model is calibrated to (no outcome yet)"
+        )
+        prior = {
+            "reference_rate": alarm.reference_rate,
+            "estimated_rate": alarm.estimated_rate,
+            "events_since_change": alarm.events_since_change,
+        }
+        return Decision("label_shift", reason, source="label_free", prior=prior)
+
+    def _agreement(self, outcomes: int, estimated_rate: float, z: float) -> bool | None:
+        """Do realized and label-free rates agree on the joined events? ``None``: too few yet.
+
+        Disagreement turns label-free requests off for this model and, under a label-shift
+        re-tune, rejects it: the outcome path re-tunes instead.
+        """
+        if math.isnan(z) or outcomes - (self._started_at or 0) < self.min_agreement_outcomes:
+            return None
+        if abs(z) <= self.agreement_z:
+            return True
+        if self._label_free_off is None:
+            self._label_free_off = (
+                f"realized rate disagrees with the label-free estimate {estimated_rate:.4f} "
+                f"(z = {z:+.1f})"
+            )
+        if self._label_shift_model and self.label_shift_confirmed is None:
+            self.label_shift_confirmed = False
+            self._pending_rate = "(the label-shift re-tune is not confirmed by the outcomes)"
+            self._pending_since = (outcomes, None)
+        return False
+
     def decide(
         self,
         *,
@@ -103,17 +193,20 @@ class DriftPolicy:
         rate_drift: bool,
         rate_direction: str | None,
         event_ts: int | None = None,
+        estimated_rate: float = math.nan,
+        rate_agreement_z: float = math.nan,
     ) -> Decision | None:
         """Return a request to make now, or ``None``.
 
         After a rate change the policy waits ``settle_outcomes`` outcomes, so the
         trainer has enough rows of the new regime to re-tune on.
         """
+        if self._started_at is None:
+            self._started_at = outcomes
+        agree = self._agreement(outcomes, estimated_rate, rate_agreement_z)
         if rate_drift:
             self._pending_rate = rate_direction or "changed"
             self._pending_since = (outcomes, event_ts)
-        if self._started_at is None:
-            self._started_at = outcomes
         seen = outcomes - self._started_at
         if seen < self.min_outcomes or window_positives < self.min_positives:
             return None
@@ -137,6 +230,13 @@ class DriftPolicy:
         if decision is None:
             return None
         if decision.kind == "retune" and self._pending_since is not None:
+            if agree and self._label_shift_model and self.label_shift_confirmed is not False:
+                # The rate change the outcomes show is the one the label-shift re-tune
+                # already corrected, and the outcomes agree with the model: confirmed.
+                self.label_shift_confirmed = True
+                self._pending_rate = None
+                self._pending_since = None
+                return None
             detected_at, since_ts = self._pending_since
             if outcomes - detected_at < self.settle_outcomes:
                 return None
@@ -145,7 +245,10 @@ class DriftPolicy:
             decision.kind == "retune" and self._asked_recently("retrain", outcomes)
         ):
             return None
+        if decision.kind == "retrain" and self._label_free_off is None:
+            self._label_free_off = "the ranking changed (concept drift): retraining"
         self._requested[(self.model_version, decision.kind)] = outcomes
+        self._last_kind = decision.kind
         self._last_request_at = outcomes
         self._pending_rate = None
         self._pending_since = None

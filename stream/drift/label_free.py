@@ -1,0 +1,159 @@
+"""Label-free estimates over a sliding window of the scorer's own votes.
+
+:class:`LabelFreeEstimator` keeps the last ``window`` calibrated scores and decisions in
+two preallocated ring buffers (one vectorised copy per batch) and on demand estimates
+from them, without any outcome:
+
+* the live positive rate under label shift (:func:`~metasignal.stream.drift.prior.estimate_prior`);
+* the expected precision, recall and F1 of the decisions at the model's threshold
+  (:func:`~metasignal.stream.drift.expected.expected_quality`), with the scores first
+  re-expressed for that estimated rate.
+
+The reference rate (the prior the model's scores are calibrated to) is given, or the mean
+score of the first ``warmup`` votes after a (re)start: a calibrated model's mean score is
+its positive rate, and taking it from live votes keeps a small calibration offset from
+reading as a shift.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(1)
+>>> estimator = LabelFreeEstimator(window=4_000, warmup=4_000)
+>>> def batch(rate, n=500):
+...     y = rng.random(n) < rate
+...     odds = np.exp(2 * (np.where(y, 1.0, -1.0) + rng.normal(0, 1, n))) * 0.01 / 0.99
+...     s = odds / (1 + odds)
+...     return s, s >= 0.05
+>>> for _ in range(8):
+...     estimator.update(*batch(0.01))
+>>> estimator.estimate() is None, round(estimator.reference_rate, 3)
+(False, 0.01)
+>>> for _ in range(40):
+...     estimator.update(*batch(0.03))
+>>> round(estimator.estimate().positive_rate, 2)
+0.03
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from metasignal.stream.drift.expected import expected_quality
+from metasignal.stream.drift.prior import adjust_posteriors, estimate_prior
+
+__all__ = ["LabelFreeEstimate", "LabelFreeEstimator"]
+
+
+@dataclass(frozen=True)
+class LabelFreeEstimate:
+    """What the scores alone say about the window (NaN where undefined)."""
+
+    events: int  # votes in the window
+    reference_rate: float
+    positive_rate: float
+    precision: float
+    recall: float
+    f1: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            key: None if isinstance(value, float) and math.isnan(value) else value
+            for key, value in self.__dict__.items()
+        }
+
+
+class LabelFreeEstimator:
+    """Sliding-window label-free estimates of the positive rate and the expected quality.
+
+    Parameters
+    ----------
+    window
+        Votes the estimates are computed over.
+    warmup
+        Votes whose mean score becomes the reference rate (ignored when given).
+    reference_rate
+        The positive rate the scores are calibrated to, if known.
+    """
+
+    def __init__(
+        self, *, window: int = 5_000, warmup: int = 5_000, reference_rate: float | None = None
+    ) -> None:
+        if window < 1 or warmup < 1:
+            raise ValueError(f"window and warmup must be >= 1, got {window} and {warmup}")
+        if reference_rate is not None and not 0.0 < reference_rate < 1.0:
+            raise ValueError(f"reference_rate must be in (0, 1), got {reference_rate}")
+        self.window = window
+        self.warmup = warmup
+        self._given_reference = reference_rate
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every vote (a new model: its scores have their own calibration)."""
+        self._scores = np.empty(self.window, dtype=np.float64)
+        self._decisions = np.zeros(self.window, dtype=bool)
+        self._written = 0
+        self._warm_n = 0
+        self._warm_sum = 0.0
+        self._reference = self._given_reference
+        self._last_rate: float | None = None
+
+    @property
+    def events(self) -> int:
+        """Votes seen since the last reset."""
+        return self._written
+
+    @property
+    def reference_rate(self) -> float | None:
+        """The rate the scores are taken to be calibrated to (``None`` during warm-up)."""
+        return self._reference
+
+    def update(self, scores: np.ndarray, decisions: np.ndarray) -> None:
+        """Add one batch of calibrated scores and the decisions made from them."""
+        scores = np.asarray(scores, dtype=np.float64)
+        n = len(scores)
+        if n == 0:
+            return
+        if self._reference is None:
+            take = min(n, self.warmup - self._warm_n)
+            self._warm_n += take
+            self._warm_sum += float(scores[:take].sum())
+            if self._warm_n == self.warmup:
+                mean = self._warm_sum / self._warm_n
+                self._reference = min(max(mean, 1e-6), 1.0 - 1e-6)
+        # The last min(n, window) votes land at their ring positions in one indexed copy.
+        keep = min(n, self.window)
+        slots = (self._written + np.arange(n - keep, n)) % self.window
+        self._scores[slots] = scores[n - keep :]
+        self._decisions[slots] = np.asarray(decisions, dtype=bool)[n - keep :]
+        self._written += n
+
+    def recent(self, events: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The last ``events`` (default: all in the window) scores and decisions, oldest first."""
+        held = min(self._written, self.window)
+        k = held if events is None else min(max(events, 0), held)
+        end = self._written % self.window
+        index = (np.arange(end - k, end)) % self.window
+        return self._scores[index], self._decisions[index]
+
+    def estimate(self, events: int | None = None) -> LabelFreeEstimate | None:
+        """Estimates over the last ``events`` votes (default: the window); ``None`` in warm-up."""
+        reference = self._reference
+        if reference is None or self._written == 0:
+            return None
+        scores, decisions = self.recent(events)
+        rate = estimate_prior(scores, reference, start=self._last_rate)
+        if events is None:
+            self._last_rate = rate
+        quality = expected_quality(adjust_posteriors(scores, reference, rate), decisions)
+        return LabelFreeEstimate(
+            events=len(scores),
+            reference_rate=reference,
+            positive_rate=rate,
+            precision=quality.precision,
+            recall=quality.recall,
+            f1=quality.f1,
+        )
