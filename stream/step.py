@@ -242,32 +242,7 @@ class ScoringStep:
     ) -> list[tuple[bytes, bytes]]:
         """``(key, value)`` of one signal per scored vote, keyed by event id."""
         # Python scalars: iterating numpy arrays would box each element.
-        if batch.stale is not None:
-            return [
-                (
-                    vote.id.encode(),
-                    encode_signal(
-                        event_id=vote.id,
-                        ts_ms=vote.ts_ms,
-                        decision=decision,
-                        score=score,
-                        threshold=model.threshold,
-                        size=size,
-                        model_name=model.name,
-                        model_version=model.version,
-                        scored_at_ms=scored_at_ms,
-                        stale=stale,
-                    ),
-                )
-                for (_, vote), score, decision, size, stale in zip(
-                    batch.good,
-                    batch.scores.tolist(),
-                    batch.decisions.tolist(),
-                    batch.sizes.tolist(),
-                    batch.stale.tolist(),
-                    strict=True,
-                )
-            ]
+        stale = [False] * len(batch.good) if batch.stale is None else batch.stale.tolist()
         return [
             (
                 vote.id.encode(),
@@ -281,13 +256,15 @@ class ScoringStep:
                     model_name=model.name,
                     model_version=model.version,
                     scored_at_ms=scored_at_ms,
+                    stale=is_stale,
                 ),
             )
-            for (_, vote), score, decision, size in zip(
+            for (_, vote), score, decision, size, is_stale in zip(
                 batch.good,
                 batch.scores.tolist(),
                 batch.decisions.tolist(),
                 batch.sizes.tolist(),
+                stale,
                 strict=True,
             )
         ]
