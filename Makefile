@@ -48,7 +48,7 @@ kafka-jars:
 # promtool (rule checks, rule unit tests) and prometheus (the end-to-end scrape test) come from
 # Debian's package: installed here when missing, or a one-line error saying what to install.
 prometheus-tools:
-	@deploy/prometheus/install-tools.sh
+	@deploy/tools/install-debian-package.sh prometheus-tools prometheus promtool prometheus
 
 test: prometheus-tools lint typecheck unit
 
@@ -81,7 +81,8 @@ clean:
 # skips, without it: installed here when missing, or a one-line error saying what to install.
 .PHONY: chromium-tools
 chromium-tools:
-	@tests/install-chromium.sh
+	@[ -x "$${METASIGNAL_CHROMIUM:-}" ] || \
+		deploy/tools/install-debian-package.sh chromium-tools chromium chromium
 
 unit: chromium-tools
 

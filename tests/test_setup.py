@@ -84,7 +84,7 @@ def test_prometheus_tools_fail_at_once_with_one_line(
     ours = [line for line in result.stderr.splitlines() if not line.startswith("make")]
     assert ours == [
         "prometheus-tools: promtool and prometheus are missing: install Debian's prometheus "
-        "package (apt-get install prometheus) or put both binaries on PATH" + why
+        "package (apt-get install prometheus) or put them on PATH" + why
     ]
     assert not (tmp_path / "calls").exists()  # nothing was attempted
 
@@ -122,7 +122,9 @@ def test_make_test_checks_prometheus_tools_first_and_ci_uses_the_same_target(
     tmp_path: Path,
 ) -> None:
     plan = _plan("test", tmp_path / "venv")
-    assert plan.splitlines()[0] == "deploy/prometheus/install-tools.sh"
+    assert plan.splitlines()[0] == (
+        "deploy/tools/install-debian-package.sh prometheus-tools prometheus promtool prometheus"
+    )
     ci = (REPO / ".ci" / "run").read_text()
     assert "make --no-print-directory prometheus-tools" in ci
     assert "apt-get" not in ci
