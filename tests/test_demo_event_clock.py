@@ -66,6 +66,9 @@ def interrupt_demo(tmp_path: Path, *extra: str) -> tuple[int, float, list[str], 
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=stdout,
             stderr=stderr,
+            # A shell that starts a job in the background (as CI may) leaves SIGINT ignored,
+            # and a child inherits that; a user's Ctrl-C reaches a foreground process.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             assert wait_for(lambda: "votes " in out.read_text(), timeout=120)

@@ -23,11 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import signal
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,6 +209,7 @@ class _Watchdog:
         self.started = time.monotonic()
         self._progress, self._progressed_at = -1, self.started
         self._printed_at = self.started
+        self.interrupted = False  # Ctrl-C, seen at the next check (see _ctrl_c_flags)
 
     def done(self) -> bool:
         stats = self.scorer.stats
@@ -219,7 +222,10 @@ class _Watchdog:
         return MetasignalError(f"demo aborted, {why} ({self.status()}); see the log above")
 
     def check(self, dead: Sequence[str] = ()) -> None:
-        """Raise if a part died or nothing moved for ``STALL_SECONDS``; print the live line."""
+        """Raise if a part died, nothing moved for ``STALL_SECONDS`` or Ctrl-C was pressed;
+        print the live line."""
+        if self.interrupted:
+            raise KeyboardInterrupt
         now = time.monotonic()
         stats = self.scorer.stats
         if stats.votes + stats.outcomes != self._progress:
@@ -231,6 +237,31 @@ class _Watchdog:
         if now - self._printed_at >= 2.0:
             print("  " + self.status(), flush=True)
             self._printed_at = now
+
+
+@contextmanager
+def _ctrl_c_flags(watchdog: _Watchdog) -> Iterator[None]:
+    """While streaming, Ctrl-C sets a flag that the next :meth:`_Watchdog.check` raises.
+
+    Python's own KeyboardInterrupt is raised wherever the main thread is, and when that is
+    inside a finalizer (a weakref callback, many of which run while batches are freed) it
+    is printed as "Exception ignored" and dropped: the demo streamed on. A flag checked
+    between turns cannot be lost.
+    """
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield  # not ours to change (a test harness, an embedding application)
+        return
+
+    def pressed(signum: int, frame: object) -> None:
+        watchdog.interrupted = True
+
+    previous = signal.signal(signal.SIGINT, pressed)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _turn(name: str, step: Callable[[], int], watchdog: _Watchdog) -> int:
@@ -390,20 +421,21 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         watchdog = _Watchdog(scorer, total=total, outcomes=len(live))
         producer = transport.producer()
         try:
-            if options.bootstrap is None:
-                _stream_on_event_clock(
-                    producer,
-                    feeder,
-                    scorer,
-                    trainer,
-                    rate=options.rate,
-                    answer_delay=options.answer_delay,
-                    watchdog=watchdog,
-                )
-            else:
-                _stream_on_threads(
-                    producer, feeder, scorer, trainer, rate=options.rate, watchdog=watchdog
-                )
+            with _ctrl_c_flags(watchdog):
+                if options.bootstrap is None:
+                    _stream_on_event_clock(
+                        producer,
+                        feeder,
+                        scorer,
+                        trainer,
+                        rate=options.rate,
+                        answer_delay=options.answer_delay,
+                        watchdog=watchdog,
+                    )
+                else:
+                    _stream_on_threads(
+                        producer, feeder, scorer, trainer, rate=options.rate, watchdog=watchdog
+                    )
         finally:
             producer.close()
         print("  " + watchdog.status())
@@ -517,10 +549,10 @@ def summarise(
     n = len(live)
     decisions = np.zeros(n, dtype=np.int64)
     versions = np.zeros(n, dtype=np.int64)
-    for signal in signals:
-        i = index.get(signal["id"])
+    for sent in signals:
+        i = index.get(sent["id"])
         if i is not None:
-            decisions[i], versions[i] = signal["decision"], signal["model_version"]
+            decisions[i], versions[i] = sent["decision"], sent["model_version"]
     labels = live.labels.astype(np.int64)
     baseline = first_model.decide(first_model.predict_proba(live.votes)).astype(np.int64)
     after = slice(step_index, n)
