@@ -84,6 +84,38 @@ class BatchHistogram(Collector):
         yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
 
 
+class OutageGauges:
+    """Whether the broker answers, why a service is not ready, producer re-creations."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str = "metasignal") -> None:
+        self.reachable = Gauge(
+            f"{prefix}_broker_reachable",
+            "1 while the broker answers; 0 during an outage or while the producer is re-created",
+            registry=registry,
+        )
+        self.reachable.set(1)
+        self.reason = Gauge(
+            f"{prefix}_not_ready_reason",
+            "1 for the reason the service is not ready (broker_unreachable, producer_recreating)",
+            ["reason"],
+            registry=registry,
+        )
+        self.recreations = Counter(
+            f"{prefix}_producer_recreations",
+            "Producers re-created after a fenced or timed-out transaction",
+            registry=registry,
+        )
+
+    def set(self, reason: str | None) -> None:
+        """Show ``reason`` (``None``: reachable and ready again)."""
+        self.reason.clear()
+        if reason is None:
+            self.reachable.set(1)
+        else:
+            self.reachable.set(0)
+            self.reason.labels(reason=reason).set(1)
+
+
 class ScorerMetrics:
     """Every series the scorer exports (names follow Prometheus conventions)."""
 
@@ -151,6 +183,7 @@ class ScorerMetrics:
             "metasignal_rebalances", "Consumer-group rebalances seen", ["kind"], registry=r
         )
         self.ready = Gauge("metasignal_ready", "1 when a model is loaded and serving", registry=r)
+        self.outage = OutageGauges(r)
         self.last_batch = Gauge(
             "metasignal_last_batch_timestamp_seconds",
             "When the scorer loop last completed an iteration",
