@@ -50,6 +50,10 @@ from metasignal.stream.transport.base import (
 
 log = logging.getLogger("metasignal.checkpoint")
 
+# A batch's sends are acknowledged in milliseconds; waiting longer only delays noticing an
+# outage (the batch is then rolled back and retried).
+FLUSH_TIMEOUT_S = 10.0
+
 
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
     """Kafka commits name the next offset to read, per partition."""
@@ -149,7 +153,7 @@ class Checkpoint:
         if self.exactly_once:
             self.producer.commit_transaction(offsets, self.consumer)
         else:
-            self.producer.flush()
+            self.producer.flush(FLUSH_TIMEOUT_S)
             self.consumer.commit(offsets)
         self.failures = 0
 

@@ -106,13 +106,15 @@ class OutageGauges:
             registry=registry,
         )
 
+    def probe(self, reachable: Callable[[], bool]) -> None:
+        """Read ``metasignal_broker_reachable`` live from ``reachable`` at each scrape (the
+        loop may be blocked waiting for the broker when Prometheus asks)."""
+        self.reachable.set_function(lambda: 1.0 if reachable() else 0.0)
+
     def set(self, reason: str | None) -> None:
         """Show ``reason`` (``None``: reachable and ready again)."""
         self.reason.clear()
-        if reason is None:
-            self.reachable.set(1)
-        else:
-            self.reachable.set(0)
+        if reason is not None:
             self.reason.labels(reason=reason).set(1)
 
 

@@ -85,6 +85,7 @@ class Scorer:
         )
         self._producer = self._new_producer()
         self.outage = Outage(max_outage_s=options.max_outage_s, on_change=self.metrics.outage.set)
+        self.metrics.outage.probe(self._broker_ok)
         self._votes: Consumer | None = None
         self._rate = RollingRate(options.rate_window)
         self._lag = PartitionLag(gauge=self.metrics.lag, interval_s=options.lag_interval_s)
@@ -105,9 +106,15 @@ class Scorer:
         return (
             self.models.current is not None
             and self._votes is not None
-            and self.outage.ok
+            # Asked live: the loop may be blocked waiting for the broker (a flush, a commit).
+            and self._broker_ok()
             and not self._closed
         )
+
+    def _broker_ok(self) -> bool:
+        """No outage noticed by the loop, and (asked live) a broker connection is up."""
+        votes = self._votes
+        return self.outage.ok and (votes is None or broker_reachable(votes))
 
     def _new_producer(self) -> Producer:
         options = self.options
@@ -379,6 +386,8 @@ class Scorer:
         try:
             if self._checkpoint is None or not self._checkpoint.producer_lost:
                 producer.flush()
+        except TransportError as exc:  # offsets were not committed: the batch is read again
+            log.warning("closing without flushing: %s", exc)
         finally:
             if self._checkpoint is None or not self._checkpoint.producer_lost:
                 producer.close()

@@ -389,7 +389,7 @@ def command_trainer(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         is_alive=service.heartbeat.alive,
         # An idle standby is ready: it takes over when the active trainer goes away.
-        is_ready=service.heartbeat.alive,
+        is_ready=lambda: service.ready,
     )
     transport.close()
     return 0

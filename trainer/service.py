@@ -12,6 +12,11 @@ Kafka transaction: a trainer killed mid-request leaves nothing behind, and the
 request is served again — once — by whoever takes over. Requests already
 answered (by id) or about a superseded model version are skipped, so duplicate
 requests give one new model.
+
+A broker outage is ridden out like the scorer's (:mod:`metasignal.stream.outage`):
+the request in hand is read again once the broker answers, a producer whose
+transaction was fenced or timed out is re-created, and the loop backs off
+(bounded) meanwhile, with ``metasignal_trainer_broker_reachable`` at 0.
 """
 
 from __future__ import annotations
@@ -39,12 +44,21 @@ from metasignal.stream.messages import (
     decode_control_request,
     decode_training_row,
 )
-from metasignal.stream.metrics import Heartbeat
+from metasignal.stream.metrics import Heartbeat, OutageGauges
 from metasignal.stream.model_store import refusal_reason
+from metasignal.stream.outage import BROKER_UNREACHABLE, PRODUCER_RECREATING, Outage
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.sizing import SizingRule
 from metasignal.stream.topics import model_key
-from metasignal.stream.transport.base import Consumer, Record, Transport, TransportError
+from metasignal.stream.transport.base import (
+    OTHER,
+    Consumer,
+    Producer,
+    Record,
+    Transport,
+    TransportError,
+    broker_reachable,
+)
 from metasignal.trainer.calibration import fit_platt
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.fit import FitConfig, build_artifact, holdout_metrics
@@ -99,6 +113,7 @@ class TrainerMetrics:
             "When a request was last answered successfully",
             registry=r,
         )
+        self.outage = OutageGauges(r, prefix="metasignal_trainer")
 
 
 @dataclass(frozen=True)
@@ -106,7 +121,7 @@ class Verdict:
     """What became of one request."""
 
     request_id: str
-    outcome: str  # published, refused, skipped, failed
+    outcome: str  # published, refused, skipped, failed; retry: not committed, read again
     detail: str
     version: int | None = None
     gate: dict[str, Any] | None = None
@@ -182,7 +197,22 @@ class TrainerService:
         self._training = transport.consumer(assign_all=[topics.training], read_committed=True)
         self._control: Consumer | None = None
         self._checkpoint: Checkpoint | None = None
-        self._producer = transport.producer(transactional_id=options.transactional_id)
+        self._producer = self._new_producer()
+        self.outage = Outage(on_change=self.metrics.outage.set)
+        self.metrics.outage.probe(self._broker_ok)
+
+    @property
+    def ready(self) -> bool:
+        """The loop is alive and the broker answers (``/readyz``)."""
+        return self.heartbeat.alive() and self._broker_ok()
+
+    def _broker_ok(self) -> bool:
+        """No outage noticed by the loop, and (asked live) a broker connection is up."""
+        control = self._control
+        return self.outage.ok and (control is None or broker_reachable(control))
+
+    def _new_producer(self) -> Producer:
+        return self.transport.producer(transactional_id=self.options.transactional_id)
 
     # -- state from the log ----------------------------------------------------------
     def _drain(self, consumer: Consumer) -> list[Record]:
@@ -229,7 +259,19 @@ class TrainerService:
 
     # -- the loop ------------------------------------------------------------------------
     def step(self) -> int:
+        """Answer the next control request, if any; an outage is waited out (bounded backoff)."""
         self.heartbeat.beat()
+        try:
+            return self._serve()
+        except TransportError as exc:
+            if exc.kind == OTHER:
+                raise
+            lost = self._checkpoint is not None and self._checkpoint.producer_lost
+            self.outage.down(PRODUCER_RECREATING if lost else BROKER_UNREACHABLE, str(exc))
+            time.sleep(self.outage.backoff())
+            return 0
+
+    def _serve(self) -> int:
         if self._control is None:
             self._control = self.transport.consumer(
                 topics=[self.options.topics.control],
@@ -238,11 +280,25 @@ class TrainerService:
             )
             # Every answer is one transaction: the published model and the request's offset.
             self._checkpoint = Checkpoint(
-                producer=self._producer, consumer=self._control, exactly_once=True
+                producer=self._producer,
+                consumer=self._control,
+                exactly_once=True,
+                producer_factory=self._new_producer,
+                on_recreate=self.metrics.outage.recreations.inc,
             )
+        assert self._checkpoint is not None
+        self._checkpoint.ensure_producer()
         records = self._control.poll(timeout_ms=self.options.poll_timeout_ms, max_records=1)
         for record in records:
-            self.handle(record)
+            verdict = self.handle(record)
+            if verdict.outcome == "retry":
+                # Not committed: read again after a bounded wait (the broker is away).
+                time.sleep(self.outage.backoff())
+                return 0
+        if broker_reachable(self._control):
+            self.outage.up()
+        else:
+            self.outage.down(BROKER_UNREACHABLE, "no connection to any broker")
         return len(records)
 
     def run(self, stop: threading.Event) -> None:
@@ -257,7 +313,14 @@ class TrainerService:
         checkpoint = self._checkpoint
         assert checkpoint is not None
         started = time.perf_counter()
-        self.refresh()
+        try:
+            self.refresh()
+        except TransportError as exc:
+            # The models or training topic cannot be read: answer this request later.
+            assert self._control is not None
+            self._control.seek(record.topic_partition, record.offset)
+            self.outage.down(BROKER_UNREACHABLE, str(exc))
+            return Verdict(f"offset-{record.offset}", "retry", str(exc))
         request: ControlRequest | None = None
         try:
             request = decode_control_request(record.value)
@@ -278,7 +341,7 @@ class TrainerService:
         try:
             checkpoint.begin()
             if artifact is not None:
-                self._producer.send(
+                checkpoint.producer.send(
                     self.options.topics.models,
                     key=model_key(self.options.model_name, artifact["model"]["version"]),
                     value=dumps_artifact(artifact).encode(),
@@ -288,6 +351,10 @@ class TrainerService:
             self.metrics.failures.inc()
             checkpoint.rollback([record], exc)
             log.error("could not publish the answer to %s: %s", verdict.request_id, exc)
+            if exc.kind != OTHER:
+                reason = PRODUCER_RECREATING if checkpoint.producer_lost else BROKER_UNREACHABLE
+                self.outage.down(reason, str(exc))
+                return Verdict(verdict.request_id, "retry", str(exc))
             return Verdict(verdict.request_id, "failed", str(exc))
         if artifact is not None:
             self.champion = artifact
@@ -448,7 +515,11 @@ class TrainerService:
         )
 
     def close(self) -> None:
-        self._producer.close()
+        checkpoint = self._checkpoint
+        if checkpoint is None:
+            self._producer.close()
+        elif not checkpoint.producer_lost:
+            checkpoint.producer.close()
         for consumer in (self._models, self._training, self._control):
             if consumer is not None:
                 consumer.close()

@@ -43,8 +43,13 @@ log = logging.getLogger("metasignal.transport")
 TOPIC_ALREADY_EXISTS = 36
 UNKNOWN_TOPIC_OR_PARTITION = 3
 
+# kafka-python backs off reconnecting up to 30 s: after an outage the service would sit idle
+# that long with the broker back. Retrying each second at most costs one refused connection
+# per second during an outage and resumes work within about a second of the broker's return.
+RECONNECT_DEFAULTS: dict[str, Any] = {"reconnect_backoff_max_ms": 1_000}
 # kafka-python defaults changed for the scorer; a user's client settings override these.
 CONSUMER_DEFAULTS: dict[str, Any] = {
+    **RECONNECT_DEFAULTS,
     # A crashed replica's partitions move to a live one after this long.
     "session_timeout_ms": 10_000,
     "heartbeat_interval_ms": 3_000,
@@ -55,7 +60,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 # A reader of a whole topic (models: idle for hours) keeps kafka-python's long poll, which the
 # broker answers the moment a record lands; short, it would fetch 50 times a second.
 TOPIC_READER_DEFAULTS: dict[str, Any] = {**CONSUMER_DEFAULTS, "fetch_max_wait_ms": 500}
-PRODUCER_DEFAULTS: dict[str, Any] = {"linger_ms": 5}
+PRODUCER_DEFAULTS: dict[str, Any] = {**RECONNECT_DEFAULTS, "linger_ms": 5}
 TRANSACTIONAL_DEFAULTS: dict[str, Any] = {
     # A crashed scorer's open transaction blocks read_committed readers until it times out;
     # keep that window short.
@@ -349,8 +354,11 @@ class KafkaTransportConsumer:
     def reachable(self) -> bool:
         """Whether any broker connection is up (a dict lookup per broker, no request)."""
         client = self._consumer._client  # kafka-python keeps no public connection state
-        brokers = client.cluster.brokers()
-        return any(client.connected(broker.nodeId) for broker in brokers)
+        try:
+            return any(client.connected(broker.node_id) for broker in client.cluster.brokers())
+        except Exception as exc:  # a probe must never stop the loop: assume reachable
+            log.debug("connection probe failed: %r", exc)
+            return True
 
     # These ask the broker and time out while it is unreachable: a TransportError, which the
     # callers handle (the lag check skips a round), never a KafkaTimeoutError traceback.
@@ -494,4 +502,9 @@ class KafkaTransportProducer:
 
     def close(self) -> None:
         # A broken producer's pending requests are moot: do not wait for them.
-        self._producer.close(timeout=BROKEN_CLOSE_TIMEOUT_S if self._broken else CLOSE_TIMEOUT_S)
+        try:
+            self._producer.close(
+                timeout=BROKEN_CLOSE_TIMEOUT_S if self._broken else CLOSE_TIMEOUT_S
+            )
+        except KafkaError as exc:  # unsent records are replayed from the committed offsets
+            log.warning("producer closed with records unsent: %s", exc)
