@@ -85,26 +85,16 @@ class BatchHistogram(Collector):
 
 
 class OutageGauges:
-    """Whether the broker answers, why a service is not ready, producer re-creations."""
+    """Whether the broker answers, why a service is not ready, producer re-creations.
 
-    def __init__(self, registry: CollectorRegistry, prefix: str = "metasignal") -> None:
-        self.reachable = Gauge(
-            f"{prefix}_broker_reachable",
-            "1 while the broker answers; 0 during an outage or while the producer is re-created",
-            registry=registry,
-        )
+    The scorer and the trainer each declare their own three series and hand them here.
+    """
+
+    def __init__(self, *, reachable: Gauge, reason: Gauge, recreations: Counter) -> None:
+        self.reachable = reachable
         self.reachable.set(1)
-        self.reason = Gauge(
-            f"{prefix}_not_ready_reason",
-            "1 for the reason the service is not ready (broker_unreachable, producer_recreating)",
-            ["reason"],
-            registry=registry,
-        )
-        self.recreations = Counter(
-            f"{prefix}_producer_recreations",
-            "Producers re-created after a fenced or timed-out transaction",
-            registry=registry,
-        )
+        self.reason = reason
+        self.recreations = recreations
 
     def probe(self, reachable: Callable[[], bool]) -> None:
         """Read ``metasignal_broker_reachable`` live from ``reachable`` at each scrape (the
@@ -185,7 +175,24 @@ class ScorerMetrics:
             "metasignal_rebalances", "Consumer-group rebalances seen", ["kind"], registry=r
         )
         self.ready = Gauge("metasignal_ready", "1 when a model is loaded and serving", registry=r)
-        self.outage = OutageGauges(r)
+        self.outage = OutageGauges(
+            reachable=Gauge(
+                "metasignal_broker_reachable",
+                "1 while the broker answers; 0 during an outage or a producer re-creation",
+                registry=r,
+            ),
+            reason=Gauge(
+                "metasignal_not_ready_reason",
+                "1 for why the scorer is not ready (broker_unreachable, producer_recreating)",
+                ["reason"],
+                registry=r,
+            ),
+            recreations=Counter(
+                "metasignal_producer_recreations",
+                "Producers re-created after a fenced or timed-out transaction",
+                registry=r,
+            ),
+        )
         self.last_batch = Gauge(
             "metasignal_last_batch_timestamp_seconds",
             "When the scorer loop last completed an iteration",

@@ -18,6 +18,18 @@ True
 >>> outage.up()
 >>> outage.ok, outage.backoff()
 (True, 0.5)
+
+With ``max_outage_s`` set, a longer outage ends the service with one line:
+
+>>> import time
+>>> strict = Outage(max_outage_s=0.001)
+>>> strict.down("broker_unreachable", "commit timed out")
+>>> time.sleep(0.01)
+>>> try:
+...     strict.down("broker_unreachable", "commit timed out")
+... except OutageError as exc:
+...     print(exc)
+broker unreachable for 0 s, longer than --max-outage-s 0.001 (broker_unreachable: commit ...)
 """
 
 from __future__ import annotations

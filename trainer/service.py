@@ -113,7 +113,24 @@ class TrainerMetrics:
             "When a request was last answered successfully",
             registry=r,
         )
-        self.outage = OutageGauges(r, prefix="metasignal_trainer")
+        self.outage = OutageGauges(
+            reachable=Gauge(
+                "metasignal_trainer_broker_reachable",
+                "1 while the broker answers; 0 during an outage or a producer re-creation",
+                registry=r,
+            ),
+            reason=Gauge(
+                "metasignal_trainer_not_ready_reason",
+                "1 for why the trainer is not ready (broker_unreachable, producer_recreating)",
+                ["reason"],
+                registry=r,
+            ),
+            recreations=Counter(
+                "metasignal_trainer_producer_recreations",
+                "Producers re-created after a fenced or timed-out transaction",
+                registry=r,
+            ),
+        )
 
 
 @dataclass(frozen=True)
