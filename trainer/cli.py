@@ -39,6 +39,7 @@ from metasignal.stream.errors import ArtifactError, MetasignalError
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.sizing import SIZING_METHODS, SizingRule
 from metasignal.stream.transport.base import TransportError
+from metasignal.trainer.control import add_control_command
 from metasignal.trainer.data import DataError, load_table
 from metasignal.trainer.report import render_html
 from metasignal.trainer.settings import STRATEGY_CHOICES, TRAINER_SETTINGS, TrainerOptions
@@ -164,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
 
     register_stream_commands(commands)
+
+    add_control_command(commands)
 
     trainer = commands.add_parser("trainer", help="answer drift requests with gated models")
     add_settings(trainer, KAFKA_SETTINGS)

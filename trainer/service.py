@@ -60,6 +60,7 @@ from metasignal.stream.transport.base import (
     broker_reachable,
 )
 from metasignal.trainer.calibration import fit_platt
+from metasignal.trainer.control import check_force
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.fit import FitConfig, build_artifact, holdout_metrics
 from metasignal.trainer.meta_model import MetaModelClassifier
@@ -97,6 +98,12 @@ class TrainerMetrics:
             "metasignal_trainer_refused_records",
             "Records refused on models, control and training (any bytes), by topic and reason",
             ["topic", "reason"],
+            registry=r,
+        )
+        self.force_refused = Counter(
+            "metasignal_trainer_force_refused",
+            "Requests whose force was ignored (unsigned, bad_signature, expired)",
+            ["reason"],
             registry=r,
         )
         self.failures = Counter(
@@ -346,6 +353,7 @@ class TrainerService:
             self._refuse(record, bad.reason, bad.detail)
         except Exception as exc:
             self._refuse(record, "internal", repr(exc))
+        operator_force = request is not None and self._operator_force(record)
         kind = "invalid" if request is None else request["kind"]
         request_id = f"offset-{record.offset}" if request is None else request["id"]
         log.info("handling request %s (%s)", request_id, kind)
@@ -353,7 +361,7 @@ class TrainerService:
         verdict, artifact = (
             (Verdict(request_id, "failed", "invalid request"), None)
             if request is None
-            else self._answer(request)
+            else self._answer(request, operator_force=operator_force)
         )
         try:
             checkpoint.begin()
@@ -408,7 +416,24 @@ class TrainerService:
             detail,
         )
 
-    def _answer(self, request: ControlRequest) -> tuple[Verdict, Artifact | None]:
+    def _operator_force(self, record: Record) -> bool:
+        """Whether the request carries a valid operator-signed force (trainer/control.py)."""
+        verdict = check_force(record.value, keys=self.keys, now_ms=int(time.time() * 1000))
+        if verdict is None or verdict == "signed":
+            return verdict == "signed"
+        self.metrics.force_refused.labels(reason=verdict).inc()
+        log.warning(
+            "control[%d]@%d asks for force without a valid operator signature (%s): "
+            "the champion gate decides",
+            record.partition,
+            record.offset,
+            verdict,
+        )
+        return False
+
+    def _answer(
+        self, request: ControlRequest, *, operator_force: bool = False
+    ) -> tuple[Verdict, Artifact | None]:
         request_id = request["id"]
         if request_id in self.handled:
             return Verdict(request_id, "skipped", "duplicate: request already answered"), None
@@ -422,12 +447,12 @@ class TrainerService:
                 request_id, "skipped", f"superseded: v{asked} already replaced by v{version}"
             ), None
         try:
-            return self._challenge(request, champion)
+            return self._challenge(request, champion, operator_force=operator_force)
         except (DataError, ValueError) as exc:
             return Verdict(request_id, "failed", f"cannot build a candidate: {exc}"), None
 
     def _challenge(
-        self, request: ControlRequest, champion: Artifact
+        self, request: ControlRequest, champion: Artifact, *, operator_force: bool = False
     ) -> tuple[Verdict, Artifact | None]:
         options = self.options
         members = champion["members"]
@@ -462,9 +487,10 @@ class TrainerService:
         candidate = CompiledModel.from_artifact(body)
         candidate_scores = candidate.predict_proba(gate.votes)
         candidate_value = objective.value_at(gate.labels, candidate_scores, candidate.threshold)
-        # Only the operator's own --force: a field on control (which any producer with write
-        # access can set) no longer bypasses the gate; typed requests carry no such field.
-        forced = options.force
+        # Only an operator bypasses the gate: the trainer's own --force, or a request signed
+        # with the signing key (`metasignal control ... --force`). A bare force field on
+        # control, which anyone with write access could set, is ignored and counted.
+        forced = options.force or operator_force
         gate_block = {
             "metric": options.metric,
             "champion_version": champion["model"]["version"],
