@@ -69,9 +69,9 @@ def outage_kafka(own_broker: LocalKafka) -> Iterator[tuple[KafkaTransport, Topic
     transport.close()
 
 
-def readyz(port: int) -> int:
+def probe(port: int, path: str = "/readyz") -> int:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as reply:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
             return int(reply.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
@@ -142,7 +142,7 @@ def test_scorer_rides_out_a_broker_outage(
     try:
         send_votes(transport, topics, committee, 0, 300)
         assert wait_for(lambda: scorer.stats.signals >= 300, timeout=90)
-        assert readyz(server.port) == 200
+        assert probe(server.port) == 200
         # Votes in flight when the broker goes: a batch (a transaction) is cut in the middle.
         send_votes(transport, topics, committee, 300, 3000)
 
@@ -150,10 +150,16 @@ def test_scorer_rides_out_a_broker_outage(
             value = scorer.metrics.registry.get_sample_value("metasignal_broker_reachable")
             return -1.0 if value is None else value
 
-        during, back = outage(own_broker, lambda: readyz(server.port) == 200, reachable)
+        def alive_and_reachable() -> float:
+            # Liveness must hold through the outage (or an orchestrator would restart the
+            # scorer for nothing): -2 marks a failed /healthz.
+            return reachable() if probe(server.port, "/healthz") == 200 else -2.0
+
+        during, back = outage(own_broker, lambda: probe(server.port) == 200, alive_and_reachable)
         assert thread.is_alive(), "the scorer exited during the outage"
         assert 0.0 in during, "metasignal_broker_reachable never went to 0"
-        assert wait_for(lambda: readyz(server.port) == 200, timeout=60)
+        assert -2.0 not in during, "/healthz failed during the outage"
+        assert wait_for(lambda: probe(server.port) == 200, timeout=60)
         resumed_s = time.monotonic() - back
         assert reachable() == 1.0
         send_votes(transport, topics, committee, 3000, 3300)
