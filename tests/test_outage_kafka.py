@@ -31,6 +31,7 @@ from metasignal.trainer.synthetic import Committee
 from tests.conftest import REPO, TEST_KEY
 from tests.kafka_broker import LocalKafka
 from tests.streaming import (
+    ServiceProcess,
     publish_model,
     send_requests,
     send_training_rows,
@@ -232,3 +233,30 @@ def test_trainer_rides_out_a_broker_outage(
         ("after", "published"),
     ]
     assert not thread.is_alive()
+
+
+def test_max_outage_ends_the_scorer_with_one_line(
+    own_broker: LocalKafka,
+    outage_kafka: tuple[KafkaTransport, Topics],
+    artifact_body: Artifact,
+) -> None:
+    transport, topics = outage_kafka
+    publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
+    scorer = ServiceProcess(
+        "scorer", "--bootstrap", own_broker.bootstrap, "--topic-prefix", topics.prefix,
+        "--group-id", f"{topics.prefix}scorers", "--metrics-port", "-1", "--max-outage-s", "5",
+    )  # fmt: skip
+    try:
+        assert scorer.wait_for_output("serving model meta v1", timeout=90), scorer.output()
+        own_broker.stop()
+        code = scorer.process.wait(timeout=120)
+        output = scorer.output()
+    finally:
+        scorer.stop()
+        own_broker.start(timeout=180)
+    assert code == 2, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("metasignal: error: broker unreachable for "), output
+    assert "longer than --max-outage-s 5" in last
+    # No stack frame of ours (kafka-python logs its own socket errors with one, at times).
+    assert str(REPO / "stream") not in output and "metasignal/stream" not in output, output
