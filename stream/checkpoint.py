@@ -12,10 +12,15 @@ and owns the three moves of every batch:
 * ``rollback`` — aborts the transaction (exactly-once) and rewinds the consumer
   to the batch's first offsets, so the batch is processed again, never skipped.
 
-A producer the client has put in a fatal state fails every batch after; rather
-than spin while looking alive, ``rollback`` gives up after ``max_failures``
-failures in a row (raising :class:`TransportError`) so the process exits and a
-restart recovers from the committed offsets.
+Broker outages are ridden out, however long. A failure of kind ``unreachable``
+is retried without limit (the caller backs off). An exactly-once producer whose
+transaction was fenced, timed out or could not be aborted is of no further use:
+with a ``producer_factory`` the checkpoint discards it, and ``ensure_producer``
+(called before each batch) re-creates it once the broker answers — the new
+producer's ``init_transactions`` completes or aborts the old transaction on the
+broker — and rewinds the consumer to its *committed* offsets, so a batch whose
+commit did reach the broker is not written twice. Other failures (``other``)
+give up after ``max_failures`` in a row (raising :class:`TransportError`).
 
 The scorer (votes -> signals) and the trainer (control requests -> models) both
 checkpoint through this class.
@@ -34,6 +39,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 
 from metasignal.stream.transport.base import (
+    FENCED,
+    OTHER,
     Consumer,
     Producer,
     Record,
@@ -42,6 +49,10 @@ from metasignal.stream.transport.base import (
 )
 
 log = logging.getLogger("metasignal.checkpoint")
+
+# A batch's sends are acknowledged in milliseconds; waiting longer only delays noticing an
+# outage (the batch is then rolled back and retried).
+FLUSH_TIMEOUT_S = 10.0
 
 
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
@@ -76,9 +87,15 @@ class Checkpoint:
     exactly_once
         Kafka transactions instead of flush-then-commit.
     max_failures
-        Failed batches in a row after which ``rollback`` raises; ``None``: never.
+        Failed batches in a row (other than outages) after which ``rollback`` raises;
+        ``None``: never.
     on_abort
         Called each time a transaction is aborted (a metric).
+    producer_factory
+        Makes a new producer like ``producer`` (exactly-once recovery); without it, a producer
+        that cannot abort ends the process as before.
+    on_recreate
+        Called each time the producer is re-created (a metric).
     """
 
     def __init__(
@@ -89,13 +106,43 @@ class Checkpoint:
         exactly_once: bool,
         max_failures: int | None = None,
         on_abort: Callable[[], None] | None = None,
+        producer_factory: Callable[[], Producer] | None = None,
+        on_recreate: Callable[[], None] | None = None,
     ) -> None:
         self.producer = producer
         self.consumer = consumer
         self.exactly_once = exactly_once
         self.max_failures = max_failures
         self.on_abort = on_abort
+        self.producer_factory = producer_factory
+        self.on_recreate = on_recreate
         self.failures = 0
+        # Set while the producer is discarded: where to rewind if no offset was committed.
+        self._rewind_to: dict[TopicPartition, int] | None = None
+
+    @property
+    def producer_lost(self) -> bool:
+        """The producer was discarded and ``ensure_producer`` has not re-created it yet."""
+        return self._rewind_to is not None
+
+    def ensure_producer(self) -> None:
+        """Re-create a discarded producer and rewind to the committed offsets (see module).
+
+        Raises :class:`TransportError` while the broker cannot be reached; call again later.
+        """
+        if self._rewind_to is None:
+            return
+        assert self.producer_factory is not None
+        producer = self.producer_factory()
+        for tp, first in self._rewind_to.items():
+            # The committed offset, not the batch start: the failed commit may have landed.
+            committed = self.consumer.committed(tp)
+            self.consumer.seek(tp, first if committed is None else committed)
+        self.producer = producer
+        self._rewind_to = None
+        if self.on_recreate is not None:
+            self.on_recreate()
+        log.warning("producer re-created; resuming from the committed offsets")
 
     def begin(self) -> None:
         if self.exactly_once:
@@ -106,25 +153,45 @@ class Checkpoint:
         if self.exactly_once:
             self.producer.commit_transaction(offsets, self.consumer)
         else:
-            self.producer.flush()
+            self.producer.flush(FLUSH_TIMEOUT_S)
             self.consumer.commit(offsets)
         self.failures = 0
 
     def rollback(self, records: Sequence[Record], error: TransportError) -> None:
         """Rewind to the batch start so it is processed again; never skip a record."""
-        self.failures += 1
-        if self.max_failures is not None and self.failures >= self.max_failures:
-            raise TransportError(
-                f"{self.failures} batches in a row could not be committed, last: {error}"
-            )
+        if error.kind == OTHER:
+            self.failures += 1
+            if self.max_failures is not None and self.failures >= self.max_failures:
+                raise TransportError(
+                    f"{self.failures} batches in a row could not be committed, last: {error}"
+                )
         log.warning("batch not committed, will be retried: %s", error)
+        rewind = first_offsets(records)
         if self.exactly_once:
             if self.on_abort is not None:
                 self.on_abort()
-            try:
-                self.producer.abort_transaction()
-            except TransportError as abort_error:
-                # A fenced or broken producer cannot continue; a restart recovers cleanly.
-                raise TransportError(f"cannot abort transaction: {abort_error}") from abort_error
-        for tp, offset in first_offsets(records).items():
+            if error.kind == FENCED or not self._abort():
+                self._discard_producer(rewind)
+                return
+        for tp, offset in rewind.items():
             self.consumer.seek(tp, offset)
+
+    def _abort(self) -> bool:
+        try:
+            self.producer.abort_transaction()
+        except TransportError as abort_error:
+            if self.producer_factory is None:
+                # No way to make a new producer: a restart recovers cleanly.
+                raise TransportError(f"cannot abort transaction: {abort_error}") from abort_error
+            log.warning("cannot abort the transaction: %s", abort_error)
+            return False
+        return True
+
+    def _discard_producer(self, rewind: dict[TopicPartition, int]) -> None:
+        if self.producer_factory is None:
+            raise TransportError("the producer was fenced and cannot be re-created")
+        try:
+            self.producer.close()
+        except Exception as exc:  # a broken client's close may fail too; it is dropped anyway
+            log.debug("closing the discarded producer: %r", exc)
+        self._rewind_to = rewind

@@ -84,6 +84,30 @@ class BatchHistogram(Collector):
         yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
 
 
+class OutageGauges:
+    """Whether the broker answers, why a service is not ready, producer re-creations.
+
+    The scorer and the trainer each declare their own three series and hand them here.
+    """
+
+    def __init__(self, *, reachable: Gauge, reason: Gauge, recreations: Counter) -> None:
+        self.reachable = reachable
+        self.reachable.set(1)
+        self.reason = reason
+        self.recreations = recreations
+
+    def probe(self, reachable: Callable[[], bool]) -> None:
+        """Read ``metasignal_broker_reachable`` live from ``reachable`` at each scrape (the
+        loop may be blocked waiting for the broker when Prometheus asks)."""
+        self.reachable.set_function(lambda: 1.0 if reachable() else 0.0)
+
+    def set(self, reason: str | None) -> None:
+        """Show ``reason`` (``None``: reachable and ready again)."""
+        self.reason.clear()
+        if reason is not None:
+            self.reason.labels(reason=reason).set(1)
+
+
 class ScorerMetrics:
     """Every series the scorer exports (names follow Prometheus conventions)."""
 
@@ -151,6 +175,24 @@ class ScorerMetrics:
             "metasignal_rebalances", "Consumer-group rebalances seen", ["kind"], registry=r
         )
         self.ready = Gauge("metasignal_ready", "1 when a model is loaded and serving", registry=r)
+        self.outage = OutageGauges(
+            reachable=Gauge(
+                "metasignal_broker_reachable",
+                "1 while the broker answers; 0 during an outage or a producer re-creation",
+                registry=r,
+            ),
+            reason=Gauge(
+                "metasignal_not_ready_reason",
+                "1 for why the scorer is not ready (broker_unreachable, producer_recreating)",
+                ["reason"],
+                registry=r,
+            ),
+            recreations=Counter(
+                "metasignal_producer_recreations",
+                "Producers re-created after a fenced or timed-out transaction",
+                registry=r,
+            ),
+        )
         self.last_batch = Gauge(
             "metasignal_last_batch_timestamp_seconds",
             "When the scorer loop last completed an iteration",

@@ -117,6 +117,12 @@ class ScorerOptions:
         "outcomes (earliest: nothing skipped, old votes are stale; latest: only new ones)",
         choices=("earliest", "latest"),
     )
+    max_outage_s: float = setting(
+        0.0,
+        env="METASIGNAL_MAX_OUTAGE_S",
+        help="exit (one line) when the broker stays unreachable longer than this; "
+        "0: wait for it however long (not ready meanwhile)",
+    )
     key_file: str | None = setting(
         None,
         env="METASIGNAL_KEY_FILE",

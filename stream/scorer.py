@@ -9,6 +9,12 @@ requests, and one dead letter per bad record, and (6) checkpoints the batch
 (:mod:`~metasignal.stream.checkpoint`: flush-then-commit at-least-once, one
 Kafka transaction exactly-once; a failed batch is rolled back and read again).
 
+Broker outages are ridden out (:mod:`~metasignal.stream.outage`): a batch that
+cannot be committed is rolled back and retried with a bounded backoff; an
+exactly-once producer whose transaction was fenced or timed out is re-created
+by the checkpoint, which rewinds to the committed offsets. Meanwhile ``ready``
+is false, ``metasignal_broker_reachable`` is 0 and a log line says why.
+
 Rebalances only happen inside ``poll``, and a batch is always finished before
 the next ``poll``, so a revoked partition never has work in flight.
 """
@@ -31,16 +37,20 @@ from metasignal.stream.messages import dead_letter
 from metasignal.stream.metrics import Heartbeat, ScorerMetrics
 from metasignal.stream.model_store import LiveMembers, ModelStore
 from metasignal.stream.options import ScorerOptions
+from metasignal.stream.outage import BROKER_UNREACHABLE, PRODUCER_RECREATING, Outage
 from metasignal.stream.stats import RollingRate, ScorerStats
 from metasignal.stream.status import StatusClock, scorer_status
 from metasignal.stream.step import Dead, ScoringStep
 from metasignal.stream.transport.base import (
+    OTHER,
     Consumer,
+    Producer,
     RebalanceListener,
     Record,
     TopicPartition,
     Transport,
     TransportError,
+    broker_reachable,
 )
 
 __all__ = ["Scorer", "ScorerOptions", "ScorerStats"]
@@ -74,9 +84,9 @@ class Scorer:
         self._models_consumer = transport.consumer(
             assign_all=[options.topics.models], from_beginning=True
         )
-        self._producer = transport.producer(
-            transactional_id=options.transactional_id if options.exactly_once else None
-        )
+        self._producer = self._new_producer()
+        self.outage = Outage(max_outage_s=options.max_outage_s, on_change=self.metrics.outage.set)
+        self.metrics.outage.probe(self._broker_ok)
         self._votes: Consumer | None = None
         self._rate = RollingRate(options.rate_window)
         self._lag = PartitionLag(gauge=self.metrics.lag, interval_s=options.lag_interval_s)
@@ -96,7 +106,24 @@ class Scorer:
     # -- readiness ---------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return self.models.current is not None and self._votes is not None and not self._closed
+        return (
+            self.models.current is not None
+            and self._votes is not None
+            # Asked live: the loop may be blocked waiting for the broker (a flush, a commit).
+            and self._broker_ok()
+            and not self._closed
+        )
+
+    def _broker_ok(self) -> bool:
+        """No outage noticed by the loop, and (asked live) a broker connection is up."""
+        votes = self._votes
+        return self.outage.ok and (votes is None or broker_reachable(votes))
+
+    def _new_producer(self) -> Producer:
+        options = self.options
+        return self.transport.producer(
+            transactional_id=options.transactional_id if options.exactly_once else None
+        )
 
     @property
     def join(self) -> JoinCache:
@@ -168,6 +195,8 @@ class Scorer:
             exactly_once=self.options.exactly_once,
             max_failures=self.options.max_failed_batches,
             on_abort=self.metrics.transaction_aborts.inc,
+            producer_factory=self._new_producer,
+            on_recreate=self.metrics.outage.recreations.inc,
         )
         return consumer
 
@@ -210,22 +239,46 @@ class Scorer:
             self.metrics.ready.set(0)
             time.sleep(self.options.poll_timeout_ms / 1000)
             return 0
+        try:
+            return self._serve()
+        except TransportError as exc:
+            if exc.kind == OTHER:
+                raise
+            self._wait_out(BROKER_UNREACHABLE, str(exc))
+            return 0
+
+    def _serve(self) -> int:
         if self._votes is None:
             self._votes = self._subscribe()
-        self.metrics.ready.set(1)
+        checkpoint = self._checkpoint
+        assert checkpoint is not None
+        if checkpoint.producer_lost:
+            try:
+                checkpoint.ensure_producer()
+            except TransportError as exc:
+                self._wait_out(PRODUCER_RECREATING, str(exc))
+                return 0
+        if broker_reachable(self._votes):
+            self.outage.up()
+        else:
+            # Polling goes on (it is how the client reconnects); readiness says why it is idle.
+            self.outage.down(BROKER_UNREACHABLE, "no connection to any broker")
+        self.metrics.ready.set(1 if self.outage.ok else 0)
         created = self.models.created_at
         if created:
             self.metrics.model_age.set(time.time() - created)
         records = self._votes.poll(
             timeout_ms=self.options.poll_timeout_ms, max_records=self.options.batch_size
         )
-        if records:
-            self.process(records)
-        elif not self._votes.assignment():
+        if records and not self.process(records):
+            time.sleep(self.outage.backoff())  # rolled back: retried after a bounded wait
+            return 0
+        if not records and not self._votes.assignment():
             # No partition (more replicas than partitions, or a rebalance): a consumer without
             # an assignment returns from poll at once, so wait here instead of spinning.
             time.sleep(self.options.poll_timeout_ms / 1000)
-        self._update_lag()
+        if self.outage.ok:
+            self._update_lag()  # end_offsets would only time out during an outage
         self._log_status()
         return len(records)
 
@@ -248,6 +301,14 @@ class Scorer:
             )
         )
 
+    def _wait_out(self, reason: str, detail: str) -> None:
+        """Not ready for ``reason``; back off (bounded) before the next try."""
+        if self._checkpoint is not None and self._checkpoint.producer_lost:
+            reason = PRODUCER_RECREATING
+        self.outage.down(reason, detail)
+        self.metrics.ready.set(0)
+        time.sleep(self.outage.backoff())
+
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set; the batch in hand is always finished first."""
         self.load_models()
@@ -258,8 +319,11 @@ class Scorer:
             self.close()
 
     # -- the hot path ----------------------------------------------------------------
-    def process(self, records: Sequence[Record]) -> None:
-        """Score one batch, join its outcomes, and checkpoint it (module docstring)."""
+    def process(self, records: Sequence[Record]) -> bool:
+        """Score one batch, join its outcomes, and checkpoint it (module docstring).
+
+        Returns False when the batch was rolled back (it is read again).
+        """
         model = self.models.current
         checkpoint = self._checkpoint
         assert model is not None and checkpoint is not None
@@ -271,7 +335,7 @@ class Scorer:
         dead: Dead = list(batch.dead)
         self.live_members.observe(batch.sample)
         topics = self.options.topics
-        send = self._producer.send
+        send = checkpoint.producer.send
         try:
             checkpoint.begin()
             for key, value in batch.signals:
@@ -292,7 +356,13 @@ class Scorer:
             checkpoint.commit(next_offsets(records))
         except TransportError as exc:
             checkpoint.rollback(records, exc)
-            return
+            if checkpoint.producer_lost:
+                self.outage.down(PRODUCER_RECREATING, str(exc))
+            elif exc.kind != OTHER:
+                self.outage.down(BROKER_UNREACHABLE, str(exc))
+            self.metrics.ready.set(1 if self.outage.ok else 0)
+            return False
+        self.outage.up()
         acked_ms = time.time() * 1000
         latencies = acked_ms - np.fromiter(
             (record.timestamp_ms for record, _ in batch.good),
@@ -304,6 +374,7 @@ class Scorer:
             self.metrics.stale.inc(batch.n_stale)
             self.stats.stale += batch.n_stale
         self._account(len(vote_records), batch.decisions, dead, latencies)
+        return True
 
     def _account(
         self,
@@ -337,10 +408,15 @@ class Scorer:
             return
         self._closed = True
         self.metrics.ready.set(0)
+        producer = self._producer if self._checkpoint is None else self._checkpoint.producer
         try:
-            self._producer.flush()
+            if self._checkpoint is None or not self._checkpoint.producer_lost:
+                producer.flush()
+        except TransportError as exc:  # offsets were not committed: the batch is read again
+            log.warning("closing without flushing: %s", exc)
         finally:
-            self._producer.close()
+            if self._checkpoint is None or not self._checkpoint.producer_lost:
+                producer.close()
             if self._votes is not None:
                 self._votes.close()
             self._models_consumer.close()

@@ -80,14 +80,25 @@ def kafka_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     return client
 
 
-@pytest.fixture
-def kafka(kafka_bootstrap: str, kafka_client: str) -> Iterator[tuple[Any, Any]]:
-    """A Kafka transport on each client plus a fresh set of topics (unique prefix) for one test."""
+def _transport_with_topics(bootstrap: str, client: str) -> Iterator[tuple[Any, Any]]:
     from metasignal.stream.topics import Topics, topic_specs
     from metasignal.stream.transport import kafka_transport
 
-    transport = kafka_transport(kafka_bootstrap, client=kafka_client)
+    transport = kafka_transport(bootstrap, client=client)
     topics = Topics(prefix=f"t{uuid.uuid4().hex[:8]}.")
     transport.create_topics(topic_specs(topics, partitions=4))
     yield transport, topics
     transport.close()
+
+
+@pytest.fixture
+def kafka(kafka_bootstrap: str, kafka_client: str) -> Iterator[tuple[Any, Any]]:
+    """A Kafka transport on each client plus a fresh set of topics (unique prefix) for one test."""
+    yield from _transport_with_topics(kafka_bootstrap, kafka_client)
+
+
+@pytest.fixture
+def kafka_python(kafka_bootstrap: str) -> Iterator[tuple[Any, Any]]:
+    """kafka-python's transport and fresh topics, for faults of that client's own making
+    (its request-size estimate, its timeout errors)."""
+    yield from _transport_with_topics(kafka_bootstrap, "kafka-python")

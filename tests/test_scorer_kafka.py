@@ -184,14 +184,14 @@ def test_poison_messages_to_dlq_while_good_ones_are_scored(
 
 
 def test_a_vote_near_the_request_limit_is_dead_lettered_not_a_crash_loop(
-    kafka: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: dict
+    kafka_python: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: dict
 ) -> None:
     """Issue 11: a vote just under the producer's 1 MiB request limit had a DLQ copy (the
     same bytes plus the headers) over it; the DLQ send failed, every retry too, and the
     scorer exited, at each restart again. Now the copy is cut and says so."""
     from metasignal.stream.messages import DLQ_MAX_PAYLOAD_BYTES
 
-    transport, topics = kafka
+    transport, topics = kafka_python
     publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
     head = b'{"id": "huge", "ts": 1, "pad": "'
     # 1,048,470 bytes: kafka-python estimates the record at 1,048,561 of its 1,048,576 limit,
@@ -211,7 +211,7 @@ def test_a_vote_near_the_request_limit_is_dead_lettered_not_a_crash_loop(
 
 
 def test_a_lag_check_timing_out_does_not_stop_the_scorer(
-    kafka: tuple[KafkaTransport, Topics],
+    kafka_python: tuple[KafkaTransport, Topics],
     committee: Committee,
     artifact_body: dict,
     monkeypatch: pytest.MonkeyPatch,
@@ -221,7 +221,7 @@ def test_a_lag_check_timing_out_does_not_stop_the_scorer(
     TransportError there, and the lag check skips the round."""
     from kafka.errors import KafkaTimeoutError
 
-    transport, topics = kafka
+    transport, topics = kafka_python
     publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
     scorer = Scorer(
         transport=transport,

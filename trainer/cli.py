@@ -42,6 +42,7 @@ from metasignal.stream.errors import ArtifactError, MetasignalError
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.sizing import SIZING_METHODS, SizingRule
 from metasignal.stream.transport.base import TransportError
+from metasignal.trainer.control import add_control_command
 from metasignal.trainer.report import render_html
 from metasignal.trainer.settings import STRATEGY_CHOICES, TRAINER_SETTINGS, TrainerOptions
 from metasignal.trainer.skill import EXIT_NO_SKILL, NoSkillError
@@ -303,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth_parser(commands)
 
     register_stream_commands(commands)
+
+    add_control_command(commands)
 
     trainer = commands.add_parser("trainer", help="answer drift requests with gated models")
     add_settings(trainer, KAFKA_SETTINGS)
@@ -704,7 +707,7 @@ def command_trainer(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         is_alive=service.heartbeat.alive,
         # An idle standby is ready: it takes over when the active trainer goes away.
-        is_ready=service.heartbeat.alive,
+        is_ready=lambda: service.ready,
     )
     transport.close()
     return 0

@@ -14,6 +14,11 @@ Kafka transaction: a trainer killed mid-request leaves nothing behind, and the
 request is served again — once — by whoever takes over. Requests already
 answered (by id) or about a superseded model version are skipped, so duplicate
 requests give one new model.
+
+A broker outage is ridden out like the scorer's (:mod:`metasignal.stream.outage`):
+the request in hand is read again once the broker answers, a producer whose
+transaction was fenced or timed out is re-created, and the loop backs off
+(bounded) meanwhile, with ``metasignal_trainer_broker_reachable`` at 0.
 """
 
 from __future__ import annotations
@@ -41,14 +46,24 @@ from metasignal.stream.messages import (
     decode_control_request,
     decode_training_row,
 )
-from metasignal.stream.metrics import Heartbeat
+from metasignal.stream.metrics import Heartbeat, OutageGauges
 from metasignal.stream.model_store import refusal_reason
+from metasignal.stream.outage import BROKER_UNREACHABLE, PRODUCER_RECREATING, Outage
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.sizing import SizingRule
 from metasignal.stream.status import StatusClock, trainer_status
 from metasignal.stream.topics import model_key
-from metasignal.stream.transport.base import Consumer, Record, Transport, TransportError
+from metasignal.stream.transport.base import (
+    OTHER,
+    Consumer,
+    Producer,
+    Record,
+    Transport,
+    TransportError,
+    broker_reachable,
+)
 from metasignal.trainer.calibration import fit_platt
+from metasignal.trainer.control import check_force
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.fit import FitConfig, build_artifact, holdout_metrics
 from metasignal.trainer.label_shift import label_shift_challenge
@@ -97,6 +112,12 @@ class TrainerMetrics:
             ["reason"],
             registry=r,
         )
+        self.force_refused = Counter(
+            "metasignal_trainer_force_refused",
+            "Requests whose force was ignored (unsigned, bad_signature, expired)",
+            ["reason"],
+            registry=r,
+        )
         self.failures = Counter(
             "metasignal_trainer_failures", "Requests that failed (data, broker)", registry=r
         )
@@ -111,6 +132,24 @@ class TrainerMetrics:
             "When a request was last answered successfully",
             registry=r,
         )
+        self.outage = OutageGauges(
+            reachable=Gauge(
+                "metasignal_trainer_broker_reachable",
+                "1 while the broker answers; 0 during an outage or a producer re-creation",
+                registry=r,
+            ),
+            reason=Gauge(
+                "metasignal_trainer_not_ready_reason",
+                "1 for why the trainer is not ready (broker_unreachable, producer_recreating)",
+                ["reason"],
+                registry=r,
+            ),
+            recreations=Counter(
+                "metasignal_trainer_producer_recreations",
+                "Producers re-created after a fenced or timed-out transaction",
+                registry=r,
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -118,7 +157,7 @@ class Verdict:
     """What became of one request."""
 
     request_id: str
-    outcome: str  # published, refused, skipped, failed
+    outcome: str  # published, refused, skipped, failed; retry: not committed, read again
     detail: str
     version: int | None = None
     gate: dict[str, Any] | None = None
@@ -210,8 +249,23 @@ class TrainerService:
         self._training = transport.consumer(assign_all=[topics.training], read_committed=True)
         self._control: Consumer | None = None
         self._checkpoint: Checkpoint | None = None
-        self._producer = transport.producer(transactional_id=options.transactional_id)
+        self._producer = self._new_producer()
         self._status = StatusClock(options.status_interval_s, now=time.monotonic())
+        self.outage = Outage(on_change=self.metrics.outage.set)
+        self.metrics.outage.probe(self._broker_ok)
+
+    @property
+    def ready(self) -> bool:
+        """The loop is alive and the broker answers (``/readyz``)."""
+        return self.heartbeat.alive() and self._broker_ok()
+
+    def _broker_ok(self) -> bool:
+        """No outage noticed by the loop, and (asked live) a broker connection is up."""
+        control = self._control
+        return self.outage.ok and (control is None or broker_reachable(control))
+
+    def _new_producer(self) -> Producer:
+        return self.transport.producer(transactional_id=self.options.transactional_id)
 
     # -- state from the log ----------------------------------------------------------
     def _drain(self, consumer: Consumer) -> list[Record]:
@@ -258,7 +312,19 @@ class TrainerService:
 
     # -- the loop ------------------------------------------------------------------------
     def step(self) -> int:
+        """Answer the next control request, if any; an outage is waited out (bounded backoff)."""
         self.heartbeat.beat()
+        try:
+            return self._serve()
+        except TransportError as exc:
+            if exc.kind == OTHER:
+                raise
+            lost = self._checkpoint is not None and self._checkpoint.producer_lost
+            self.outage.down(PRODUCER_RECREATING if lost else BROKER_UNREACHABLE, str(exc))
+            time.sleep(self.outage.backoff())
+            return 0
+
+    def _serve(self) -> int:
         if self._control is None:
             self._control = self.transport.consumer(
                 topics=[self.options.topics.control],
@@ -267,11 +333,25 @@ class TrainerService:
             )
             # Every answer is one transaction: the published model and the request's offset.
             self._checkpoint = Checkpoint(
-                producer=self._producer, consumer=self._control, exactly_once=True
+                producer=self._producer,
+                consumer=self._control,
+                exactly_once=True,
+                producer_factory=self._new_producer,
+                on_recreate=self.metrics.outage.recreations.inc,
             )
+        assert self._checkpoint is not None
+        self._checkpoint.ensure_producer()
         records = self._control.poll(timeout_ms=self.options.poll_timeout_ms, max_records=1)
         for record in records:
-            self.handle(record)
+            verdict = self.handle(record)
+            if verdict.outcome == "retry":
+                # Not committed: read again after a bounded wait (the broker is away).
+                time.sleep(self.outage.backoff())
+                return 0
+        if broker_reachable(self._control):
+            self.outage.up()
+        else:
+            self.outage.down(BROKER_UNREACHABLE, "no connection to any broker")
         self._log_status()
         return len(records)
 
@@ -304,7 +384,14 @@ class TrainerService:
         checkpoint = self._checkpoint
         assert checkpoint is not None
         started = time.perf_counter()
-        self.refresh()
+        try:
+            self.refresh()
+        except TransportError as exc:
+            # The models or training topic cannot be read: answer this request later.
+            assert self._control is not None
+            self._control.seek(record.topic_partition, record.offset)
+            self.outage.down(BROKER_UNREACHABLE, str(exc))
+            return Verdict(f"offset-{record.offset}", "retry", str(exc))
         request: ControlRequest | None = None
         try:
             request = decode_control_request(record.value)
@@ -313,6 +400,7 @@ class TrainerService:
             self._refuse(record, bad.reason, bad.detail)
         except Exception as exc:
             self._refuse(record, "internal", repr(exc))
+        operator_force = request is not None and self._operator_force(record)
         kind = "invalid" if request is None else request["kind"]
         request_id = f"offset-{record.offset}" if request is None else request["id"]
         log.info("handling request %s (%s)", request_id, kind)
@@ -320,12 +408,12 @@ class TrainerService:
         verdict, artifact = (
             (Verdict(request_id, "failed", "invalid request"), None)
             if request is None
-            else self._answer(request)
+            else self._answer(request, operator_force=operator_force)
         )
         try:
             checkpoint.begin()
             if artifact is not None:
-                self._producer.send(
+                checkpoint.producer.send(
                     self.options.topics.models,
                     key=model_key(self.options.model_name, artifact["model"]["version"]),
                     value=dumps_artifact(artifact).encode(),
@@ -335,6 +423,10 @@ class TrainerService:
             self.metrics.failures.inc()
             checkpoint.rollback([record], exc)
             log.error("could not publish the answer to %s: %s", verdict.request_id, exc)
+            if exc.kind != OTHER:
+                reason = PRODUCER_RECREATING if checkpoint.producer_lost else BROKER_UNREACHABLE
+                self.outage.down(reason, str(exc))
+                return Verdict(verdict.request_id, "retry", str(exc))
             return Verdict(verdict.request_id, "failed", str(exc))
         if artifact is not None:
             self.champion = artifact
@@ -374,7 +466,24 @@ class TrainerService:
             detail,
         )
 
-    def _answer(self, request: ControlRequest) -> tuple[Verdict, Artifact | None]:
+    def _operator_force(self, record: Record) -> bool:
+        """Whether the request carries a valid operator-signed force (trainer/control.py)."""
+        verdict = check_force(record.value, keys=self.keys, now_ms=int(time.time() * 1000))
+        if verdict is None or verdict == "signed":
+            return verdict == "signed"
+        self.metrics.force_refused.labels(reason=verdict).inc()
+        log.warning(
+            "control[%d]@%d asks for force without a valid operator signature (%s): "
+            "the champion gate decides",
+            record.partition,
+            record.offset,
+            verdict,
+        )
+        return False
+
+    def _answer(
+        self, request: ControlRequest, *, operator_force: bool = False
+    ) -> tuple[Verdict, Artifact | None]:
         request_id = request["id"]
         if request_id in self.handled:
             return Verdict(request_id, "skipped", "duplicate: request already answered"), None
@@ -388,12 +497,12 @@ class TrainerService:
                 request_id, "skipped", f"superseded: v{asked} already replaced by v{version}"
             ), None
         try:
-            return self._challenge(request, champion)
+            return self._challenge(request, champion, operator_force=operator_force)
         except (DataError, ValueError) as exc:
             return Verdict(request_id, "failed", f"cannot build a candidate: {exc}"), None
 
     def _challenge(
-        self, request: ControlRequest, champion: Artifact
+        self, request: ControlRequest, champion: Artifact, *, operator_force: bool = False
     ) -> tuple[Verdict, Artifact | None]:
         options = self.options
         members = champion["members"]
@@ -438,9 +547,10 @@ class TrainerService:
         if kind != "label_shift":
             candidate_scores = candidate.predict_proba(gate.votes)
             candidate_value = objective.value_at(gate.labels, candidate_scores, candidate.threshold)
-        # Only the operator's own --force: a field on control (which any producer with write
-        # access can set) no longer bypasses the gate; typed requests carry no such field.
-        forced = options.force
+        # Only an operator bypasses the gate: the trainer's own --force, or a request signed
+        # with the signing key (`metasignal control ... --force`). A bare force field on
+        # control, which anyone with write access could set, is ignored and counted.
+        forced = options.force or operator_force
         gate_block = {
             "metric": options.metric,
             "champion_version": champion["model"]["version"],
@@ -518,7 +628,11 @@ class TrainerService:
         )
 
     def close(self) -> None:
-        self._producer.close()
+        checkpoint = self._checkpoint
+        if checkpoint is None:
+            self._producer.close()
+        elif not checkpoint.producer_lost:
+            checkpoint.producer.close()
         for consumer in (self._models, self._training, self._control):
             if consumer is not None:
                 consumer.close()

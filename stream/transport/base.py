@@ -61,12 +61,38 @@ class RebalanceListener:
     on_lost: RebalanceCallback | None = None
 
 
+# What kind of failure a TransportError is, so that callers recover without knowing the client:
+UNREACHABLE = "unreachable"  # the broker did not answer in time: wait for it, then retry
+FENCED = "fenced"  # the producer cannot go on (fenced, timed-out transaction): re-create it
+OTHER = "other"  # anything else (a refused setting, an unknown topic, a failed send)
+
+
 class TransportError(MetasignalError):
     """A broker-side failure the service cannot paper over (send, commit, transaction).
 
     A :class:`MetasignalError`: when it ends a command, the user reads one line, not a
-    traceback.
+    traceback. ``kind`` says how to recover: :data:`UNREACHABLE`, :data:`FENCED` or
+    :data:`OTHER`.
+
+    Examples
+    --------
+    >>> TransportError("commit timed out", kind=UNREACHABLE).kind
+    'unreachable'
     """
+
+    def __init__(self, message: str, *, kind: str = OTHER) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def broker_reachable(client: object) -> bool:
+    """Whether ``client`` (a consumer or producer) has a live broker connection.
+
+    A transport may offer ``reachable() -> bool``; one that does not (the in-process bus)
+    is always reachable.
+    """
+    probe = getattr(client, "reachable", None)
+    return True if probe is None else bool(probe())
 
 
 class Consumer(Protocol):

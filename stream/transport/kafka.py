@@ -15,10 +15,20 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.range import RangePartitionAssignor
-from kafka.errors import KafkaError
+from kafka.errors import (
+    InvalidProducerEpochError,
+    InvalidTxnStateError,
+    KafkaConnectionError,
+    KafkaError,
+    ProducerFencedError,
+    RetriableError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from metasignal.stream.transport.base import (
+    FENCED,
+    OTHER,
+    UNREACHABLE,
     Consumer,
     RebalanceListener,
     Record,
@@ -33,8 +43,13 @@ log = logging.getLogger("metasignal.transport")
 TOPIC_ALREADY_EXISTS = 36
 UNKNOWN_TOPIC_OR_PARTITION = 3
 
+# kafka-python backs off reconnecting up to 30 s: after an outage the service would sit idle
+# that long with the broker back. Retrying each second at most costs one refused connection
+# per second during an outage and resumes work within about a second of the broker's return.
+RECONNECT_DEFAULTS: dict[str, Any] = {"reconnect_backoff_max_ms": 1_000}
 # kafka-python defaults changed for the scorer; a user's client settings override these.
 CONSUMER_DEFAULTS: dict[str, Any] = {
+    **RECONNECT_DEFAULTS,
     # A crashed replica's partitions move to a live one after this long.
     "session_timeout_ms": 10_000,
     "heartbeat_interval_ms": 3_000,
@@ -45,7 +60,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 # A reader of a whole topic (models: idle for hours) keeps kafka-python's long poll, which the
 # broker answers the moment a record lands; short, it would fetch 50 times a second.
 TOPIC_READER_DEFAULTS: dict[str, Any] = {**CONSUMER_DEFAULTS, "fetch_max_wait_ms": 500}
-PRODUCER_DEFAULTS: dict[str, Any] = {"linger_ms": 5}
+PRODUCER_DEFAULTS: dict[str, Any] = {**RECONNECT_DEFAULTS, "linger_ms": 5}
 TRANSACTIONAL_DEFAULTS: dict[str, Any] = {
     # A crashed scorer's open transaction blocks read_committed readers until it times out;
     # keep that window short.
@@ -54,6 +69,11 @@ TRANSACTIONAL_DEFAULTS: dict[str, Any] = {
     # markers are written; the 100 ms default backoff put p99 latency at ~300 ms
     # (docs/benchmarks.md).
     "retry_backoff_ms": 10,
+    # A transactional producer is re-created after an outage (stream/checkpoint.py); each
+    # attempt made while the broker is still away gives up after these instead of 30-60 s,
+    # so the loop keeps beating and retries within seconds of the broker's return.
+    "bootstrap_timeout_ms": 5_000,
+    "max_block_ms": 10_000,
 }
 # What no client setting overrides: every signal acknowledged by all in-sync replicas, once.
 PRODUCER_GUARANTEES: dict[str, Any] = {
@@ -61,6 +81,29 @@ PRODUCER_GUARANTEES: dict[str, Any] = {
     "enable_idempotence": True,
     "retries": 2_147_483_647,
 }
+
+
+# kafka-python waits for the broker without limit in a consumer commit and in every
+# transaction step; during an outage that froze the loop (and its liveness). These bound each
+# wait: a timeout is a TransportError the service recovers from once the broker is back.
+COMMIT_TIMEOUT_MS = 10_000
+TRANSACTION_TIMEOUT_MS = 10_000
+OFFSETS_TIMEOUT_MS = 5_000
+CLOSE_TIMEOUT_S = 10.0
+BROKEN_CLOSE_TIMEOUT_S = 1.0
+
+
+def _kind(exc: BaseException) -> str:
+    """The contract's kind of a kafka-python error (base.UNREACHABLE, FENCED or OTHER)."""
+    if isinstance(exc, ProducerFencedError | InvalidProducerEpochError | InvalidTxnStateError):
+        return FENCED
+    if isinstance(exc, RetriableError | KafkaConnectionError):
+        return UNREACHABLE
+    return OTHER
+
+
+def _error(message: str, exc: BaseException) -> TransportError:
+    return TransportError(f"{message}: {exc}", kind=_kind(exc))
 
 
 def _ours(tp: Any) -> TopicPartition:
@@ -244,7 +287,7 @@ class KafkaTransportConsumer:
                 partition_assignment_strategy=(RangePartitionAssignor,),
             )
         except KafkaError as exc:
-            raise TransportError(f"cannot create Kafka consumer: {exc}") from None
+            raise _error("cannot create Kafka consumer", exc) from None
         if assign_all:
             partitions: list[KafkaTopicPartition] = []
             for topic in assign_all:
@@ -273,7 +316,7 @@ class KafkaTransportConsumer:
         try:
             batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
-            raise TransportError(f"poll failed: {exc}") from exc
+            raise _error("poll failed", exc) from exc
         # Positional: this runs once per message.
         return [
             Record(
@@ -292,37 +335,53 @@ class KafkaTransportConsumer:
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         try:
             self._consumer.commit(
-                {_theirs(tp): OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
+                {_theirs(tp): OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()},
+                timeout_ms=COMMIT_TIMEOUT_MS,
             )
         except KafkaError as exc:
-            raise TransportError(f"offset commit failed: {exc}") from exc
+            raise _error("offset commit failed", exc) from exc
 
     def assignment(self) -> set[TopicPartition]:
         return {_ours(tp) for tp in self._consumer.assignment()}
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
-        self._consumer.seek(_theirs(partition), offset)
+        theirs = _theirs(partition)
+        # A partition taken away meanwhile (a rebalance after an outage) restarts from its
+        # committed offset wherever it is assigned next; kafka-python refuses to seek it.
+        if theirs in self._consumer.assignment():
+            self._consumer.seek(theirs, offset)
+
+    def reachable(self) -> bool:
+        """Whether any broker connection is up (a dict lookup per broker, no request)."""
+        client = self._consumer._client  # kafka-python keeps no public connection state
+        try:
+            return any(client.connected(broker.node_id) for broker in client.cluster.brokers())
+        except Exception as exc:  # a probe must never stop the loop: assume reachable
+            log.debug("connection probe failed: %r", exc)
+            return True
 
     # These ask the broker and time out while it is unreachable: a TransportError, which the
     # callers handle (the lag check skips a round), never a KafkaTimeoutError traceback.
     def position(self, partition: TopicPartition) -> int:
         try:
-            return int(self._consumer.position(_theirs(partition)))
+            return int(self._consumer.position(_theirs(partition), timeout_ms=OFFSETS_TIMEOUT_MS))
         except KafkaError as exc:
-            raise TransportError(f"position of {partition} unavailable: {exc}") from exc
+            raise _error(f"position of {partition} unavailable", exc) from exc
 
     def committed(self, partition: TopicPartition) -> int | None:
         try:
-            value = self._consumer.committed(_theirs(partition))
+            value = self._consumer.committed(_theirs(partition), timeout_ms=OFFSETS_TIMEOUT_MS)
         except KafkaError as exc:
-            raise TransportError(f"committed offset of {partition} unavailable: {exc}") from exc
+            raise _error(f"committed offset of {partition} unavailable", exc) from exc
         return None if value is None else int(value)
 
     def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         try:
-            ends = self._consumer.end_offsets([_theirs(tp) for tp in partitions])
+            # timeout_ms positionally: tests stand in a plain function for end_offsets.
+            theirs = [_theirs(tp) for tp in partitions]
+            ends = self._consumer.end_offsets(theirs, OFFSETS_TIMEOUT_MS)
         except KafkaError as exc:
-            raise TransportError(f"end offsets unavailable: {exc}") from exc
+            raise _error("end offsets unavailable", exc) from exc
         return {_ours(tp): int(offset) for tp, offset in ends.items()}
 
     def close(self) -> None:
@@ -344,19 +403,27 @@ class KafkaTransportProducer:
         try:
             self._producer = KafkaProducer(**settings)
         except KafkaError as exc:
-            raise TransportError(f"cannot create Kafka producer: {exc}") from None
+            raise _error("cannot create Kafka producer", exc) from None
         # Futures sent since the last flush or commit, checked once they are all done (cheaper
         # than an errback per message).
         self._in_flight: list[Any] = []
+        self._broken = False
         if transactional_id is not None:
-            # Fences any zombie with the same id and aborts its open transaction.
-            self._producer.init_transactions()
+            # Fences any zombie with the same id and aborts its open transaction (or completes
+            # the commit an earlier producer of this id had started).
+            try:
+                self._producer.init_transactions()
+            except KafkaError as exc:
+                self._producer.close(timeout=BROKEN_CLOSE_TIMEOUT_S)
+                raise _error("cannot initialise transactions", exc) from None
 
     def _raise_failures(self, what: str) -> None:
         futures, self._in_flight = self._in_flight, []
         errors = [f.exception for f in futures if f.failed()]
         if errors:
-            raise TransportError(f"{len(errors)} {what} failed, first: {errors[0]}")
+            raise TransportError(
+                f"{len(errors)} {what} failed, first: {errors[0]}", kind=_kind(errors[0])
+            )
 
     def send(
         self,
@@ -371,7 +438,7 @@ class KafkaTransportProducer:
                 topic, key=key, value=value, headers=list(headers) if headers else None
             )
         except KafkaError as exc:
-            raise TransportError(f"send to {topic} failed: {exc}") from exc
+            raise _error(f"send to {topic} failed", exc) from exc
         self._in_flight.append(future)
 
     def flush(self, timeout_s: float = 30.0) -> None:
@@ -379,30 +446,65 @@ class KafkaTransportProducer:
             self._producer.flush(timeout=timeout_s)
         except KafkaError as exc:
             self._in_flight = []  # the batch is replayed; these no longer matter
-            raise TransportError(f"flush failed: {exc}") from exc
+            raise _error("flush failed", exc) from exc
         self._raise_failures("send(s)")
 
     def begin_transaction(self) -> None:
-        self._producer.begin_transaction()
+        try:
+            self._producer.begin_transaction()
+        except KafkaError as exc:
+            # The transaction manager is in an error state: only a new producer goes on.
+            self._broken = True
+            raise TransportError(f"cannot begin a transaction: {exc}", kind=FENCED) from exc
+
+    def _finish(self, what: str, result: Any) -> None:
+        """Wait, bounded, for one transaction step kafka-python would wait on forever."""
+        self._producer._sender.wakeup()
+        try:
+            done = result.wait(timeout_ms=TRANSACTION_TIMEOUT_MS)
+        except KafkaError as exc:
+            if _kind(exc) != UNREACHABLE:
+                self._broken = True
+            raise TransportError(f"{what} failed: {exc}", kind=FENCED) from exc
+        if not done:
+            # The step is still pending inside the client: this producer cannot start another
+            # one. A new producer with the same id completes or aborts it on the broker.
+            self._broken = True
+            raise TransportError(
+                f"{what} timed out after {TRANSACTION_TIMEOUT_MS / 1000:g} s (broker unreachable?)",
+                kind=FENCED,
+            )
 
     def commit_transaction(self, offsets: Mapping[TopicPartition, int], consumer: Consumer) -> None:
+        # kafka-python's send_offsets_to_transaction/commit_transaction wait without limit;
+        # the same steps through its transaction manager, each wait bounded.
+        manager = self._producer._transaction_manager
         metadata = getattr(consumer, "group_metadata", None)
         try:
-            self._producer.send_offsets_to_transaction(
+            sent = manager.send_offsets_to_transaction(
                 {_theirs(tp): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()},
                 metadata,
             )
-            self._producer.commit_transaction()
+            self._finish("sending offsets to the transaction", sent)
+            self._finish("transaction commit", manager.begin_commit())
         except KafkaError as exc:
-            raise TransportError(f"transaction commit failed: {exc}") from exc
+            self._broken = True
+            raise TransportError(f"transaction commit failed: {exc}", kind=FENCED) from exc
         self._raise_failures("transactional send(s)")
 
     def abort_transaction(self) -> None:
         self._in_flight = []  # aborted: their outcome no longer matters
         try:
-            self._producer.abort_transaction()
+            self._finish("transaction abort", self._producer._transaction_manager.begin_abort())
         except KafkaError as exc:
-            raise TransportError(f"transaction abort failed: {exc}") from exc
+            self._broken = True
+            raise TransportError(f"transaction abort failed: {exc}", kind=FENCED) from exc
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        # A broken producer's pending requests are moot: do not wait for them.
+        try:
+            self._producer.close(
+                timeout=BROKEN_CLOSE_TIMEOUT_S if self._broken else CLOSE_TIMEOUT_S
+            )
+        except KafkaError as exc:  # unsent records are replayed from the committed offsets
+            log.warning("producer closed with records unsent: %s", exc)
