@@ -60,12 +60,15 @@ class Outage:
         initial_s: float = 0.2,
         max_s: float = 2.0,
         max_outage_s: float = 0.0,
+        probe_grace_s: float = 5.0,
         on_change: Callable[[str | None], None] | None = None,
     ) -> None:
         self.initial_s = initial_s
         self.max_s = max_s
         self.max_outage_s = max_outage_s
+        self.probe_grace_s = probe_grace_s
         self.on_change = on_change
+        self._probe_failing_since: float | None = None
         self.reason: str | None = None
         self.since: float | None = None
         self._delay = initial_s
@@ -102,6 +105,22 @@ class Outage:
         self.reason = None
         if self.on_change is not None:
             self.on_change(None)
+
+    def probed(self, reachable: bool) -> None:
+        """A live connection probe: up at once, down once it has failed for ``probe_grace_s``.
+
+        A client that has just started, or sits between two fetches, may hold no broker
+        connection for a moment; only a probe that keeps failing is an outage.
+        """
+        if reachable:
+            self._probe_failing_since = None
+            self.up()
+            return
+        now = time.monotonic()
+        if self._probe_failing_since is None:
+            self._probe_failing_since = now
+        if now - self._probe_failing_since >= self.probe_grace_s:
+            self.down(BROKER_UNREACHABLE, "no connection to any broker")
 
     def backoff(self) -> float:
         """The next wait before retrying (doubling, at most ``max_s``)."""

@@ -258,11 +258,8 @@ class Scorer:
             except TransportError as exc:
                 self._wait_out(PRODUCER_RECREATING, str(exc))
                 return 0
-        if broker_reachable(self._votes):
-            self.outage.up()
-        else:
-            # Polling goes on (it is how the client reconnects); readiness says why it is idle.
-            self.outage.down(BROKER_UNREACHABLE, "no connection to any broker")
+        # Polling goes on (it is how the client reconnects); readiness says why it is idle.
+        self.outage.probed(broker_reachable(self._votes))
         self.metrics.ready.set(1 if self.outage.ok else 0)
         created = self.models.created_at
         if created:

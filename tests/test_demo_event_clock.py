@@ -71,7 +71,9 @@ def interrupt_demo(tmp_path: Path, *extra: str) -> tuple[int, float, list[str], 
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
-            assert wait_for(lambda: "votes " in out.read_text(), timeout=120)
+            # The live line ("  votes  N/M ..."), not the "streaming ... live votes" banner:
+            # the signal must come while votes stream.
+            assert wait_for(lambda: "\n  votes " in out.read_text(), timeout=120)
             process.send_signal(signal.SIGINT)
             sent = time.monotonic()
             code = process.wait(timeout=60)

@@ -348,10 +348,7 @@ class TrainerService:
                 # Not committed: read again after a bounded wait (the broker is away).
                 time.sleep(self.outage.backoff())
                 return 0
-        if broker_reachable(self._control):
-            self.outage.up()
-        else:
-            self.outage.down(BROKER_UNREACHABLE, "no connection to any broker")
+        self.outage.probed(broker_reachable(self._control))
         self._log_status()
         return len(records)
 

@@ -355,7 +355,9 @@ class KafkaTransportConsumer:
         """Whether any broker connection is up (a dict lookup per broker, no request)."""
         client = self._consumer._client  # kafka-python keeps no public connection state
         try:
-            return any(client.connected(broker.node_id) for broker in client.cluster.brokers())
+            brokers = client.cluster.brokers()
+            # No metadata yet (a client just started): nothing says the broker is away.
+            return not brokers or any(client.connected(broker.node_id) for broker in brokers)
         except Exception as exc:  # a probe must never stop the loop: assume reachable
             log.debug("connection probe failed: %r", exc)
             return True
