@@ -28,25 +28,36 @@ from tests.streaming import publish_model, send_training_rows, versioned
 TOPICS = Topics(prefix="force.")
 
 
-def gate_refuses(committee: Committee, artifact_body: Artifact) -> MemoryBus:
-    """A champion and training rows on which a retrained candidate is worse (shuffled labels)."""
+def gate_refuses(
+    committee: Committee, artifact_body: Artifact, *, shuffle: bool = True
+) -> MemoryBus:
+    """A champion and training rows; with ``shuffle`` a retrained candidate is worse (its
+    fit rows' labels are shuffled)."""
     bus = MemoryBus()
     bus.create_topics(topic_specs(TOPICS, partitions=1))
     publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
     labels = committee.labels.copy()
     n_fit = int(len(labels) * 0.7)
-    labels[:n_fit] = np.random.default_rng(0).permutation(labels[:n_fit])
+    if shuffle:
+        labels[:n_fit] = np.random.default_rng(0).permutation(labels[:n_fit])
     send_training_rows(bus, TOPICS, committee, labels)
     return bus
 
 
-def answer(bus: MemoryBus, request: dict[str, Any]) -> TrainerService:
+def answer(
+    bus: MemoryBus, request: dict[str, Any], *, gate_tolerance: float = 0.0
+) -> TrainerService:
     producer = bus.producer()
     producer.send(TOPICS.control, key=b"meta", value=encode(request))
     producer.flush()
     trainer = TrainerService(
         transport=bus,
-        options=TrainerOptions(topics=TOPICS, strategy="optimal_threshold", window_rows=20_000),
+        options=TrainerOptions(
+            topics=TOPICS,
+            strategy="optimal_threshold",
+            window_rows=20_000,
+            gate_tolerance=gate_tolerance,
+        ),
         keys=[TEST_KEY],
     )
     for _ in range(20):
@@ -109,13 +120,17 @@ def test_force_signed_by_another_key_is_ignored(
 def test_operator_signed_force_passes_the_gate(
     committee: Committee, artifact_body: Artifact
 ) -> None:
-    bus = gate_refuses(committee, artifact_body)
-    trainer = answer(bus, sign_force(retrain_request(), TEST_KEY, now_ms=now_ms()))
+    # Force skips the champion comparison, never the skill gate (issue 10): so the candidate
+    # here is skilled (clean labels) and the comparison is made impossible to pass (it must
+    # beat the champion by a whole F1 point).
+    bus = gate_refuses(committee, artifact_body, shuffle=False)
+    request = sign_force(retrain_request(), TEST_KEY, now_ms=now_ms())
+    trainer = answer(bus, request, gate_tolerance=-1.0)
     [verdict] = trainer.verdicts
-    assert verdict.outcome == "published"
+    assert verdict.outcome == "published", verdict.detail
     assert verdict.gate is not None and verdict.gate["forced"] is True
-    # The gate's own figures say the candidate was worse: forced, not earned.
-    assert verdict.gate["candidate"] < verdict.gate["champion"]
+    # The gate's own figures say the comparison failed: forced, not earned.
+    assert verdict.gate["candidate"] < verdict.gate["champion"] - verdict.gate["tolerance"]
     assert published_versions(bus) == [1, 2]
     assert refused_force(trainer, "unsigned") == 0
 
