@@ -15,6 +15,8 @@ RUN python -m venv /opt/metasignal \
     && python -m venv /opt/build
 # Dependencies first: this layer is reused until requirements.lock changes. Wheels only, no
 # compiler in the image; --no-deps: the lock is the whole closure (make lock regenerates it).
+# The lock includes the `confluent` extra (confluent-kafka, librdkafka inside its wheel), so
+# METASIGNAL_KAFKA_CLIENT=confluent works in the image; kafka-python stays the default client.
 COPY requirements.lock deploy/build-requirements.txt ./
 RUN /opt/metasignal/bin/pip install --no-deps --only-binary=:all: -r requirements.lock \
     && /opt/build/bin/pip install --no-deps -r build-requirements.txt

@@ -8,10 +8,14 @@
 2. on a real broker (``tests.kafka_broker.LocalKafka`` on free ports, temporary data dir):
    sustained votes/s of one scorer on one partition against the bare consume->produce
    passthrough of the same Kafka client, for each client (kafka-python and confluent-kafka),
-   at-least-once and exactly-once, as ratios of runs made back to back in the same broker
-   session, the clients interleaved;
-3. vote-to-signal latency p50/p99 at a steady 1,000 votes/s, each client;
+   and against a Quix Streams app doing the same scoring (:mod:`bench.stream_quix`, its
+   decisions checked identical to the scorer's), at-least-once and exactly-once, as ratios
+   of runs made back to back in the same broker session, the workers interleaved;
+3. vote-to-signal latency p50/p99 and the worker's CPU at a steady 1,000 votes/s, each
+   client and the Quix Streams app;
 4. the scorer process's RSS across 1,000,000 votes.
+
+The goals of issue 12 are judged in the same run and listed under *Goals*.
 
 What-if rows rerun the same code with one knob changed (kafka-python's pure-Python CRC-32C
 instead of the ``crc32c`` extension, ``track_outcomes=False``) to
@@ -20,7 +24,11 @@ wall times of the scorer.
 
 The markdown lands between the ``stream`` markers of ``--out``; the rest of the file (the
 trainer's section) is left alone. ``--parts inproc`` needs no broker (the smoke test);
-``--skip-crc-what-if`` leaves out the pure-Python CRC row.
+``--skip-crc-what-if`` leaves out the pure-Python CRC row. ``--plan reduced`` (about
+20-30 minutes on the shared 2-core machine) keeps every comparison and goal with fewer
+votes and repeats and without the what-if rows; ``--plan quick`` (or ``--quick``) is a smoke
+run. The Quix Streams app needs its own venv (``make bench-quix-env``; ``--quix-python``);
+without it its rows and goals are reported as not run.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from bench.markdown import markers
 from bench.stream_broker import (
     KINDS,
     MODES,
+    QUIX_KIND,
     SHIPPED,
     STALL_P50_MS,
     Bench,
@@ -61,6 +70,7 @@ from bench.stream_broker import (
     ThroughputResult,
     Variant,
     create_topics,
+    decisions,
     median,
     preload,
     publish_artifact,
@@ -70,24 +80,31 @@ from bench.stream_broker import (
     run_throughput,
 )
 from bench.stream_data import Inputs, build_inputs
+from bench.stream_goals import (
+    CLIENT_VARIANTS,
+    CONFLUENT,
+    P99_GOALS_MS,
+    QUIX,
+    RATIO_GOALS,
+    cpu_cores,
+    evaluate,
+    pooled_latency,
+    render_goals,
+    render_quix,
+)
 from bench.stream_inproc import (
     BATCH_SIZE,
     STDLIB,
     InprocResult,
     run_inproc,
 )
+from bench.stream_quix import QUIX_VENV
 from bench.stream_worker import POLL_TIMEOUT_MS, PRODUCER_SETTINGS
 
 SECTION = "stream"
 BEGIN, END = markers(SECTION)
 PARTS = ("inproc", "throughput", "latency", "memory")
 REPO = Path(__file__).resolve().parent.parent
-# Scorer ÷ bare passthrough of the same client (issue 12: kafka-python no regression).
-RATIO_GOALS = {"kafka-python": 0.85, "confluent": 0.8}
-P99_GOALS_MS = {"at-least-once": 25.0, "exactly-once": 50.0}
-# The scorer as shipped on the second Kafka client (the `confluent` extra).
-CONFLUENT = Variant("confluent-kafka", client="confluent")
-CLIENT_VARIANTS = {SHIPPED.label: SHIPPED, CONFLUENT.label: CONFLUENT}
 RSS_GOAL_MB = 250.0
 LATENCY_RATE = 1_000.0
 # kafka-python checks the CRC-32C of every fetched batch (and computes it for every produced
@@ -112,7 +129,8 @@ def scorer_has_option(name: str) -> bool:
 
 @dataclass(frozen=True)
 class Plan:
-    """Sizes of the full run and of ``--quick``."""
+    """Sizes of a run: the full one, ``reduced`` (every comparison, fewer votes and repeats,
+    no what-ifs) and ``quick`` (a smoke run)."""
 
     inproc_votes: int
     inproc_repeats: int
@@ -122,6 +140,7 @@ class Plan:
     lat_repeats: int
     lat_warmup_s: float
     mem_votes: int
+    what_ifs: bool = True
 
 
 FULL = Plan(
@@ -134,6 +153,17 @@ FULL = Plan(
     lat_warmup_s=2.0,
     mem_votes=1_000_000,
 )
+REDUCED = Plan(
+    inproc_votes=20_000,
+    inproc_repeats=9,
+    tp_votes=100_000,
+    tp_repeats=2,
+    lat_seconds=15.0,
+    lat_repeats=1,
+    lat_warmup_s=2.0,
+    mem_votes=300_000,
+    what_ifs=False,
+)
 QUICK = Plan(
     inproc_votes=10_000,
     inproc_repeats=5,
@@ -143,7 +173,9 @@ QUICK = Plan(
     lat_repeats=1,
     lat_warmup_s=2.0,
     mem_votes=50_000,
+    what_ifs=False,
 )
+PLANS = {"full": FULL, "reduced": REDUCED, "quick": QUICK}
 
 
 @dataclass
@@ -162,13 +194,22 @@ class Results:
     restarts: list[str] = field(default_factory=list)
     discarded: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    # mode -> (votes compared, decisions that differ) between the scorer and the Quix app
+    identical: dict[str, tuple[int, int]] = field(default_factory=dict)
+    quix: str = ""  # versions in the Quix Streams venv, if the app was part of the run
 
 
 # --------------------------------------------------------------------------- running
 
 
 def run_broker_parts(
-    results: Results, inputs: Inputs, plan: Plan, parts: Sequence[str], *, crc32c: bool
+    results: Results,
+    inputs: Inputs,
+    plan: Plan,
+    parts: Sequence[str],
+    *,
+    crc32c: bool,
+    quix_python: Path | None,
 ) -> None:
     """Start a private broker, run the selected broker parts, always stop it."""
     from tests.kafka_broker import LocalKafka
@@ -181,7 +222,9 @@ def run_broker_parts(
         results.broker_start_s = time.perf_counter() - started
         log.info("broker up at %s in %.1f s", bootstrap, results.broker_start_s)
         try:
-            bench = Bench(bootstrap, "bench.votes", "bench.models", workdir)
+            bench = Bench(
+                bootstrap, "bench.votes", "bench.models", workdir, quix_python=quix_python
+            )
             create_topics(bootstrap, [bench.votes_topic, bench.models_topic])
             publish_artifact(bootstrap, bench.models_topic, inputs.artifact)
             # One pre-loaded topic serves every throughput run and the memory run.
@@ -226,19 +269,45 @@ def hide_crc32c(workdir: Path) -> Path:
 
 
 def throughput_part(results: Results, bench: Bench, plan: Plan, crc32c: bool) -> None:
-    """Part 2: as shipped in both modes, plus the at-least-once what-ifs."""
+    """Part 2: both clients and the Quix Streams app in both modes, plus the at-least-once
+    what-ifs; then the Quix app's decisions against the scorer's."""
     variants = [SHIPPED, CONFLUENT]
-    if crc32c:
+    if bench.quix_python is not None:
+        variants.append(QUIX)
+    if crc32c and plan.what_ifs:
         variants.append(
             Variant(PURE_CRC_LABEL, hide_crc32c(bench.workdir), modes=("at-least-once",))
         )
-    if scorer_has_option("track_outcomes"):
+    if scorer_has_option("track_outcomes") and plan.what_ifs:
         variants.append(
             Variant(NO_OUTCOMES_LABEL, scorer_options=NO_OUTCOMES, modes=("at-least-once",))
         )
     results.throughput = run_throughput(
         bench, n_votes=plan.tp_votes, repeats=plan.tp_repeats, variants=variants
     )
+    if bench.quix_python is not None:
+        compare_decisions(results, bench, results.throughput)
+
+
+def compare_decisions(results: Results, bench: Bench, tp: ThroughputResult) -> None:
+    """The Quix app's decisions against the scorer's (confluent-kafka), per mode, on the
+    first run of each: the same votes, so every event id must get the same decision."""
+    for mode in MODES:
+        scorer = tp.runs_of(mode, CONFLUENT.label, "scorer")
+        quix = tp.runs_of(mode, QUIX.label, QUIX_KIND)
+        if not (scorer and quix):
+            continue
+        theirs = decisions(bench.bootstrap, quix[0].signals_topic, tp.n_votes)
+        ours = decisions(bench.bootstrap, scorer[0].signals_topic, tp.n_votes)
+        differ = sum(1 for event_id, d in ours.items() if theirs.get(event_id) != d)
+        differ += sum(1 for event_id in theirs if event_id not in ours)
+        results.identical[mode] = (len(ours), differ)
+        log.info("decisions %s: %d compared, %d differ", mode, len(ours), differ)
+        if differ or len(ours) < tp.n_votes:
+            raise RuntimeError(
+                f"{mode}: the Quix app's decisions differ from the scorer's on {differ} of "
+                f"{len(ours)} votes"
+            )
 
 
 def profile_part(results: Results, bench: Bench, plan: Plan) -> None:
@@ -280,7 +349,9 @@ def latency_part(results: Results, bench: Bench, inputs: Inputs, plan: Plan) -> 
         for mode in MODES
         for kind in KINDS
     ]
-    if scorer_has_option("track_outcomes"):
+    if bench.quix_python is not None:
+        specs += [LatencySpec(QUIX_KIND, mode, client=QUIX.client) for mode in MODES]
+    if scorer_has_option("track_outcomes") and plan.what_ifs:
         specs.append(
             LatencySpec(
                 "scorer", "at-least-once", label=NO_OUTCOMES_LABEL, scorer_options=NO_OUTCOMES
@@ -304,11 +375,6 @@ def latency_part(results: Results, bench: Bench, inputs: Inputs, plan: Plan) -> 
             )  # fmt: skip
 
 
-def pooled_latency(runs: Sequence[LatencyRun], spec: LatencySpec) -> np.ndarray:
-    arrays = [r.latencies_ms for r in runs if r.spec == spec]
-    return np.concatenate(arrays) if arrays else np.empty(0)
-
-
 def votes_needed(plan: Plan, parts: Sequence[str]) -> int:
     """Committee rows the selected parts read (each part starts at row 0)."""
     sizes = {
@@ -327,11 +393,12 @@ def run_benchmark(
     crc32c: bool,
     command: str,
     code_note: str,
+    quix_python: Path | None = None,
 ) -> tuple[str, Results]:
     started = datetime.now(UTC)
     clock = time.perf_counter()
     load = os.getloadavg()
-    results = Results()
+    results = Results(quix=quix_versions(quix_python) if quix_python else "")
     inputs = build_inputs(votes_needed(plan, parts))
     if "inproc" in parts:
         step_options = {NO_OUTCOMES_LABEL: dict(NO_OUTCOMES)}
@@ -344,7 +411,9 @@ def run_benchmark(
         guarded(
             results,
             "broker",
-            lambda: run_broker_parts(results, inputs, plan, broker_parts, crc32c=crc32c),
+            lambda: run_broker_parts(
+                results, inputs, plan, broker_parts, crc32c=crc32c, quix_python=quix_python
+            ),
         )
     section = render(
         results, plan=plan, parts=parts, command=command, started=started,
@@ -430,6 +499,21 @@ def machine_notes(load: tuple[float, float, float]) -> str:
         f"{platform.python_version()}, {versions}, Apache Kafka {kafka_version()} (KRaft, one "
         f"node, `deploy/kafka/local-kafka.sh`), Java {java_version()}."
     )
+
+
+def quix_versions(python: Path) -> str:
+    """quixstreams and the confluent-kafka it pins, as installed in the Quix venv."""
+    code = (
+        "from importlib.metadata import version as v; "
+        "print(f\"quixstreams {v('quixstreams')}, confluent-kafka {v('confluent-kafka')}\")"
+    )
+    try:
+        proc = subprocess.run(
+            [str(python), "-c", code], capture_output=True, text=True, timeout=60, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "quixstreams ?"
+    return proc.stdout.strip()
 
 
 def code_description() -> str:
@@ -625,6 +709,7 @@ def render_throughput(tp: ThroughputResult, results: Results) -> list[str]:
         "*CPU ratio* = passthrough ÷ scorer CPU per vote, less sensitive to the other tenants "
         "than wall-clock rates (start-up imports are outside the window).",
         *cross_client_lines(tp),
+        *render_quix(tp, results.identical),
     ]
     if PURE_CRC_LABEL in variants:
         lines += [
@@ -721,8 +806,9 @@ def render_latency(runs: list[LatencyRun], diagnosis: list[LatencyRun], plan: Pl
             [
                 spec.mode,
                 spec.client,
-                spec.kind,
+                QUIX.label if spec.kind == QUIX_KIND else spec.kind,
                 spec.label or "as shipped",
+                f"{cpu_cores(runs, spec):.3f}",
                 num(pooled.size),
                 f"{q[0]:.1f}",
                 f"{q[1]:.1f}",
@@ -731,7 +817,7 @@ def render_latency(runs: list[LatencyRun], diagnosis: list[LatencyRun], plan: Pl
                 f"{q[3]:.1f}",
                 f"{pooled.max():.1f}",
                 str(lost),
-                goal(q[2] <= P99_GOALS_MS[spec.mode]) if not spec.label else "(what-if)",
+                latency_goal(spec, q[2]),
             ]
         )
     lines = [
@@ -751,7 +837,13 @@ def render_latency(runs: list[LatencyRun], diagnosis: list[LatencyRun], plan: Pl
         "measured 214 ms p99 on the passthrough: back-to-back transactions meet "
         "CONCURRENT_TRANSACTIONS), consumer fetch_min_bytes=1 / fetch_max_wait_ms=20 (the "
         "broker answers a fetch as soon as one record is there). The *what-if* row runs the "
-        "scorer with `ScorerOptions(track_outcomes=False)`. The bare confluent-kafka "
+        "scorer with `ScorerOptions(track_outcomes=False)`. *CPU cores*: the worker "
+        "process's CPU time (all threads) ÷ wall time over its window of non-empty batches "
+        "while the votes arrived (median of the runs). The *Quix Streams* app runs at its "
+        "defaults: at-least-once it produces each signal at once and commits offsets every "
+        "5 s; exactly-once a signal is visible when its transaction commits, every "
+        "`commit_interval` (5 s), so its latency is that interval by design (its runs are "
+        "never discarded as stalls). The bare confluent-kafka "
         "passthrough calls `consume(num_messages=500, timeout=0.1)`, which returns once 500 "
         "records are there or 100 ms have passed, so at this rate it holds a vote about 50 ms; "
         "the transport's `poll` takes whatever is queued and waits only when nothing is.",
@@ -762,6 +854,7 @@ def render_latency(runs: list[LatencyRun], diagnosis: list[LatencyRun], plan: Pl
                 "client",
                 "worker",
                 "client setting",
+                "CPU cores",
                 "votes",
                 "p50 ms",
                 "p90 ms",
@@ -787,6 +880,15 @@ def render_latency(runs: list[LatencyRun], diagnosis: list[LatencyRun], plan: Pl
             *phase_table(run.phases),
         ]
     return lines
+
+
+def latency_goal(spec: LatencySpec, p99: float) -> str:
+    """The goal cell of a latency row: the p99 goal for the scorer as shipped."""
+    if spec.label:
+        return "(what-if)"
+    if spec.kind != "scorer":
+        return "(baseline)"
+    return goal(p99 <= P99_GOALS_MS[spec.mode])
 
 
 def phase_table(phases: dict[str, dict[str, float]]) -> list[str]:
@@ -904,7 +1006,8 @@ def render(
         f"Date: {started:%Y-%m-%d %H:%M} UTC (took {elapsed / 60:.1f} min). Scorer measured: "
         f"{code_note}.",
         "",
-        f"Machine: {machine_notes(load)}",
+        f"Machine: {machine_notes(load)}"
+        + (f" Quix Streams venv: {results.quix}." if results.quix else ""),
         "",
     ]
     for part, error in results.errors.items():
@@ -917,6 +1020,14 @@ def render(
         lines += [*render_latency(results.latency, results.latency_diagnosis, plan), ""]
     if results.memory is not None:
         lines += [*render_memory(results.memory, results.throughput), ""]
+    goals = evaluate(results.inproc, results.throughput, results.latency or [])
+    lines += [*render_goals(goals, results.identical), ""]
+    if not results.quix and set(parts) & {"throughput", "latency"}:
+        lines += [
+            "The Quix Streams app was not run (no Quix venv: `make bench-quix-env`), so its "
+            "rows and goals are missing.",
+            "",
+        ]
     if results.profiles:
         lines += [*render_profiles(results.profiles), ""]
     if results.discarded:
@@ -962,7 +1073,19 @@ def parse_parts(text: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="markdown file to update")
-    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument(
+        "--plan",
+        choices=sorted(PLANS),
+        default="full",
+        help="sizes: full (default), reduced (every comparison, ~20-30 min), quick (smoke)",
+    )
+    parser.add_argument("--quick", action="store_true", help="the same as --plan quick")
+    parser.add_argument(
+        "--quix-python",
+        type=Path,
+        default=REPO / QUIX_VENV / "bin" / "python",
+        help="interpreter of the Quix Streams venv (default: .venv-quix, `make bench-quix-env`)",
+    )
     parser.add_argument(
         "--parts",
         type=parse_parts,
@@ -985,12 +1108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for logger, level in zip(loggers, quiet.values(), strict=True):
         logger.setLevel(level)
     try:
+        quix_python = args.quix_python if args.quix_python.exists() else None
+        if quix_python is None and set(args.parts) & {"throughput", "latency"}:
+            log.warning("no %s: the Quix Streams app is left out", args.quix_python)
         section, results = run_benchmark(
-            QUICK if args.quick else FULL,
+            QUICK if args.quick else PLANS[args.plan],
             args.parts,
             crc32c=not args.skip_crc_what_if,
             command=f"python -m bench.stream {argv_text}",
             code_note=args.code_note or code_description(),
+            quix_python=quix_python,
         )
     finally:
         for logger, level in zip(loggers, levels, strict=True):

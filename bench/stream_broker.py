@@ -1,6 +1,7 @@
 """Benchmarks on a real broker: throughput vs a bare passthrough, latency, scorer memory.
 
-Each scorer or passthrough runs in its own process (:mod:`bench.stream_worker`), started
+Each scorer, passthrough or Quix Streams app runs in its own process
+(:mod:`bench.stream_worker`; the Quix app in its own virtualenv), started
 fresh per run with a fresh consumer group and fresh output topics on one shared,
 pre-loaded, single-partition vote topic. This process only loads data, starts workers,
 waits and reads results, so it does not compete for the GIL of the process measured.
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench.stream_data import SIGNING_KEY, Inputs, encoded_votes
@@ -38,6 +40,8 @@ log = logging.getLogger("bench.stream")
 REPO = Path(__file__).resolve().parent.parent
 MODES = ("at-least-once", "exactly-once")
 KINDS = ("scorer", "passthrough")
+# The Quix Streams app doing the same scoring (bench/stream_quix.py).
+QUIX_KIND = "quix"
 PRELOAD_CHUNK = 50_000
 WORKER_TIMEOUT_S = 900.0
 READY_TIMEOUT_S = 120.0
@@ -124,7 +128,13 @@ class WorkerStuck(RuntimeError):
 class Worker:
     """A :mod:`bench.stream_worker` process and the JSON events it prints."""
 
-    def __init__(self, argv: list[str], log_path: Path, extra_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        log_path: Path,
+        extra_path: Path | None = None,
+        python: Path | None = None,
+    ) -> None:
         env = {**os.environ, "METASIGNAL_SIGNING_KEY": SIGNING_KEY.decode()}
         if extra_path is not None:
             # A directory ahead of the venv for this worker only (e.g. one hiding crc32c).
@@ -134,7 +144,7 @@ class Worker:
         self.log_path = log_path
         self._log: IO[bytes] = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.stream_worker", *argv],
+            [str(python or sys.executable), "-m", "bench.stream_worker", *argv],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -212,6 +222,8 @@ class Bench:
     workdir: Path
     restarts: list[str] = field(default_factory=list)
     discarded: list[str] = field(default_factory=list)
+    # The interpreter of the Quix Streams venv (quixstreams cannot share the bench venv).
+    quix_python: Path | None = None
 
     def start(
         self, kind: str, mode: str, *, attempts: int = 3, **options: Any
@@ -274,7 +286,10 @@ class Bench:
             argv.append("--phase-timing")
         if scorer_options and kind == "scorer":
             argv += ["--scorer-options", json.dumps(scorer_options)]
-        return Worker(argv, self.workdir / f"{run}.log", extra_path), prefix
+        python = self.quix_python if kind == QUIX_KIND else None
+        if kind == QUIX_KIND and python is None:
+            raise RuntimeError("no Quix Streams venv (make bench-quix-env)")
+        return Worker(argv, self.workdir / f"{run}.log", extra_path, python), prefix
 
 
 # --------------------------------------------------------------------------- throughput
@@ -283,13 +298,15 @@ class Bench:
 @dataclass(frozen=True)
 class Variant:
     """How the workers run: as shipped, on another Kafka client, with a directory ahead of the
-    venv on their path, or with other scorer options."""
+    venv on their path, or with other scorer options; ``kinds`` are the workers compared
+    (scorer and passthrough, paired; or the Quix Streams app alone)."""
 
     label: str
     extra_path: Path | None = None
     scorer_options: tuple[tuple[str, Any], ...] = ()
     modes: tuple[str, ...] = MODES
     client: str = "kafka-python"
+    kinds: tuple[str, ...] = KINDS
 
 
 SHIPPED = Variant("as shipped")
@@ -313,6 +330,7 @@ class ThroughputRun:
     rss: int
     signals_end: int
     crc32c: str
+    signals_topic: str = ""
 
     @property
     def cpu_us_per_vote(self) -> float:
@@ -366,18 +384,20 @@ def run_to_count(
         rss=int(done["rss"]),
         signals_end=signals_end,
         crc32c=str(done.get("crc32c", "?")),
+        signals_topic=f"{prefix}signals",
     )
 
 
 def run_throughput(
     bench: Bench, *, n_votes: int, repeats: int, variants: Sequence[Variant] = (SHIPPED,)
 ) -> ThroughputResult:
-    """Scorer and passthrough back to back per mode and variant; the order alternates."""
+    """Scorer and passthrough back to back per mode and variant; the order alternates (the
+    variants too), so every worker of a repeat ran in the same few minutes."""
     result = ThroughputResult(runs=[], n_votes=n_votes, repeats=repeats)
     for rep in range(repeats):
-        for variant in variants:
+        for variant in variants if rep % 2 == 0 else variants[::-1]:
             for mode in variant.modes:
-                order = KINDS if rep % 2 == 0 else KINDS[::-1]
+                order = variant.kinds if rep % 2 == 0 else variant.kinds[::-1]
                 pair = {}
                 for kind in order:
                     run = run_to_count(bench, kind, mode, n_votes, rep, variant)
@@ -387,9 +407,36 @@ def run_throughput(
                     )  # fmt: skip
                     result.runs.append(run)
                     pair[kind] = run.rate
-                ratio = pair["scorer"] / pair["passthrough"]
-                result.ratios.setdefault((mode, variant.label), []).append(ratio)
+                if set(KINDS) <= set(pair):
+                    ratio = pair["scorer"] / pair["passthrough"]
+                    result.ratios.setdefault((mode, variant.label), []).append(ratio)
     return result
+
+
+def decisions(bootstrap: str, topic: str, n: int, timeout_s: float = 300.0) -> dict[str, int]:
+    """Event id -> decision of the first ``n`` signals on ``topic`` (committed ones only)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=[bootstrap],
+        client_id="bench-decisions",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_max_bytes=16 * 2**20,
+        max_partition_fetch_bytes=16 * 2**20,
+    )
+    out: dict[str, int] = {}
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        deadline = time.monotonic() + timeout_s
+        while len(out) < n and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500, max_records=50_000).values():
+                for record in records:
+                    signal = orjson.loads(record.value)
+                    out.setdefault(signal["id"], int(signal["decision"]))
+    finally:
+        consumer.close()
+    return out
 
 
 # --------------------------------------------------------------------------- latency
@@ -416,6 +463,9 @@ class LatencyRun:
     achieved_rate: float
     latencies_ms: np.ndarray
     phases: dict[str, dict[str, float]]
+    # CPU of the worker process (all threads) over its window of non-empty batches, in
+    # cores: CPU seconds per wall second while the load generator ran at ``achieved_rate``.
+    cpu_cores: float = float("nan")
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q))
@@ -506,6 +556,11 @@ def paced_latency(
         achieved_rate=achieved,
         latencies_ms=latencies,
         phases=dict(done.get("phases") or {}),
+        cpu_cores=(
+            float(done["steady_cpu_s"]) / float(done["steady_s"])
+            if done and float(done.get("steady_s") or 0) > 0
+            else float("nan")
+        ),
     )
 
 
@@ -517,7 +572,9 @@ def run_latency(
 
     A run whose median exceeds ``STALL_P50_MS`` saw the broker or a client stall (e.g. a
     30 s request time-out on this shared machine), not scoring: it is recorded in
-    ``bench.discarded`` and run once more.
+    ``bench.discarded`` and run once more. Not the Quix Streams app in exactly-once mode:
+    its signals become visible when its transaction commits, every ``commit_interval``
+    (5 s by default), so a median of seconds is its design, not a stall.
     """
     runs = []
     for rep in range(repeats):
@@ -530,7 +587,8 @@ def run_latency(
                     "latency %s %s %s %s: p50 %.1f ms p99 %.1f ms", spec.client, spec.kind,
                     spec.mode, spec.label, run.percentile(50), run.percentile(99),
                 )  # fmt: skip
-                if run.percentile(50) <= STALL_P50_MS or attempt == 2:
+                by_design = spec.kind == QUIX_KIND and spec.mode == "exactly-once"
+                if by_design or run.percentile(50) <= STALL_P50_MS or attempt == 2:
                     break
                 bench.discarded.append(
                     f"latency {spec.client} {spec.kind} {spec.mode} "

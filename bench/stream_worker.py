@@ -1,6 +1,7 @@
-"""One consume->produce worker process for :mod:`bench.stream`: the scorer or a bare passthrough.
+"""One consume->produce worker process for :mod:`bench.stream`: the scorer, a bare passthrough
+or the Quix Streams app doing the same scoring (:mod:`bench.stream_quix`, run in its own venv).
 
-``python -m bench.stream_worker {scorer,passthrough} --bootstrap HOST:PORT [--client
+``python -m bench.stream_worker {scorer,passthrough,quix} --bootstrap HOST:PORT [--client
 {kafka-python,confluent}] ...`` reads the
 vote topic in a fresh consumer group and prints JSON lines on stdout:
 
@@ -448,9 +449,17 @@ class PhaseTimer:
         return out
 
 
+def run_quix(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
+    """The Quix Streams app (imported here: quixstreams is installed in its own venv only)."""
+    from bench import stream_quix
+
+    return stream_quix.run_quix(args, loop)
+
+
 WORKERS: dict[str, Callable[[WorkerArgs, Loop], dict[str, Any]]] = {
     "scorer": run_scorer,
     "passthrough": run_passthrough,
+    "quix": run_quix,
 }
 
 

@@ -412,6 +412,18 @@ def test_lock_pins_every_runtime_dependency_within_its_range() -> None:
     assert not dev_only & set(pins), "the lock holds runtime dependencies only"
 
 
+def test_lock_pins_the_extras_the_image_ships() -> None:
+    """METASIGNAL_KAFKA_CLIENT=confluent works in the image: the extra is in the lock."""
+    pins = read_pins(LOCK)
+    for text in PYPROJECT["project"]["optional-dependencies"]["confluent"]:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} (the confluent extra) is not in requirements.lock"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]}: {req}"
+    header = [line for line in LOCK.read_text().splitlines() if line.startswith("#")]
+    assert "(confluent)" in " ".join(header), "the lock's header names the extra"
+
+
 def test_lock_is_closed_under_requirements() -> None:
     """What a locked package needs is locked too (the image installs with --no-deps)."""
     pins = read_pins(LOCK)
