@@ -197,6 +197,7 @@ class Results:
     # mode -> (votes compared, decisions that differ) between the scorer and the Quix app
     identical: dict[str, tuple[int, int]] = field(default_factory=dict)
     quix: str = ""  # versions in the Quix Streams venv, if the app was part of the run
+    quix_score_us: float = float("nan")  # in-process µs per vote of the Quix app's `score`
 
 
 # --------------------------------------------------------------------------- running
@@ -236,6 +237,12 @@ def run_broker_parts(
                 log.info("pre-loading %d votes", n)
                 results.preload_s = preload(bootstrap, bench.votes_topic, inputs, n)
                 results.preloaded = n
+            if "throughput" in parts and quix_python is not None:
+
+                def score_cost() -> None:
+                    results.quix_score_us = quix_score_cost(inputs)
+
+                guarded(results, "Quix score cost", score_cost)
             if "throughput" in parts:
                 guarded(
                     results, "throughput", lambda: throughput_part(results, bench, plan, crc32c)
@@ -287,6 +294,19 @@ def throughput_part(results: Results, bench: Bench, plan: Plan, crc32c: bool) ->
     )
     if bench.quix_python is not None:
         compare_decisions(results, bench, results.throughput)
+
+
+def quix_score_cost(inputs: Inputs, n_votes: int = 2_000) -> float:
+    """µs per vote of the Quix app's ``score`` in this process, on the benchmark's votes."""
+    import orjson
+
+    from bench.stream_data import encoded_votes
+    from bench.stream_quix import score_cost_us
+    from metasignal.stream.scoring import CompiledModel
+
+    n = min(n_votes, len(inputs.committee.ids))
+    documents = [orjson.loads(value) for _, value in encoded_votes(inputs.committee, 0, n)]
+    return score_cost_us(CompiledModel.from_artifact(inputs.body), documents)
 
 
 def compare_decisions(results: Results, bench: Bench, tp: ThroughputResult) -> None:
@@ -709,7 +729,7 @@ def render_throughput(tp: ThroughputResult, results: Results) -> list[str]:
         "*CPU ratio* = passthrough ÷ scorer CPU per vote, less sensitive to the other tenants "
         "than wall-clock rates (start-up imports are outside the window).",
         *cross_client_lines(tp),
-        *render_quix(tp, results.identical),
+        *render_quix(tp, results.identical, results.quix_score_us),
     ]
     if PURE_CRC_LABEL in variants:
         lines += [

@@ -174,7 +174,9 @@ def render_goals(goals: Sequence[Goal], identical: dict[str, tuple[int, int]]) -
     return lines
 
 
-def render_quix(tp: ThroughputResult, identical: dict[str, tuple[int, int]]) -> list[str]:
+def render_quix(
+    tp: ThroughputResult, identical: dict[str, tuple[int, int]], score_us: float
+) -> list[str]:
     """The scorer on confluent-kafka against the Quix Streams app, per mode."""
     rows = []
     for mode in MODES:
@@ -215,7 +217,11 @@ def render_quix(tp: ThroughputResult, identical: dict[str, tuple[int, int]]) -> 
         "the runs above; its window is its own count of processed messages (the first 500 "
         "left out, as the scorer's first batch), its commits every 5 s inside it. *ratio* "
         "pairs the runs of the same repeat. Decisions compared on the first run of each "
-        f"mode: {checked or 'not compared'}.",
+        f"mode: {checked or 'not compared'}. In this process, without broker or Quix, the "
+        f"app's `score` costs {score_us:.1f} µs per vote (`predict_proba`, `decide` and "
+        "`size` of the product's model on one row: their per-call numpy and scipy overhead, "
+        "which the scorer pays once per batch of 500): that much of the app's CPU per vote "
+        "is the product's model called per message, the rest is Quix and librdkafka.",
         "",
         "| mode | scorer (confluent) votes/s | Quix app votes/s | ratio | ratio range | "
         "goal (ratio ≥) | CPU µs/vote scorer / Quix |",

@@ -18,7 +18,8 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+import timeit
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,14 @@ def scoring_function(model: CompiledModel) -> Callable[[Mapping[str, Any]], dict
         }
 
     return score
+
+
+def score_cost_us(model: CompiledModel, documents: Sequence[Mapping[str, Any]]) -> float:
+    """In-process µs per vote of the app's ``score`` (no broker, no Quix): the share of the
+    app's CPU per vote that is the product's model called one row at a time. Fastest of 5."""
+    score = scoring_function(model)
+    best = min(timeit.timeit(lambda: [score(d) for d in documents], number=1) for _ in range(5))
+    return 1e6 * best / max(len(documents), 1)
 
 
 def run_quix(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
