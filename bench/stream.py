@@ -198,6 +198,7 @@ class Results:
     identical: dict[str, tuple[int, int]] = field(default_factory=dict)
     quix: str = ""  # versions in the Quix Streams venv, if the app was part of the run
     quix_score_us: float = float("nan")  # in-process µs per vote of the Quix app's `score`
+    scorer_options: dict[str, Any] = field(default_factory=dict)  # --scorer-option, applied
 
 
 # --------------------------------------------------------------------------- running
@@ -211,6 +212,7 @@ def run_broker_parts(
     *,
     crc32c: bool,
     quix_python: Path | None,
+    scorer_defaults: dict[str, Any],
 ) -> None:
     """Start a private broker, run the selected broker parts, always stop it."""
     from tests.kafka_broker import LocalKafka
@@ -224,8 +226,9 @@ def run_broker_parts(
         log.info("broker up at %s in %.1f s", bootstrap, results.broker_start_s)
         try:
             bench = Bench(
-                bootstrap, "bench.votes", "bench.models", workdir, quix_python=quix_python
-            )
+                bootstrap, "bench.votes", "bench.models", workdir, quix_python=quix_python,
+                scorer_defaults=scorer_defaults,
+            )  # fmt: skip
             create_topics(bootstrap, [bench.votes_topic, bench.models_topic])
             publish_artifact(bootstrap, bench.models_topic, inputs.artifact)
             # One pre-loaded topic serves every throughput run and the memory run.
@@ -414,11 +417,15 @@ def run_benchmark(
     command: str,
     code_note: str,
     quix_python: Path | None = None,
+    scorer_defaults: dict[str, Any] | None = None,
 ) -> tuple[str, Results]:
     started = datetime.now(UTC)
     clock = time.perf_counter()
     load = os.getloadavg()
-    results = Results(quix=quix_versions(quix_python) if quix_python else "")
+    results = Results(
+        quix=quix_versions(quix_python) if quix_python else "",
+        scorer_options=dict(scorer_defaults or {}),
+    )
     inputs = build_inputs(votes_needed(plan, parts))
     if "inproc" in parts:
         step_options = {NO_OUTCOMES_LABEL: dict(NO_OUTCOMES)}
@@ -432,7 +439,13 @@ def run_benchmark(
             results,
             "broker",
             lambda: run_broker_parts(
-                results, inputs, plan, broker_parts, crc32c=crc32c, quix_python=quix_python
+                results,
+                inputs,
+                plan,
+                broker_parts,
+                crc32c=crc32c,
+                quix_python=quix_python,
+                scorer_defaults=scorer_defaults or {},
             ),
         )
     section = render(
@@ -1024,7 +1037,15 @@ def render(
         f"Command: `{command}`",
         "",
         f"Date: {started:%Y-%m-%d %H:%M} UTC (took {elapsed / 60:.1f} min). Scorer measured: "
-        f"{code_note}.",
+        f"{code_note}"
+        + (
+            ", with "
+            + ", ".join(f"`{k}={v!r}`" for k, v in results.scorer_options.items())
+            + " in every scorer run's `ScorerOptions`"
+            if results.scorer_options
+            else ", `ScorerOptions` at their defaults"
+        )
+        + ".",
         "",
         f"Machine: {machine_notes(load)}"
         + (f" Quix Streams venv: {results.quix}." if results.quix else ""),
@@ -1090,6 +1111,26 @@ def parse_parts(text: str) -> list[str]:
     return [p for p in PARTS if p in parts]
 
 
+def parse_scorer_options(items: Sequence[str]) -> dict[str, Any]:
+    """``NAME=JSON`` pairs for ScorerOptions; names this checkout lacks are dropped (the
+    benchmark runs on branches made before or after an option exists)."""
+    import json
+
+    options: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--scorer-option {item!r}: expected NAME=VALUE")
+        if not scorer_has_option(name):
+            log.warning("ScorerOptions has no %r here: --scorer-option %s left out", name, item)
+            continue
+        try:
+            options[name] = json.loads(value)
+        except ValueError:
+            options[name] = value  # a bare string
+    return options
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="markdown file to update")
@@ -1118,6 +1159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--code-note", help="describe the measured scorer (default: git commit of this checkout)"
     )
+    parser.add_argument(
+        "--scorer-option",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="a ScorerOptions field for every scorer run, e.g. commit_interval_s=0.05; "
+        "left out, with a warning, when this checkout's ScorerOptions has no such field",
+    )
     args = parser.parse_args(argv)
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -1128,6 +1177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for logger, level in zip(loggers, quiet.values(), strict=True):
         logger.setLevel(level)
     try:
+        scorer_defaults = parse_scorer_options(args.scorer_option)
         quix_python = args.quix_python if args.quix_python.exists() else None
         if quix_python is None and set(args.parts) & {"throughput", "latency"}:
             log.warning("no %s: the Quix Streams app is left out", args.quix_python)
@@ -1138,6 +1188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command=f"python -m bench.stream {argv_text}",
             code_note=args.code_note or code_description(),
             quix_python=quix_python,
+            scorer_defaults=scorer_defaults,
         )
     finally:
         for logger, level in zip(loggers, levels, strict=True):

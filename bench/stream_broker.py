@@ -224,6 +224,8 @@ class Bench:
     discarded: list[str] = field(default_factory=list)
     # The interpreter of the Quix Streams venv (quixstreams cannot share the bench venv).
     quix_python: Path | None = None
+    # ScorerOptions fields every scorer run gets (``--scorer-option``); a run's own win.
+    scorer_defaults: dict[str, Any] = field(default_factory=dict)
 
     def start(
         self, kind: str, mode: str, *, attempts: int = 3, **options: Any
@@ -284,8 +286,9 @@ class Bench:
             argv += ["--client-config", json.dumps(client_config)]
         if phase_timing:
             argv.append("--phase-timing")
-        if scorer_options and kind == "scorer":
-            argv += ["--scorer-options", json.dumps(scorer_options)]
+        options = {**self.scorer_defaults, **(scorer_options or {})}
+        if options and kind == "scorer":
+            argv += ["--scorer-options", json.dumps(options)]
         python = self.quix_python if kind == QUIX_KIND else None
         if kind == QUIX_KIND and python is None:
             raise RuntimeError("no Quix Streams venv (make bench-quix-env)")

@@ -212,13 +212,16 @@ def run_scorer(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
     scorer = Scorer(
         transport=transport,
         options=ScorerOptions(
-            topics=topics,
-            group_id=args.group,
-            batch_size=args.batch_size,
-            poll_timeout_ms=args.poll_timeout_ms,
-            exactly_once=args.exactly_once,
-            transactional_id=f"{args.group}-tx" if args.exactly_once else None,
-            **args.scorer_options,
+            **{
+                "topics": topics,
+                "group_id": args.group,
+                "batch_size": args.batch_size,
+                "poll_timeout_ms": args.poll_timeout_ms,
+                "exactly_once": args.exactly_once,
+                "transactional_id": f"{args.group}-tx" if args.exactly_once else None,
+                # --scorer-options win (a what-if, or a knob given to the whole run).
+                **args.scorer_options,
+            }
         ),
         keys=[args.signing_key.encode()],
     )

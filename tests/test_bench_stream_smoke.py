@@ -108,3 +108,12 @@ def test_goals_are_judged_from_paired_runs_and_unmeasured_ones_say_so() -> None:
     text = "\n".join(goals.render_goals(list(judged.values()), {"at-least-once": (1000, 1)}))
     assert "| 1 of 1,000 differ | 0 differ | **missed** |" in text
     assert "not measured" in text
+
+
+def test_scorer_options_pass_through_only_when_the_scorer_has_them() -> None:
+    options = bench.parse_scorer_options(
+        ["batch_size=250", "track_outcomes=false", "no_such_option_here=1"]
+    )
+    assert options == {"batch_size": 250, "track_outcomes": False}
+    with pytest.raises(SystemExit, match="expected NAME=VALUE"):
+        bench.parse_scorer_options(["batch_size"])
