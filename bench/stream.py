@@ -525,7 +525,9 @@ def machine_notes(load: tuple[float, float, float]) -> str:
     )
     return (
         f"{os.cpu_count()} cores ({cpu}), {ram:.0f} GiB RAM, {platform.system()} "
-        f"{platform.release()}, load average at start {load_average(load)}. "
+        f"{platform.release()}, load average at start {load_average(load)}, "
+        f"benchmark niceness {os.nice(0)} (`nice -n -20` as root gives the measured "
+        "processes a core despite the other tenants; the workers inherit it). "
         "Shared and noisy: the broker, the worker under test and other tenants share the two "
         "cores, so absolute votes/s move by ±30 % between runs; compare the ratios, which "
         "pair runs made back to back. Versions: python "
