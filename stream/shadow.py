@@ -1,0 +1,254 @@
+"""The shadow slot at work in a scorer: scored beside the champion, judged on outcomes.
+
+The shadow (:class:`metasignal.stream.lineup.Lineup`) scores every vote the champion
+scores, in one extra vectorised predict per batch; it emits no signal and trades
+nothing. Its decisions are remembered in the join cache next to the champion's, and
+each joined outcome of the current pair feeds a
+:class:`~metasignal.stream.drift.promotion.ShadowComparison`:
+
+* a ``challenger``: incumbent the champion, challenger the shadow; ``better``: ask
+  the trainer to ``promote`` it, ``not_better``: to ``retire`` it;
+* a ``predecessor`` (a promoted champion's, for its first ``rollback_outcomes``
+  outcomes): incumbent the new champion, challenger the predecessor; ``better``:
+  ask for a ``rollback`` (once: the slot empties with it), ``not_better``: ``retire``
+  the predecessor (the promotion stands).
+
+The verdict goes to the trainer as a control request carrying the comparison's
+evidence; the trainer checks it against the state and publishes the signed decision,
+which every scorer applies. The comparison starts afresh whenever the pair changes,
+and after a restart (the join cache is in memory).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from metasignal.stream.drift.promotion import ShadowComparison
+from metasignal.stream.join import ScoredVote
+from metasignal.stream.lineup import Role
+from metasignal.stream.messages import ControlRequest, DecisionKind, vote_matrix
+from metasignal.stream.metrics import ScorerMetrics
+from metasignal.stream.options import ScorerOptions
+from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.step import ScoredBatch
+
+log = logging.getLogger("metasignal.scorer")
+
+# What a verdict asks for, by the shadow's role.
+ASKS: dict[tuple[Role, str], DecisionKind] = {
+    ("challenger", "better"): "promote",
+    ("challenger", "not_better"): "retire",
+    ("predecessor", "better"): "rollback",
+    ("predecessor", "not_better"): "retire",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowScores:
+    """The shadow's decisions for a scored batch (-1 where it could not score a vote)."""
+
+    version: int
+    decisions: np.ndarray
+
+
+def f1(true_positives: int, false_positives: int, false_negatives: int) -> float:
+    """F1 from counts; NaN when there is neither a trade nor a positive.
+
+    >>> f1(3, 1, 2), f1(0, 0, 0)
+    (0.6666666666666666, nan)
+    """
+    denominator = 2 * true_positives + false_positives + false_negatives
+    return math.nan if denominator == 0 else 2 * true_positives / denominator
+
+
+class ShadowSlot:
+    """Scores the shadow, feeds its comparison, turns its verdict into a request."""
+
+    def __init__(self, *, options: ScorerOptions, metrics: ScorerMetrics) -> None:
+        self.options = options
+        self.metrics = metrics
+        self.champion: CompiledModel | None = None
+        self.model: CompiledModel | None = None
+        self.role: Role | None = None
+        self.comparison: ShadowComparison | None = None
+        self.requests: list[ControlRequest] = []
+        self._asked = False
+        self._labels: list[int] = []
+        self._incumbent: list[int] = []
+        self._challenger: list[int] = []
+        self._last_ts: int | None = None
+        self._counts = np.zeros((2, 3), dtype=np.int64)  # (champion, shadow) x (tp, fp, fn)
+
+    @property
+    def pair(self) -> tuple[int | None, int | None, Role | None]:
+        """``(champion version, shadow version, role)`` being compared."""
+        champion = None if self.champion is None else self.champion.version
+        shadow = None if self.model is None else self.model.version
+        return champion, shadow, self.role
+
+    def sync(
+        self, champion: CompiledModel | None, shadow: CompiledModel | None, role: Role | None
+    ) -> None:
+        """The lineup changed: a new pair starts a fresh comparison."""
+        before = self.pair
+        self.champion, self.model, self.role = champion, shadow, role
+        if self.pair == before:
+            return
+        self.metrics.shadow_info.clear()
+        self._labels, self._incumbent, self._challenger = [], [], []
+        self._counts[:] = 0
+        self._asked = False
+        self.comparison = None
+        for gauge_role in ("champion", "shadow"):
+            self.metrics.live_f1.labels(role=gauge_role).set(math.nan)
+        if shadow is None or role is None:
+            return
+        self.metrics.shadow_info.labels(version=str(shadow.version), role=role).set(1)
+        options = self.options
+        if role == "challenger":
+            self.comparison = ShadowComparison(
+                alpha=options.shadow_alpha,
+                margin=options.shadow_margin,
+                min_outcomes=options.shadow_min_outcomes,
+                max_outcomes=options.shadow_max_outcomes,
+                look_every=options.shadow_look_every,
+            )
+        else:
+            window = options.rollback_outcomes
+            self.comparison = ShadowComparison(
+                alpha=options.shadow_alpha,
+                min_outcomes=min(options.shadow_min_outcomes, window),
+                max_outcomes=window,
+                look_every=min(options.shadow_look_every, window),
+            )
+        log.info(
+            "shadow: comparing %s v%d with champion v%d on joined outcomes",
+            role,
+            shadow.version,
+            self.pair[0],
+        )
+
+    def score(self, batch: ScoredBatch, champion: CompiledModel) -> ShadowScores | None:
+        """The shadow's decisions for the batch's valid votes (stale votes: no trade)."""
+        model = self.model
+        if model is None or not batch.good or self.comparison is None or self._asked:
+            return None
+        if model.members == champion.members:
+            matrix = batch.matrix
+            unusable = np.zeros(len(batch.good), dtype=bool)
+        else:
+            matrix, errors = vote_matrix(
+                [vote for _, vote in batch.good],
+                model.members,
+                reject_unknown=False,
+                reject_missing=False,
+            )
+            unusable = np.array([error is not None for error in errors], dtype=bool)
+        decisions = model.decide(model.predict_proba(matrix))
+        if batch.stale is not None:
+            decisions = np.where(batch.stale, 0, decisions).astype(np.int8)
+        if unusable.any():
+            decisions = np.where(unusable, -1, decisions).astype(np.int8)
+        return ShadowScores(version=model.version, decisions=decisions)
+
+    def observe(self, scored: ScoredVote, label: int) -> None:
+        """One joined outcome; counted when both decisions were made by the current pair."""
+        champion, shadow, _ = self.pair
+        if (
+            self.comparison is None
+            or self._asked
+            or scored.shadow_decision < 0
+            or scored.model_version != champion
+            or scored.shadow_version != shadow
+        ):
+            return
+        self._labels.append(label)
+        self._incumbent.append(scored.decision)
+        self._challenger.append(scored.shadow_decision)
+        self._last_ts = scored.ts_ms
+
+    def flush(self) -> list[ControlRequest]:
+        """Feed the outcomes gathered since the last call; a verdict becomes one request."""
+        comparison = self.comparison
+        if comparison is None or not self._labels:
+            return []
+        labels = np.array(self._labels, dtype=np.int8)
+        incumbent = np.array(self._incumbent, dtype=np.int8)
+        challenger = np.array(self._challenger, dtype=np.int8)
+        self._labels, self._incumbent, self._challenger = [], [], []
+        self._count(labels, incumbent, challenger)
+        verdict = comparison.update(labels, incumbent, challenger)
+        if verdict is None or self._asked:
+            return []
+        self._asked = True
+        return [self._request(verdict, comparison)]
+
+    def _count(self, labels: np.ndarray, incumbent: np.ndarray, challenger: np.ndarray) -> None:
+        self.metrics.shadow_outcomes.inc(len(labels))
+        positive = labels == 1
+        for row, decisions in enumerate((incumbent, challenger)):
+            traded = decisions == 1
+            self._counts[row] += (
+                int(np.sum(traded & positive)),
+                int(np.sum(traded & ~positive)),
+                int(np.sum(~traded & positive)),
+            )
+        # The predecessor is the shadow in both roles' gauges: "shadow" is the slot.
+        for role, counts in zip(("champion", "shadow"), self._counts.tolist(), strict=True):
+            self.metrics.live_f1.labels(role=role).set(f1(*counts))
+
+    def _request(self, verdict: str, comparison: ShadowComparison) -> ControlRequest:
+        champion, shadow = self.champion, self.model
+        assert champion is not None and shadow is not None and self.role is not None
+        kind = ASKS[(self.role, verdict)]
+        champion_f1, shadow_f1 = (f1(*counts) for counts in self._counts.tolist())
+        evidence: dict[str, object] = {
+            **comparison.evidence(),
+            "verdict": verdict,
+            "role": self.role,
+            "live_f1": {"champion": champion_f1, "shadow": shadow_f1},
+        }
+        reason = (
+            f"{self.role} v{shadow.version} {verdict.replace('_', ' ')} than champion "
+            f"v{champion.version} over {comparison.n_outcomes} joined outcomes "
+            f"(live F1 {shadow_f1:.4f} vs {champion_f1:.4f})"
+        )
+        request = ControlRequest(
+            id=uuid.uuid4().hex,
+            kind=kind,
+            reason=reason,
+            model=champion.name,
+            model_version=champion.version,
+            since_ts=None,
+            at_event_ts=self._last_ts,
+            at=int(time.time() * 1000),
+            source=self.options.group_id,
+            stats=_json_ready(evidence),
+            evidence="outcomes",
+            shadow_version=shadow.version,
+        )
+        self.metrics.shadow_requests.labels(kind=kind).inc()
+        self.requests.append(request)
+        (log.warning if kind == "rollback" else log.info)(
+            "shadow: requesting %s (%s)", kind, reason
+        )
+        return request
+
+
+def _json_ready(evidence: dict[str, object]) -> dict[str, object]:
+    """NaN is not JSON: an undefined F1 travels as null."""
+    out: dict[str, object] = {}
+    for key, value in evidence.items():
+        if isinstance(value, dict):
+            out[key] = _json_ready(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            out[key] = None
+        else:
+            out[key] = value
+    return out
