@@ -53,7 +53,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from metasignal.stream.artifact import Artifact, model_identity
+from metasignal.stream.artifact import Artifact, model_identity, sign_artifact
+from metasignal.stream.errors import ArtifactError
 
 log = logging.getLogger("metasignal.lineup")
 
@@ -68,6 +69,16 @@ class Refused(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def as_shadow(artifact: Artifact, keys: list[bytes]) -> Artifact:
+    """``artifact`` (verified) staged as a shadow, signed again with the first of ``keys``
+    (``metasignal publish --shadow``: the stage is part of what the signature covers)."""
+    if not keys:
+        raise ArtifactError("--shadow signs the artifact again: a signing key is required")
+    staged = {**artifact, "stage": "shadow"}
+    staged.pop("signature", None)
+    return sign_artifact(staged, keys[0])
 
 
 def _version(artifact: Artifact | None) -> int | None:
