@@ -79,6 +79,7 @@ class ShadowSlot:
         self.comparison: ShadowComparison | None = None
         self.requests: list[ControlRequest] = []
         self._asked = False
+        self._since_asked = 0
         self._labels: list[int] = []
         self._incumbent: list[int] = []
         self._challenger: list[int] = []
@@ -104,6 +105,7 @@ class ShadowSlot:
         self._labels, self._incumbent, self._challenger = [], [], []
         self._counts[:] = 0
         self._asked = False
+        self._since_asked = 0
         self.comparison = None
         for gauge_role in ("champion", "shadow"):
             self.metrics.live_f1.labels(role=gauge_role).set(math.nan)
@@ -137,7 +139,7 @@ class ShadowSlot:
     def score(self, batch: ScoredBatch, champion: CompiledModel) -> ShadowScores | None:
         """The shadow's decisions for the batch's valid votes (stale votes: no trade)."""
         model = self.model
-        if model is None or not batch.good or self.comparison is None or self._asked:
+        if model is None or not batch.good or self.comparison is None:
             return None
         if model.members == champion.members:
             matrix = batch.matrix
@@ -162,7 +164,6 @@ class ShadowSlot:
         champion, shadow, _ = self.pair
         if (
             self.comparison is None
-            or self._asked
             or scored.shadow_decision < 0
             or scored.model_version != champion
             or scored.shadow_version != shadow
@@ -174,17 +175,30 @@ class ShadowSlot:
         self._last_ts = scored.ts_ms
 
     def flush(self) -> list[ControlRequest]:
-        """Feed the outcomes gathered since the last call; a verdict becomes one request."""
+        """Feed the outcomes gathered since the last call; a verdict becomes one request.
+
+        Until the decision comes back, the request is sent again every ``shadow_min_outcomes``
+        joined outcomes (the same id: the trainer answers it once), in case it was lost with a
+        rolled-back batch.
+        """
         comparison = self.comparison
         if comparison is None or not self._labels:
             return []
+        if self._asked:
+            self._since_asked += len(self._labels)
+            self._labels, self._incumbent, self._challenger = [], [], []
+            if self._since_asked < self.options.shadow_min_outcomes:
+                return []
+            self._since_asked = 0
+            log.info("shadow: no decision yet, asking again (%s)", self.requests[-1]["kind"])
+            return [self.requests[-1]]
         labels = np.array(self._labels, dtype=np.int8)
         incumbent = np.array(self._incumbent, dtype=np.int8)
         challenger = np.array(self._challenger, dtype=np.int8)
         self._labels, self._incumbent, self._challenger = [], [], []
         self._count(labels, incumbent, challenger)
         verdict = comparison.update(labels, incumbent, challenger)
-        if verdict is None or self._asked:
+        if verdict is None:
             return []
         self._asked = True
         return [self._request(verdict, comparison)]

@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-from metasignal.stream.artifact import Artifact, dumps_artifact, sign_artifact
+from metasignal.stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
 from metasignal.stream.decisions import (
     decision_key,
     encode_decision,
@@ -22,7 +22,7 @@ from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.service import TrainerOptions, TrainerService
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
-from tests.streaming import send_votes
+from tests.streaming import send_requests, send_training_rows, send_votes
 
 TOPICS = Topics(prefix="shadow.")
 OTHER_KEY = b"another-signing-key-0123456789abcdef"
@@ -345,3 +345,28 @@ def test_a_restarted_scorer_replays_artifacts_and_decisions_to_the_same_lineup(
     publish(bus, model(artifact(artifact_body, 3, stage="shadow")))
     scorer.refresh_models()
     assert refused(scorer, "not_newer") == 1
+
+
+def test_the_trainer_in_shadow_mode_publishes_candidates_as_shadows(
+    committee: Committee, artifact_body: Artifact
+) -> None:
+    bus = make_bus()
+    publish(
+        bus, model(artifact(artifact_body, 1)), model(artifact(artifact_body, 2, stage="shadow"))
+    )
+    send_training_rows(bus, TOPICS, committee, committee.labels)
+    send_requests(bus, TOPICS, {"id": "r1", "kind": "retune", "reason": "test", "model_version": 1})
+    trainer = TrainerService(
+        transport=bus,
+        options=TrainerOptions(topics=TOPICS, force=True, shadow=True, window_rows=20_000),
+        keys=[TEST_KEY],
+    )
+    drain(trainer)
+    (verdict,) = trainer.verdicts
+    assert verdict.outcome == "published" and verdict.version == 3, verdict.detail
+    published = load_artifact(bus.records(TOPICS.models)[-1].value or b"", keys=[TEST_KEY])
+    assert published["stage"] == "shadow" and published["model"]["version"] == 3
+    assert trainer.lineup.versions == (1, 3, "challenger")  # the newer shadow took the slot
+    scorer = scorer_for(bus)
+    scorer.load_models(timeout_s=5)
+    assert scorer.models.lineup.versions == (1, 3, "challenger")
