@@ -128,14 +128,23 @@ def send_outcomes(bus: MemoryBus, committee: Committee, start: int, stop: int) -
 
 
 def stream(
-    bus: MemoryBus, committee: Committee, services: list[Any], start: int, stop: int
+    bus: MemoryBus,
+    committee: Committee,
+    services: list[Any],
+    start: int,
+    stop: int,
+    *,
+    until: Any = None,
 ) -> None:
+    """Votes, then their outcomes, 500 at a time, to ``stop`` or until ``until()`` holds."""
     for lo in range(start, stop, 500):
         hi = min(lo + 500, stop)
         send_votes(bus, TOPICS, committee, lo, hi)
         drain(*services)
         send_outcomes(bus, committee, lo, hi)
         drain(*services)
+        if until is not None and until():
+            return
 
 
 def decisions_on(transport: MemoryBus) -> list[ShadowDecision]:
@@ -199,7 +208,7 @@ def test_a_better_shadow_is_promoted_by_a_signed_record_and_a_restart_replays_it
         model(artifact(artifact_body, 2, stage="shadow")),
     )
     scorer, trainer = scorer_for(bus), trainer_for(bus)
-    stream(bus, committee, [scorer, trainer], 0, 12_000)
+    stream(bus, committee, [scorer, trainer], 0, 12_000, until=lambda: len(decisions_on(bus)) > 1)
     records = decisions_on(bus)
     assert [(r["decision"], r["champion"], r["shadow"]) for r in records][:1] == [("promote", 1, 2)]
     evidence: dict[str, Any] = records[0]["evidence"]
@@ -256,7 +265,7 @@ def test_a_promoted_champion_worse_than_its_predecessor_is_rolled_back_once(
         decision("promote", 1, 2),
     )
     scorer, trainer = scorer_for(bus), trainer_for(bus)
-    stream(bus, committee, [scorer, trainer], 0, 6000)
+    stream(bus, committee, [scorer, trainer], 0, 6000, until=lambda: len(decisions_on(bus)) > 1)
     records = decisions_on(bus)
     assert [(r["decision"], r["champion"], r["shadow"]) for r in records] == [
         ("promote", 1, 2),
