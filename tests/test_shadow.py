@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from metasignal.stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
 from metasignal.stream.decisions import (
@@ -19,6 +22,7 @@ from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.topics import Topics, model_key, topic_specs
 from metasignal.stream.transport.base import Transport
 from metasignal.stream.transport.memory import MemoryBus
+from metasignal.trainer.cli import main
 from metasignal.trainer.service import TrainerOptions, TrainerService
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
@@ -53,7 +57,7 @@ def artifact(
     *,
     stage: str = "champion",
     threshold: float | None = None,
-    key: bytes = TEST_KEY,
+    key: bytes | None = TEST_KEY,
 ) -> bytes:
     """``body`` as version ``version``; a high ``threshold`` makes a much worse model
     (F1 0.12 instead of 0.50 on the session committee at 0.9)."""
@@ -381,3 +385,18 @@ def test_the_trainer_in_shadow_mode_publishes_candidates_as_shadows(
     scorer = scorer_for(bus)
     scorer.load_models(timeout_s=5)
     assert scorer.models.lineup.versions == (1, 3, "challenger")
+
+
+def test_publish_shadow_without_a_key_is_a_one_line_error(
+    tmp_path: Path,
+    artifact_body: Artifact,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("METASIGNAL_SIGNING_KEY", raising=False)
+    path = tmp_path / "model.json"
+    path.write_bytes(artifact(artifact_body, 2, key=None))
+    argv = ["publish", str(path), "--shadow", "--unsigned", "--bootstrap", "127.0.0.1:1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "metasignal: error: --shadow signs the artifact again: a signing key is required"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,9 +11,10 @@ import pytest
 from metasignal.stream.artifact import Artifact
 from metasignal.stream.decisions import load_decision
 from metasignal.stream.messages import ShadowDecision
-from metasignal.stream.scorer import Scorer
+from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.topics import Topics
 from metasignal.stream.transport.kafka import KafkaTransport
+from metasignal.trainer.cli import main
 from metasignal.trainer.service import TrainerService
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
@@ -134,3 +136,26 @@ def test_a_worse_promoted_champion_is_rolled_back_on_the_broker(
     ]
     assert records[1]["evidence"]["verdict"] == "better"
     assert shadow_decisions(trainer, "rollback") == 1.0
+
+
+def test_publish_shadow_stages_a_hand_made_artifact(
+    kafka: tuple[KafkaTransport, Topics],
+    kafka_bootstrap: str,
+    artifact_body: Artifact,
+    signing_key: bytes,
+    tmp_path: Path,
+) -> None:
+    transport, topics = kafka
+    publish(transport, model(artifact(artifact_body, 1)), topics=topics)
+    path = tmp_path / "model.json"
+    path.write_bytes(artifact(artifact_body, 2))  # signed, a champion as written
+    argv = ["publish", str(path), "--shadow", "--bootstrap", kafka_bootstrap]
+    assert main([*argv, "--topic-prefix", topics.prefix]) == 0
+    scorer = Scorer(transport=transport, options=ScorerOptions(topics=topics), keys=[signing_key])
+    try:
+        scorer.load_models(timeout_s=10)
+        assert scorer.models.lineup.versions == (1, 2, "challenger")
+        shadow = scorer.models.shadow_artifact
+        assert shadow is not None and shadow["stage"] == "shadow"
+    finally:
+        scorer.close()
