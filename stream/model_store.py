@@ -338,7 +338,8 @@ def rollback_artifact(
     if not chosen:
         versions = ", ".join(str(v) for v in sorted({a["model"]["version"] for a in published}))
         raise ArtifactError(f"{name} v{to_version} is not on {topics.models} (found {versions})")
-    if to_version == highest:
+    if to_version == highest and chosen[-1].get("stage") != "shadow":
+        # (The newest may be a shadow that never served: then serving it is no no-op.)
         raise ArtifactError(f"{name} v{to_version} is already the newest version")
     document = copy.deepcopy(chosen[-1])
     document.pop("signature", None)

@@ -400,3 +400,22 @@ def test_publish_shadow_without_a_key_is_a_one_line_error(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err == "metasignal: error: --shadow signs the artifact again: a signing key is required"
+
+
+def test_a_manual_rollback_to_a_retired_shadow_serves_it_as_a_champion(
+    artifact_body: Artifact,
+) -> None:
+    from metasignal.stream.model_store import rollback_artifact
+
+    bus = make_bus()
+    publish(
+        bus,
+        model(artifact(artifact_body, 1)),
+        model(artifact(artifact_body, 2, stage="shadow")),
+        decision("retire", 1, 2),
+    )
+    assert rollback_artifact(bus, TOPICS, name="meta", to_version=2, keys=[TEST_KEY]) == ("meta", 3)
+    scorer = scorer_for(bus)
+    scorer.load_models(timeout_s=5)
+    assert scorer.models.lineup.versions == (3, None, None)
+    assert scorer.models.artifact is not None and "stage" not in scorer.models.artifact
