@@ -10,7 +10,7 @@ alternate between the two so the machine's noise hits both alike; the figure is 
 of their best passes. Joined outcomes are not part of it: per outcome the shadow adds a few
 comparisons and, per batch, one ``ShadowComparison.update``.
 
-    nice -n -20 .venv/bin/python -m bench.shadow
+    nice -n -20 .venv/bin/python -m bench.shadow_overhead
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def run(n_votes: int, repeats: int) -> dict[str, object]:
 
 
 def section(result: dict[str, object], command: str) -> str:
-    begin, end = markers("shadow")
+    begin, end = markers("shadow-overhead")
     best, median = result["best"], result["median"]
     assert isinstance(best, dict) and isinstance(median, dict)
     rows = "\n".join(f"| {name} | {best[name]:,.0f} | {median[name]:,.0f} |" for name in best)
@@ -172,7 +172,7 @@ Joined outcomes are in neither figure (per batch, one `ShadowComparison.update` 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.shadow", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.shadow_overhead", description=__doc__)
     parser.add_argument("--votes", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
@@ -182,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps(result, indent=2))
     if args.write:
         nice = "nice -n -20 " if os.nice(0) < 0 else ""
-        command = f"{nice}.venv/bin/python -m bench.shadow --votes {args.votes} --write"
-        write_section(DOCS, "shadow", section(result, command))
+        command = f"{nice}.venv/bin/python -m bench.shadow_overhead --votes {args.votes} --write"
+        write_section(DOCS, "shadow-overhead", section(result, command))
     return 0
 
 
