@@ -64,7 +64,7 @@ from functools import lru_cache
 from typing import Literal
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 __all__ = [
     "F1Difference",
@@ -146,11 +146,16 @@ def _crossing_bound(grid: np.ndarray, weights: np.ndarray, scale: float, spend: 
     """The level ``u`` with P(S_prev + N(0, scale^2) >= u, not crossed before) = ``spend``."""
     if spend < NEGLIGIBLE_SPEND:
         return math.inf
+    # Paths more than 12 sd of the increment below the old boundary cannot cross (< 1e-32).
+    top = float(grid[np.flatnonzero(weights)[-1]])
+    near = grid > top - 12.0 * scale
+    if float(weights[near].sum()) > spend:
+        grid, weights = grid[near], weights[near]
 
     def excess(u: float) -> float:
-        return float(weights @ stats.norm.sf((u - grid) / scale)) - spend
+        return float(weights @ special.ndtr((grid - u) / scale)) - spend
 
-    return float(optimize.brentq(excess, GRID_LOW, -GRID_LOW + 10.0, xtol=1e-10))
+    return float(optimize.brentq(excess, GRID_LOW, top + 12.0 * scale, xtol=1e-10))
 
 
 def _propagate(weights: np.ndarray, scale: float, h: float) -> np.ndarray:
