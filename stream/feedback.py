@@ -147,6 +147,7 @@ class FeedbackLoop:
             members=model.members,
             shadow_version=0 if shadow is None else shadow.version,
             shadow_decisions=None if shadow is None else shadow.decisions,
+            shadow_sizes=None if shadow is None else shadow.sizes,
         )
         self._gauge_join()
         out: list[Message] = []

@@ -63,6 +63,7 @@ class ScoredVote:
     # What the shadow (metasignal.stream.shadow) decided for the same vote; version 0: none.
     shadow_version: int = 0
     shadow_decision: int = -1
+    shadow_size: float = 0.0
 
 
 class JoinCache:
@@ -127,6 +128,7 @@ class JoinCache:
         self._version = np.zeros(max_entries, dtype=np.int64)
         self._shadow_version = np.zeros(max_entries, dtype=np.int64)
         self._shadow_decision = np.zeros(max_entries, dtype=np.int8)
+        self._shadow_size = np.zeros(max_entries, dtype=np.float32)
         self._born = np.zeros(max_entries, dtype=np.float64)
         self._layout = np.zeros(max_entries, dtype=np.int32)
         self._votes = np.zeros((max_entries, 0), dtype=np.float64)
@@ -147,7 +149,7 @@ class JoinCache:
         columns = (
             self._free, self._seq, self._order_slot, self._order_seq, self._ts_ms,
             self._score, self._decision, self._version, self._born, self._layout, self._votes,
-            self._shadow_version, self._shadow_decision,
+            self._shadow_version, self._shadow_decision, self._shadow_size,
         )  # fmt: skip
         return sum(c.nbytes for c in columns) + 8 * len(self._ids) + self._id_bytes
 
@@ -189,11 +191,12 @@ class JoinCache:
         members: Sequence[str],
         shadow_version: int = 0,
         shadow_decisions: np.ndarray | None = None,
+        shadow_sizes: np.ndarray | None = None,
     ) -> None:
         """Keep a batch scored by one model, as ``remember`` one by one would, but vectorised.
 
-        ``shadow_decisions`` (one per vote, -1 where the shadow did not decide) are those of
-        shadow ``shadow_version``, scored beside the champion.
+        ``shadow_decisions`` (one per vote, -1 where the shadow did not decide) and
+        ``shadow_sizes`` are those of shadow ``shadow_version``, scored beside the champion.
         """
         n = len(event_ids)
         if n == 0:
@@ -213,6 +216,8 @@ class JoinCache:
             scores, decisions = scores[keep], decisions[keep]
             if shadow_decisions is not None:
                 shadow_decisions = shadow_decisions[keep]
+            if shadow_sizes is not None:
+                shadow_sizes = shadow_sizes[keep]
             n = len(event_ids)
         now = self.clock()
         if n > self._n_free:
@@ -232,6 +237,7 @@ class JoinCache:
         self._version[slots] = model_version
         self._shadow_version[slots] = shadow_version if shadow_decisions is not None else 0
         self._shadow_decision[slots] = -1 if shadow_decisions is None else shadow_decisions
+        self._shadow_size[slots] = 0.0 if shadow_sizes is None else shadow_sizes
         self._born[slots] = now
         self._layout[slots] = self._layout_index(tuple(members))
         self._votes[slots, : votes.shape[1]] = votes
@@ -370,6 +376,7 @@ class JoinCache:
             model_version=int(self._version[slot]),
             shadow_version=int(self._shadow_version[slot]),
             shadow_decision=int(self._shadow_decision[slot]),
+            shadow_size=float(self._shadow_size[slot]),
         )
         self._release(np.array([slot], dtype=np.int64))
         return scored

@@ -297,6 +297,14 @@ class ScorerMetrics:
             ["role"],
             registry=r,
         )
+        self.live_pnl = Gauge(
+            "metasignal_live_pnl",
+            "PnL of champion and shadow over their current comparison, by role, in average "
+            "losses per unit of position (a win pays the artifact's payoff ratio); NaN without "
+            "a payoff ratio",
+            ["role"],
+            registry=r,
+        )
         self.shadow_outcomes = Counter(
             "metasignal_shadow_outcomes",
             "Joined outcomes fed to the champion/shadow comparison",
@@ -311,6 +319,7 @@ class ScorerMetrics:
         )
         for role in ("champion", "shadow"):
             self.live_f1.labels(role=role).set(math.nan)
+            self.live_pnl.labels(role=role).set(math.nan)
         self.transaction_aborts = Counter(
             "metasignal_transaction_aborts", "Batches rolled back (exactly-once mode)", registry=r
         )

@@ -51,10 +51,12 @@ ASKS: dict[tuple[Role, str], DecisionKind] = {
 
 @dataclass(frozen=True, slots=True)
 class ShadowScores:
-    """The shadow's decisions for a scored batch (-1 where it could not score a vote)."""
+    """The shadow's decisions for a scored batch (-1 where it could not score a vote) and
+    its position sizes (0 where it does not trade)."""
 
     version: int
     decisions: np.ndarray
+    sizes: np.ndarray
 
 
 def f1(true_positives: int, false_positives: int, false_negatives: int) -> float:
@@ -83,8 +85,11 @@ class ShadowSlot:
         self._labels: list[int] = []
         self._incumbent: list[int] = []
         self._challenger: list[int] = []
+        self._scores: list[float] = []  # the champion's, for its sizes
+        self._shadow_sizes: list[float] = []
         self._last_ts: int | None = None
         self._counts = np.zeros((2, 3), dtype=np.int64)  # (champion, shadow) x (tp, fp, fn)
+        self._pnl = np.zeros(2)  # (champion, shadow), when a payoff ratio is known
 
     @property
     def pair(self) -> tuple[int | None, int | None, Role | None]:
@@ -102,13 +107,15 @@ class ShadowSlot:
         if self.pair == before:
             return
         self.metrics.shadow_info.clear()
-        self._labels, self._incumbent, self._challenger = [], [], []
+        self._clear()
         self._counts[:] = 0
+        self._pnl[:] = 0.0
         self._asked = False
         self._since_asked = 0
         self.comparison = None
         for gauge_role in ("champion", "shadow"):
             self.metrics.live_f1.labels(role=gauge_role).set(math.nan)
+            self.metrics.live_pnl.labels(role=gauge_role).set(math.nan)
         if shadow is None or role is None:
             return
         self.metrics.shadow_info.labels(version=str(shadow.version), role=role).set(1)
@@ -152,12 +159,14 @@ class ShadowSlot:
                 reject_missing=False,
             )
             unusable = np.array([error is not None for error in errors], dtype=bool)
-        decisions = model.decide(model.predict_proba(matrix))
-        if batch.stale is not None:
-            decisions = np.where(batch.stale, 0, decisions).astype(np.int8)
-        if unusable.any():
-            decisions = np.where(unusable, -1, decisions).astype(np.int8)
-        return ShadowScores(version=model.version, decisions=decisions)
+        scores = model.predict_proba(matrix)
+        decisions, sizes = model.decide(scores), model.size(scores)
+        stale = batch.stale if batch.stale is not None else False
+        if batch.stale is not None or unusable.any():
+            # Stale votes never trade, the champion's included; unusable ones are not compared.
+            decisions = np.where(unusable, -1, np.where(stale, 0, decisions)).astype(np.int8)
+            sizes = np.where(unusable | stale, 0.0, sizes)
+        return ShadowScores(version=model.version, decisions=decisions, sizes=sizes)
 
     def observe(self, scored: ScoredVote, label: int) -> None:
         """One joined outcome; counted when both decisions were made by the current pair."""
@@ -172,7 +181,22 @@ class ShadowSlot:
         self._labels.append(label)
         self._incumbent.append(scored.decision)
         self._challenger.append(scored.shadow_decision)
+        self._scores.append(scored.score)
+        self._shadow_sizes.append(scored.shadow_size)
         self._last_ts = scored.ts_ms
+
+    def _clear(self) -> None:
+        self._labels, self._incumbent, self._challenger = [], [], []
+        self._scores, self._shadow_sizes = [], []
+
+    @property
+    def payoff_ratio(self) -> float | None:
+        """Mean win over mean loss of a trade, from the champion's artifact (else the
+        shadow's): one yardstick for both PnL figures; ``None`` without a payoff."""
+        for model in (self.champion, self.model):
+            if model is not None and model.sizing.payoff_ratio is not None:
+                return float(model.sizing.payoff_ratio)
+        return None
 
     def flush(self) -> list[ControlRequest]:
         """Feed the outcomes gathered since the last call; a verdict becomes one request.
@@ -186,7 +210,7 @@ class ShadowSlot:
             return []
         if self._asked:
             self._since_asked += len(self._labels)
-            self._labels, self._incumbent, self._challenger = [], [], []
+            self._clear()
             if self._since_asked < self.options.shadow_min_outcomes:
                 return []
             self._since_asked = 0
@@ -195,8 +219,10 @@ class ShadowSlot:
         labels = np.array(self._labels, dtype=np.int8)
         incumbent = np.array(self._incumbent, dtype=np.int8)
         challenger = np.array(self._challenger, dtype=np.int8)
-        self._labels, self._incumbent, self._challenger = [], [], []
+        scores, shadow_sizes = np.array(self._scores), np.array(self._shadow_sizes)
+        self._clear()
         self._count(labels, incumbent, challenger)
+        self._gain(labels, incumbent, scores, shadow_sizes)
         verdict = comparison.update(labels, incumbent, challenger)
         if verdict is None:
             return []
@@ -217,6 +243,19 @@ class ShadowSlot:
         for role, counts in zip(("champion", "shadow"), self._counts.tolist(), strict=True):
             self.metrics.live_f1.labels(role=role).set(f1(*counts))
 
+    def _gain(
+        self, labels: np.ndarray, incumbent: np.ndarray, scores: np.ndarray, sizes: np.ndarray
+    ) -> None:
+        """PnL per role: a trade of size s wins ``payoff_ratio * s`` or loses ``s``."""
+        ratio, champion = self.payoff_ratio, self.champion
+        if ratio is None or champion is None:
+            return
+        outcome = np.where(labels == 1, ratio, -1.0)
+        champion_sizes = np.where(incumbent == 1, champion.size(scores), 0.0)
+        self._pnl += (float(champion_sizes @ outcome), float(sizes @ outcome))
+        for role, pnl in zip(("champion", "shadow"), self._pnl.tolist(), strict=True):
+            self.metrics.live_pnl.labels(role=role).set(pnl)
+
     def _request(self, verdict: str, comparison: ShadowComparison) -> ControlRequest:
         champion, shadow = self.champion, self.model
         assert champion is not None and shadow is not None and self.role is not None
@@ -228,6 +267,9 @@ class ShadowSlot:
             "role": self.role,
             "live_f1": {"champion": champion_f1, "shadow": shadow_f1},
         }
+        if self.payoff_ratio is not None:
+            champion_pnl, shadow_pnl = self._pnl.tolist()
+            evidence["live_pnl"] = {"champion": champion_pnl, "shadow": shadow_pnl}
         reason = (
             f"{self.role} v{shadow.version} {verdict.replace('_', ' ')} than champion "
             f"v{champion.version} over {comparison.n_outcomes} joined outcomes "

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from metasignal.stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
@@ -33,7 +34,7 @@ OTHER_KEY = b"another-signing-key-0123456789abcdef"
 
 # Small looks and horizons, and no drift requests, so a verdict comes within a few thousand
 # outcomes of strongly different models and nothing else publishes meanwhile.
-FAST = {
+FAST: dict[str, Any] = {
     "model_check_interval_s": 0.0,
     "poll_timeout_ms": 5,
     "shadow_min_outcomes": 500,
@@ -419,3 +420,35 @@ def test_a_manual_rollback_to_a_retired_shadow_serves_it_as_a_champion(
     scorer.load_models(timeout_s=5)
     assert scorer.models.lineup.versions == (3, None, None)
     assert scorer.models.artifact is not None and "stage" not in scorer.models.artifact
+
+
+def test_live_f1_and_pnl_per_role_from_joined_outcomes() -> None:
+    from metasignal.stream.artifact import example_artifact
+    from metasignal.stream.join import ScoredVote
+    from metasignal.stream.metrics import ScorerMetrics
+    from metasignal.stream.scoring import CompiledModel
+    from metasignal.stream.shadow import ShadowSlot
+
+    def compiled(version: int) -> CompiledModel:
+        doc: dict[str, Any] = dict(example_artifact())
+        doc["model"] = {"name": "meta", "version": version}
+        doc["sizing"] = {"method": "fixed", "cap": 0.5, "step": 0.0, "payoff_ratio": 2.0}
+        return CompiledModel.from_artifact(doc)
+
+    metrics = ScorerMetrics()
+    slot = ShadowSlot(options=ScorerOptions(**FAST), metrics=metrics)
+    slot.sync(compiled(1), compiled(2), "challenger")
+    # (label, champion decision, champion score, shadow decision, shadow size)
+    rows = [(1, 1, 0.9, 1, 0.5), (0, 1, 0.8, 0, 0.0), (1, 0, 0.2, 1, 0.5), (0, 0, 0.1, 0, 0.0)]
+    for i, (label, decision, score, shadow_decision, size) in enumerate(rows):
+        scored = ScoredVote(
+            f"e{i}", 0, ("a", "b"), np.zeros(2), score, decision, 1, 2, shadow_decision, size
+        )
+        slot.observe(scored, label)
+    slot.observe(ScoredVote("old", 0, ("a",), np.zeros(1), 0.9, 1, 1, 3, 1, 0.5), 1)  # other pair
+    assert slot.flush() == []  # far from a verdict
+    value = metrics.registry.get_sample_value
+    # Champion: one win (0.5 x 2), one loss (0.5); F1 2/4. Shadow: two wins, F1 1.
+    assert [value("metasignal_live_pnl", {"role": r}) for r in ("champion", "shadow")] == [0.5, 2.0]
+    assert [value("metasignal_live_f1", {"role": r}) for r in ("champion", "shadow")] == [0.5, 1.0]
+    assert value("metasignal_shadow_outcomes_total") == 4
