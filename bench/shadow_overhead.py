@@ -146,7 +146,12 @@ def section(result: dict[str, object], command: str) -> str:
     begin, end = markers("shadow-overhead")
     best, median = result["best"], result["median"]
     assert isinstance(best, dict) and isinstance(median, dict)
-    rows = "\n".join(f"| {name} | {best[name]:,.0f} | {median[name]:,.0f} |" for name in best)
+    rates = result["rates"]
+    assert isinstance(rates, dict)
+    rows = "\n".join(
+        f"| {name} | {best[name]:,.0f} | {median[name]:,.0f} | {min(rates[name]):,.0f} |"
+        for name in best
+    )
     share = result["shadow_share"]
     assert isinstance(share, float)
     return f"""{begin}
@@ -156,13 +161,15 @@ def section(result: dict[str, object], command: str) -> str:
 alternating passes of the real `Scorer.step` (null transport, outcome tracking on), niced to
 -20 on {cpu_model()}, load average {load_average()} (a shared machine: ratios, not absolutes).
 
-| scorer | votes/s, best pass | votes/s, median pass |
-|---|---|---|
+| scorer | votes/s, best pass | median pass | slowest pass |
+|---|---|---|---|
 {rows}
 
-Whole loop with a model in shadow: **{result["ratio"]:.2f}×** the champion-only throughput
-(best passes; {result["median_ratio"]:.2f}× median): on this machine the difference is within
-the noise. The shadow's own work, timed apart on the same batches (best pass):
+Whole loop with a model in shadow: {result["ratio"]:.2f}× the champion-only throughput
+(best passes; {result["median_ratio"]:.2f}× median). Compare that with the spread of each
+scorer's own passes above: on a machine shared by other tenants the whole-loop ratio is
+mostly their noise. The robust figure is the shadow's own work, timed apart on the same
+batches (best pass):
 `ShadowSlot.score` takes {result["shadow_us_per_vote"]:.2f} µs per vote against
 {result["step_us_per_vote"]:.2f} µs for the scoring step (decode, predict, decide, encode), i.e.
 **{100 * share:.1f} %** of it: one more vectorised predict and decide per batch.
