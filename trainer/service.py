@@ -481,12 +481,15 @@ class TrainerService:
                 self.outage.down(reason, str(exc))
                 return Verdict(verdict.request_id, "retry", str(exc))
             return Verdict(verdict.request_id, "failed", str(exc))
-        if artifact is not None:
-            self.lineup.offer_artifact(artifact)
+        if artifact is not None or decision is not None:
             self.handled.add(verdict.request_id)
-        if decision is not None:
-            self.lineup.offer_decision(decision)
-            self.handled.add(verdict.request_id)
+            try:  # what was just published applies; the next refresh() reads it again anyway
+                if artifact is not None:
+                    self.lineup.offer_artifact(artifact)
+                if decision is not None:
+                    self.lineup.offer_decision(decision)
+            except Refused as refused:
+                log.warning("published %s does not apply: %s", verdict.request_id, refused)
         self._count(verdict, kind)
         self.metrics.duration.observe(time.perf_counter() - started)
         self.verdicts.append(verdict)
