@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.markdown import write_section
 from metasignal.stream.drift.promotion import (
     ShadowComparison,
     efficacy_boundaries,
@@ -162,6 +165,7 @@ def test_bad_input_is_refused_with_a_clear_error(
     ("settings_", "message"),
     [
         ({"alpha": 0.0}, "alpha must be in"),
+        ({"alpha": 1e-9}, "alpha must be in"),
         ({"alpha": 0.5}, "alpha must be in"),
         ({"margin": 1.0}, "margin must be in"),
         ({"min_outcomes": 0}, "min_outcomes <= max_outcomes"),
@@ -253,3 +257,42 @@ def test_the_verdict_does_not_depend_on_how_outcomes_are_batched(
     assert batched.verdict == reference.verdict
     assert batched.n_outcomes == reference.n_outcomes
     assert batched.evidence() == reference.evidence()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_benchmark_reports_every_measurement_on_a_tiny_plan(tmp_path: Path) -> None:
+    import bench.shadow as bench
+
+    tiny = replace(bench.QUICK, train_events=20_000, pool_events=100_000, null_runs=4)
+    section = bench.run_benchmark(replace(tiny, power_runs=4), "python -m bench.shadow --quick")
+    for heading in (
+        "### False promotions of an equal-quality challenger",
+        "### Outcomes to promote a challenger +0.05 F1 better, and to roll back",
+        "### Cost",
+    ):
+        assert heading in section, heading
+    assert "| 2% | promotion | 4 |" in section and "| 2% | rollback | 4 |" in section
+    assert "nan" not in section
+    out = tmp_path / "benchmarks.md"
+    write_section(out, "shadow", section)
+    assert out.read_text(encoding="utf-8").count("<!-- shadow:begin -->") == 1
+
+
+def test_a_checkpointed_comparison_resumes_where_it_stopped() -> None:
+    rng = np.random.default_rng(8)
+    stream = decisions(rng, 20_000, rate=0.02, recall=(0.45, 0.65), false_alarm=(0.01, 0.007))
+    uninterrupted = ShadowComparison(**SMALL)
+    run(uninterrupted, stream)
+    first = ShadowComparison(**SMALL)
+    first.update(*(a[:2_250] for a in stream))
+    saved = json.loads(json.dumps(first.state()))
+    resumed = ShadowComparison.from_state(saved)
+    assert resumed.n_outcomes == 2_250 and resumed.verdict is None
+    run(resumed, tuple(a[2_250:] for a in stream))
+    assert resumed.verdict == uninterrupted.verdict == "better"
+    assert resumed.evidence() == uninterrupted.evidence()
+    done = ShadowComparison.from_state(resumed.state())
+    assert done.verdict == "better" and done.update(*(a[:5] for a in stream)) == "better"
+    with pytest.raises(ValueError, match="8 counts"):
+        ShadowComparison.from_state({**saved, "counts": [1, 2, 3]})

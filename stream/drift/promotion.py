@@ -59,9 +59,10 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import optimize, special, stats
@@ -272,8 +273,8 @@ class ShadowComparison:
         max_outcomes: int = 50_000,
         look_every: int = 500,
     ) -> None:
-        if not 0.0 < alpha < 0.5:
-            raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+        if not 1e-6 <= alpha < 0.5:
+            raise ValueError(f"alpha must be in [1e-6, 0.5), got {alpha}")
         if not -1.0 < margin < 1.0:
             raise ValueError(f"margin must be in (-1, 1), got {margin}")
         if not 0 < min_outcomes <= max_outcomes:
@@ -283,8 +284,9 @@ class ShadowComparison:
         if look_every < 1:
             raise ValueError(f"look_every must be at least 1, got {look_every}")
         self.alpha, self.margin = float(alpha), float(margin)
-        self.max_outcomes = int(max_outcomes)
-        looks = look_schedule(int(min_outcomes), self.max_outcomes, int(look_every))
+        self.min_outcomes, self.max_outcomes = int(min_outcomes), int(max_outcomes)
+        self.look_every = int(look_every)
+        looks = look_schedule(self.min_outcomes, self.max_outcomes, self.look_every)
         boundaries = efficacy_boundaries(looks / self.max_outcomes, self.alpha)
         # Looks with no alpha to spend could stop neither way: they are not looks at all.
         real = np.isfinite(boundaries)
@@ -302,6 +304,39 @@ class ShadowComparison:
     def n_outcomes(self) -> int:
         """Joined outcomes counted (those after the verdict are not)."""
         return int(self._counts.sum())
+
+    def state(self) -> dict[str, float | int | str | list[int]]:
+        """Settings and counts, JSON-ready, for a checkpoint (:meth:`from_state` restores)."""
+        return {
+            "alpha": self.alpha,
+            "margin": self.margin,
+            "min_outcomes": self.min_outcomes,
+            "max_outcomes": self.max_outcomes,
+            "look_every": self.look_every,
+            "counts": [int(c) for c in self._counts],
+            "verdict": self._verdict or "undecided",
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> ShadowComparison:
+        """The comparison saved by :meth:`state`, ready to take the next outcomes."""
+        test = cls(
+            alpha=float(state["alpha"]),
+            margin=float(state["margin"]),
+            min_outcomes=int(state["min_outcomes"]),
+            max_outcomes=int(state["max_outcomes"]),
+            look_every=int(state["look_every"]),
+        )
+        counts = np.asarray(state["counts"], dtype=np.int64)
+        verdict = state["verdict"]
+        if counts.shape != (8,) or (counts < 0).any() or counts.sum() > test.max_outcomes:
+            raise ValueError(f"counts must be 8 counts summing to at most max_outcomes: {counts}")
+        if verdict not in ("better", "not_better", "undecided"):
+            raise ValueError(f"verdict must be better, not_better or undecided, got {verdict!r}")
+        test._counts = counts
+        test._verdict = None if verdict == "undecided" else verdict
+        test._next_look = min(test._last_look() + 1, len(test.looks) - 1)
+        return test
 
     def update(
         self, labels: np.ndarray, incumbent: np.ndarray, challenger: np.ndarray
