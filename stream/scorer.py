@@ -298,6 +298,7 @@ class Scorer:
                 dlq=stats.dlq,
                 lag=self._lag.total,
                 model_version=None if model is None else model.version,
+                shadow=self.feedback.shadow.describe(),
             )
         )
 

@@ -98,6 +98,27 @@ class ShadowSlot:
         shadow = None if self.model is None else self.model.version
         return champion, shadow, self.role
 
+    def describe(self) -> str | None:
+        """One phrase for the status line: role, version, progress; ``None``: empty slot.
+
+        >>> from metasignal.stream.artifact import example_artifact
+        >>> slot = ShadowSlot(options=ScorerOptions(), metrics=ScorerMetrics())
+        >>> model = CompiledModel.from_artifact(example_artifact())
+        >>> slot.describe() is None
+        True
+        >>> slot.sync(model, model, "challenger"); slot.describe()
+        'challenger v1, 0 of at most 50,000 outcomes compared'
+        """
+        comparison, model = self.comparison, self.model
+        if model is None or comparison is None:
+            return None
+        if self._asked:
+            return f"{self.role} v{model.version}, {self.requests[-1]['kind']} requested"
+        return (
+            f"{self.role} v{model.version}, {comparison.n_outcomes:,} of at most "
+            f"{comparison.max_outcomes:,} outcomes compared"
+        )
+
     def sync(
         self, champion: CompiledModel | None, shadow: CompiledModel | None, role: Role | None
     ) -> None:

@@ -192,6 +192,8 @@ def test_a_shadow_scores_beside_the_champion_and_never_trades(
         (champion.predict_proba(committee.votes[:1000]) >= champion.threshold).sum()
     )
     assert scorer.feedback.shadow.pair == (1, 2, "challenger")
+    describe = scorer.feedback.shadow.describe()
+    assert describe == "challenger v2, 0 of at most 3,000 outcomes compared"  # no outcome yet
     registry = scorer.metrics.registry
     assert (
         registry.get_sample_value("metasignal_shadow_info", {"version": "2", "role": "challenger"})
