@@ -41,6 +41,7 @@ SIGNATURE_ALGORITHM = "HMAC-SHA256"
 SIGNING_KEY_ENV = "METASIGNAL_SIGNING_KEY"
 TRANSFORMS = ("logit", "identity")
 MISSING_POLICIES = ("impute", "reject")
+STAGES = ("champion", "shadow")
 
 
 class ModelId(TypedDict):
@@ -113,6 +114,9 @@ class Artifact(TypedDict, total=False):
     gate: dict[str, Any]
     skill: dict[str, Any]  # the skill gate's evidence, and whether it was overridden
     rollback: dict[str, int]  # {"to": N, "from": M}: version N re-published as M + 1
+    # "shadow": scored beside the champion, never trading, until a signed decision promotes
+    # or retires it (metasignal.stream.lineup); absent: a champion.
+    stage: str
 
 
 def canonical_bytes(document: Mapping[str, Any]) -> bytes:
@@ -239,6 +243,12 @@ def read_artifact(
     return load_artifact(data, keys=keys, allow_unsigned=allow_unsigned)
 
 
+def verify_signature(document: Mapping[str, Any], keys: Iterable[bytes]) -> None:
+    """Refuse a signed document (an artifact, a decision record) unsigned or not signed with
+    one of ``keys`` (:class:`ArtifactError`); unsigned is never allowed here."""
+    _verify_signature(dict(document), list(keys), allow_unsigned=False)
+
+
 def _verify_signature(document: dict[str, Any], keys: list[bytes], *, allow_unsigned: bool) -> None:
     signature = document.get("signature")
     if not isinstance(signature, dict):
@@ -352,6 +362,8 @@ def validate_artifact(document: Mapping[str, Any]) -> None:
     if not 0.0 <= threshold <= 1.0:
         raise ArtifactError("artifact field 'threshold.value' must lie in [0, 1]")
     _require(document, "threshold.metric", str)
+    if document.get("stage", "champion") not in STAGES:
+        raise ArtifactError(f"artifact field 'stage' must be one of {', '.join(STAGES)}")
     try:
         SizingRule.from_dict(document.get("sizing"))
     except ValueError as exc:

@@ -21,7 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from metasignal.stream.artifact import load_artifact, resolve_signing_keys
+from metasignal.stream.artifact import dumps_artifact, load_artifact, resolve_signing_keys
 from metasignal.stream.config import (
     KAFKA_SETTINGS,
     add_settings,
@@ -30,6 +30,7 @@ from metasignal.stream.config import (
     options_from_args,
 )
 from metasignal.stream.errors import ArtifactError, MetasignalError
+from metasignal.stream.lineup import as_shadow
 from metasignal.stream.metrics import MetricsServer
 from metasignal.stream.model_store import publish_artifact, rollback_artifact
 from metasignal.stream.options import SCORER_SETTINGS, ScorerOptions
@@ -91,6 +92,12 @@ def register(commands: Any) -> None:
     publish.add_argument("model", type=Path, help="model.json")
     publish.add_argument("--key-file", type=Path, help="signing keys to verify before publishing")
     publish.add_argument("--unsigned", action="store_true", help="allow an unsigned artifact")
+    publish.add_argument(
+        "--shadow",
+        action="store_true",
+        help="publish it as a shadow: scored beside the champion, promoted or retired on live "
+        "outcomes (re-signed with the first key)",
+    )
     add_settings(publish, KAFKA_SETTINGS)
     publish.set_defaults(handler=command_publish)
 
@@ -235,7 +242,9 @@ def command_publish(args: argparse.Namespace) -> int:
         raise MetasignalError(f"cannot read {args.model}: {exc.strerror}") from None
     keys = resolve_signing_keys(key_file=args.key_file)
     # Refuse here what every scorer would refuse: a bad artifact never reaches the topic.
-    load_artifact(raw, keys=keys, allow_unsigned=args.unsigned)
+    artifact = load_artifact(raw, keys=keys, allow_unsigned=args.unsigned)
+    if args.shadow:
+        raw = dumps_artifact(as_shadow(artifact, keys)).encode()
     transport = _kafka(args)
     try:
         name, version = publish_artifact(
@@ -249,7 +258,8 @@ def command_publish(args: argparse.Namespace) -> int:
         raise MetasignalError(str(exc)) from None
     finally:
         transport.close()
-    print(json.dumps({"published": name, "version": version}))
+    stage = {"stage": "shadow"} if args.shadow else {}
+    print(json.dumps({"published": name, "version": version, **stage}))
     return 0
 
 

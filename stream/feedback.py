@@ -36,6 +36,7 @@ from metasignal.stream.messages import (
 from metasignal.stream.metrics import ScorerMetrics
 from metasignal.stream.options import ScorerOptions
 from metasignal.stream.scoring import CompiledModel
+from metasignal.stream.shadow import ShadowSlot
 from metasignal.stream.stats import ScorerStats
 from metasignal.stream.step import Dead, ScoredBatch, internal_error
 from metasignal.stream.transport.base import Record
@@ -101,6 +102,7 @@ class FeedbackLoop:
             settle_outcomes=options.drift_settle_outcomes,
             label_free=options.drift_label_free,
         )
+        self.shadow = ShadowSlot(options=options, metrics=metrics)
         self._model: CompiledModel | None = None
         self._last_outcome_ts: int | None = None
         self._last_snapshot_at = 0
@@ -134,6 +136,7 @@ class FeedbackLoop:
     def remember(self, batch: ScoredBatch, model: CompiledModel) -> list[Message]:
         """Keep the batch's decisions for their outcomes; join outcomes that came first."""
         event_ids = batch.event_ids
+        shadow = self.shadow.score(batch, model)
         self.join.remember_batch(
             event_ids,
             ts_ms=np.array([vote.ts_ms for _, vote in batch.good], dtype=np.int64),
@@ -142,6 +145,9 @@ class FeedbackLoop:
             decisions=batch.decisions,
             model_version=model.version,
             members=model.members,
+            shadow_version=0 if shadow is None else shadow.version,
+            shadow_decisions=None if shadow is None else shadow.decisions,
+            shadow_sizes=None if shadow is None else shadow.sizes,
         )
         self._gauge_join()
         out: list[Message] = []
@@ -151,7 +157,7 @@ class FeedbackLoop:
                 matched = self.join.match(event_id)
                 assert matched is not None
                 out.append(self._joined(matched, early))
-        return out
+        return out + self._shadow_requests()
 
     def observe_scores(self, batch: ScoredBatch) -> list[Message]:
         """Label-free estimates and the label-shift detector see every scored vote.
@@ -210,7 +216,18 @@ class FeedbackLoop:
             request = self._after_outcomes(self.monitor)
             if request is not None:
                 out.append(request)
-        return out, dead
+        return out + self._shadow_requests(), dead
+
+    def _shadow_requests(self) -> list[Message]:
+        """The shadow comparison's verdict, if one was reached, as a request to the trainer."""
+        return [
+            Message(
+                self.options.topics.control,
+                request["model"].encode(),
+                encode_control_request(request),
+            )
+            for request in self.shadow.flush()
+        ]
 
     def _joined(self, scored: ScoredVote, label: int) -> Message:
         model = self._model
@@ -232,6 +249,7 @@ class FeedbackLoop:
             self.monitor.update(
                 label=label, score=scored.score, decision=scored.decision, votes=scored.votes
             )
+        self.shadow.observe(scored, label)
         self._last_outcome_ts = scored.ts_ms
         return Message(self.options.topics.training, scored.id.encode(), encode_training_row(row))
 

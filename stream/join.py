@@ -60,6 +60,10 @@ class ScoredVote:
     score: float
     decision: int
     model_version: int
+    # What the shadow (metasignal.stream.shadow) decided for the same vote; version 0: none.
+    shadow_version: int = 0
+    shadow_decision: int = -1
+    shadow_size: float = 0.0
 
 
 class JoinCache:
@@ -122,6 +126,9 @@ class JoinCache:
         self._score = np.zeros(max_entries, dtype=np.float64)
         self._decision = np.zeros(max_entries, dtype=np.int8)
         self._version = np.zeros(max_entries, dtype=np.int64)
+        self._shadow_version = np.zeros(max_entries, dtype=np.int64)
+        self._shadow_decision = np.zeros(max_entries, dtype=np.int8)
+        self._shadow_size = np.zeros(max_entries, dtype=np.float32)
         self._born = np.zeros(max_entries, dtype=np.float64)
         self._layout = np.zeros(max_entries, dtype=np.int32)
         self._votes = np.zeros((max_entries, 0), dtype=np.float64)
@@ -142,6 +149,7 @@ class JoinCache:
         columns = (
             self._free, self._seq, self._order_slot, self._order_seq, self._ts_ms,
             self._score, self._decision, self._version, self._born, self._layout, self._votes,
+            self._shadow_version, self._shadow_decision, self._shadow_size,
         )  # fmt: skip
         return sum(c.nbytes for c in columns) + 8 * len(self._ids) + self._id_bytes
 
@@ -181,8 +189,15 @@ class JoinCache:
         decisions: np.ndarray,
         model_version: int,
         members: Sequence[str],
+        shadow_version: int = 0,
+        shadow_decisions: np.ndarray | None = None,
+        shadow_sizes: np.ndarray | None = None,
     ) -> None:
-        """Keep a batch scored by one model, as ``remember`` one by one would, but vectorised."""
+        """Keep a batch scored by one model, as ``remember`` one by one would, but vectorised.
+
+        ``shadow_decisions`` (one per vote, -1 where the shadow did not decide) and
+        ``shadow_sizes`` are those of shadow ``shadow_version``, scored beside the champion.
+        """
         n = len(event_ids)
         if n == 0:
             return
@@ -199,6 +214,10 @@ class JoinCache:
             event_ids = [event_ids[i] for i in keep]
             ts_ms, votes = ts_ms[keep], votes[keep]
             scores, decisions = scores[keep], decisions[keep]
+            if shadow_decisions is not None:
+                shadow_decisions = shadow_decisions[keep]
+            if shadow_sizes is not None:
+                shadow_sizes = shadow_sizes[keep]
             n = len(event_ids)
         now = self.clock()
         if n > self._n_free:
@@ -216,6 +235,9 @@ class JoinCache:
         self._score[slots] = scores
         self._decision[slots] = decisions
         self._version[slots] = model_version
+        self._shadow_version[slots] = shadow_version if shadow_decisions is not None else 0
+        self._shadow_decision[slots] = -1 if shadow_decisions is None else shadow_decisions
+        self._shadow_size[slots] = 0.0 if shadow_sizes is None else shadow_sizes
         self._born[slots] = now
         self._layout[slots] = self._layout_index(tuple(members))
         self._votes[slots, : votes.shape[1]] = votes
@@ -352,6 +374,9 @@ class JoinCache:
             score=float(self._score[slot]),
             decision=int(self._decision[slot]),
             model_version=int(self._version[slot]),
+            shadow_version=int(self._shadow_version[slot]),
+            shadow_decision=int(self._shadow_decision[slot]),
+            shadow_size=float(self._shadow_size[slot]),
         )
         self._release(np.array([slot], dtype=np.int64))
         return scored

@@ -366,8 +366,19 @@ def decode_training_row(
 
 # --------------------------------------------------------------------------- control requests
 
-RequestKind = Literal["retune", "retrain", "label_shift"]
-REQUEST_KINDS: tuple[RequestKind, ...] = ("retune", "retrain", "label_shift")
+RequestKind = Literal["retune", "retrain", "label_shift", "promote", "retire", "rollback"]
+REQUEST_KINDS: tuple[RequestKind, ...] = (
+    "retune",
+    "retrain",
+    "label_shift",
+    "promote",
+    "retire",
+    "rollback",
+)
+# Requests about the shadow slot (metasignal.stream.shadow): the trainer answers them with a
+# signed decision record (ShadowDecision) instead of a model.
+DecisionKind = Literal["promote", "retire", "rollback"]
+DECISION_KINDS: tuple[DecisionKind, ...] = ("promote", "retire", "rollback")
 EvidenceSource = Literal["outcomes", "label_free"]
 EVIDENCE_SOURCES: tuple[EvidenceSource, ...] = ("outcomes", "label_free")
 
@@ -389,6 +400,8 @@ class ControlRequest(TypedDict):
     evidence: NotRequired[EvidenceSource]
     # label_shift only: the rate the model is calibrated to and the rate estimated live.
     prior: NotRequired[dict[str, float]]
+    # promote, retire, rollback: the version in the shadow slot the verdict is about.
+    shadow_version: NotRequired[int]
 
 
 def encode_control_request(request: ControlRequest) -> bytes:
@@ -441,7 +454,34 @@ def decode_control_request(
         ):
             raise MessageError("bad_request", "prior must map names to finite numbers")
         request["prior"] = {k: float(v) for k, v in prior.items()}
+    shadow_version = _optional_int(document, "shadow_version")
+    if shadow_version is not None:
+        request["shadow_version"] = shadow_version
     return request
+
+
+# --------------------------------------------------------------------------- shadow decisions
+
+
+class ShadowDecision(TypedDict):
+    """A signed decision about the shadow slot, on ``models`` (the trainer publishes it).
+
+    ``champion`` and ``shadow`` are the versions in the slots when it was decided: a record
+    applies only to that state (:class:`metasignal.stream.lineup.Lineup`). ``promote`` makes
+    the shadow the champion and keeps the old champion in shadow (the rollback watch);
+    ``retire`` empties the shadow slot; ``rollback`` serves the shadow (the predecessor) again.
+    """
+
+    schema_version: int
+    decision: DecisionKind
+    model: str
+    champion: int
+    shadow: int
+    evidence: dict[str, object]
+    request_id: str
+    source: str
+    decided_at: str
+    signature: NotRequired[dict[str, str]]
 
 
 # --------------------------------------------------------------------------- dead letters

@@ -281,6 +281,45 @@ class ScorerMetrics:
             "Votes older than --max-vote-age when scored: no-trade signals marked stale",
             registry=r,
         )
+        # The shadow slot (metasignal.stream.shadow): a challenger, or a promoted champion's
+        # predecessor during its rollback watch, scored beside the champion.
+        self.shadow_info = Gauge(
+            "metasignal_shadow_info",
+            "The model in the shadow slot (value 1), by version and role (challenger, "
+            "predecessor); no series when the slot is empty",
+            ["version", "role"],
+            registry=r,
+        )
+        self.live_f1 = Gauge(
+            "metasignal_live_f1",
+            "F1 of champion and shadow on the joined outcomes of their current comparison, "
+            "by role (champion, shadow)",
+            ["role"],
+            registry=r,
+        )
+        self.live_pnl = Gauge(
+            "metasignal_live_pnl",
+            "PnL of champion and shadow over their current comparison, by role, in average "
+            "losses per unit of position (a win pays the artifact's payoff ratio); NaN without "
+            "a payoff ratio",
+            ["role"],
+            registry=r,
+        )
+        self.shadow_outcomes = Counter(
+            "metasignal_shadow_outcomes",
+            "Joined outcomes fed to the champion/shadow comparison",
+            registry=r,
+        )
+        self.shadow_requests = Counter(
+            "metasignal_shadow_requests",
+            "Verdicts of the champion/shadow comparison sent to the trainer, by kind "
+            "(promote, retire, rollback)",
+            ["kind"],
+            registry=r,
+        )
+        for role in ("champion", "shadow"):
+            self.live_f1.labels(role=role).set(math.nan)
+            self.live_pnl.labels(role=role).set(math.nan)
         self.transaction_aborts = Counter(
             "metasignal_transaction_aborts", "Batches rolled back (exactly-once mode)", registry=r
         )

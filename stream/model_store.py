@@ -23,10 +23,12 @@ Examples
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from metasignal.stream.artifact import (
     Artifact,
@@ -35,7 +37,9 @@ from metasignal.stream.artifact import (
     model_identity,
     sign_artifact,
 )
+from metasignal.stream.decisions import DecisionError, is_decision, load_decision
 from metasignal.stream.errors import ArtifactError
+from metasignal.stream.lineup import Lineup, Refused, Role
 from metasignal.stream.messages import Vote
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.topics import Topics, model_key
@@ -100,7 +104,7 @@ class LiveMembers:
 
 
 class ModelStore:
-    """Holds the model being served."""
+    """Holds the model being served, and the shadow scored beside it (:class:`Lineup`)."""
 
     def __init__(
         self,
@@ -114,19 +118,35 @@ class ModelStore:
         self.model_name = model_name
         self.allow_unsigned = allow_unsigned
         self._on_refused = on_refused
+        self.lineup = Lineup(model_name=model_name)
         self.current: CompiledModel | None = None
         self.artifact: Artifact | None = None
+        self.shadow: CompiledModel | None = None
+        self._shadow_source: Artifact | None = None
+
+    @property
+    def shadow_role(self) -> Role | None:
+        """``challenger`` (may be promoted) or ``predecessor`` (the rollback watch)."""
+        return self.lineup.role
 
     def offer(self, raw: bytes | None, *, live_members: Collection[str] = ()) -> str:
-        """Consider one ``models`` message: ``swapped``, ``refused`` or ``other``.
+        """Consider one ``models`` message: ``swapped`` (a new champion), ``shadow`` (only the
+        shadow slot changed), ``refused`` or ``other``.
 
         Refused, besides what :func:`load_artifact` refuses: a version not newer than the
         one serving (``not_newer``; the same record read again is ``other``), and a model
         with a member that ``live_members`` (the members recent votes carried; empty: not
         known yet) lacks (``member_mismatch``): it would impute that member for every vote.
+        Decision records (:mod:`metasignal.stream.decisions`) are verified, then applied.
         """
         if raw is None:
             return "other"  # a compaction tombstone
+        try:
+            document = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            document = None  # load_artifact says why
+        if is_decision(document):
+            return self._decide(document)
         try:
             artifact = load_artifact(raw, keys=self._keys, allow_unsigned=self.allow_unsigned)
             compiled = CompiledModel.from_artifact(artifact)
@@ -135,26 +155,71 @@ class ModelStore:
             return self._refuse(reason, str(exc))
         if compiled.name != self.model_name:
             return "other"
-        current = self.current
-        if current is not None and compiled.version <= current.version:
-            if compiled.version == current.version and artifact == self.artifact:
-                return "other"  # the same artifact again (a re-read, a duplicate send)
-            return self._refuse(
-                "not_newer",
-                f"model {compiled.name} v{compiled.version} is not newer than the serving "
-                f"v{current.version} (a downgrade needs a new, higher version)",
-            )
         absent = [m for m in compiled.members if m not in live_members] if live_members else []
-        if current is not None and absent:
+        known = artifact in (self.artifact, self.shadow_artifact)  # read again
+        if self.current is not None and absent and not known:
             return self._refuse(
                 "member_mismatch",
                 f"model {compiled.name} v{compiled.version} has member(s) "
                 f"{', '.join(absent[:5])} that the live votes do not carry",
             )
+        try:
+            change = self.lineup.offer_artifact(artifact)
+        except Refused as refused:
+            return self._refuse(refused.reason, refused.detail)
+        return self._changed(change, (artifact, compiled))
+
+    @property
+    def shadow_artifact(self) -> Artifact | None:
+        return self.lineup.shadow
+
+    def _decide(self, document: Any) -> str:
+        try:
+            record = load_decision(document, keys=self._keys)
+            change = self.lineup.offer_decision(record)
+        except (DecisionError, Refused) as refused:
+            return self._refuse(refused.reason, refused.detail)
+        if change != "none":
+            log_decision = log.warning if record["decision"] == "rollback" else log.info
+            log_decision(
+                "%s of %s (champion v%d, shadow v%d) applied: %s",
+                record["decision"],
+                record["model"],
+                record["champion"],
+                record["shadow"],
+                self.lineup.describe(),
+            )
+        return self._changed(change)
+
+    def _changed(self, change: str, offered: tuple[Artifact, CompiledModel] | None = None) -> str:
+        """Compile what the lineup now holds, reusing what is compiled already."""
+        if change == "none":
+            return "other"
+        known = [(self.artifact, self.current), (self._shadow_source, self.shadow)]
+        if offered is not None:
+            known.append(offered)
+
+        def compiled(artifact: Artifact) -> CompiledModel:
+            for source, model in known:
+                if source is artifact and model is not None:
+                    return model
+            return CompiledModel.from_artifact(artifact)
+
         previous = None if self.current is None else self.current.version
-        self.current, self.artifact = compiled, artifact
-        log.info("serving model %s v%d (was %s)", compiled.name, compiled.version, previous)
-        return "swapped"
+        champion, shadow = self.lineup.champion, self.lineup.shadow
+        assert champion is not None  # a change always leaves a champion
+        self.current, self.artifact = compiled(champion), champion
+        self.shadow = None if shadow is None else compiled(shadow)
+        self._shadow_source = shadow
+        if change == "champion":
+            log.info(
+                "serving model %s v%d (was %s)",
+                champion["model"]["name"],
+                self.current.version,
+                previous,
+            )
+            return "swapped"
+        return "shadow"
 
     def _refuse(self, reason: str, detail: str) -> str:
         log.warning("refused model artifact (%s): %.300s", reason, detail)
@@ -273,10 +338,12 @@ def rollback_artifact(
     if not chosen:
         versions = ", ".join(str(v) for v in sorted({a["model"]["version"] for a in published}))
         raise ArtifactError(f"{name} v{to_version} is not on {topics.models} (found {versions})")
-    if to_version == highest:
+    if to_version == highest and chosen[-1].get("stage") != "shadow":
+        # (The newest may be a shadow that never served: then serving it is no no-op.)
         raise ArtifactError(f"{name} v{to_version} is already the newest version")
     document = copy.deepcopy(chosen[-1])
     document.pop("signature", None)
+    document.pop("stage", None)  # a rollback serves at once, even a model once in shadow
     document["model"] = {"name": name, "version": highest + 1}
     document["created_at"] = (
         datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -145,6 +145,9 @@ class Scorer:
                 offered = self.models.offer(record.value, live_members=self.live_members.members())
                 if offered == "swapped":
                     self._on_swap()
+                if offered in ("swapped", "shadow"):
+                    models = self.models
+                    self.feedback.shadow.sync(models.current, models.shadow, models.shadow_role)
             timeout_ms = 0
 
     def load_models(self, *, timeout_s: float = 30.0) -> None:
@@ -295,6 +298,7 @@ class Scorer:
                 dlq=stats.dlq,
                 lag=self._lag.total,
                 model_version=None if model is None else model.version,
+                shadow=self.feedback.shadow.describe(),
             )
         )
 

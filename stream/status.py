@@ -31,12 +31,15 @@ def scorer_status(
     dlq: int,
     lag: int | None,
     model_version: int | None,
+    shadow: str | None = None,
 ) -> str:
-    """The scorer's line: throughput since the last line, totals, lag, the model serving."""
+    """The scorer's line: throughput since the last line, totals, lag, the model serving
+    (and the one in shadow, :meth:`metasignal.stream.shadow.ShadowSlot.describe`)."""
     model = "no model yet" if model_version is None else f"model v{model_version}"
     return (
         f"status: {votes_per_s:.0f} votes/s, {signals} signals ({trades} trades), "
         f"{dlq} dead letters, lag {'-' if lag is None else lag}, {model}"
+        + ("" if shadow is None else f", shadow: {shadow}")
     )
 
 

@@ -24,6 +24,7 @@ transaction was fenced or timed out is re-created, and the loop backs off
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 import time
@@ -38,10 +39,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from metasignal.stream.artifact import Artifact, dumps_artifact, load_artifact, sign_artifact
 from metasignal.stream.checkpoint import Checkpoint, next_offsets
+from metasignal.stream.decisions import (
+    DecisionError,
+    decision_key,
+    encode_decision,
+    is_decision,
+    load_decision,
+)
 from metasignal.stream.errors import ArtifactError
+from metasignal.stream.lineup import Lineup, Refused
 from metasignal.stream.messages import (
+    DECISION_KINDS,
     ControlRequest,
     MessageError,
+    ShadowDecision,
     TrainingRow,
     decode_control_request,
     decode_training_row,
@@ -70,6 +81,7 @@ from metasignal.trainer.label_shift import label_shift_challenge
 from metasignal.trainer.meta_model import MetaModelClassifier
 from metasignal.trainer.objective import Objective
 from metasignal.trainer.settings import TRAINER_SETTINGS, TrainerOptions
+from metasignal.trainer.shadow import answer_shadow_request
 from metasignal.trainer.skill import DEFAULT_ALPHA, SkillVerdict, assess_ranking, decide
 from metasignal.trainer.walk_forward import abstain_value
 
@@ -118,6 +130,14 @@ class TrainerMetrics:
             ["reason"],
             registry=r,
         )
+        self.shadow_decisions = Counter(
+            "metasignal_trainer_shadow_decisions",
+            "Signed shadow decisions published (promote, retire, rollback)",
+            ["kind"],
+            registry=r,
+        )
+        for kind in DECISION_KINDS:
+            self.shadow_decisions.labels(kind=kind)  # at 0, so a first rollback is an increase
         self.failures = Counter(
             "metasignal_trainer_failures", "Requests that failed (data, broker)", registry=r
         )
@@ -240,7 +260,7 @@ class TrainerService:
         self.metrics = metrics or TrainerMetrics()
         # A retrain may take minutes: liveness allows for it, a wedged loop still fails.
         self.heartbeat = Heartbeat(max_silence_s=900.0)
-        self.champion: Artifact | None = None
+        self.lineup = Lineup(model_name=options.model_name)
         self.handled: set[str] = set()
         self.verdicts: list[Verdict] = []
         self.rows: deque[TrainingRow] = deque(maxlen=options.window_rows)
@@ -267,6 +287,18 @@ class TrainerService:
     def _new_producer(self) -> Producer:
         return self.transport.producer(transactional_id=self.options.transactional_id)
 
+    @property
+    def champion(self) -> Artifact | None:
+        """The model serving, as the ``models`` topic says (artifacts and decisions)."""
+        return self.lineup.champion
+
+    @champion.setter
+    def champion(self, artifact: Artifact | None) -> None:
+        """Serve ``artifact`` as if the topic held it alone (benchmarks answer requests so)."""
+        self.lineup = Lineup(model_name=self.options.model_name)
+        if artifact is not None:
+            self.lineup.offer_artifact(artifact)
+
     # -- state from the log ----------------------------------------------------------
     def _drain(self, consumer: Consumer) -> list[Record]:
         """Everything up to the current end of the consumer's partitions."""
@@ -285,6 +317,13 @@ class TrainerService:
             if record.value is None:
                 continue  # a compaction tombstone
             try:
+                document = json.loads(record.value)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                document = None  # load_artifact says why
+            if is_decision(document):
+                self._refresh_decision(record, document)
+                continue
+            try:
                 artifact = load_artifact(record.value, keys=self.keys)
             except Exception as exc:
                 reason = (
@@ -297,11 +336,10 @@ class TrainerService:
             request = artifact.get("request") or {}
             if request.get("id"):
                 self.handled.add(str(request["id"]))
-            if (
-                self.champion is None
-                or artifact["model"]["version"] > self.champion["model"]["version"]
-            ):
-                self.champion = artifact
+            try:
+                self.lineup.offer_artifact(artifact)
+            except Refused as refused:  # the scorers refuse and count it too
+                log.info("models record at offset %d not applied: %s", record.offset, refused)
         for record in self._drain(self._training):
             try:
                 self.rows.append(decode_training_row(record.value))
@@ -309,6 +347,15 @@ class TrainerService:
                 self._refuse(record, bad.reason, bad.detail)
             except Exception as exc:
                 self._refuse(record, "internal", repr(exc))
+
+    def _refresh_decision(self, record: Record, document: dict[str, Any]) -> None:
+        """A decision record on ``models``: verified, then applied to the lineup."""
+        try:
+            decision = load_decision(document, keys=self.keys)
+            self.handled.add(decision["request_id"])
+            self.lineup.offer_decision(decision)
+        except (DecisionError, Refused) as refused:
+            self._refuse(record, refused.reason, refused.detail)
 
     # -- the loop ------------------------------------------------------------------------
     def step(self) -> int:
@@ -402,11 +449,14 @@ class TrainerService:
         request_id = f"offset-{record.offset}" if request is None else request["id"]
         log.info("handling request %s (%s)", request_id, kind)
         self.metrics.requests.labels(kind=kind).inc()
-        verdict, artifact = (
-            (Verdict(request_id, "failed", "invalid request"), None)
-            if request is None
-            else self._answer(request, operator_force=operator_force)
-        )
+        artifact: Artifact | None = None
+        decision: ShadowDecision | None = None
+        if request is None:
+            verdict = Verdict(request_id, "failed", "invalid request")
+        elif request["kind"] in DECISION_KINDS:
+            verdict, decision = self._answer_shadow(request)
+        else:
+            verdict, artifact = self._answer(request, operator_force=operator_force)
         try:
             checkpoint.begin()
             if artifact is not None:
@@ -414,6 +464,12 @@ class TrainerService:
                     self.options.topics.models,
                     key=model_key(self.options.model_name, artifact["model"]["version"]),
                     value=dumps_artifact(artifact).encode(),
+                )
+            if decision is not None:
+                checkpoint.producer.send(
+                    self.options.topics.models,
+                    key=decision_key(decision),
+                    value=encode_decision(decision),
                 )
             checkpoint.commit(next_offsets([record]))
         except TransportError as exc:
@@ -425,9 +481,15 @@ class TrainerService:
                 self.outage.down(reason, str(exc))
                 return Verdict(verdict.request_id, "retry", str(exc))
             return Verdict(verdict.request_id, "failed", str(exc))
-        if artifact is not None:
-            self.champion = artifact
+        if artifact is not None or decision is not None:
             self.handled.add(verdict.request_id)
+            try:  # what was just published applies; the next refresh() reads it again anyway
+                if artifact is not None:
+                    self.lineup.offer_artifact(artifact)
+                if decision is not None:
+                    self.lineup.offer_decision(decision)
+            except Refused as refused:
+                log.warning("published %s does not apply: %s", verdict.request_id, refused)
         self._count(verdict, kind)
         self.metrics.duration.observe(time.perf_counter() - started)
         self.verdicts.append(verdict)
@@ -437,7 +499,10 @@ class TrainerService:
         return verdict
 
     def _count(self, verdict: Verdict, kind: str) -> None:
-        if verdict.outcome == "published":
+        if verdict.outcome == "published" and kind in DECISION_KINDS:
+            self.metrics.shadow_decisions.labels(kind=kind).inc()
+            self.metrics.last_success.set_to_current_time()
+        elif verdict.outcome == "published":
             (self.metrics.retrains if kind == "retrain" else self.metrics.retunes).inc()
             self.metrics.last_success.set_to_current_time()
         elif verdict.outcome == "refused" and verdict.gate and verdict.gate.get("skill_reason"):
@@ -477,6 +542,16 @@ class TrainerService:
             verdict,
         )
         return False
+
+    def _answer_shadow(self, request: ControlRequest) -> tuple[Verdict, ShadowDecision | None]:
+        """A shadow verdict: the signed decision, if it is about the current state."""
+        request_id = request["id"]
+        if request_id in self.handled:
+            return Verdict(request_id, "skipped", "duplicate: request already answered"), None
+        outcome, detail, decision = answer_shadow_request(request, self.lineup, key=self.keys[0])
+        if outcome == "published" and request["kind"] == "rollback":
+            log.warning("rolling back: %s", detail)
+        return Verdict(request_id, outcome, detail), decision
 
     def _answer(
         self, request: ControlRequest, *, operator_force: bool = False
@@ -575,8 +650,13 @@ class TrainerService:
             )
             log.warning("request %s refused: %s", request_id, skill.reason)
             return Verdict(request_id, "refused", f"refused: {skill.reason}", gate=gate_block), None
-        version = int(champion["model"]["version"]) + 1
+        # Versions only go up, shadows included (a shadow may be newer than the champion).
+        version = max(self.lineup.highest, int(champion["model"]["version"])) + 1
         body["model"] = {"name": options.model_name, "version": version}
+        if options.shadow:
+            body["stage"] = "shadow"  # scored beside the champion until a decision
+        else:
+            body.pop("stage", None)  # a candidate built from a promoted shadow serves
         body["created_at"] = (
             datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         )
@@ -589,7 +669,8 @@ class TrainerService:
         body.pop("signature", None)
         artifact = sign_artifact(body, self.keys[0])
         detail = (
-            f"published v{version}: candidate {options.metric} {candidate_value:.4f} vs "
+            f"published v{version}{' as a shadow' if options.shadow else ''}: candidate "
+            f"{options.metric} {candidate_value:.4f} vs "
             f"champion {champion_value:.4f}"
         )
         return Verdict(request_id, "published", detail, version=version, gate=gate_block), artifact

@@ -61,6 +61,12 @@ class TrainerOptions:
         env="METASIGNAL_TRAINER_FORCE",
         help="publish candidates even when the gate refuses them",
     )
+    shadow: bool = setting(
+        False,
+        env="METASIGNAL_TRAINER_SHADOW",
+        help="publish gate-passing candidates as shadows: scored beside the champion, promoted "
+        "or retired on live outcomes (signed decisions), rolled back once if worse",
+    )
     metrics_port: int = setting(
         9109,
         env="METASIGNAL_METRICS_PORT",

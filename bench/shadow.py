@@ -1,0 +1,400 @@
+"""Shadow promotion and rollback benchmark: false promotions and outcomes to promote.
+
+``python -m bench.shadow --out docs/benchmarks.md [--quick]`` fits two real meta-models
+(``optimal_threshold``) on disjoint windows of the synthetic committee generator
+(``trainer/synthetic.py``) at each positive rate, scores one large stationary pool of
+events with both, and keeps the paired table of their decisions against the labels (eight
+cells ``(label, champion, challenger)``: how often they trade together, alone, right or
+wrong). Streams are then drawn event by event from that table and fed, in the scorer's
+batches of 500 joined outcomes, to the real
+:class:`~metasignal.stream.drift.promotion.ShadowComparison` with default settings:
+
+* **equal quality**: the pair's table made exchangeable (averaged with its champion /
+  challenger swap), so both F1 are exactly equal while the agreement between the two
+  real models is kept: every ``"better"`` is a false promotion;
+* **+0.05 F1**: the challenger at its tuned threshold, the champion at the threshold that
+  costs it 0.05 F1 on the pool (a champion gone stale, a challenger re-tuned/retrained):
+  outcomes until ``"better"``, and how often it is promoted at all;
+* **rollback**: the same test with roles swapped (incumbent = the newly promoted model,
+  challenger = its predecessor kept in shadow): false rollbacks of an equal model, and
+  outcomes until a model 0.05 worse than its predecessor is rolled back.
+
+Baselines in the same runs, on the same streams: a naive test (``z > 1.645`` at every look,
+no spending) and the fixed-sample test (one look at ``max_outcomes``). The markdown lands
+between the ``shadow`` markers of ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from bench.machine import cpu_model, load_average
+from bench.markdown import markers, write_section
+from metasignal.stream.drift.promotion import (
+    ShadowComparison,
+    paired_counts,
+    paired_f1_difference,
+)
+from metasignal.stream.scoring import CompiledModel
+from metasignal.trainer.data import VoteTable
+from metasignal.trainer.fit import FitConfig, fit_meta_model
+from metasignal.trainer.synthetic import Committee, generate_committee
+
+BEGIN, END = markers("shadow")
+SEED = 20_251_130
+BATCH = 500
+GAP = 0.05  # the F1 advantage of the better model
+log = logging.getLogger("bench.shadow")
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    rates: tuple[float, ...]
+    train_events: int
+    pool_events: int
+    null_runs: int
+    power_runs: int
+
+
+FULL = Plan("full", (0.01, 0.02), 100_000, 2_000_000, 2_000, 400)
+QUICK = Plan("quick", (0.02,), 40_000, 300_000, 100, 40)
+
+
+def _table(committee: Committee) -> VoteTable:
+    return VoteTable(
+        time_ms=committee.time_ms,
+        members=committee.members,
+        votes=committee.votes,
+        labels=committee.labels,
+    )
+
+
+def fit_model(rate: float, train_events: int, seed: int) -> CompiledModel:
+    train = generate_committee(n_events=train_events, positive_rate=rate, seed=seed)
+    config = FitConfig(estimator={"strategy": "optimal_threshold"})
+    return CompiledModel.from_artifact(fit_meta_model(_table(train), config).artifact)
+
+
+# --------------------------------------------------------------------------- pair tables
+
+
+def exchangeable(table: np.ndarray) -> np.ndarray:
+    """The table averaged with its champion/challenger swap: equal F1, same agreement."""
+    return (table + table[[0, 2, 1, 3, 4, 6, 5, 7]]) / 2.0
+
+
+def f1_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
+    decided = scores >= threshold
+    return 2.0 * float((decided & (labels == 1)).sum()) / float(decided.sum() + labels.sum())
+
+
+def threshold_losing(scores: np.ndarray, labels: np.ndarray, threshold: float, gap: float) -> float:
+    """A threshold above ``threshold`` where F1 is ``gap`` below its value at ``threshold``."""
+    target = f1_at(scores, labels, threshold) - gap
+    low, high = threshold, float(scores.max())
+    for _ in range(60):  # F1 falls as the threshold rises past the tuned one
+        middle = (low + high) / 2.0
+        low, high = (middle, high) if f1_at(scores, labels, middle) > target else (low, middle)
+    return (low + high) / 2.0
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Paired decision tables (cell probabilities, index ``4 y + 2 b + c``) for one rate."""
+
+    rate: float
+    f1: tuple[float, float]  # the two fitted models at their tuned thresholds, on the pool
+    agreement: float  # P(both trade | either trades) of the two fitted models
+    equal: np.ndarray
+    better: np.ndarray  # challenger GAP better than the incumbent (promotion)
+    worse: np.ndarray  # the same, roles of the two fits swapped (rollback)
+
+
+def make_pairs(plan: Plan, rate: float) -> Pairs:
+    models = [fit_model(rate, plan.train_events, SEED + i) for i in (0, 1)]
+    pool = generate_committee(n_events=plan.pool_events, positive_rate=rate, seed=SEED + 2)
+    labels = pool.labels.astype(np.int8)
+    scores = [model.predict_proba(pool.votes) for model in models]
+    decided = [model.decide(s) for model, s in zip(models, scores, strict=True)]
+    f1 = tuple(f1_at(s, labels, m.threshold) for m, s in zip(models, scores, strict=True))
+    table = paired_counts(labels, decided[0], decided[1]) / len(labels)
+
+    def stale(worse: int) -> np.ndarray:
+        """Model ``worse`` at the threshold where it is GAP below the other's tuned F1."""
+        other = 1 - worse
+        raised = threshold_losing(scores[worse], labels, models[worse].threshold,
+                                  f1[worse] - f1[other] + GAP)  # fmt: skip
+        pair = [scores[worse] >= raised, decided[other]]  # (incumbent, challenger)
+        return paired_counts(labels, *pair) / len(labels)
+
+    both = float(table[[3, 7]].sum())
+    return Pairs(
+        rate=rate,
+        f1=(f1[0], f1[1]),
+        agreement=both / float(table[[1, 2, 3, 5, 6, 7]].sum()),
+        equal=exchangeable(table),
+        better=stale(0),  # promotion: the first fit gone stale, the second in shadow
+        worse=stale(1),  # rollback: the second fit promoted and worse, the first in shadow
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run: when the real test decided, and what the baselines said on the same stream."""
+
+    verdict: str
+    at: int
+    naive_better: bool
+    fixed_better: bool
+
+
+def draw(table: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Cells ``4 y + 2 b + c`` of ``n`` events drawn from a paired table."""
+    return rng.choice(8, size=n, p=table / table.sum())
+
+
+def one_run(table: np.ndarray, rng: np.random.Generator) -> Outcome:
+    test = ShadowComparison()
+    cells = draw(table, test.max_outcomes, rng)
+    labels, champion, challenger = cells >> 2 & 1, cells >> 1 & 1, cells & 1
+    for start in range(0, test.max_outcomes, BATCH):
+        window = slice(start, start + BATCH)
+        if test.update(labels[window], champion[window], challenger[window]) is not None:
+            break
+    # The baselines from the cumulative counts at every look of the same stream.
+    cumulative = np.cumsum(np.eye(8, dtype=np.int64)[cells], axis=0)
+    z_looks = [_z(cumulative[n - 1]) for n in test.looks.tolist()]
+    z_naive = float(stats.norm.isf(test.alpha))
+    return Outcome(
+        verdict=str(test.verdict),
+        at=test.n_outcomes,
+        naive_better=max(z_looks) > z_naive,
+        fixed_better=z_looks[-1] > z_naive,
+    )
+
+
+def _z(counts: np.ndarray) -> float:
+    estimate = paired_f1_difference(counts)
+    return estimate.difference / estimate.standard_error if estimate.standard_error else 0.0
+
+
+def simulate(table: np.ndarray, runs: int, seed: int) -> list[Outcome]:
+    rng = np.random.default_rng(seed)
+    return [one_run(table, rng) for _ in range(runs)]
+
+
+# --------------------------------------------------------------------------- report
+
+
+def share(flags: Sequence[bool]) -> str:
+    return f"{np.mean(flags):.1%}"
+
+
+def wilson_upper(hits: int, runs: int, z: float = 1.96) -> float:
+    p = hits / runs
+    centre = p + z * z / (2 * runs)
+    spread = z * math.sqrt(p * (1 - p) / runs + z * z / (4 * runs * runs))
+    return (centre + spread) / (1 + z * z / runs)
+
+
+def outcomes_to(outcomes: Sequence[Outcome], verdict: str, q: float) -> float:
+    """Quantile ``q`` of the outcomes until ``verdict`` (runs without it count as never: ∞)."""
+    at = np.array([o.at if o.verdict == verdict else math.inf for o in outcomes])
+    return float(np.quantile(at, q, method="inverted_cdf"))
+
+
+def quantiles_to(outcomes: Sequence[Outcome], verdict: str) -> str:
+    """Median / p90 outcomes until ``verdict``."""
+    cells = [outcomes_to(outcomes, verdict, q) for q in (0.5, 0.9)]
+    return " / ".join("∞" if math.isinf(c) else f"{c:,.0f}" for c in cells)
+
+
+@dataclass(frozen=True)
+class RateReport:
+    pairs: Pairs
+    equal: list[Outcome]
+    better: list[Outcome]
+    worse: list[Outcome]
+    cost_us: float
+
+
+def update_cost(table: np.ndarray, runs: int = 20) -> float:
+    """Microseconds per joined outcome counted by ``ShadowComparison.update`` (batches of 500)."""
+    rng = np.random.default_rng(SEED)
+    seconds = counted = 0.0
+    for _ in range(runs):
+        test = ShadowComparison()
+        cells = draw(table, test.max_outcomes, rng)
+        labels, champion, challenger = cells >> 2 & 1, cells >> 1 & 1, cells & 1
+        clock = time.perf_counter()
+        for start in range(0, test.max_outcomes, BATCH):
+            window = slice(start, start + BATCH)
+            if test.update(labels[window], champion[window], challenger[window]) is not None:
+                break
+        seconds += time.perf_counter() - clock
+        counted += test.n_outcomes
+    return seconds / counted * 1e6
+
+
+def measure(plan: Plan, rate: float) -> RateReport:
+    log.info("rate %.0f%%: fitting two models on %d events", rate * 100, plan.train_events)
+    pairs = make_pairs(plan, rate)
+    log.info("rate %.0f%%: F1 %s, simulating", rate * 100, pairs.f1)
+    return RateReport(
+        pairs=pairs,
+        equal=simulate(pairs.equal, plan.null_runs, SEED + 10),
+        better=simulate(pairs.better, plan.power_runs, SEED + 11),
+        worse=simulate(pairs.worse, plan.power_runs, SEED + 12),
+        cost_us=update_cost(pairs.equal),
+    )
+
+
+def table_f1(table: np.ndarray) -> tuple[float, float]:
+    estimate = paired_f1_difference(table * 1e9)
+    return estimate.incumbent_f1, estimate.challenger_f1
+
+
+def render(plan: Plan, reports: Sequence[RateReport], *, command: str, started: datetime,
+           elapsed: float) -> str:  # fmt: skip
+    defaults = ShadowComparison()
+    versions = f"python {platform.python_version()}, numpy {np.__version__}"
+    lines = [
+        BEGIN,
+        "## Shadow promotion and rollback: false promotions and outcomes to promote",
+        "",
+        f"Command: `nice -n -20 {command}`",
+        "",
+        f"Date: {started:%Y-%m-%d %H:%M} UTC (took {elapsed / 60:.1f} min, plan {plan.name}).",
+        "",
+        f"Machine: {cpu_model()}, load average at start {load_average()}; {versions}.",
+        "",
+        "Test: `ShadowComparison()` with default settings (`stream/drift/promotion.py`): the "
+        "paired F1 difference (delta method on the 8 paired confusion counts) against "
+        f"Lan-DeMets O'Brien-Fleming boundaries, alpha {defaults.alpha}, margin "
+        f"{defaults.margin}, looks every 500 outcomes from {int(defaults.looks[0]):,} "
+        f"(earlier looks have nothing to spend) to {defaults.max_outcomes:,}, fed in batches "
+        f"of {BATCH}.",
+        "",
+        f"Models: two `optimal_threshold` meta-models fitted on disjoint {plan.train_events:,}-"
+        "event windows of the synthetic committee (default skill), scored on a "
+        f"{plan.pool_events:,}-event stationary pool; streams are drawn event by event from "
+        "their paired decision table (see the module docstring of `bench/shadow.py`). "
+        "*Equal*: the table made exchangeable (F1 exactly equal, the real pair's agreement "
+        f"kept). *Promotion*: the first fit's threshold raised until its F1 is {GAP} below "
+        "the second's on the pool (a champion gone stale), the second fit in shadow at its "
+        "tuned threshold. *Rollback*: the second fit promoted and gone stale the same way, the "
+        "first kept in shadow. A false rollback of an equal model is the equal-quality case "
+        "(the table is exchangeable).",
+        "",
+        "| rate | F1 of the two fits | agreement | equal-quality F1 | promotion F1 "
+        "(champion → challenger) | rollback F1 (new champion → predecessor) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        p = r.pairs
+        eq, bt, wr = table_f1(p.equal), table_f1(p.better), table_f1(p.worse)
+        lines.append(
+            f"| {p.rate:.0%} | {p.f1[0]:.3f}, {p.f1[1]:.3f} | {p.agreement:.0%} | "
+            f"{eq[0]:.3f} = {eq[1]:.3f} | {bt[0]:.3f} → {bt[1]:.3f} | "
+            f"{wr[0]:.3f} → {wr[1]:.3f} |"
+        )
+    lines += [
+        "",
+        "*Agreement*: P(both trade | either trades) of the two fitted models.",
+        "",
+        "### False promotions of an equal-quality challenger",
+        "",
+        "Share of runs ending `better` (goal ≤ 5 %), with the 95 % Wilson upper bound; the "
+        "baselines on the same streams: *naive* (z > 1.645 at every look, no alpha spending) "
+        "and *fixed* (one look at the horizon). Also where the real test stopped.",
+        "",
+        "| rate | runs | false promotions | upper 95 % | naive | fixed | "
+        "median outcomes to `not_better` |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        hits = sum(o.verdict == "better" for o in r.equal)
+        lines.append(
+            f"| {r.pairs.rate:.0%} | {len(r.equal)} | {hits / len(r.equal):.1%} | "
+            f"{wilson_upper(hits, len(r.equal)):.1%} | "
+            f"{share([o.naive_better for o in r.equal])} | "
+            f"{share([o.fixed_better for o in r.equal])} | "
+            f"{np.median([o.at for o in r.equal if o.verdict == 'not_better']):,.0f} |"
+        )
+    lines += [
+        "",
+        f"### Outcomes to promote a challenger +{GAP} F1 better, and to roll back",
+        "",
+        "Median / p90 joined outcomes until the verdict (∞: not reached by the horizon in "
+        "that share of runs), share of runs reaching it, and the fixed-sample test's share "
+        f"(it always needs {defaults.max_outcomes:,}). *Rollback*: incumbent = the newly "
+        f"promoted model, {GAP} F1 worse than its predecessor in shadow; `better` rolls back.",
+        "",
+        "| rate | case | runs | outcomes to `better` median / p90 | reached | fixed-sample "
+        "reached | median / fixed outcomes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        for case, outcomes in (("promotion", r.better), ("rollback", r.worse)):
+            at = [o.at for o in outcomes if o.verdict == "better"]
+            median = outcomes_to(outcomes, "better", 0.5)
+            ratio = f"{median / defaults.max_outcomes:.2f}" if math.isfinite(median) else "-"
+            lines.append(
+                f"| {r.pairs.rate:.0%} | {case} | {len(outcomes)} | "
+                f"{quantiles_to(outcomes, 'better')} | {len(at) / len(outcomes):.0%} | "
+                f"{share([o.fixed_better for o in outcomes])} | {ratio} |"
+            )
+    lines += [
+        "",
+        "### Cost",
+        "",
+        "| rate | `update` µs per joined outcome (batches of 500) |",
+        "|---|---|",
+        *(f"| {r.pairs.rate:.0%} | {r.cost_us:.3f} |" for r in reports),
+        "",
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_benchmark(plan: Plan, command: str) -> str:
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    reports = [measure(plan, rate) for rate in plan.rates]
+    elapsed = time.perf_counter() - clock
+    return render(plan, reports, command=command, started=started, elapsed=elapsed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.shadow", description=__doc__)
+    parser.add_argument("--out", type=Path, help="markdown file to update (section shadow)")
+    parser.add_argument("--quick", action="store_true", help="a small plan (smoke test)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("metasignal").setLevel(logging.WARNING)
+    plan = QUICK if args.quick else FULL
+    command = "python -m bench.shadow" + (" --quick" if args.quick else "")
+    if args.out:
+        command += f" --out {args.out}"
+    section = run_benchmark(plan, command)
+    if args.out:
+        write_section(args.out, "shadow", section)
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

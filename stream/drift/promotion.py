@@ -1,0 +1,409 @@
+"""Is a shadow challenger better than the incumbent? A group-sequential test on paired F1.
+
+Both models decide on the same events and are judged on the same joined outcomes, so the
+comparison is *paired*. F1 at each model's own threshold is a ratio of means,
+``F1 = 2 mean(y d) / (mean(d) + mean(y))``, so the difference of the two F1 is, to first
+order, a mean of per-event influence terms (the delta method)::
+
+    psi_i = [2 y_i c_i - F1_c (c_i + y_i)] / (mean(c) + mean(y))
+          - [2 y_i b_i - F1_b (b_i + y_i)] / (mean(b) + mean(y))
+
+(``c`` the challenger's decisions, ``b`` the incumbent's). Its variance, estimated from the
+eight paired confusion counts ``(y, b, c)``, carries the covariance of the two models: events
+both models get right or wrong cancel, only the discordant ones cost information.
+
+The statistic ``Z = (F1_c - F1_b - margin) / se`` is examined at fixed looks (every
+``look_every`` outcomes from ``min_outcomes`` to ``max_outcomes``) against one-sided
+efficacy boundaries from the Lan-DeMets alpha-spending function of O'Brien-Fleming type
+(Lan & DeMets 1983, *Biometrika* 70: 659-663; O'Brien & Fleming 1979, *Biometrics* 35:
+549-556), computed by the recursive numerical integration of Armitage, McPherson & Rowe
+(1969; Jennison & Turnbull 2000, *Group Sequential Methods*, ch. 19). So the probability
+of a false ``"better"`` over all the looks together is at most ``alpha`` (asymptotically,
+as the influence terms make ``Z`` a Brownian motion in information time). O'Brien-Fleming
+spending keeps almost all of ``alpha`` for the later looks: the early looks, with a few
+dozen positives where the normal approximation is poor, need ``|Z|`` of 5 or more.
+
+Futility is the mirror image: ``"not_better"`` as soon as the repeated upper confidence
+bound ``difference + boundary * se`` falls below ``margin`` (a challenger truly better by
+``margin`` is retired this way with probability at most ``alpha``), or when
+``max_outcomes`` are reached without ``"better"``. Futility stops do not alter the
+false-``"better"`` rate (the boundaries ignore them: non-binding).
+
+An always-valid confidence sequence (Howard, Ramdas, McAuliffe & Sekhon 2021) would allow
+looks at any time and no horizon, but its boundary at the horizon is ~2.6 standard errors
+at ``alpha = 0.05`` against ~1.7 here: about twice the outcomes for the same evidence. The
+shadow has a natural horizon (``max_outcomes``) and the scorer looks in batches, so a fixed
+look schedule costs nothing.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(7)
+>>> labels = rng.random(60_000) < 0.02
+>>> incumbent = np.where(labels, rng.random(60_000) < 0.45, rng.random(60_000) < 0.006)
+>>> challenger = np.where(labels, rng.random(60_000) < 0.70, rng.random(60_000) < 0.004)
+>>> test = ShadowComparison(alpha=0.05)
+>>> for start in range(0, 60_000, 1_000):
+...     verdict = test.update(labels[start : start + 1_000],
+...                           incumbent[start : start + 1_000],
+...                           challenger[start : start + 1_000])
+...     if verdict is not None:
+...         break
+>>> verdict, test.n_outcomes
+('better', 8000)
+>>> evidence = test.evidence()
+>>> round(evidence["difference"], 3), evidence["lower_bound"] > 0.0
+(0.218, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+import numpy as np
+from scipy import optimize, special, stats
+
+__all__ = [
+    "F1Difference",
+    "ShadowComparison",
+    "Verdict",
+    "efficacy_boundaries",
+    "look_schedule",
+    "obrien_fleming_spending",
+    "paired_counts",
+    "paired_f1_difference",
+]
+
+Verdict = Literal["better", "not_better"]
+METHOD = "group_sequential_lan_demets_obrien_fleming_paired_f1_delta"
+# Spending below this at a look is not attempted: the boundary would be beyond any
+# attainable Z (|Z| > 6.4), and skipping it keeps the integration away from 1e-20 tails.
+NEGLIGIBLE_SPEND = 1e-10
+GRID_LOW = -8.0  # the null's Brownian motion stays above -8 sd with probability 1 - 6e-16
+STEPS_PER_SD = 16  # integration grid points per standard deviation of the smallest increment
+
+
+def obrien_fleming_spending(fraction: np.ndarray | float, alpha: float) -> np.ndarray:
+    """Alpha spent by information ``fraction`` (Lan-DeMets, O'Brien-Fleming type, one-sided).
+
+    >>> [round(float(a), 5) for a in obrien_fleming_spending(np.array([0.25, 0.5, 1.0]), 0.025)]
+    [1e-05, 0.00153, 0.025]
+    """
+    t = np.clip(np.asarray(fraction, dtype=np.float64), 1e-12, 1.0)
+    return 2.0 * stats.norm.sf(stats.norm.isf(alpha / 2.0) / np.sqrt(t))
+
+
+def look_schedule(min_outcomes: int, max_outcomes: int, look_every: int) -> np.ndarray:
+    """Outcome counts at which the test looks: ``min_outcomes``, every ``look_every``, the max.
+
+    A look closer than half a step to ``max_outcomes`` is merged into the last one.
+
+    >>> look_schedule(2_000, 4_100, 500).tolist()
+    [2000, 2500, 3000, 3500, 4100]
+    """
+    looks = [*range(min_outcomes, max_outcomes, look_every), max_outcomes]
+    if len(looks) > 1 and looks[-1] - looks[-2] < look_every / 2:
+        del looks[-2]
+    return np.asarray(looks, dtype=np.int64)
+
+
+@lru_cache(maxsize=32)
+def _boundaries(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]:
+    t = np.asarray(fractions, dtype=np.float64)
+    spent = obrien_fleming_spending(t, alpha)
+    spent[-1] = alpha  # the final look spends all that is left, whatever its fraction
+    increments = np.diff(spent, prepend=0.0)
+    boundaries = np.full(len(t), math.inf)
+    first = int(np.argmax(increments >= NEGLIGIBLE_SPEND))
+    if increments[first] < NEGLIGIBLE_SPEND:  # nothing to spend at all
+        return tuple(boundaries.tolist())
+    sd_step = math.sqrt(float(np.min(np.diff(t[first:]), initial=t[first])))
+    h = sd_step / STEPS_PER_SD
+    # Sub-density of the Brownian motion S(t) = Z sqrt(t) on a uniform grid, restricted to
+    # paths that have not crossed yet; it starts unrestricted at the first spending look.
+    grid = np.arange(GRID_LOW, GRID_LOW + 2.0 * abs(GRID_LOW) + h, h)
+    density = stats.norm.pdf(grid, scale=math.sqrt(t[first]))
+    previous_t, weights = 0.0, None
+    for k in range(first, len(t)):
+        if weights is None:
+            scale = math.sqrt(t[k])
+            bound_s = scale * float(stats.norm.isf(increments[k]))
+        else:
+            scale = math.sqrt(t[k] - previous_t)
+            bound_s = _crossing_bound(grid, weights, scale, increments[k])
+            density = _propagate(weights, scale, h)
+        boundaries[k] = bound_s / math.sqrt(t[k])
+        # Midpoint rule, each point standing for [s - h/2, s + h/2], cut at the boundary.
+        weights = density * np.clip(bound_s - (grid - h / 2.0), 0.0, h)
+        previous_t = t[k]
+    return tuple(boundaries.tolist())
+
+
+def _crossing_bound(grid: np.ndarray, weights: np.ndarray, scale: float, spend: float) -> float:
+    """The level ``u`` with P(S_prev + N(0, scale^2) >= u, not crossed before) = ``spend``."""
+    if spend < NEGLIGIBLE_SPEND:
+        return math.inf
+    # Paths more than 12 sd of the increment below the old boundary cannot cross (< 1e-32).
+    top = float(grid[np.flatnonzero(weights)[-1]])
+    near = grid > top - 12.0 * scale
+    if float(weights[near].sum()) > spend:
+        grid, weights = grid[near], weights[near]
+
+    def excess(u: float) -> float:
+        return float(weights @ special.ndtr((grid - u) / scale)) - spend
+
+    return float(optimize.brentq(excess, GRID_LOW, top + 12.0 * scale, xtol=1e-10))
+
+
+def _propagate(weights: np.ndarray, scale: float, h: float) -> np.ndarray:
+    """Density on the grid after a Gaussian increment of sd ``scale`` (a discrete convolution)."""
+    half = math.ceil(8.0 * scale / h)
+    kernel = stats.norm.pdf(np.arange(-half, half + 1) * h, scale=scale)
+    full = np.convolve(weights, kernel, mode="full")
+    return full[half : half + len(weights)]
+
+
+def efficacy_boundaries(fractions: np.ndarray, alpha: float) -> np.ndarray:
+    """One-sided Z boundaries at information ``fractions`` (increasing, last one 1 or less).
+
+    ``inf`` where the spending is negligible. Five equal looks at one-sided 2.5 %
+    reproduce the classical Lan-DeMets O'Brien-Fleming table:
+
+    >>> np.round(efficacy_boundaries(np.linspace(0.2, 1.0, 5), 0.025), 2).tolist()
+    [4.88, 3.36, 2.68, 2.29, 2.03]
+    """
+    return np.asarray(_boundaries(tuple(float(f) for f in fractions), float(alpha)))
+
+
+def paired_counts(labels: np.ndarray, incumbent: np.ndarray, challenger: np.ndarray) -> np.ndarray:
+    """Counts of the eight ``(label, incumbent, challenger)`` cells, index ``4 y + 2 b + c``.
+
+    Raises ``ValueError`` on arrays of different lengths or values other than 0/1.
+
+    >>> paired_counts(np.array([1, 0, 0]), np.array([1, 1, 0]), np.array([1, 0, 0])).tolist()
+    [1, 0, 1, 0, 0, 0, 0, 1]
+    """
+    arrays = {"labels": labels, "incumbent": incumbent, "challenger": challenger}
+    flat = {name: np.asarray(values).reshape(-1) for name, values in arrays.items()}
+    lengths = {name: len(values) for name, values in flat.items()}
+    if len(set(lengths.values())) != 1:
+        shown = ", ".join(f"{name} {n}" for name, n in lengths.items())
+        raise ValueError(f"labels and decisions must be the same events: lengths {shown}")
+    for name, values in flat.items():
+        if values.dtype != np.bool_ and not np.isin(values, (0, 1)).all():
+            raise ValueError(f"{name} must be 0/1 (found {_first_bad(values)})")
+    cell = 4 * flat["labels"].astype(np.int64) + 2 * flat["incumbent"].astype(np.int64)
+    cell += flat["challenger"].astype(np.int64)
+    return np.bincount(cell, minlength=8).astype(np.int64)
+
+
+def _first_bad(values: np.ndarray) -> str:
+    bad = values[~np.isin(values, (0, 1))]
+    return repr(bad[0].item()) if len(bad) else "none"
+
+
+@dataclass(frozen=True)
+class F1Difference:
+    """Both F1, their difference (challenger minus incumbent) and its standard error."""
+
+    incumbent_f1: float
+    challenger_f1: float
+    difference: float
+    standard_error: float
+
+
+def paired_f1_difference(counts: np.ndarray) -> F1Difference:
+    """F1 of both models and the delta-method standard error of the paired difference.
+
+    >>> d = paired_f1_difference(np.array([900, 20, 30, 10, 20, 10, 5, 5]))
+    >>> round(d.incumbent_f1, 3), round(d.challenger_f1, 3), round(d.standard_error, 3)
+    (0.222, 0.353, 0.078)
+    """
+    n = np.asarray(counts, dtype=np.float64).reshape(8)
+    total = float(n.sum())
+    cells = np.arange(8)
+    y, b, c = cells >> 2 & 1, cells >> 1 & 1, cells & 1
+    psi = np.zeros(8)
+    f1s = []
+    for d in (b, c):
+        denominator = float(n @ (d + y)) / total if total else 0.0
+        f1 = 2.0 * float(n @ (y * d)) / total / denominator if denominator else 0.0
+        if denominator:
+            # Influence of one event on this F1: enters with the sign of the model's side.
+            psi += (1 if d is c else -1) * (2.0 * y * d - f1 * (d + y)) / denominator
+        f1s.append(f1)
+    variance = float(n @ psi**2) / total if total else 0.0
+    return F1Difference(
+        incumbent_f1=f1s[0],
+        challenger_f1=f1s[1],
+        difference=f1s[1] - f1s[0],
+        standard_error=math.sqrt(variance / total) if total else 0.0,
+    )
+
+
+class ShadowComparison:
+    """Sequential test: is the challenger's F1 above the incumbent's by more than ``margin``?
+
+    Parameters
+    ----------
+    alpha
+        Probability of a false ``"better"`` over all looks (challenger no better than
+        ``margin``), and of a wrong futility stop of a challenger better by ``margin``.
+    margin
+        Improvement of F1 (challenger minus incumbent) the challenger must exceed.
+    min_outcomes, max_outcomes, look_every
+        First look, horizon (``"not_better"`` if reached without ``"better"``), look spacing.
+        Looks where O'Brien-Fleming spending has nothing to spend (below 1e-10: a boundary
+        above Z = 6.4) are skipped; with the defaults the first look is at 5,000 outcomes.
+
+    ``update`` takes joined outcomes in batches of any size; a batch crossing several looks
+    is examined at each of them, and outcomes after the verdict are ignored.
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.05,
+        margin: float = 0.0,
+        min_outcomes: int = 2_000,
+        max_outcomes: int = 50_000,
+        look_every: int = 500,
+    ) -> None:
+        if not 1e-6 <= alpha < 0.5:
+            raise ValueError(f"alpha must be in [1e-6, 0.5), got {alpha}")
+        if not -1.0 < margin < 1.0:
+            raise ValueError(f"margin must be in (-1, 1), got {margin}")
+        if not 0 < min_outcomes <= max_outcomes:
+            raise ValueError(
+                f"need 0 < min_outcomes <= max_outcomes, got {min_outcomes} and {max_outcomes}"
+            )
+        if look_every < 1:
+            raise ValueError(f"look_every must be at least 1, got {look_every}")
+        self.alpha, self.margin = float(alpha), float(margin)
+        self.min_outcomes, self.max_outcomes = int(min_outcomes), int(max_outcomes)
+        self.look_every = int(look_every)
+        looks = look_schedule(self.min_outcomes, self.max_outcomes, self.look_every)
+        boundaries = efficacy_boundaries(looks / self.max_outcomes, self.alpha)
+        # Looks with no alpha to spend could stop neither way: they are not looks at all.
+        real = np.isfinite(boundaries)
+        self.looks, self.boundaries = looks[real], boundaries[real]
+        self._counts = np.zeros(8, dtype=np.int64)
+        self._next_look = 0
+        self._verdict: Verdict | None = None
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """``"better"``, ``"not_better"``, or ``None`` while undecided."""
+        return self._verdict
+
+    @property
+    def n_outcomes(self) -> int:
+        """Joined outcomes counted (those after the verdict are not)."""
+        return int(self._counts.sum())
+
+    def state(self) -> dict[str, float | int | str | list[int]]:
+        """Settings and counts, JSON-ready, for a checkpoint (:meth:`from_state` restores)."""
+        return {
+            "alpha": self.alpha,
+            "margin": self.margin,
+            "min_outcomes": self.min_outcomes,
+            "max_outcomes": self.max_outcomes,
+            "look_every": self.look_every,
+            "counts": [int(c) for c in self._counts],
+            "verdict": self._verdict or "undecided",
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> ShadowComparison:
+        """The comparison saved by :meth:`state`, ready to take the next outcomes."""
+        test = cls(
+            alpha=float(state["alpha"]),
+            margin=float(state["margin"]),
+            min_outcomes=int(state["min_outcomes"]),
+            max_outcomes=int(state["max_outcomes"]),
+            look_every=int(state["look_every"]),
+        )
+        counts = np.asarray(state["counts"], dtype=np.int64)
+        verdict = state["verdict"]
+        if counts.shape != (8,) or (counts < 0).any() or counts.sum() > test.max_outcomes:
+            raise ValueError(f"counts must be 8 counts summing to at most max_outcomes: {counts}")
+        if verdict not in ("better", "not_better", "undecided"):
+            raise ValueError(f"verdict must be better, not_better or undecided, got {verdict!r}")
+        test._counts = counts
+        test._verdict = None if verdict == "undecided" else verdict
+        test._next_look = min(test._last_look() + 1, len(test.looks) - 1)
+        return test
+
+    def update(
+        self, labels: np.ndarray, incumbent: np.ndarray, challenger: np.ndarray
+    ) -> Verdict | None:
+        """Add joined outcomes (same events, 0/1 arrays); return the verdict once reached."""
+        paired_counts(labels, incumbent, challenger)  # validates before anything is counted
+        y, b, c = (np.asarray(a).reshape(-1) for a in (labels, incumbent, challenger))
+        start = 0
+        while self._verdict is None and start < len(y):
+            stop = min(len(y), start + int(self.looks[self._next_look]) - self.n_outcomes)
+            self._counts += paired_counts(y[start:stop], b[start:stop], c[start:stop])
+            start = stop
+            if self.n_outcomes == self.looks[self._next_look]:
+                self._look()
+        return self._verdict
+
+    def _look(self) -> None:
+        k = self._next_look
+        estimate = paired_f1_difference(self._counts)
+        z = _z(estimate, self.margin)
+        boundary = float(self.boundaries[k])
+        if z >= boundary:
+            self._verdict = "better"
+        elif z <= -boundary or k == len(self.looks) - 1:
+            self._verdict = "not_better"
+        else:
+            self._next_look = k + 1
+
+    def evidence(self) -> dict[str, float | int | str]:
+        """JSON-ready figures: F1 of both, their difference and its repeated confidence bounds.
+
+        ``boundary`` is the Z the latest look had to reach (before the first look: the
+        first look's), ``lower_bound`` / ``upper_bound`` the difference minus / plus it
+        in standard errors (clipped to [-1, 1]), ``alpha_spent`` the alpha spent so far.
+        """
+        estimate = paired_f1_difference(self._counts)
+        last = self._last_look()
+        boundary = float(self.boundaries[max(last, 0)])
+        spread = boundary * estimate.standard_error
+        spent = float(obrien_fleming_spending(self.looks[last] / self.max_outcomes, self.alpha))
+        return {
+            "method": METHOD,
+            "verdict": self._verdict or "undecided",
+            "n_outcomes": self.n_outcomes,
+            "positives": int(self._counts[4:].sum()),
+            "incumbent_trades": int(self._counts[[2, 3, 6, 7]].sum()),
+            "challenger_trades": int(self._counts[1::2].sum()),
+            "incumbent_f1": estimate.incumbent_f1,
+            "challenger_f1": estimate.challenger_f1,
+            "difference": estimate.difference,
+            "standard_error": estimate.standard_error,
+            "lower_bound": max(-1.0, estimate.difference - spread),
+            "upper_bound": min(1.0, estimate.difference + spread),
+            "z": _z(estimate, self.margin),
+            "boundary": boundary,
+            "looks": last + 1,
+            "alpha_spent": spent if last >= 0 else 0.0,
+            "alpha": self.alpha,
+            "margin": self.margin,
+        }
+
+    def _last_look(self) -> int:
+        """Index of the latest look taken, -1 before the first."""
+        return int(np.searchsorted(self.looks, self.n_outcomes, side="right")) - 1
+
+
+def _z(estimate: F1Difference, margin: float) -> float:
+    if estimate.standard_error <= 0.0:
+        return 0.0  # identical decisions so far: no evidence either way
+    return (estimate.difference - margin) / estimate.standard_error
