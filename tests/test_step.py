@@ -282,3 +282,15 @@ def test_orjson_writes_unit_floats_as_repr_does(values: list[float]) -> None:
     """What the batch encoder relies on in [1e-4, 1] (it asks repr() for anything else)."""
     texts = orjson.dumps(np.array(values), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
     assert texts == [repr(v).encode() for v in values]
+
+
+def test_a_one_member_committee_takes_the_whole_batch_path_too() -> None:
+    model = CompiledModel.from_artifact(example_artifact(("solo",)))
+    values: list[bytes | None] = [regular(i, {"solo": i / 10}) for i in range(11)]
+    whole = decode_vote_batch(values, model.members)
+    assert whole is not None and whole.matrix.shape == (11, 1)
+    step = ScoringStep()
+    records = records_of(values)
+    assert outcome(step(records, model, scored_at_ms=SCORED_AT)) == outcome(
+        per_record(step, records, model)
+    )
