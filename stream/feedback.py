@@ -139,7 +139,7 @@ class FeedbackLoop:
         shadow = self.shadow.score(batch, model)
         self.join.remember_batch(
             event_ids,
-            ts_ms=np.array([vote.ts_ms for _, vote in batch.good], dtype=np.int64),
+            ts_ms=np.array(batch.ts_ms, dtype=np.int64),
             votes=batch.matrix,
             scores=batch.scores,
             decisions=batch.decisions,
@@ -166,13 +166,13 @@ class FeedbackLoop:
         outcomes of the shifted votes arrive.
         """
         monitor = self.monitor
-        if monitor is None or not batch.good:
+        if monitor is None or not batch.ids:
             return []
         alarm = monitor.observe(batch.scores, batch.decisions, batch.matrix)
         out: list[Message] = []
         decision = self.policy.decide_label_free(alarm)
         if decision is not None and alarm is not None:
-            at_ts = max(vote.ts_ms for _, vote in batch.good)
+            at_ts = max(batch.ts_ms)
             out.append(self._request(decision, {"label_free": alarm.to_dict()}, at_ts=at_ts))
         estimate = monitor.label_free_estimate()
         if estimate is not None:

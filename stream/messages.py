@@ -2,6 +2,8 @@
 
 * votes in (:class:`Vote`, :func:`decode_vote`) and outcomes in
   (:class:`Outcome`, :func:`decode_outcome`);
+* a whole batch of votes at once, when every vote is regular (:func:`decode_vote_batch`), and
+  its signals (:func:`encode_signals`): the scorer's hot path;
 * signals out (:class:`Signal`, :func:`encode_signal`);
 * training rows (:class:`TrainingRow`: the scorer writes them, the trainer reads them);
 * control requests (:class:`ControlRequest`: the scorer asks, the trainer answers);
@@ -27,10 +29,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, NotRequired, TypedDict
+from itertools import chain
+from operator import itemgetter
+from typing import Any, Literal, NamedTuple, NotRequired, TypedDict, cast
 
 import numpy as np
 import orjson
@@ -193,6 +197,97 @@ def decode_vote(
     return Vote(id=event_id, ts_ms=ts_ms, votes=votes)
 
 
+class VoteBatch(NamedTuple):
+    """A batch of votes decoded at once: one entry per record, rows of ``matrix`` in the
+    model's member order (see :func:`decode_vote_batch`)."""
+
+    ids: list[str]
+    ts_ms: list[int]
+    votes: list[dict[str, float]]
+    matrix: np.ndarray
+
+
+_get_id = itemgetter("id")
+_get_ts = itemgetter("ts")
+_get_votes = itemgetter("votes")
+
+
+def decode_vote_batch(
+    values: Sequence[bytes | None],
+    members: Sequence[str],
+    *,
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    probabilities: bool = True,
+) -> VoteBatch | None:
+    """Every vote of a batch at once, or ``None`` when any record is irregular.
+
+    Regular: what :func:`decode_vote` accepts with an integer ``ts``, and what
+    :func:`vote_matrix` accepts with neither an unknown nor a missing member (so no member
+    policy refuses it). The checks run over the whole batch, C loops instead of one
+    Python call per record; one record that is not regular (bad, an ISO ``ts``, another
+    committee) sends the whole batch back to the per-record path (``None``), which names
+    each bad record's reason: this function never refuses a record itself.
+
+    >>> raw = [b'{"id":"e1","ts":1,"votes":{"a":0.25,"b":0.5}}',
+    ...        b'{"id":"e2","ts":2,"votes":{"b":1,"a":0.75}}']
+    >>> decode_vote_batch(raw, ("a", "b")).matrix.tolist()
+    [[0.25, 0.5], [0.75, 1.0]]
+    >>> decode_vote_batch([*raw, b'{"id":"e3","ts":3,"votes":{"a":2,"b":0}}'], ("a", "b"))
+    """
+    n, k = len(values), len(members)
+    if n == 0 or k == 0:
+        return None
+    try:
+        raw = cast(Sequence[bytes], values)  # a None (tombstone) fails len(): TypeError
+        if max(map(len, raw)) > max_bytes:
+            return None
+        docs = list(map(_load_json, raw))
+        if set(map(type, docs)) != {dict}:
+            return None
+        ids: list[str] = list(map(_get_id, docs))
+        ts_ms: list[int] = list(map(_get_ts, docs))
+        votes: list[dict[str, float]] = list(map(_get_votes, docs))
+        if (
+            set(map(type, ids)) != {str}
+            or min(map(len, ids)) == 0
+            or max(map(len, ids)) > MAX_ID_CHARS
+            or set(map(type, ts_ms)) != {int}
+            or min(ts_ms) < MIN_TS_MS
+            or max(ts_ms) >= MAX_TS_MS
+            or set(map(type, votes)) != {dict}
+            or set(map(len, votes)) != {k}
+        ):
+            return None
+        # Each vote has k entries and every one of the k members: exactly the model's members.
+        rows: Iterable[Any] = map(itemgetter(*members), votes)
+        if k > 1:
+            rows = chain.from_iterable(rows)
+        # np.fromiter takes any number, and also True (1.0), None (NaN) and a numeric string
+        # ("0.5"): those are looked for below. A list or an object raises.
+        matrix = np.fromiter(rows, dtype=np.float64, count=n * k).reshape(n, k)
+    except (ValueError, TypeError, KeyError, OverflowError):
+        return None  # orjson's and the stdlib's JSONDecodeError are ValueErrors
+    # A string anywhere but the id adds quotes: the keys id, ts, votes, the id and the k
+    # member names make exactly 2 (4 + k) per record, the fewest a regular vote can have.
+    if b"".join(raw).count(b'"') != 2 * (4 + k) * n and not _all_numbers(votes):
+        return None
+    if np.isnan(matrix).any():  # None, or NaN (the stdlib decoder lets it through)
+        return None
+    # true and false become 1.0 and 0.0: only then is the exact type of every vote asked.
+    if ((matrix == 0.0) | (matrix == 1.0)).any() and not _all_numbers(votes):
+        return None
+    if probabilities and (matrix.min() < 0.0 or matrix.max() > 1.0):
+        return None
+    if not probabilities and not np.isfinite(matrix).all():
+        return None
+    return VoteBatch(ids=ids, ts_ms=ts_ms, votes=votes, matrix=matrix)
+
+
+def _all_numbers(votes: list[dict[str, float]]) -> bool:
+    """Every vote is a JSON number (``true`` is no vote)."""
+    return set(map(type, chain.from_iterable(v.values() for v in votes))) <= {float, int}
+
+
 def decode_outcome(raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Outcome:
     """Parse and validate one outcome message ``{"id", "ts", "label": 0|1}``."""
     document = _load_object(raw, max_bytes)
@@ -279,6 +374,137 @@ def encode_signal(
             scored_at_ms,
         )
     ).encode()
+
+
+def _plain_ids(ids: list[str]) -> bool:
+    """Every id is printable ASCII without a quote or backslash: its JSON string is the id in
+    quotes, and its UTF-8 bytes are its characters."""
+    text = "".join(ids)
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
+# orjson writes a float as repr() does (shortest round trip) in this range; outside it repr()
+# switches to an exponent (1e-05) where orjson does not. tests/test_messages.py holds it so.
+_SHORTEST_LOW, _SHORTEST_HIGH = 1e-4, 1.0
+
+
+def _texts(values: Any) -> list[bytes]:
+    """JSON text of each number of a sequence or array, by one orjson pass."""
+    return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+
+
+def _float_texts(values: np.ndarray) -> list[bytes]:
+    """``repr(float(v)).encode()`` for each value, by one orjson pass over the array."""
+    texts = _texts(values)
+    odd = (values != 0.0) & ~((values >= _SHORTEST_LOW) & (values <= _SHORTEST_HIGH))
+    for i in np.flatnonzero(odd).tolist():
+        texts[i] = repr(float(values[i])).encode()
+    return texts
+
+
+def encode_signals(
+    *,
+    event_ids: Sequence[str],
+    ts_ms: Sequence[int],
+    decisions: np.ndarray,
+    scores: np.ndarray,
+    sizes: np.ndarray,
+    threshold: float,
+    model_name: str,
+    model_version: int,
+    scored_at_ms: int,
+    stale: np.ndarray | None = None,
+) -> list[tuple[bytes, bytes]]:
+    """``(key, value)`` of one signal per vote, keyed by event id: byte for byte what
+    :func:`encode_signal` writes for each, in one format pass over the batch.
+
+    Batches with a stale vote or an id that JSON must escape take :func:`encode_signal`
+    per signal (a rare backlog; a rare id), as does a score or size it would refuse,
+    which then raises as it does.
+
+    >>> encode_signals(event_ids=["e1"], ts_ms=[5], decisions=np.array([1]),
+    ...     scores=np.array([0.75]), sizes=np.array([1.0]), threshold=0.5, model_name="m",
+    ...     model_version=2, scored_at_ms=6)[0][1]
+    b'{"id":"e1","ts":5,"decision":1,"score":0.75,"threshold":0.5,"size":1.0,"model":"m","model_version":2,"scored_at":6}'
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if (
+        len(event_ids) > 0
+        and (stale is None or not stale.any())
+        and math.isfinite(threshold)
+        and bool(np.isfinite(scores).all())
+        and bool(((sizes >= 0.0) & (sizes <= 1.0)).all())
+        and set(map(type, ts_ms)) == {int}
+        and _plain_ids(list(event_ids))
+    ):
+        return _encode_whole(
+            event_ids, ts_ms, decisions, scores, sizes, threshold, model_name, model_version,
+            scored_at_ms,
+        )  # fmt: skip
+    flags = [False] * len(event_ids) if stale is None else stale.tolist()
+    return [
+        (
+            event_id.encode(),
+            encode_signal(
+                event_id=event_id,
+                ts_ms=ts,
+                decision=decision,
+                score=score,
+                threshold=threshold,
+                size=size,
+                model_name=model_name,
+                model_version=model_version,
+                scored_at_ms=scored_at_ms,
+                stale=is_stale,
+            ),
+        )
+        for event_id, ts, decision, score, size, is_stale in zip(
+            event_ids,
+            ts_ms,
+            decisions.tolist(),
+            scores.tolist(),
+            sizes.tolist(),
+            flags,
+            strict=True,
+        )
+    ]
+
+
+def _encode_whole(
+    event_ids: Sequence[str],
+    ts_ms: Sequence[int],
+    decisions: np.ndarray,
+    scores: np.ndarray,
+    sizes: np.ndarray,
+    threshold: float,
+    model_name: str,
+    model_version: int,
+    scored_at_ms: int,
+) -> list[tuple[bytes, bytes]]:
+    """:func:`encode_signals` of a regular batch (plain ids, finite scores, no stale vote)."""
+    # The batch's constants are written once; a '%' in the model name stays a character.
+    model = _json_string(model_name).encode().replace(b"%", b"%%")
+    one = (
+        b'{"id":"%b","ts":%b,"decision":%b,"score":%b,"threshold":'
+        + repr(float(threshold)).encode()
+        + b',"size":%b,"model":'
+        + model
+        + b',"model_version":%d,"scored_at":%d}' % (model_version, scored_at_ms)
+    )
+    keys = list(map(str.encode, event_ids))
+    fields = zip(
+        keys,
+        _texts(list(ts_ms)),
+        _texts(np.asarray(decisions, dtype=np.int64)),
+        _float_texts(scores),
+        _float_texts(sizes),
+        strict=True,
+    )
+    # No signal holds a newline (ids are plain, the model name is JSON-escaped): one format
+    # over the batch, split where the signals meet. Every field is JSON text already (%b).
+    values = (b"\n".join([one] * len(keys)) % tuple(chain.from_iterable(fields))).split(b"\n")
+    return list(zip(keys, values, strict=True))
 
 
 def encode_vote(event_id: str, ts_ms: int, votes: Mapping[str, float]) -> bytes:

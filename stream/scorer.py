@@ -365,11 +365,7 @@ class Scorer:
             return False
         self.outage.up()
         acked_ms = time.time() * 1000
-        latencies = acked_ms - np.fromiter(
-            (record.timestamp_ms for record, _ in batch.good),
-            dtype=np.float64,
-            count=len(batch.good),
-        )
+        latencies = acked_ms - batch.written_ms()
         self.metrics.latency.observe_many(latencies / 1000)
         if batch.n_stale:
             self.metrics.stale.inc(batch.n_stale)

@@ -3,6 +3,10 @@
 :class:`ScoringStep` decodes and validates each record, lays the valid votes
 out in the model's member order, scores and decides them in one vectorised
 pass, and keeps every refused record with the reason it goes to the DLQ.
+A batch whose votes are all regular (the usual case: one committee, integer
+times) is decoded and encoded whole (:func:`~metasignal.stream.messages.decode_vote_batch`,
+:func:`~metasignal.stream.messages.encode_signals`); any other batch one record
+at a time, with the same outcome.
 Sending, committing and joining are the loop's business
 (:mod:`metasignal.stream.scorer`), so this is what the in-process benchmark
 times and what tests can call without a transport.
@@ -18,7 +22,7 @@ Examples
 ...     Record("votes", 0, 1, b"e2", b'{"id":"e2","ts":1,"votes":{"a":2}}', 0),
 ... ]
 >>> batch = ScoringStep()(records, model, scored_at_ms=2)
->>> [vote.id for _, vote in batch.good], batch.decisions.tolist()
+>>> batch.ids, batch.decisions.tolist()
 (['e1'], [1])
 >>> [(record.offset, error.reason) for record, error in batch.dead]
 [(1, 'out_of_range')]
@@ -27,8 +31,10 @@ Examples
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,7 +43,8 @@ from metasignal.stream.messages import (
     MessageError,
     Vote,
     decode_vote,
-    encode_signal,
+    decode_vote_batch,
+    encode_signals,
     vote_matrix,
 )
 from metasignal.stream.scoring import CompiledModel
@@ -50,18 +57,37 @@ SAMPLE_EVERY = 10
 Good = list[tuple[Record, Vote]]
 Dead = list[tuple[Record, MessageError]]
 
+_value = itemgetter(4)  # Record.value
+_timestamp = itemgetter(5)  # Record.timestamp_ms
+
 
 def internal_error(exc: Exception) -> MessageError:
     """A per-record failure of no known kind: the record goes to the DLQ as ``internal``."""
     return MessageError("internal", f"{type(exc).__name__}: {exc}"[:500])
 
 
+class DecodedBatch(NamedTuple):
+    """Valid votes as columns (one entry per vote, rows of ``matrix`` in model member order),
+    the refused records, and the sample of decoded votes (:attr:`ScoredBatch.sample`)."""
+
+    records: list[Record]
+    ids: list[str]
+    ts_ms: list[int]
+    votes: list[Mapping[str, float]]
+    matrix: np.ndarray
+    dead: Dead
+    sample: list[Vote]
+
+
 @dataclass(frozen=True, slots=True)
 class ScoredBatch:
-    """One batch after scoring: rows of ``matrix``, ``scores``, ``decisions`` and ``sizes``
-    follow ``good``."""
+    """One batch after scoring: ``records``, ``ids``, ``ts_ms``, ``votes``, rows of ``matrix``,
+    ``scores``, ``decisions`` and ``sizes`` follow the scored votes, in record order."""
 
-    good: Good
+    records: list[Record]
+    ids: list[str]
+    ts_ms: list[int]
+    votes: list[Mapping[str, float]]
     dead: Dead
     matrix: np.ndarray
     scores: np.ndarray
@@ -79,7 +105,17 @@ class ScoredBatch:
 
     @property
     def event_ids(self) -> list[str]:
-        return [vote.id for _, vote in self.good]
+        return self.ids
+
+    @property
+    def good(self) -> Good:
+        """``(record, vote)`` per scored vote (built on demand: the loop reads the columns)."""
+        votes = map(Vote, self.ids, self.ts_ms, self.votes)
+        return list(zip(self.records, votes, strict=True))
+
+    def written_ms(self) -> np.ndarray:
+        """Kafka timestamps (epoch ms) of the scored votes' records."""
+        return np.fromiter(map(_timestamp, self.records), dtype=np.int64, count=len(self.records))
 
     @classmethod
     def concat(cls, parts: Sequence[ScoredBatch], n_members: int) -> ScoredBatch:
@@ -87,12 +123,15 @@ class ScoredBatch:
         if any(part.stale is not None for part in parts):
             stale = np.concatenate(
                 [
-                    np.zeros(len(part.good), dtype=bool) if part.stale is None else part.stale
+                    np.zeros(len(part.ids), dtype=bool) if part.stale is None else part.stale
                     for part in parts
                 ]
             )
         return cls(
-            good=[pair for part in parts for pair in part.good],
+            records=[r for part in parts for r in part.records],
+            ids=[i for part in parts for i in part.ids],
+            ts_ms=[t for part in parts for t in part.ts_ms],
+            votes=[v for part in parts for v in part.votes],
             dead=[pair for part in parts for pair in part.dead],
             matrix=np.concatenate([np.empty((0, n_members)), *(part.matrix for part in parts)]),
             scores=np.concatenate([np.empty(0), *(part.scores for part in parts)]),
@@ -109,7 +148,8 @@ class ScoredBatch:
 def decode_votes(
     records: Sequence[Record], *, max_bytes: int, probabilities: bool
 ) -> tuple[Good, Dead]:
-    """Split records into decoded votes and dead letters (member names are checked later)."""
+    """Split records into decoded votes and dead letters, one record at a time (member names
+    are checked later)."""
     good: Good = []
     dead: Dead = []
     for record in records:
@@ -165,10 +205,7 @@ class ScoringStep:
         record at a time, and the record that fails goes to the DLQ as ``internal``.
         """
         try:
-            good, dead = decode_votes(
-                records, max_bytes=self.max_message_bytes, probabilities=model.transform == "logit"
-            )
-            batch = self.score(good, dead, model)
+            batch = self.score(self.decode(records, model), model)
             if self.max_vote_age_ms:
                 batch = self.mark_stale(batch, now_ms=scored_at_ms)
             return replace(batch, signals=self.signals(batch, model, scored_at_ms=scored_at_ms))
@@ -190,7 +227,10 @@ class ScoringStep:
     @staticmethod
     def _empty(model: CompiledModel, *, dead: Dead) -> ScoredBatch:
         return ScoredBatch(
-            good=[],
+            records=[],
+            ids=[],
+            ts_ms=[],
+            votes=[],
             dead=dead,
             matrix=np.empty((0, len(model.members))),
             scores=np.empty(0),
@@ -198,8 +238,31 @@ class ScoringStep:
             sizes=np.empty(0),
         )
 
-    def score(self, good: Good, dead: Dead, model: CompiledModel) -> ScoredBatch:
-        """Member checks, then one vectorised predict and decide over the valid votes."""
+    def decode(self, records: Sequence[Record], model: CompiledModel) -> DecodedBatch:
+        """Decode the votes and lay them out in the model's member order, refusing bad ones.
+
+        The whole batch at once when every record is regular; otherwise one record at a
+        time (:meth:`decode_each`), which names each refused record's reason.
+        """
+        probabilities = model.transform == "logit"
+        whole = decode_vote_batch(
+            list(map(_value, records)),
+            model.members,
+            max_bytes=self.max_message_bytes,
+            probabilities=probabilities,
+        )
+        if whole is None:
+            return self.decode_each(records, model)
+        ids, ts_ms, votes, matrix = whole
+        sample = list(map(Vote, ids[::SAMPLE_EVERY], ts_ms[::SAMPLE_EVERY], votes[::SAMPLE_EVERY]))
+        return DecodedBatch(list(records), ids, ts_ms, list(votes), matrix, [], sample)
+
+    def decode_each(self, records: Sequence[Record], model: CompiledModel) -> DecodedBatch:
+        """Record by record: :func:`decode_votes`, then the member checks of
+        :func:`~metasignal.stream.messages.vote_matrix`."""
+        good, dead = decode_votes(
+            records, max_bytes=self.max_message_bytes, probabilities=model.transform == "logit"
+        )
         sample = [vote for _, vote in good[::SAMPLE_EVERY]]
         reject_unknown, reject_missing = self.member_policies(model)
         matrix, errors = vote_matrix(
@@ -212,24 +275,36 @@ class ScoringStep:
             dead = dead + [(good[i][0], e) for i, e in enumerate(errors) if e is not None]
             keep = [i for i, e in enumerate(errors) if e is None]
             good, matrix = [good[i] for i in keep], matrix[keep]
-        scores = model.predict_proba(matrix) if good else np.empty(0)
-        decisions = model.decide(scores)
-        return ScoredBatch(
-            good=good,
+        return DecodedBatch(
+            records=[record for record, _ in good],
+            ids=[vote.id for _, vote in good],
+            ts_ms=[vote.ts_ms for _, vote in good],
+            votes=[vote.votes for _, vote in good],
+            matrix=matrix,
             dead=dead,
+            sample=sample,
+        )
+
+    def score(self, decoded: DecodedBatch, model: CompiledModel) -> ScoredBatch:
+        """One vectorised predict, decide and size over the valid votes."""
+        matrix = decoded.matrix
+        scores = model.predict_proba(matrix) if decoded.ids else np.empty(0)
+        return ScoredBatch(
+            records=decoded.records,
+            ids=decoded.ids,
+            ts_ms=decoded.ts_ms,
+            votes=decoded.votes,
+            dead=decoded.dead,
             matrix=matrix,
             scores=scores,
-            decisions=decisions,
+            decisions=model.decide(scores),
             sizes=model.size(scores),
-            sample=sample,
+            sample=decoded.sample,
         )
 
     def mark_stale(self, batch: ScoredBatch, *, now_ms: int) -> ScoredBatch:
         """Votes older than ``max_vote_age_ms`` (by their Kafka timestamp) decide no-trade."""
-        written = np.fromiter(
-            (record.timestamp_ms for record, _ in batch.good), dtype=np.int64, count=len(batch.good)
-        )
-        stale = now_ms - written > self.max_vote_age_ms
+        stale = now_ms - batch.written_ms() > self.max_vote_age_ms
         if not stale.any():
             return batch
         decisions = np.where(stale, 0, batch.decisions).astype(np.int8)
@@ -241,30 +316,15 @@ class ScoringStep:
         batch: ScoredBatch, model: CompiledModel, *, scored_at_ms: int
     ) -> list[tuple[bytes, bytes]]:
         """``(key, value)`` of one signal per scored vote, keyed by event id."""
-        # Python scalars: iterating numpy arrays would box each element.
-        stale = [False] * len(batch.good) if batch.stale is None else batch.stale.tolist()
-        return [
-            (
-                vote.id.encode(),
-                encode_signal(
-                    event_id=vote.id,
-                    ts_ms=vote.ts_ms,
-                    decision=decision,
-                    score=score,
-                    threshold=model.threshold,
-                    size=size,
-                    model_name=model.name,
-                    model_version=model.version,
-                    scored_at_ms=scored_at_ms,
-                    stale=is_stale,
-                ),
-            )
-            for (_, vote), score, decision, size, is_stale in zip(
-                batch.good,
-                batch.scores.tolist(),
-                batch.decisions.tolist(),
-                batch.sizes.tolist(),
-                stale,
-                strict=True,
-            )
-        ]
+        return encode_signals(
+            event_ids=batch.ids,
+            ts_ms=batch.ts_ms,
+            decisions=batch.decisions,
+            scores=batch.scores,
+            sizes=batch.sizes,
+            threshold=model.threshold,
+            model_name=model.name,
+            model_version=model.version,
+            scored_at_ms=scored_at_ms,
+            stale=batch.stale,
+        )

@@ -114,21 +114,32 @@ def test_a_failure_of_unknown_kind_sends_that_record_to_the_dlq_as_internal(
     """Before: any exception but MessageError in the batch killed the scorer."""
     import metasignal.stream.step as step
 
+    real_decode_batch = step.decode_vote_batch
     real_decode = step.decode_vote
-    real_encode = step.encode_signal
+    real_encode = step.encode_signals
+
+    def boom(raw: bytes | None) -> bool:
+        return raw is not None and b'"boom-decode"' in raw
+
+    # Both decoders (the whole batch at once, and one record at a time) and the encoder fail.
+    def decode_batch(values: list[bytes | None], *args: Any, **kwargs: Any) -> Any:
+        if any(map(boom, values)):
+            raise RuntimeError("a bug in decoding")
+        return real_decode_batch(values, *args, **kwargs)
 
     def decode(raw: bytes | None, **kwargs: Any) -> Any:
-        if raw is not None and b'"boom-decode"' in raw:
+        if boom(raw):
             raise RuntimeError("a bug in decoding")
         return real_decode(raw, **kwargs)
 
-    def encode(**kwargs: Any) -> bytes:
-        if kwargs["event_id"] == "boom-encode":
+    def encode(**kwargs: Any) -> Any:
+        if "boom-encode" in kwargs["event_ids"]:
             raise ValueError("a bug in encoding")
         return real_encode(**kwargs)
 
+    monkeypatch.setattr(step, "decode_vote_batch", decode_batch)
     monkeypatch.setattr(step, "decode_vote", decode)
-    monkeypatch.setattr(step, "encode_signal", encode)
+    monkeypatch.setattr(step, "encode_signals", encode)
     bus = make_bus()
     publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
     good = send_votes(bus, TOPICS, committee, 0, 300)

@@ -170,3 +170,90 @@ def test_the_confluent_client_without_its_extra_says_how_to_install_it(
     monkeypatch.delitem(sys.modules, "metasignal.stream.transport.confluent", raising=False)
     with pytest.raises(TransportError, match=r"pip install 'metasignal\[confluent\]'"):
         kafka_transport("127.0.0.1:1", client="confluent")
+
+
+# --------------------------------------------------------------------------- confluent outages
+
+
+@pytest.mark.parametrize(
+    ("code", "producer", "kind"),
+    [
+        ("_ALL_BROKERS_DOWN", False, "unreachable"),
+        ("_TRANSPORT", True, "unreachable"),
+        ("_MSG_TIMED_OUT", True, "unreachable"),
+        ("REQUEST_TIMED_OUT", False, "unreachable"),
+        ("NOT_COORDINATOR", False, "unreachable"),
+        ("PRODUCER_FENCED", True, "fenced"),
+        ("INVALID_PRODUCER_EPOCH", True, "fenced"),
+        ("MSG_SIZE_TOO_LARGE", True, "other"),
+        ("TOPIC_AUTHORIZATION_FAILED", False, "other"),
+    ],
+)
+def test_librdkafka_errors_map_to_the_transport_kinds(code: str, producer: bool, kind: str) -> None:
+    """The scorer waits out UNREACHABLE, re-creates a FENCED producer, counts OTHER: as with
+    kafka-python, whichever client is configured."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from metasignal.stream.transport.confluent import _error, error_kind
+
+    error = KafkaError(getattr(KafkaError, code))
+    assert error_kind(error, producer=producer) == kind
+    assert _error("commit failed", KafkaException(error), producer=producer).kind == kind
+
+
+def test_a_fatal_librdkafka_error_fences_a_producer_but_not_a_consumer() -> None:
+    from confluent_kafka import KafkaError
+
+    from metasignal.stream.transport.confluent import error_kind
+
+    fatal = KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True)
+    assert error_kind(fatal, producer=True) == "fenced"
+    assert error_kind(fatal, producer=False) == "other"
+
+
+def test_a_confluent_client_without_a_broker_is_unreachable() -> None:
+    """Nothing listens on port 1: the consumer's probe turns false at librdkafka's first
+    statistics, and a flush fails as UNREACHABLE (the scorer waits it out)."""
+    from metasignal.stream.transport.confluent import ConfluentTransport
+
+    transport = ConfluentTransport(
+        bootstrap="127.0.0.1:1", client_config={"message.timeout.ms": 1_000}
+    )
+    consumer = transport.consumer(topics=["votes"], group_id="nobody-home")
+    producer = transport.producer()
+    try:
+        assert consumer.reachable()  # nothing known yet: not an outage
+
+        def reported() -> bool:
+            consumer.poll(timeout_ms=100, max_records=10)
+            return consumer._connectivity.reports > 0
+
+        assert wait_for(reported, timeout=15)
+        assert not consumer.reachable()
+        producer.send("votes", key=b"k", value=b"v")
+        with pytest.raises(TransportError) as caught:
+            producer.flush(timeout_s=5)
+        assert caught.value.kind == "unreachable"
+    finally:
+        consumer.close()
+        producer.close()
+        transport.close()
+
+
+@pytest.mark.kafka
+def test_a_confluent_consumer_on_a_live_broker_is_reachable(kafka_bootstrap: str) -> None:
+    from metasignal.stream.transport.confluent import ConfluentTransport
+
+    transport = ConfluentTransport(bootstrap=kafka_bootstrap)
+    consumer = transport.consumer(topics=[f"live-{uuid.uuid4().hex[:8]}"], group_id="live")
+    try:
+
+        def reported() -> bool:
+            consumer.poll(timeout_ms=100, max_records=10)
+            return consumer._connectivity.reports > 0
+
+        assert wait_for(reported, timeout=15)
+        assert consumer.reachable()
+    finally:
+        consumer.close()
+        transport.close()
