@@ -264,7 +264,9 @@ def test_the_verdict_does_not_depend_on_how_outcomes_are_batched(
 def test_the_benchmark_reports_every_measurement_on_a_tiny_plan(tmp_path: Path) -> None:
     import bench.shadow as bench
 
-    tiny = replace(bench.QUICK, train_events=20_000, pool_events=100_000, null_runs=4)
+    tiny = replace(
+        bench.QUICK, train_events=20_000, pool_events=100_000, null_runs=4, count_runs=50
+    )
     section = bench.run_benchmark(replace(tiny, power_runs=4), "python -m bench.shadow --quick")
     for heading in (
         "### False promotions of an equal-quality challenger",
