@@ -264,7 +264,9 @@ def test_the_verdict_does_not_depend_on_how_outcomes_are_batched(
 def test_the_benchmark_reports_every_measurement_on_a_tiny_plan(tmp_path: Path) -> None:
     import bench.shadow as bench
 
-    tiny = replace(bench.QUICK, train_events=20_000, pool_events=100_000, null_runs=4)
+    tiny = replace(
+        bench.QUICK, train_events=20_000, pool_events=100_000, null_runs=4, count_runs=50
+    )
     section = bench.run_benchmark(replace(tiny, power_runs=4), "python -m bench.shadow --quick")
     for heading in (
         "### False promotions of an equal-quality challenger",
@@ -296,3 +298,23 @@ def test_a_checkpointed_comparison_resumes_where_it_stopped() -> None:
     assert done.verdict == "better" and done.update(*(a[:5] for a in stream)) == "better"
     with pytest.raises(ValueError, match="8 counts"):
         ShadowComparison.from_state({**saved, "counts": [1, 2, 3]})
+
+
+def test_the_benchmarks_count_level_runs_are_the_real_test() -> None:
+    import bench.shadow as bench
+
+    rng = np.random.default_rng(9)
+    table = np.array([0.975, 0.002, 0.002, 0.002, 0.006, 0.003, 0.002, 0.006])
+    batches = rng.multinomial(bench.BATCH, table / table.sum(), size=(30, 100))
+    found = bench.better_at(batches)
+    for run_batches, at in zip(batches, found, strict=True):
+        test = ShadowComparison()
+        for counts in run_batches:
+            cells = np.repeat(np.arange(8), counts)
+            rng.shuffle(cells)
+            if test.update(cells >> 2 & 1, cells >> 1 & 1, cells & 1) is not None:
+                break
+        assert (test.verdict == "better") == np.isfinite(at)
+        if test.verdict == "better":
+            assert test.n_outcomes == at
+    assert 0 < np.isfinite(found).sum() < 30  # both kinds of run are compared
