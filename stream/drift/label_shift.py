@@ -23,7 +23,7 @@ outcome (it is the outcome's expectation): ``D`` is a share of the outcome's
 ``KL(Bern(2m) || Bern(m))``, so the detector needs about 1 / that share as many events as
 the outcome CUSUM needs outcomes, and gains by not waiting for them. For a 1 % -> 2 % step
 at the default budget even scores as informative as outcomes give ``h / D`` ~ 2,470 events;
-committees whose scores carry 30 % / 58 % of it need ~7,000 / ~3,800
+committees whose scores carry 30 % / 58 % of it need ~7,250 / ~4,000
 (``bench/label_free.py`` measures them).
 
 Each batch costs a few vectorised passes (the CUSUM recursion
