@@ -2,7 +2,7 @@
 
 ``python -m bench.loop --out docs/benchmarks.md [--quick]`` runs ``metasignal
 demo`` on the embedded memory bus for several seeds (trade rate 1 % -> 4 % at
-40 % of the stream, the best member decaying from 60 %) and reports F1 per
+40 % of the stream as a label shift, the best member decaying from 60 %) and reports F1 per
 eighth of the live stream for the loop and for the first model alone, scored
 on the same events in the same run.
 """
@@ -48,7 +48,8 @@ def render(summaries: list[dict[str, Any]], *, command: str, events: int) -> str
         "",
         f"{events:,} events per run, {seeds} seeds; the first 20 % fit model v1, the rest is "
         "streamed with outcomes 500 events behind their votes. Trade rate 1 % -> 4 % at 40 % "
-        "of the stream (live event "
+        "of the stream as a label shift (`generate_committee(label_shift=True)`: each class's "
+        "votes keep their distribution, the ranking holds) (live event "
         f"{int(events * 0.2):,}), best member decaying from 60 % (live event "
         f"{int(events * 0.4):,}). *First model* scores the same events with v1 only.",
         "",
@@ -65,13 +66,19 @@ def render(summaries: list[dict[str, Any]], *, command: str, events: int) -> str
     after = np.array([s["f1_after_drift"] for s in summaries])
     without = np.array([s["f1_after_drift_without_loop"] for s in summaries])
     retunes = [s["retunes"] for s in summaries]
+    label_free = [s["label_shift_retunes"] for s in summaries]
+    first_request = [
+        next((f"{e['kind']}/{e['source']}@{e['at']:,}" for e in s["drift_events"]), "none")
+        for s in summaries
+    ]
     retrains = [s["retrains"] for s in summaries]
     lines += [
         "",
         f"F1 after the rate step: **{after.mean():.3f}** with the loop vs "
         f"**{without.mean():.3f}** without (per seed: "
         + ", ".join(f"{a:.3f}/{w:.3f}" for a, w in zip(after, without, strict=True))
-        + f"); re-tunes published per run {retunes}, retrains {retrains}.",
+        + f"); models published per run: label-free re-tunes {label_free}, outcome re-tunes "
+        f"{retunes}, retrains {retrains}; first request per run: {', '.join(first_request)}.",
         END,
     ]
     return "\n".join(lines) + "\n"

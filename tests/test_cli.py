@@ -368,6 +368,24 @@ def test_synth_ids_and_start_follow_the_seed_and_start(
     assert reports[2]["start"].startswith("2024-06-01T09:30")
 
 
+def test_synth_label_shift_moves_the_votes_with_the_rate(tmp_path: Path) -> None:
+    import pandas as pd
+
+    frames = {}
+    for name, extra in (("label", ["--label-shift"]), ("threshold", [])):
+        out = tmp_path / f"{name}.csv"
+        argv = ["synth", "--out", str(out), "--events", "40000", "--positive-rate", "0.02",
+                "--rate-step", "0.5:0.2", *extra]  # fmt: skip
+        assert main(argv) == 0
+        frames[name] = pd.read_csv(out)
+    for frame in frames.values():
+        assert frame["label"].iloc[:20000].mean() < 0.03 < 0.15 < frame["label"].iloc[20000:].mean()
+    # A label shift brings more confident votes with the positives; a threshold step does not.
+    label, threshold = frames["label"]["m8"], frames["threshold"]["m8"]
+    assert label.iloc[20000:].median() > 2 * label.iloc[:20000].median()
+    assert threshold.iloc[20000:].median() < 1.2 * threshold.iloc[:20000].median()
+
+
 def test_synth_steps_the_rate_and_decays_a_member(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

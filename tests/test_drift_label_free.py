@@ -366,16 +366,29 @@ def test_an_alarm_the_members_do_not_bear_out_is_not_a_label_shift() -> None:
     assert decision is not None and decision.kind == "label_shift"
 
 
-def test_the_vote_window_keeps_the_reference_and_the_latest_votes() -> None:
-    window = VoteWindow(window=4)
-    assert window.reference is None
-    window.update(np.arange(3) / 10, np.arange(6).reshape(3, 2) / 10)
-    window.update(np.arange(3, 6) / 10, np.arange(6, 12).reshape(3, 2) / 10)
-    reference = window.reference
-    assert reference is not None
-    assert reference[0].tolist() == [0.0, 0.1, 0.2, 0.3] and reference[1].shape == (4, 2)
-    assert window.recent(2).tolist() == [[0.8, 0.9], [1.0, 1.1]]
-    assert window.recent(10).shape == (4, 2)
+def test_the_vote_window_splits_at_the_change_point() -> None:
+    window = VoteWindow(reference=4, recent=5)
+    scores = np.arange(12) / 100
+    votes = np.arange(24).reshape(12, 2) / 100
+    window.update(scores[:3], votes[:3])
+    assert window.split(2, 3, min_reference=2) is not None
+    assert window.split(1, 3, min_reference=2) is None  # too few events before the change
+    window.update(scores[3:], votes[3:])
+    parts = window.split(9, 12, min_reference=2)
+    assert parts is not None
+    ref_scores, ref_votes, recent_scores, recent_votes = parts
+    # The reference is the first events (not those just before the change)...
+    assert ref_scores.tolist() == [0.0, 0.01, 0.02, 0.03] and ref_votes.shape == (4, 2)
+    # ...and the recent part every event from the change to the end.
+    assert recent_scores.tolist() == [0.09, 0.1, 0.11]
+    assert recent_votes.tolist() == [[0.18, 0.19], [0.2, 0.21], [0.22, 0.23]]
+    # A change longer ago than the buffer holds: the recent part is what is held.
+    parts = window.split(3, 12, min_reference=2)
+    assert parts is not None and parts[2].tolist() == [0.07, 0.08, 0.09, 0.1, 0.11]
+    assert parts[0].tolist() == [0.0, 0.01, 0.02]  # the reference stops at the change
+    # A change inside the reference period cuts the reference there.
+    parts = window.split(2, 12, min_reference=2)
+    assert parts is not None and parts[0].tolist() == [0.0, 0.01]
 
 
 def test_member_votes_follow_a_prior_shift_and_not_a_decay() -> None:
@@ -390,7 +403,7 @@ def test_member_votes_follow_a_prior_shift_and_not_a_decay() -> None:
         return odds / (1 + odds), 1 / (1 + np.exp(-x))
 
     ref_scores, ref_votes = events(0.01, 30_000)
-    center = logit_center(ref_scores)
+    center = logit_center(ref_scores, ref_votes)
     reference = shift_features(ref_scores, ref_votes, center)
 
     def largest_z(scores: np.ndarray, votes: np.ndarray) -> float:

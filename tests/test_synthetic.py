@@ -366,3 +366,38 @@ def test_id_prefix_names_the_events_and_must_be_csv_safe_ascii() -> None:
     for bad in ("a,b", "é-"):
         with pytest.raises(ValueError, match="CSV-safe ASCII"):
             generate_committee(n_events=3, id_prefix=bad)
+
+
+def test_label_shift_moves_the_class_mix_and_keeps_each_class_alike() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    step = [RateStep(0.5, 0.04)]
+    shifted = generate_committee(
+        n_events=400_000, positive_rate=0.01, rate_steps=step, label_shift=True, seed=3
+    )
+    moved = generate_committee(n_events=400_000, positive_rate=0.01, rate_steps=step, seed=3)
+    half = 200_000
+    for c in (shifted, moved):
+        assert c.labels[:half].mean() == pytest.approx(0.01, abs=0.001)
+        assert c.labels[half:].mean() == pytest.approx(0.04, abs=0.002)
+    # Label shift: p(votes | label) is the same on both sides of the step...
+    logits = np.log(shifted.votes / (1 - shifted.votes))
+    for cls in (0, 1):
+        before = logits[:half][shifted.labels[:half] == cls]
+        after = logits[half:][shifted.labels[half:] == cls]
+        se = np.sqrt(before.var(axis=0) / len(before) + after.var(axis=0) / len(after))
+        assert np.all(np.abs(before.mean(axis=0) - after.mean(axis=0)) < 4 * se)
+        assert np.all(np.abs(before.std(axis=0) / after.std(axis=0) - 1) < 0.05)
+
+    # ...so the votes' distribution moves with the class mix (more high votes after it),
+    def moved_se(c: Committee) -> np.ndarray:
+        lg = np.log(c.votes / (1 - c.votes))
+        se = np.sqrt((lg[:half].var(axis=0) + lg[half:].var(axis=0)) / half)
+        return (lg[half:].mean(axis=0) - lg[:half].mean(axis=0)) / se
+
+    assert np.all(moved_se(shifted) > 10)
+    # while the default step moves the label threshold: the votes stay put.
+    assert np.all(np.abs(moved_se(moved)) < 4)
+    # Before the step both modes describe the same committee.
+    for c in (shifted, moved):
+        assert roc_auc_score(c.labels[:half], c.votes[:half, 7]) == pytest.approx(0.957, abs=0.01)

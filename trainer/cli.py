@@ -268,6 +268,12 @@ def _add_synth_parser(commands: Any) -> None:
         default=0.5,
         help="fraction of the stream where the decay begins (0.5)",
     )
+    synth.add_argument(
+        "--label-shift",
+        action="store_true",
+        help="--rate-step moves the class mix only (each class's votes keep their "
+        "distribution, so the votes shift with the rate), not the label threshold",
+    )
     synth.add_argument("--time-format", choices=("ms", "iso"), default="ms", help="ts as (ms)")
 
 
@@ -637,6 +643,7 @@ def command_synth(args: argparse.Namespace) -> int:
             rate_steps=args.rate_step,
             decaying_member=_member_index(args.decaying_member, args.members),
             decay_start=args.decay_start,
+            label_shift=args.label_shift,
             start_ms=start_ms,
             step_ms=args.step_ms,
             id_prefix=f"evt-{stamp.replace(':', '')}-s{args.seed}-",

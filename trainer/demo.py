@@ -1,12 +1,15 @@
 """``metasignal demo``: the whole service and its closed loop in one command.
 
 A synthetic committee stream (8 members, 1 % trades) gets two injected
-changes: the trade rate steps to 4 % at 40 % of the stream, and the best
-member starts to decay at 60 %. The meta-model is fitted on the first 20 %,
-signed, published and served by a scorer; outcomes arrive a little after their
-votes; the scorer joins them, tracks drift with river and asks the trainer
-for a re-tune or a retrain; the trainer gates and publishes new versions that
-the scorer swaps in. A few malformed votes show the dead-letter path.
+changes: the trade rate steps to 4 % at 40 % of the stream as a label shift
+(the class mix moves, each class's votes stay alike, so the scores show it
+before any outcome: a label-free re-tune), and the best member starts to decay
+at 60 % (concept drift: only the outcomes show it, and a retrain follows).
+The meta-model is fitted on the first 20 %, signed, published and served by a
+scorer; outcomes arrive a little after their votes; the scorer joins them,
+tracks drift with river and asks the trainer for a re-tune or a retrain; the
+trainer gates and publishes new versions that the scorer swaps in. A few
+malformed votes show the dead-letter path.
 
 It prints a live line and a timeline, writes ``timeline.html`` (rates,
 rolling F1, model versions; drift requests, new models and refused candidates
@@ -374,6 +377,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         rate_steps=[RateStep(options.rate_step_at, options.drifted_rate)],
         decaying_member=7,
         decay_start=options.decay_start,
+        label_shift=True,
         seed=options.seed,
     )
     n_history = int(len(committee) * options.history)
@@ -382,7 +386,8 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     decay_index = int(len(committee) * options.decay_start) - n_history
     print(
         f"committee: {len(committee)} events, 8 members, {options.positive_rate:.0%} trades; "
-        f"injected: rate -> {options.drifted_rate:.0%} at live event {step_index}, "
+        f"injected: rate -> {options.drifted_rate:.0%} at live event {step_index} (label "
+        "shift), "
         f"member m8 decays from live event {decay_index}"
     )
     outcome = fit_meta_model(_table(history), FitConfig())
@@ -557,7 +562,11 @@ def summarise(
     baseline = first_model.decide(first_model.predict_proba(live.votes)).astype(np.int64)
     after = slice(step_index, n)
     timeline = [
-        Mark(step_index, "injected", f"injected: trade rate steps to {options.drifted_rate:.0%}"),
+        Mark(
+            step_index,
+            "injected",
+            f"injected: trade rate steps to {options.drifted_rate:.0%} (label shift)",
+        ),
         Mark(decay_index, "injected", "injected: member m8 starts to decay"),
     ]
     drift_events = []
@@ -622,6 +631,7 @@ def summarise(
         "drift_events": drift_events,
         "retrains": kinds.count("retrain"),
         "retunes": kinds.count("retune"),
+        "label_shift_retunes": kinds.count("label_shift"),
         "refused": len(refused),
         "refused_candidates": refused,
         "f1_after_drift": f1_score(labels[after], decisions[after]),
@@ -643,7 +653,8 @@ def summarise(
     print(
         f"F1 after the drift: {summary['f1_after_drift']:.3f} with the loop "
         f"{'on' if options.loop else 'off'}, {summary['f1_after_drift_without_loop']:.3f} "
-        f"with the first model only; {summary['retunes']} re-tune(s), "
+        f"with the first model only; {summary['label_shift_retunes']} label-free re-tune(s), "
+        f"{summary['retunes']} re-tune(s), "
         f"{summary['retrains']} retrain(s); {stats.dlq} dead letters"
     )
     (options.out / "timeline.html").write_text(

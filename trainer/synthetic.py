@@ -251,6 +251,7 @@ def generate_committee(
     rate_steps: Sequence[RateStep] = (),
     decaying_member: int | None = None,
     decay_start: float = 0.5,
+    label_shift: bool = False,
     start_ms: int = 1_704_067_200_000,
     step_ms: int = 60_000,
     member_names: Sequence[str] | None = None,
@@ -277,6 +278,13 @@ def generate_committee(
         0-based member index whose skill decays to 0 from ``decay_start`` to the end.
     decay_start
         Fraction of the stream in [0, 1) where the decay begins.
+    label_shift
+        Make ``rate_steps`` a pure label shift: each event's class is drawn at the current
+        rate and its latent signal from that class's distribution at ``positive_rate``, so
+        ``p(votes | label)`` never changes and the votes' distribution moves with the class
+        mix (what the label-free monitor detects). By default a step moves the label
+        threshold instead: the votes keep their distribution and ``P(label | votes)``
+        changes (only outcomes can show it).
     start_ms, step_ms
         First timestamp (epoch ms) and mean spacing (>= 1 ms).
     member_names
@@ -323,20 +331,23 @@ def generate_committee(
     rho = float(noise_correlation)
     label_sd = math.sqrt(1.0 + LABEL_NOISE_SD**2)
 
-    z = rng.standard_normal(n)
-    label_noise = rng.standard_normal(n)
-    label_noise *= LABEL_NOISE_SD
+    rates = [float(positive_rate), *(float(s.positive_rate) for s in rate_steps)]
+    step_at = np.array([float(s.at) for s in rate_steps])
+    segment = np.searchsorted(step_at, np.arange(n) / n, side="right")
+    if label_shift:
+        z, labels = _class_conditional_signal(rng, np.array(rates)[segment], rates[0], label_sd)
+    else:
+        z = rng.standard_normal(n)
+        label_noise = rng.standard_normal(n)
+        label_noise *= LABEL_NOISE_SD
+        # Per-event threshold: only len(rate_steps)+1 distinct quantiles, so compute them
+        # exactly with the stdlib and index, instead of an approximate vectorised inverse CDF.
+        steps = np.array([label_sd * NormalDist().inv_cdf(1.0 - r) for r in rates])
+        labels = (z + label_noise > steps[segment]).astype(np.int8)
+    quantile = label_sd * NormalDist().inv_cdf(1.0 - rates[0])
     common = rng.standard_normal(n)
     noise = rng.standard_normal((n, m))
     jitter = rng.integers(0, step_ms, size=n, dtype=np.int64)
-
-    # Per-event threshold: only len(rate_steps)+1 distinct quantiles, so compute them exactly
-    # with the stdlib and index, instead of an approximate vectorised inverse CDF.
-    rates = [float(positive_rate), *(float(s.positive_rate) for s in rate_steps)]
-    quantiles = np.array([label_sd * NormalDist().inv_cdf(1.0 - r) for r in rates])
-    step_at = np.array([float(s.at) for s in rate_steps])
-    segment = np.searchsorted(step_at, np.arange(n) / n, side="right")
-    labels = (z + label_noise > quantiles[segment]).astype(np.int8)
 
     # Unit-variance member noise, built in place to keep the (n, m) temporaries down to one.
     noise *= math.sqrt(1.0 - rho)
@@ -356,7 +367,7 @@ def generate_committee(
     cond_sd = np.sqrt(label_sd**2 - apparent**2 / (1.0 + apparent**2))
     temperature = _temperatures(m)
     slope = temperature * _PROBIT_TO_LOGIT * apparent / (1.0 + apparent**2) / cond_sd
-    intercept = biases - temperature * _PROBIT_TO_LOGIT * quantiles[0] / cond_sd
+    intercept = biases - temperature * _PROBIT_TO_LOGIT * quantile / cond_sd
     logits = evidence
     logits *= slope
     logits += intercept
@@ -375,6 +386,27 @@ def generate_committee(
         votes=votes,
         labels=labels,
     )
+
+
+def _class_conditional_signal(
+    rng: np.random.Generator, rates: np.ndarray, base_rate: float, label_sd: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Latent signal and labels of a label-shifted stream: classes at ``rates``, each event's
+    ``z`` from its class's distribution at ``base_rate``.
+
+    ``u = z + e ~ N(0, label_sd^2)`` is drawn from its upper ``base_rate`` tail for a positive
+    and the rest for a negative (inverse CDF of a uniform on that part), then
+    ``z | u ~ N(u / label_sd^2, 1 - 1 / label_sd^2)``.
+    """
+    from scipy.special import ndtri
+
+    n = len(rates)
+    labels = (rng.random(n) < rates).astype(np.int8)
+    share = 1.0 - rng.random(n)  # in (0, 1]: no infinite quantile
+    tail = np.where(labels == 1, 1.0 - base_rate * share, (1.0 - base_rate) * share)
+    u = label_sd * ndtri(tail)
+    z = u / label_sd**2 + math.sqrt(1.0 - 1.0 / label_sd**2) * rng.standard_normal(n)
+    return z, labels
 
 
 def _skill_spread(n_members: int) -> np.ndarray:

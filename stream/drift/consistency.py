@@ -5,16 +5,19 @@ Under label shift every input moves with the class mix and nothing else: for any
 :func:`~metasignal.stream.drift.prior.mixture_weight` of the event's score at the estimated
 rate. :func:`shift_z` compares the mean of each ``g`` after a change with that prediction
 from the reference events, in standard errors; :func:`shift_features` gives the ``g``
-worth checking: each member's vote logit, the score logit and its spread (the squared
-distance of the score logit from its reference mean). A member that decays into noise, or
-any other change of ``P(y | x)``, moves the scores without moving these the way a prior
-shift would: in the synthetic committee a decaying member keeps its own distribution, but
-the committee's combined evidence narrows (the spread falls) while its mean barely moves.
-A large ``|z|`` therefore means *not a label shift*, and the policy waits for the outcomes
-instead of asking for a label-shift re-tune.
+worth checking: each member's vote logit, the score logit, its spread (the squared distance
+of the score logit from its reference mean) and each member's co-movement with the score
+(the product of their centred logits). Together they test the goodness of fit of the
+label-shift model, "the recent events are the reference classes in a new mix", on the
+moments that concept drift moves. A member that decays into noise, or any other change
+of ``P(y | x)``, moves the scores without moving these the way a prior shift would: in the
+synthetic committee a decaying member keeps its own distribution, but its co-movement with
+the committee's combined evidence falls, and that evidence narrows (the spread falls). A
+large ``|z|`` therefore means *not a label shift*, and the policy waits for the outcomes
+(which ask for a retrain) instead of asking for a label-shift re-tune.
 
 :class:`VoteWindow` keeps what the check needs: the reference events (the first
-``window`` after a restart: scores and votes) and the votes of the most recent ``window``.
+``reference`` after a restart: scores and votes) and the most recent ones.
 
 Examples
 --------
@@ -28,15 +31,16 @@ Examples
 ...     odds = np.exp(3 * x.sum(axis=1)) * 0.01 / 0.99  # calibrated at 1 %
 ...     return odds / (1 + odds), 1 / (1 + np.exp(-1.5 * x))
 >>> ref_scores, ref_votes = events(0.01, 20_000)
->>> center = logit_center(ref_scores)
+>>> center = logit_center(ref_scores, ref_votes)
 >>> reference = shift_features(ref_scores, ref_votes, center)
 >>> def z(scores, votes):
 ...     new = shift_features(scores, votes, center)
 ...     return shift_z(ref_scores, reference, new, 0.01, 0.03).round(1).tolist()
+>>> # columns: votes of a and b, score logit, its spread, co-movement of a and b
 >>> z(*events(0.03, 10_000))  # a prior shift: everything follows the scores
-[0.6, -0.8, -0.1, 0.6]
+[0.6, -0.8, -0.1, 0.6, 1.2, -0.1]
 >>> z(*events(0.01, 10_000, decayed=True))  # not one
-[-2.7, -4.4, -6.0, -9.8]
+[-2.7, -4.4, -6.0, -9.8, -8.9, -9.2]
 """
 
 from __future__ import annotations
@@ -57,16 +61,33 @@ def _logits(votes: np.ndarray) -> np.ndarray:
     return np.log(clipped) - np.log1p(-clipped)
 
 
-def logit_center(scores: np.ndarray) -> float:
-    """Mean score logit of the reference events (the spread column is measured from it)."""
-    return float(np.mean(_logits(np.asarray(scores, dtype=np.float64))))
+def logit_center(scores: np.ndarray, votes: np.ndarray) -> np.ndarray:
+    """Mean vote logit of each member, then the mean score logit, over the reference events.
 
-
-def shift_features(scores: np.ndarray, votes: np.ndarray, center: float) -> np.ndarray:
-    """Columns checked by :func:`shift_z`: vote logits, score logit, score-logit spread."""
+    The spread and co-movement columns of :func:`shift_features` are measured from them.
+    """
+    vote_logits = _logits(np.asarray(votes, dtype=np.float64))
     score_logit = _logits(np.asarray(scores, dtype=np.float64))
+    return np.append(np.nanmean(vote_logits, axis=0), score_logit.mean())
+
+
+def shift_features(scores: np.ndarray, votes: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Columns checked by :func:`shift_z`.
+
+    Each member's vote logit; the score logit; its spread (squared distance from the
+    reference mean); and each member's co-movement with the score (product of the two
+    centred logits), which falls when a member stops carrying the committee's signal.
+    """
+    vote_logits = _logits(np.asarray(votes, dtype=np.float64))
+    score_logit = _logits(np.asarray(scores, dtype=np.float64))
+    centred = score_logit - center[-1]
     return np.column_stack(
-        [_logits(np.asarray(votes, dtype=np.float64)), score_logit, (score_logit - center) ** 2]
+        [
+            vote_logits,
+            score_logit,
+            centred**2,
+            (vote_logits - center[:-1]) * centred[:, None],
+        ]
     )
 
 
@@ -101,46 +122,71 @@ def shift_z(
 
 
 class VoteWindow:
-    """The reference votes (first ``window`` after a reset) and the last ``window`` votes."""
+    """Scores and votes for :func:`shift_z`: the model's first events, and the latest ones.
 
-    def __init__(self, *, window: int = 5_000) -> None:
-        self.window = window
+    The reference of a check is the first ``reference`` events after a reset (the regime
+    the model started in; cut at the change point when the change came earlier), the
+    recent part every event since the change point still held (at most ``recent``). Both
+    are long because the check's power grows with either; a reference taken just before
+    the change point would hide a gradual change (a decaying member), which has already
+    begun there.
+    """
+
+    def __init__(self, *, reference: int = 20_000, recent: int = 20_000) -> None:
+        if reference < 1 or recent < 1:
+            raise ValueError(f"reference and recent must be >= 1, got {reference} and {recent}")
+        self.reference = reference
+        self.recent = recent
         self.reset()
 
     def reset(self) -> None:
-        self._reference_scores: list[np.ndarray] = []
-        self._reference_votes: list[np.ndarray] = []
-        self._reference_n = 0
-        self._recent: np.ndarray | None = None
+        self._first_scores = np.empty(self.reference, dtype=np.float64)
+        self._scores = np.empty(self.recent, dtype=np.float64)
+        self._first_votes: np.ndarray | None = None
+        self._votes: np.ndarray | None = None
         self._written = 0
 
     @property
-    def reference(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Scores and votes of the reference period, once it is complete."""
-        if self._reference_n < self.window:
-            return None
-        return np.concatenate(self._reference_scores), np.concatenate(self._reference_votes)
+    def events(self) -> int:
+        """Events seen since the last reset."""
+        return self._written
 
     def update(self, scores: np.ndarray, votes: np.ndarray) -> None:
         n = len(scores)
         if not n:
             return
-        if self._reference_n < self.window:
-            take = min(n, self.window - self._reference_n)
-            self._reference_scores.append(np.array(scores[:take], dtype=np.float64))
-            self._reference_votes.append(np.array(votes[:take], dtype=np.float64))
-            self._reference_n += take
-        if self._recent is None:
-            self._recent = np.full((self.window, votes.shape[1]), math.nan)
-        keep = min(n, self.window)
-        slots = (self._written + np.arange(n - keep, n)) % self.window
-        self._recent[slots] = votes[n - keep :]
+        if self._votes is None or self._first_votes is None:
+            self._first_votes = np.full((self.reference, votes.shape[1]), math.nan)
+            self._votes = np.full((self.recent, votes.shape[1]), math.nan)
+        if self._written < self.reference:
+            take = min(n, self.reference - self._written)
+            into = slice(self._written, self._written + take)
+            self._first_scores[into] = scores[:take]
+            self._first_votes[into] = votes[:take]
+        keep = min(n, self.recent)
+        slots = (self._written + np.arange(n - keep, n)) % self.recent
+        self._scores[slots] = scores[n - keep :]
+        self._votes[slots] = votes[n - keep :]
         self._written += n
 
-    def recent(self, events: int) -> np.ndarray:
-        """The last ``events`` votes held (at most ``window``), oldest first."""
-        if self._recent is None:
-            return np.empty((0, 0))
-        k = min(events, self._written, self.window)
-        end = self._written % self.window
-        return self._recent[np.arange(end - k, end) % self.window]
+    def split(
+        self, change: int, end: int, *, min_reference: int = 2_000
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Reference and recent (events ``change .. end - 1``, counted since the reset).
+
+        Returns reference scores, reference votes, recent scores, recent votes; ``None``
+        when fewer than ``min_reference`` reference events precede the change.
+        """
+        end = min(end, self._written)
+        first = min(max(change, 0), self.reference)  # reference events before the change
+        start = min(max(change, end - self.recent, 0), end)  # the oldest recent one held
+        if first < min_reference or end <= start or self._votes is None:
+            return None
+        assert self._first_votes is not None
+        index = np.arange(start, end) % self.recent
+        return (
+            self._first_scores[:first],
+            self._first_votes[:first],
+            self._scores[index],
+            self._votes[index],
+        )

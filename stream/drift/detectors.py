@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from river import base
 
-__all__ = ["DETECTORS", "BernoulliCUSUM", "Direction", "make_detector"]
+__all__ = ["DETECTORS", "BernoulliCUSUM", "CusumReadouts", "Direction", "make_detector"]
 
 Direction = Literal["up", "down"]
 
@@ -43,7 +43,60 @@ def bernoulli_kl(p: float, q: float) -> float:
     return total
 
 
-class BernoulliCUSUM(base.DriftDetector):
+class CusumReadouts:
+    """Read-outs shared by the two-sided CUSUMs (:class:`BernoulliCUSUM`, and
+    :class:`~metasignal.stream.drift.label_shift.PriorShiftCUSUM` on scores).
+
+    The host keeps ``_warm_left`` (samples left in the warm-up), ``_direction``,
+    ``_n_detections``, the statistics ``_s_up``/``_s_down`` and the decision intervals
+    ``_h_up``/``_h_down``.
+    """
+
+    _warm_left: int
+    _direction: Direction | None
+    _n_detections: int
+    _s_up: float
+    _s_down: float
+    _h_up: float
+    _h_down: float
+
+    @property
+    def in_warmup(self) -> bool:
+        """Whether the detector is still estimating its reference (no drift can be signalled)."""
+        return self._warm_left > 0
+
+    @property
+    def drift_direction(self) -> Direction | None:
+        """Direction of the last drift: ``"up"``, ``"down"`` or ``None`` before any."""
+        return self._direction
+
+    @property
+    def n_detections(self) -> int:
+        """Number of drifts signalled since construction (or the last ``_reset``)."""
+        return self._n_detections
+
+    @property
+    def statistic_up(self) -> float:
+        """Upward CUSUM statistic in nats (a drift when above :attr:`threshold_up`)."""
+        return self._s_up
+
+    @property
+    def statistic_down(self) -> float:
+        """Downward CUSUM statistic in nats (a drift when above :attr:`threshold_down`)."""
+        return self._s_down
+
+    @property
+    def threshold_up(self) -> float | None:
+        """Decision interval of the upward side (``inf`` if disabled, ``None`` in warm-up)."""
+        return None if self._warm_left else self._h_up
+
+    @property
+    def threshold_down(self) -> float | None:
+        """Decision interval of the downward side (``inf`` if disabled, ``None`` in warm-up)."""
+        return None if self._warm_left else self._h_down
+
+
+class BernoulliCUSUM(CusumReadouts, base.DriftDetector):
     """Two-sided CUSUM on the Bernoulli log-likelihood ratio of a 0/1 stream.
 
     The in-control rate ``p0`` is estimated from the first ``warmup`` samples (or given).
@@ -311,41 +364,6 @@ class BernoulliCUSUM(base.DriftDetector):
     def reference_rate(self) -> float | None:
         """The ``p0`` the statistics are currently computed against (``None`` in warm-up)."""
         return None if self._warm_left else self._p0
-
-    @property
-    def in_warmup(self) -> bool:
-        """Whether the detector is still estimating ``p0`` (no drift can be signalled)."""
-        return self._warm_left > 0
-
-    @property
-    def drift_direction(self) -> Direction | None:
-        """Direction of the last drift: ``"up"``, ``"down"`` or ``None`` before any."""
-        return self._direction
-
-    @property
-    def n_detections(self) -> int:
-        """Number of drifts signalled since construction (or the last ``_reset``)."""
-        return self._n_detections
-
-    @property
-    def statistic_up(self) -> float:
-        """Upward CUSUM statistic in nats (a drift when above :attr:`threshold_up`)."""
-        return self._s_up
-
-    @property
-    def statistic_down(self) -> float:
-        """Downward CUSUM statistic in nats (a drift when above :attr:`threshold_down`)."""
-        return self._s_down
-
-    @property
-    def threshold_up(self) -> float | None:
-        """Decision interval of the upward side (``inf`` if disabled, ``None`` in warm-up)."""
-        return None if self._warm_left else self._h_up
-
-    @property
-    def threshold_down(self) -> float | None:
-        """Decision interval of the downward side (``inf`` if disabled, ``None`` in warm-up)."""
-        return None if self._warm_left else self._h_down
 
 
 # ---------------------------------------------------------------------- factory

@@ -149,7 +149,7 @@ class DriftMonitor:
         self.members = tuple(members)
         self.window = window
         self.label_free = LabelFreeEstimator(window=label_free_window, warmup=label_free_window)
-        self._vote_window = VoteWindow(window=label_free_window)
+        self._vote_window = VoteWindow()
         self._label_shift_params = {"warmup": label_free_window, **(label_shift_params or {})}
         self._label_shift = PriorShiftCUSUM(**self._label_shift_params)
         self.label_free_refresh = label_free_refresh
@@ -233,21 +233,18 @@ class DriftMonitor:
         )
 
     def _member_shift(self, reference: float, rate: float, since: int, after: int) -> float:
+        """Largest |z| of :func:`shift_z`: the events since the change against those before."""
         window = self._vote_window
-        base = window.reference
-        if base is None or not 0.0 < rate < 1.0:
+        end = window.events - after  # the alarm's event, counted in the window
+        parts = window.split(end - since, end)
+        if parts is None or not 0.0 < rate < 1.0:
             return math.nan
-        recent_votes = window.recent(since + after)
-        recent_votes = recent_votes[: len(recent_votes) - after]
-        recent_scores, _ = self.label_free.recent(since + after)
-        recent_scores = recent_scores[: len(recent_scores) - after]
-        n = min(len(recent_votes), len(recent_scores))
-        base_scores, base_votes = base
-        center = logit_center(base_scores)
+        base_scores, base_votes, recent_scores, recent_votes = parts
+        center = logit_center(base_scores, base_votes)
         z = shift_z(
             base_scores,
             shift_features(base_scores, base_votes, center),
-            shift_features(recent_scores[-n:], recent_votes[-n:], center),
+            shift_features(recent_scores, recent_votes, center),
             reference,
             rate,
         )

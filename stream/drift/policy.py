@@ -75,7 +75,7 @@ class DriftPolicy:
     retry_outcomes: int = 20_000
     label_free: bool = True
     agreement_z: float = 5.0
-    consistency_z: float = 2.5
+    consistency_z: float = 3.0
     label_free_retry_events: int = 50_000
     min_agreement_outcomes: int = 2000
     model_version: int = 0
