@@ -204,6 +204,22 @@ def test_threshold_maximises_the_fold_averaged_objective() -> None:
         assert values[k] == pytest.approx(objective.value_at(y, s, chosen))
 
 
+def test_pooled_value_sums_the_folds_counts_before_the_ratio() -> None:
+    from metasignal.trainer.objective import Objective
+    from metasignal.trainer.walk_forward import pooled_value
+
+    # Fold 1: 1 trade, 1 hit, 1 positive (F1 1.0); fold 2: 10 trades, 2 hits, 10 positives.
+    y1, s1 = np.array([1, 0, 0]), np.array([0.9, 0.1, 0.2])
+    y2 = np.array([1] * 10 + [0] * 30)
+    s2 = np.array([0.9, 0.9] + [0.1] * 8 + [0.9] * 8 + [0.1] * 22)
+    f1 = pooled_value(Objective(metric="f1"), [y1, y2], [s1, s2], [0.5, 0.5])
+    # Pooled: TP 3, trades 11, positives 11 -> 2 * 3 / 22; the mean of the folds' F1 is 0.6.
+    assert f1 == pytest.approx(6 / 22)
+    payoff = [np.array([2.0, -1.0, -1.0]), np.where(s2 > 0.5, -0.5, 0.0)]
+    profit = pooled_value(Objective(metric="profit"), [y1, y2], [s1, s2], [0.5, 0.5], payoff)
+    assert profit == pytest.approx((2.0 - 5.0) / 43)
+
+
 @pytest.mark.parametrize("metric", ["f1", "fbeta", "precision", "recall", "profit"])
 def test_objective_curve_equals_value_at(metric: str) -> None:
     from metasignal.trainer.objective import Objective

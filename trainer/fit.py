@@ -14,18 +14,21 @@ tuned settings.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from metasignal.stream.artifact import SCHEMA_VERSION, Artifact
 from metasignal.stream.sizing import SizingRule, resolve_sizing
@@ -45,6 +48,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger("metasignal.trainer")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 LIBRARIES = ("numpy", "scipy", "scikit-learn", "imbalanced-learn", "metasignal")
 
@@ -289,6 +295,23 @@ def sizing_summary(rule: SizingRule, p_holdout: np.ndarray, threshold: float) ->
     }
 
 
+def _one_blas_thread(func: Callable[P, R]) -> Callable[P, R]:
+    """Run ``func`` with one BLAS thread.
+
+    The meta-model's matrices are rows x members (a handful of columns): every product is
+    memory-bound, and BLAS threads only add hand-offs and spin-waiting, which on a shared
+    machine take CPU from the other processes and time from this one.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_one_blas_thread
 def fit_meta_model(
     data: VoteTable | pd.DataFrame | str | Path,
     config: FitConfig | None = None,
