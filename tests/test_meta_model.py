@@ -100,11 +100,12 @@ def test_select_scores_every_strategy_and_picks_the_best(committee: Committee) -
     model = MetaModelClassifier(strategy="select").fit(committee.votes, committee.labels)
     table = model.walk_forward_
     assert set(table) == {"optimal_threshold", "smote_enhanced", "focal_loss", "plain_logistic"}
-    best = max(table.values(), key=lambda r: r.mean)
+    assert all(0.0 <= r.pooled <= 1.0 for r in table.values())
+    best = max(table.values(), key=lambda r: r.pooled)
     if model.strategy_ != best.strategy:
         # Only the anchor may stand in for the best, and only when the lead is within noise.
         assert model.strategy_ == "optimal_threshold"
-        assert "within fold noise" in model.strategy_reason_
+        assert "within one standard error" in model.strategy_reason_
     else:
         assert "beats" in model.strategy_reason_ or best.strategy == "optimal_threshold"
 
@@ -166,11 +167,21 @@ def test_select_keeps_the_anchor_unless_the_lead_beats_fold_noise() -> None:
             fit_seconds=0.0,
         )
 
+    # Lead 0.04, fold differences [0.2, -0.2, -0.1, 0.1, 0.2]: standard error 0.081.
     noisy = {
-        "optimal_threshold": result("optimal_threshold", [0.3, 0.0, 0.5, 0.0, 0.4]),
-        "plain_logistic": result("plain_logistic", [0.5, 0.0, 0.4, 0.1, 0.5]),
+        "optimal_threshold": result("optimal_threshold", [0.3, 0.2, 0.5, 0.0, 0.4]),
+        "plain_logistic": result("plain_logistic", [0.5, 0.0, 0.4, 0.1, 0.6]),
     }
     assert select_best(noisy)[0] == "optimal_threshold"
+    # The pooled value ranks when present: a lead in pooled F1 the fold noise cannot explain.
+    steady = {
+        "optimal_threshold": result("optimal_threshold", [0.30, 0.32, 0.31, 0.30, 0.29]),
+        "smote_enhanced": result("smote_enhanced", [0.31, 0.33, 0.32, 0.31, 0.30]),
+    }
+    steady["optimal_threshold"].pooled, steady["smote_enhanced"].pooled = 0.30, 0.33
+    assert select_best(steady)[0] == "smote_enhanced"
+    steady["smote_enhanced"].pooled = 0.295
+    assert select_best(steady)[0] == "optimal_threshold"
     clear = {
         "optimal_threshold": result("optimal_threshold", [0.30, 0.31, 0.29, 0.30, 0.32]),
         "focal_loss": result("focal_loss", [0.40, 0.41, 0.40, 0.42, 0.41]),
