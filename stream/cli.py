@@ -35,7 +35,6 @@ from metasignal.stream.metrics import MetricsServer
 from metasignal.stream.model_store import publish_artifact, rollback_artifact
 from metasignal.stream.options import SCORER_SETTINGS, ScorerOptions
 from metasignal.stream.replay import ReplayProgress, read_vote_file
-from metasignal.stream.scorer import Scorer
 from metasignal.stream.topics import Topics, topic_specs
 from metasignal.stream.transport import Transport, kafka_transport
 from metasignal.stream.transport.base import TransportError
@@ -141,6 +140,9 @@ def register(commands: Any) -> None:
 
 
 def command_scorer(args: argparse.Namespace) -> int:
+    # Imported here: the scorer pulls in river (drift), which no other command needs.
+    from metasignal.stream.scorer import Scorer
+
     transport = _kafka(args)
     keys = resolve_signing_keys(key_file=args.key_file)
     if not keys and not args.allow_unsigned:

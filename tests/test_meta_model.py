@@ -100,11 +100,12 @@ def test_select_scores_every_strategy_and_picks_the_best(committee: Committee) -
     model = MetaModelClassifier(strategy="select").fit(committee.votes, committee.labels)
     table = model.walk_forward_
     assert set(table) == {"optimal_threshold", "smote_enhanced", "focal_loss", "plain_logistic"}
-    best = max(table.values(), key=lambda r: r.mean)
+    assert all(0.0 <= r.pooled <= 1.0 for r in table.values())
+    best = max(table.values(), key=lambda r: r.pooled)
     if model.strategy_ != best.strategy:
         # Only the anchor may stand in for the best, and only when the lead is within noise.
         assert model.strategy_ == "optimal_threshold"
-        assert "within fold noise" in model.strategy_reason_
+        assert "within one standard error" in model.strategy_reason_
     else:
         assert "beats" in model.strategy_reason_ or best.strategy == "optimal_threshold"
 
@@ -166,11 +167,21 @@ def test_select_keeps_the_anchor_unless_the_lead_beats_fold_noise() -> None:
             fit_seconds=0.0,
         )
 
+    # Lead 0.04, fold differences [0.2, -0.2, -0.1, 0.1, 0.2]: standard error 0.081.
     noisy = {
-        "optimal_threshold": result("optimal_threshold", [0.3, 0.0, 0.5, 0.0, 0.4]),
-        "plain_logistic": result("plain_logistic", [0.5, 0.0, 0.4, 0.1, 0.5]),
+        "optimal_threshold": result("optimal_threshold", [0.3, 0.2, 0.5, 0.0, 0.4]),
+        "plain_logistic": result("plain_logistic", [0.5, 0.0, 0.4, 0.1, 0.6]),
     }
     assert select_best(noisy)[0] == "optimal_threshold"
+    # The pooled value ranks when present: a lead in pooled F1 the fold noise cannot explain.
+    steady = {
+        "optimal_threshold": result("optimal_threshold", [0.30, 0.32, 0.31, 0.30, 0.29]),
+        "smote_enhanced": result("smote_enhanced", [0.31, 0.33, 0.32, 0.31, 0.30]),
+    }
+    steady["optimal_threshold"].pooled, steady["smote_enhanced"].pooled = 0.30, 0.33
+    assert select_best(steady)[0] == "smote_enhanced"
+    steady["smote_enhanced"].pooled = 0.295
+    assert select_best(steady)[0] == "optimal_threshold"
     clear = {
         "optimal_threshold": result("optimal_threshold", [0.30, 0.31, 0.29, 0.30, 0.32]),
         "focal_loss": result("focal_loss", [0.40, 0.41, 0.40, 0.42, 0.41]),
@@ -202,6 +213,22 @@ def test_threshold_maximises_the_fold_averaged_objective() -> None:
         )
         chosen = candidates[np.flatnonzero(np.isclose(rest_means, rest_means.max()))[-1]]
         assert values[k] == pytest.approx(objective.value_at(y, s, chosen))
+
+
+def test_pooled_value_sums_the_folds_counts_before_the_ratio() -> None:
+    from metasignal.trainer.objective import Objective
+    from metasignal.trainer.walk_forward import pooled_value
+
+    # Fold 1: 1 trade, 1 hit, 1 positive (F1 1.0); fold 2: 10 trades, 2 hits, 10 positives.
+    y1, s1 = np.array([1, 0, 0]), np.array([0.9, 0.1, 0.2])
+    y2 = np.array([1] * 10 + [0] * 30)
+    s2 = np.array([0.9, 0.9] + [0.1] * 8 + [0.9] * 8 + [0.1] * 22)
+    f1 = pooled_value(Objective(metric="f1"), [y1, y2], [s1, s2], [0.5, 0.5])
+    # Pooled: TP 3, trades 11, positives 11 -> 2 * 3 / 22; the mean of the folds' F1 is 0.6.
+    assert f1 == pytest.approx(6 / 22)
+    payoff = [np.array([2.0, -1.0, -1.0]), np.where(s2 > 0.5, -0.5, 0.0)]
+    profit = pooled_value(Objective(metric="profit"), [y1, y2], [s1, s2], [0.5, 0.5], payoff)
+    assert profit == pytest.approx((2.0 - 5.0) / 43)
 
 
 @pytest.mark.parametrize("metric", ["f1", "fbeta", "precision", "recall", "profit"])

@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metasignal.trainer.data import VoteTable
-from metasignal.trainer.fit import FitConfig, fit_meta_model
+from metasignal.trainer.fit import FitConfig, cumulative_pnl, fit_meta_model
 from metasignal.trainer.metrics import MetricSpec, counts_at, objective_values, sweep
 from metasignal.trainer.objective import Objective
 from metasignal.trainer.pnl import pnl_statistics
+from metasignal.trainer.report import render_html
 from metasignal.trainer.synthetic import generate_committee
 from metasignal.trainer.thresholds import find_optimal_threshold, threshold_curve
 
@@ -132,6 +133,27 @@ def test_fit_with_a_payoff_maximises_money_and_reports_pnl_with_intervals() -> N
     for name in ("f1", "precision", "recall"):
         low, high = report["holdout"]["intervals"][name]
         assert low <= report["holdout"][name] <= high
+    # The cumulative PnL curves end where the PnL tables' totals are, and the report draws them.
+    curves = report["plots"]["pnl"]
+    for curve, block in (
+        (curves["holdout"], pnl),
+        (curves["out_of_fold"], report["validation"]["pnl"]),
+    ):
+        assert curve["trades"] == block["trades"]
+        assert curve["cumulative"][-1] == pytest.approx(block["total_payoff"])
+        assert curve["time_ms"] == sorted(curve["time_ms"])
+    assert curves["holdout"]["time_ms"][0] >= c.time_ms[hold][0]
+    assert 'data-plot="pnl"><img src="data:image/png;base64,' in render_html(report)
+
+
+def test_cumulative_pnl_keeps_the_drawdown_between_samples() -> None:
+    payoff = np.ones(10_000)
+    payoff[5_001] = -500.0  # one loss between two kept points
+    curve = cumulative_pnl(payoff, np.ones(10_000, dtype=bool), np.arange(10_000), points=10)
+    assert min(curve["cumulative"]) == pytest.approx(np.cumsum(payoff).min())
+    assert len(curve["cumulative"]) <= 30
+    empty = cumulative_pnl(payoff, np.zeros(10_000, dtype=bool), np.arange(10_000))
+    assert empty == {"time_ms": [], "cumulative": [], "trades": 0}
 
 
 def test_payoff_changes_the_threshold_the_constant_cost_would_pick() -> None:

@@ -117,10 +117,15 @@ def test_the_fit_report_renders_every_image_in_chromium(
         votes=committee.votes,
         labels=committee.labels,
     )
-    report = fit_meta_model(table, FitConfig()).report
+    # A payoff column adds the PnL table and its cumulative-PnL figure.
+    noise = np.random.default_rng(0).standard_normal(len(committee.labels))
+    payoff = np.where(committee.labels == 1, 2.0, -1.0) + 0.2 * noise
+    report = fit_meta_model(table, FitConfig(), payoff=payoff).report
     page = tmp_path / "report.html"
     page.write_text(render_html(report), encoding="utf-8")
-    assert page.read_text().count("<img ") == 5  # threshold, PR, reliability, sizing, weights
+    # threshold, PR, reliability, cumulative PnL, sizing, weights
+    assert page.read_text().count("<img ") == 6
+    assert 'data-plot="pnl"' in page.read_text()
     check_page(chromium, page, tmp_path, height=4200)
 
 

@@ -42,7 +42,9 @@ def test_average_precision_matches_sklearn_with_ties() -> None:
     rank[order] = np.arange(s.size)
     run_end = np.repeat(ends, np.diff(ends, prepend=-1))
     shifts = np.array([1, 250, 1999])
-    rotated = _rotated_average_precisions(np.flatnonzero(y), shifts, rank, run_end)
+    run_end_of_row = run_end[rank].astype(np.int32)
+    run_end_twice = np.concatenate([run_end_of_row, run_end_of_row])
+    rotated = _rotated_average_precisions(np.flatnonzero(y), shifts, run_end_twice)
     expected = [average_precision_score(np.roll(y, k), s) for k in shifts]
     np.testing.assert_allclose(rotated, expected, atol=1e-12)
 

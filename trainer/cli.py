@@ -5,51 +5,39 @@ stderr and exit code 2, never a traceback. ``fit`` exits with 3
 (:data:`metasignal.trainer.skill.EXIT_NO_SKILL`) when the committee shows no
 evidence of skill: the report is written, no model is.
 
-The fitting modules (the meta-model, imbalanced-learn) are imported inside the
-commands that fit, which keeps about 30 MB out of ``metasignal scorer``.
+This module wires the parser; each command lives in its own module of
+:mod:`metasignal.trainer.commands`. The fitting modules (the meta-model,
+imbalanced-learn) are imported inside the commands that fit, which keeps about
+30 MB out of ``metasignal scorer``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import numpy as np
-
 from metasignal import version
-from metasignal.stream.artifact import (
-    Artifact,
-    dumps_artifact,
-    read_artifact,
-    resolve_signing_keys,
-    sign_artifact,
-)
 from metasignal.stream.cli import quiet_kafka_noise
 from metasignal.stream.cli import register as register_stream_commands
-from metasignal.stream.config import (
-    KAFKA_CLIENT,
-    KAFKA_SETTINGS,
-    add_settings,
-    kafka_client_config,
-    options_from_args,
-)
-from metasignal.stream.errors import ArtifactError, MetasignalError
-from metasignal.stream.scoring import CompiledModel
-from metasignal.stream.sizing import SIZING_METHODS, SizingRule
+from metasignal.stream.config import KAFKA_CLIENT, KAFKA_SETTINGS, add_settings
+from metasignal.stream.errors import MetasignalError
+from metasignal.stream.sizing import SIZING_METHODS
 from metasignal.stream.transport.base import TransportError
+from metasignal.trainer.commands.demo import command_demo
+from metasignal.trainer.commands.evaluate import command_evaluate
+from metasignal.trainer.commands.fit import command_fit
+from metasignal.trainer.commands.inspect import command_inspect
+from metasignal.trainer.commands.service import command_trainer
+from metasignal.trainer.commands.synth import command_synth
 from metasignal.trainer.control import add_control_command
-from metasignal.trainer.report import render_html
-from metasignal.trainer.settings import STRATEGY_CHOICES, TRAINER_SETTINGS, TrainerOptions
-from metasignal.trainer.skill import EXIT_NO_SKILL, NoSkillError
+from metasignal.trainer.settings import STRATEGY_CHOICES, TRAINER_SETTINGS
 from metasignal.trainer.thresholds import METRICS
 
 if TYPE_CHECKING:
-    from metasignal.trainer.fit import FitConfig
     from metasignal.trainer.synthetic import RateStep
 
 log = logging.getLogger("metasignal")
@@ -335,389 +323,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-topics", action="store_true", help="with --bootstrap: keep the demo's topics"
     )
     return parser
-
-
-def _signing_key(args: argparse.Namespace) -> bytes | None:
-    keys = resolve_signing_keys(key_file=args.key_file)
-    if keys:
-        if args.unsigned:
-            log.warning(
-                "a signing key is configured, so the artifact is signed with it; "
-                "--unsigned applies only when no key is configured"
-            )
-        return keys[0]
-    if args.unsigned:
-        log.warning("writing an UNSIGNED artifact: for local experiments only")
-        return None
-    raise ArtifactError(
-        "no signing key: set METASIGNAL_SIGNING_KEY or pass --key-file "
-        "(or --unsigned for local experiments)"
-    )
-
-
-def _load_model(args: argparse.Namespace) -> Artifact:
-    # A configured key always verifies a signed artifact; --unsigned only admits unsigned ones.
-    keys = resolve_signing_keys(key_file=args.key_file)
-    return read_artifact(args.model, keys=keys, allow_unsigned=args.unsigned)
-
-
-def command_fit(args: argparse.Namespace) -> int:
-    from metasignal.trainer.data import load_table
-    from metasignal.trainer.fit import fit_meta_model
-
-    key = _signing_key(args)
-    members = [m.strip() for m in args.members.split(",")] if args.members else None
-    table = load_table(
-        args.data,
-        label=args.label,
-        time=args.time,
-        members=members,
-        entity=args.entity,
-        timezone=args.timezone,
-        time_unit=args.time_unit,
-        payoff=args.payoff,
-        label_end=args.label_end,
-        raw_scores=args.raw_scores,
-        strict=args.strict,
-    )
-    assert table.source is not None
-    left_out = table.source.left_out
-    log.info(
-        "members (%d): %s; left out: %s",
-        len(table.members),
-        ", ".join(table.members),
-        "; ".join(f"{name} ({why})" for name, why in left_out.items()) or "none",
-    )
-    log.info("time: %s", table.source.time_statement)
-    try:
-        outcome = fit_meta_model(table, _fit_config(args))
-    except NoSkillError as exc:
-        write_outputs(args.out, None, exc.report or {})
-        print(f"metasignal: error: {exc}", file=sys.stderr)
-        return EXIT_NO_SKILL
-    write_outputs(args.out, sign_artifact(outcome.artifact, key), outcome.report)
-    holdout = outcome.report["holdout"]
-    summary = {
-        "strategy": outcome.report["strategy"],
-        "skill": outcome.report["skill"]["verdict"],
-        "threshold": round(outcome.report["threshold"], 6),
-        "holdout_f1": None if holdout is None else round(holdout["f1"], 4),
-        "fit_seconds": round(outcome.report["fit_seconds"], 2),
-        "members": list(table.members),
-        "left_out": left_out,
-        "time": table.source.time_statement,
-        "out": str(args.out),
-    }
-    print(json.dumps(summary))
-    for warning in outcome.report.get("warnings") or []:
-        print(f"metasignal: warning: {warning} (see report.html)", file=sys.stderr)
-    return 0
-
-
-def _fit_config(args: argparse.Namespace) -> FitConfig:
-    from metasignal.trainer.fit import FitConfig
-
-    return FitConfig(
-        holdout=args.holdout,
-        refit_all=not args.no_refit,
-        model_name=args.model_name,
-        model_version=args.model_version,
-        missing_policy=args.missing_members,
-        sizing={
-            "method": args.sizing,
-            "cap": args.size_cap,
-            "step": args.size_step,
-            "fraction": args.kelly_fraction,
-            "payoff_ratio": args.payoff_ratio,
-        },
-        allow_no_skill=args.allow_no_skill,
-        estimator={
-            "strategy": args.strategy,
-            "metric": args.metric,
-            "beta": args.beta,
-            "min_recall": args.min_recall,
-            "min_precision": args.min_precision,
-            "gain": args.gain,
-            "cost": args.cost,
-            "n_splits": args.splits,
-            "gap": args.gap,
-            "label_horizon": args.label_horizon,
-            "embargo": args.embargo,
-            "skill_alpha": args.skill_alpha,
-            "C": args.C,
-            "kind": "raw" if args.raw_scores else "probability",
-        },
-    )
-
-
-def write_outputs(out: Path, artifact: Artifact | None, report: dict[str, Any]) -> None:
-    """The report, and the artifact unless none is published (a stale one is removed)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        if artifact is None:
-            (out / "model.json").unlink(missing_ok=True)
-        else:
-            (out / "model.json").write_text(dumps_artifact(artifact), encoding="utf-8")
-        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        (out / "report.html").write_text(render_html(report), encoding="utf-8")
-    except OSError as exc:
-        raise MetasignalError(f"cannot write to {out}: {exc.strerror}") from None
-
-
-def command_evaluate(args: argparse.Namespace) -> int:
-    from metasignal.trainer.data import load_table
-    from metasignal.trainer.fit import holdout_metrics
-
-    artifact = _load_model(args)
-    scorer = CompiledModel.from_artifact(artifact)
-    raw = artifact["preprocessing"]["transform"] == "identity"
-    table = load_table(
-        args.data,
-        label=args.label,
-        time=args.time,
-        members=list(scorer.members),
-        timezone=args.timezone,
-        time_unit=args.time_unit,
-        raw_scores=raw,
-        expected_by=f"model {scorer.name} v{scorer.version}",
-    )
-    scores = scorer.predict_proba(table.votes)
-    block = holdout_metrics(table.labels.astype(np.int64), scores, scorer.threshold)
-    block["model"] = {"name": scorer.name, "version": scorer.version}
-    print(json.dumps(block, indent=2))
-    return 0
-
-
-def _signature_status(document: dict[str, Any], keys: list[bytes]) -> tuple[str, bool]:
-    """What ``inspect`` says about the signature, and whether it is a failure."""
-    from metasignal.stream.artifact import load_artifact
-
-    signature = document.get("signature")
-    if not isinstance(signature, dict):
-        return "MISSING (no signature block)", True
-    if signature.get("algorithm") == "none":
-        return "UNSIGNED (local experiment)", False
-    described = f"{signature.get('algorithm')} key_id {signature.get('key_id')}"
-    if not keys:
-        return f"{described}, not verified (no key)", False
-    try:
-        load_artifact(document, keys=keys)
-    except ArtifactError as exc:
-        if str(exc) != _schema_problem(document):  # else the signature held; the schema did not
-            return f"{described}, DOES NOT VERIFY: {exc}", True
-    return f"{described} (verified)", False
-
-
-def _schema_problem(document: dict[str, Any]) -> str | None:
-    from metasignal.stream.artifact import validate_artifact
-
-    try:
-        validate_artifact(document)
-    except ArtifactError as exc:
-        return str(exc)
-    return None
-
-
-def _read_document(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise ArtifactError(f"cannot read artifact {path}: {exc.strerror}") from None
-    except ValueError:
-        raise ArtifactError(f"{path.name} is not a metasignal artifact (not JSON)") from None
-    if not isinstance(document, dict) or "schema_version" not in document:
-        raise ArtifactError(
-            f"{path.name} is not a metasignal artifact (no schema_version); "
-            "inspect reads the model.json that fit writes"
-        )
-    return document
-
-
-def command_inspect(args: argparse.Namespace) -> int:
-    document = _read_document(args.model)
-    status, bad_signature = _signature_status(
-        document, resolve_signing_keys(key_file=args.key_file)
-    )
-    problem = _schema_problem(document)
-    if args.json:
-        print(json.dumps(document, indent=2, sort_keys=True))
-    else:
-        print("\n".join(_describe(document, status, problem)))
-    if bad_signature or problem:
-        raise ArtifactError(
-            f"{args.model.name}: signature {status}"
-            if bad_signature
-            else f"{args.model.name}: {problem}"
-        )
-    return 0
-
-
-def _describe(doc: dict[str, Any], signature: str, problem: str | None) -> list[str]:
-    def get(path: str, default: Any = "?") -> Any:
-        value: Any = doc
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        return default if value is None else value
-
-    def num(path: str, digits: int = 6) -> str:
-        value = get(path, None)
-        return f"{value:.{digits}f}" if isinstance(value, int | float) else "?"
-
-    lines = [
-        f"model       {get('model.name')} v{get('model.version')}  created {get('created_at')}"
-        f"  schema {get('schema_version')}",
-        f"signature   {signature}",
-    ]
-    if problem:
-        lines.append(f"schema      INVALID: {problem}")
-    lines += [
-        f"strategy    {get('strategy.name')}: {get('strategy.reason', '')}",
-        f"threshold   {num('threshold.value')} (metric {get('threshold.metric')})",
-        f"calibration {get('calibration.method')} slope {num('calibration.slope', 4)} "
-        f"intercept {num('calibration.intercept', 4)}",
-        f"input       {get('preprocessing.transform')} transform, missing members: "
-        f"{get('preprocessing.missing_policy')}",
-        f"training    {get('training.window.start')} .. {get('training.window.end')}, "
-        f"{get('training.rows')} rows, positive rate {num('training.positive_rate', 4)}",
-    ]
-    try:
-        lines.append(f"sizing      {SizingRule.from_dict(get('sizing', None)).describe()}")
-    except (TypeError, ValueError) as exc:
-        lines.append(f"sizing      INVALID: {exc}")
-    lines += [f"fallback    {fallback}" for fallback in get("strategy.fallbacks", [])]
-    holdout = get("metrics.holdout", None)
-    if isinstance(holdout, dict):
-        lines.append(
-            f"holdout     f1 {num('metrics.holdout.f1', 4)} precision "
-            f"{num('metrics.holdout.precision', 4)} recall {num('metrics.holdout.recall', 4)} "
-            f"brier {num('metrics.holdout.brier', 5)} (n {holdout.get('n')}, "
-            f"positives {holdout.get('positives')})"
-        )
-    lines.append("member weights (standardised logits):")
-    coefs = get("linear.coef", [])
-    for name, weight in sorted(
-        zip(get("members", []), coefs, strict=False), key=lambda item: -abs(item[1])
-    ):
-        lines.append(f"  {name:<16} {weight:+.4f} {'#' * min(40, round(abs(weight) * 20))}")
-    versions = get("libraries", {})
-    if isinstance(versions, dict) and versions:
-        lines.append("libraries   " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    return lines
-
-
-def _synth_start_ms(text: str) -> int:
-    import pandas as pd
-
-    from metasignal.trainer.data import DataError, parse_times
-
-    try:
-        ms, _, _ = parse_times(
-            pd.Series([text.strip()]), "--start", timezone="UTC", unit="ms", rows=lambda _: "value"
-        )
-    except DataError as exc:
-        raise MetasignalError(f"--start {text!r}: {str(exc).split(': ', 1)[-1]}") from None
-    return int(ms[0])
-
-
-def _member_index(text: str | None, n_members: int) -> int | None:
-    if text is None:
-        return None
-    number = text[1:] if text.startswith("m") else text
-    if not number.isdigit() or not 1 <= int(number) <= n_members:
-        raise MetasignalError(
-            f"--decaying-member {text!r}: name a member m1..m{n_members} (or its number)"
-        )
-    return int(number) - 1
-
-
-def command_synth(args: argparse.Namespace) -> int:
-    from metasignal.trainer.synthetic import generate_committee
-
-    start_ms = _synth_start_ms(args.start)
-    stamp = np.datetime_as_string(np.datetime64(start_ms, "ms"), unit="s").replace("-", "")
-    try:
-        committee = generate_committee(
-            n_events=args.events,
-            n_members=args.members,
-            positive_rate=args.positive_rate,
-            rate_steps=args.rate_step,
-            decaying_member=_member_index(args.decaying_member, args.members),
-            decay_start=args.decay_start,
-            label_shift=args.label_shift,
-            start_ms=start_ms,
-            step_ms=args.step_ms,
-            id_prefix=f"evt-{stamp.replace(':', '')}-s{args.seed}-",
-            seed=args.seed,
-        )
-        committee.to_csv(args.out, time_format=args.time_format)
-    except ValueError as exc:
-        raise MetasignalError(f"synth: {exc}") from None
-    except OSError as exc:
-        raise MetasignalError(f"cannot write {args.out}: {exc.strerror}") from None
-    end_ms = int(committee.time_ms[-1])
-    print(
-        json.dumps(
-            {
-                "out": str(args.out),
-                "events": len(committee),
-                "positives": int(committee.labels.sum()),
-                "start": str(np.datetime64(int(committee.time_ms[0]), "ms")) + "Z",
-                "end": str(np.datetime64(end_ms, "ms")) + "Z",
-                "first_id": str(committee.ids[0]),
-            }
-        )
-    )
-    return 0
-
-
-def command_demo(args: argparse.Namespace) -> int:
-    from metasignal.trainer.demo import DemoOptions, run_demo
-
-    run_demo(
-        DemoOptions(
-            events=args.events,
-            positive_rate=args.positive_rate,
-            seed=args.seed,
-            out=args.out,
-            bootstrap=args.bootstrap,
-            kafka_client=args.kafka_client,
-            summary_json=args.summary_json,
-            rate=args.rate,
-            exactly_once=args.exactly_once,
-            loop=not args.no_loop,
-            keep_topics=args.keep_topics,
-        )
-    )
-    return 0
-
-
-def command_trainer(args: argparse.Namespace) -> int:
-    from metasignal.stream.cli import serve
-    from metasignal.stream.topics import Topics
-    from metasignal.stream.transport import kafka_transport
-    from metasignal.trainer.service import TrainerService
-
-    if not args.bootstrap:
-        raise MetasignalError("--bootstrap (or METASIGNAL_BOOTSTRAP) is required")
-    transport = kafka_transport(
-        args.bootstrap, client=args.kafka_client, client_config=kafka_client_config(args)
-    )
-    service = TrainerService(
-        transport=transport,
-        options=options_from_args(TrainerOptions, args, topics=Topics(prefix=args.topic_prefix)),
-        keys=resolve_signing_keys(key_file=args.key_file),
-    )
-    log.info("trainer waiting for requests on %s", Topics(prefix=args.topic_prefix).control)
-    serve(
-        service.run,
-        registry=service.metrics.registry,
-        metrics_port=args.metrics_port,
-        is_alive=service.heartbeat.alive,
-        # An idle standby is ready: it takes over when the active trainer goes away.
-        is_ready=lambda: service.ready,
-    )
-    transport.close()
-    return 0
 
 
 COMMANDS = {

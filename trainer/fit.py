@@ -14,17 +14,21 @@ tuned settings.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import math
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from metasignal.stream.artifact import SCHEMA_VERSION, Artifact
 from metasignal.stream.sizing import SizingRule, resolve_sizing
@@ -44,6 +48,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger("metasignal.trainer")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 LIBRARIES = ("numpy", "scipy", "scikit-learn", "imbalanced-learn", "metasignal")
 
@@ -187,14 +194,47 @@ def _pr_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tp / max(int(y.sum()), 1), tp / k
 
 
+def cumulative_pnl(
+    payoff: np.ndarray, traded: np.ndarray, times_ms: np.ndarray, points: int = 400
+) -> dict[str, Any]:
+    """Cumulative payoff of the traded events against their time, downsampled for a plot.
+
+    The running low and high between two kept points are kept as well, so a drawdown
+    between samples still shows.
+    """
+    rows = np.flatnonzero(traded)
+    cumulative = np.cumsum(np.asarray(payoff, dtype=np.float64)[rows])
+    n = len(rows)
+    if n == 0:
+        return {"time_ms": [], "cumulative": [], "trades": 0}
+    keep = np.unique(np.linspace(0, n - 1, min(points, n)).astype(int))
+    bounds = np.append(keep, n)
+    extremes = [
+        [a + int(np.argmin(cumulative[a:b])), a + int(np.argmax(cumulative[a:b]))]
+        for a, b in itertools.pairwise(bounds.tolist())
+    ]
+    keep = np.unique(np.concatenate([keep, np.ravel(extremes)]))
+    return {
+        "time_ms": np.asarray(times_ms)[rows][keep].astype(np.int64).tolist(),
+        "cumulative": [round(float(v), 9) for v in cumulative[keep]],
+        "trades": n,
+    }
+
+
 def build_plots(
     model: MetaModelClassifier,
     y_oof: np.ndarray,
     p_oof: np.ndarray,
     y_ho: np.ndarray,
     p_ho: np.ndarray,
+    *,
+    payoff: tuple[Period, Period] | None = None,
 ) -> dict[str, Any]:
-    """Downsampled curve data for the HTML report (never full arrays)."""
+    """Downsampled curve data for the HTML report (never full arrays).
+
+    ``payoff``: the training period and the holdout when a payoff column was given; the
+    cumulative PnL of the out-of-fold and the holdout trades is added.
+    """
     # pr_auc has no threshold of its own: its threshold is the F1-optimal one.
     curve_metric = "f1" if model.metric == "pr_auc" else model.metric
     evidence = model.walk_forward_[model.strategy_]
@@ -224,6 +264,20 @@ def build_plots(
             "count": count.tolist(),
             "source": "holdout",
         }
+    if payoff is not None:
+        train, hold = payoff
+        index = evidence.oof_index
+        assert train.payoff is not None
+        plots["pnl"] = {
+            "out_of_fold": cumulative_pnl(
+                train.payoff[index], p_oof >= model.threshold_, train.times[index]
+            ),
+            "threshold": model.threshold_,
+        }
+        if len(hold) and hold.payoff is not None:
+            plots["pnl"]["holdout"] = cumulative_pnl(
+                hold.payoff, p_ho >= model.threshold_, hold.times
+            )
     return plots
 
 
@@ -241,6 +295,23 @@ def sizing_summary(rule: SizingRule, p_holdout: np.ndarray, threshold: float) ->
     }
 
 
+def _one_blas_thread(func: Callable[P, R]) -> Callable[P, R]:
+    """Run ``func`` with one BLAS thread.
+
+    The meta-model's matrices are rows x members (a handful of columns): every product is
+    memory-bound, and BLAS threads only add hand-offs and spin-waiting, which on a shared
+    machine take CPU from the other processes and time from this one.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_one_blas_thread
 def fit_meta_model(
     data: VoteTable | pd.DataFrame | str | Path,
     config: FitConfig | None = None,
@@ -323,7 +394,14 @@ def fit_meta_model(
     y_oof = train.labels[evidence.oof_index]
     p_ho = model.predict_proba(hold.votes)[:, 1] if len(hold) else np.array([])
     holdout = _holdout_block(hold, p_ho, model.threshold_) if len(hold) else None
-    plots = build_plots(model, y_oof, evidence.oof_scores, hold.labels, p_ho)
+    plots = build_plots(
+        model,
+        y_oof,
+        evidence.oof_scores,
+        hold.labels,
+        p_ho,
+        payoff=None if train.payoff is None else (train, hold),
+    )
     sizes = sizing_summary(sizing, p_ho, model.threshold_)
     skill = model.skill_.to_dict()
     skill["overridden"] = not model.skill_.skilled and config.allow_no_skill

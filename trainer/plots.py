@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import date2num
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -39,6 +40,7 @@ __all__ = [
     "calibration_figure",
     "new_figure",
     "png_data_uri",
+    "pnl_figure",
     "pr_figure",
     "sizing_figure",
     "threshold_figure",
@@ -330,6 +332,44 @@ def sizing_figure(
         right.set_title("Sizes of the holdout trades")
     right.set_xlabel("position size")
     right.set_ylabel("trades")
+    return fig
+
+
+def pnl_figure(out_of_fold: Mapping[str, Any], holdout: Mapping[str, Any] | None) -> Figure:
+    """Cumulative payoff of the traded events over time: out-of-fold, then the holdout.
+
+    Each period starts at zero, so the holdout line reads as "what the published rule made
+    on data it never saw", beside what its walk-forward evidence made.
+    """
+    fig = new_figure(width=7.6, height=3.4)
+    ax = fig.axes[0]
+    drawn = 0
+    for name, block, color in (
+        ("out-of-fold (training period)", out_of_fold, BLUE),
+        ("holdout", holdout, ORANGE),
+    ):
+        if not block:
+            continue
+        times = _floats(block.get("time_ms"))
+        cumulative = _floats(block.get("cumulative"))
+        if times.size == 0 or times.size != cumulative.size:
+            continue
+        finite = np.isfinite(times) & np.isfinite(cumulative)
+        when = times[finite].astype(np.int64).astype("datetime64[ms]")
+        trades = block.get("trades", finite.sum())
+        ax.step(when, cumulative[finite], where="post", color=color, lw=1.6,
+                label=f"{name}: {trades:,} trades")  # fmt: skip
+        drawn += 1
+    if not drawn:
+        raise ValueError("no trades to draw")
+    if holdout and holdout.get("time_ms"):
+        start = np.datetime64(int(holdout["time_ms"][0]), "ms")
+        ax.axvline(float(date2num(start)), color=GREY, ls=":", lw=1.2)
+    ax.axhline(0.0, color=GREY, lw=0.8)
+    ax.set_ylabel("cumulative payoff")
+    ax.set_title("Cumulative PnL of the traded events")
+    fig.autofmt_xdate()
+    _legend(ax, loc="upper left")
     return fig
 
 

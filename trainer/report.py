@@ -451,7 +451,29 @@ def _pnl_section(report: Mapping[str, Any]) -> str:
         "<h2>Money: PnL of the traded events</h2>"
         f"<table><thead><tr><th></th>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         '<p class="note">The payoff column summed over the events the model trades, beside '
-        "F1. [low, high]: 95% block-bootstrap interval over time blocks.</p>"
+        "F1. [low, high]: 95% block-bootstrap interval over time blocks.</p>" + _pnl_figure(report)
+    )
+
+
+def _pnl_figure(report: Mapping[str, Any]) -> str:
+    from metasignal.trainer import plots
+
+    data = _mapping(_mapping(report.get("plots")).get("pnl"))
+    if not data:
+        return ""
+    caption = (
+        "<strong>Cumulative PnL</strong>: the payoff column summed over the events traded at "
+        f"the published threshold ({fmt_num(data.get('threshold'))}), in time order. Blue: "
+        "the out-of-fold scores of the walk-forward folds (each fold scored by a model that "
+        "never saw it); orange: the holdout, from zero at its start (dotted line)."
+    )
+    return _try_figure(
+        lambda: plots.pnl_figure(
+            _mapping(data.get("out_of_fold")), _mapping(data.get("holdout")) or None
+        ),
+        "cumulative PnL",
+        caption,
+        "pnl",
     )
 
 

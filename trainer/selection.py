@@ -57,24 +57,37 @@ def guard_choice(
 
 
 def select_best(results: Mapping[str, WalkForwardResult]) -> tuple[str, str]:
-    """The best mean walk-forward value, if it beats the anchor by more than fold noise.
+    """The best pooled walk-forward value, if it beats the anchor by more than one standard error.
 
-    A winner whose lead over ``optimal_threshold`` is within the noise of the
-    paired fold differences won by luck as likely as by merit; the anchor stays.
+    Strategies are ranked by their pooled objective (every fold's decisions at its honest
+    threshold, confusion counts summed before the ratio: with a few trades per fold the mean
+    of per-fold F1 swings on single trades; :func:`metasignal.trainer.walk_forward.pooled_value`),
+    or by the mean fold value where no pooled value exists. A leader stays only if its lead
+    over ``optimal_threshold`` exceeds one standard error of the paired per-fold differences
+    (the one-standard-error rule, Hastie, Tibshirani and Friedman, *The Elements of
+    Statistical Learning*, 7.10): a smaller lead is as likely luck as merit, and the anchor
+    stays.
     """
-    best = max(results.values(), key=lambda r: r.mean)
-    table = ", ".join(f"{name} {r.mean:.4f}±{r.std:.4f}" for name, r in results.items())
+
+    def value(r: WalkForwardResult) -> float:
+        return r.pooled if np.isfinite(r.pooled) else r.mean
+
+    best = max(results.values(), key=value)
+    table = ", ".join(
+        f"{name} {value(r):.4f} (folds {r.mean:.4f}±{r.std:.4f})" for name, r in results.items()
+    )
     anchor = results.get(ANCHOR)
     if anchor is None or best is anchor:
-        return best.strategy, f"select: best mean walk-forward value ({table})"
+        return best.strategy, f"select: best pooled walk-forward value ({table})"
     diff = np.asarray(best.fold_values) - np.asarray(anchor.fold_values)
-    noise = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
-    if float(diff.mean()) <= noise:
+    error = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    lead = value(best) - value(anchor)
+    if lead <= error:
         return ANCHOR, (
-            f"select: {best.strategy} leads {ANCHOR} by {diff.mean():+.4f}, within fold noise "
-            f"{noise:.4f}; keeping {ANCHOR} ({table})"
+            f"select: {best.strategy} leads {ANCHOR} by {lead:+.4f}, within one standard error "
+            f"{error:.4f} of the fold differences; keeping {ANCHOR} ({table})"
         )
     return best.strategy, (
-        f"select: {best.strategy} beats {ANCHOR} by {diff.mean():+.4f} > fold noise "
-        f"{noise:.4f} ({table})"
+        f"select: {best.strategy} beats {ANCHOR} by {lead:+.4f} > one standard error "
+        f"{error:.4f} of the fold differences ({table})"
     )

@@ -25,8 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from imblearn.over_sampling import SMOTE, RandomOverSampler
-from imblearn.pipeline import Pipeline
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -70,6 +68,10 @@ class SmoteLogisticRegression(ClassifierMixin, BaseEstimator):
         return tags
 
     def _choose_sampler(self, n_minority: int, n_majority: int) -> tuple[Any, list[str]]:
+        # imbalanced-learn is imported when a SMOTE strategy is fitted, not whenever the
+        # strategies are listed: a fit that never tries smote_enhanced skips its import.
+        from imblearn.over_sampling import SMOTE, RandomOverSampler
+
         # imblearn rounds the target count down; at or below the current count it refuses.
         if int(self.sampling_strategy * n_majority) <= n_minority:
             return None, ["smote_enhanced: classes already at the target ratio; class weights only"]
@@ -94,6 +96,9 @@ class SmoteLogisticRegression(ClassifierMixin, BaseEstimator):
         ), [f"smote_enhanced: {n_minority} positive too few for SMOTE; random oversampling"]
 
     def fit(self, X: Any, y: Any) -> SmoteLogisticRegression:
+        from imblearn.over_sampling import SMOTE
+        from imblearn.pipeline import Pipeline
+
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         if type_of_target(y) != "binary":
