@@ -39,6 +39,13 @@ class ScorerOptions:
     )
     batch_size: int = setting(500, env="METASIGNAL_BATCH_SIZE", help="max votes per poll")
     poll_timeout_ms: int = setting(100, env="METASIGNAL_POLL_TIMEOUT_MS", help="poll wait (ms)")
+    poll_linger_ms: float = setting(
+        5.0,
+        env="METASIGNAL_POLL_LINGER_MS",
+        help="after a poll that returned less than a full batch, wait this long before the next "
+        "so that votes arrive in fewer, larger batches (adds at most this much latency); "
+        "0: poll again at once",
+    )
     exactly_once: bool = setting(
         False,
         env="METASIGNAL_EXACTLY_ONCE",
@@ -177,6 +184,8 @@ class ScorerOptions:
                 "--commit-interval-s and --commit-max-records must be >= 0, got "
                 f"{interval} and {self.commit_max_records}"
             )
+        if not self.poll_linger_ms >= 0:
+            raise MetasignalError(f"--poll-linger-ms must be >= 0, got {self.poll_linger_ms}")
 
     @property
     def commit_policy(self) -> CommitPolicy:

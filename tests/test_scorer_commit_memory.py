@@ -246,3 +246,17 @@ def test_a_rebalance_commits_the_open_span_before_giving_partitions_away(
     second.close()
     assert signal_ids(bus) == Counter(ids)  # no crash: nothing repeated, nothing lost
     assert first.stats.votes + second.stats.votes == 1000
+
+
+def test_after_a_partial_batch_the_next_poll_waits_the_linger_and_after_a_full_one_not(
+    committee: Committee, artifact_body: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus, _ = make_bus(committee, artifact_body, 2 * BATCH + 10)
+    scorer = scorer_for(bus, poll_linger_ms=8.0)
+    slept: list[float] = []
+    monkeypatch.setattr("metasignal.stream.scorer.time.sleep", slept.append)
+    assert scorer.step() == BATCH and scorer.step() == BATCH
+    assert slept == []  # full batches: the votes are there, poll again at once
+    assert scorer.step() == 10
+    assert scorer.step() == 0  # the poll after the partial batch waited first
+    assert len(slept) == 1 and 0.006 < slept[0] <= 0.008
