@@ -109,10 +109,16 @@ class SteadyRun:
     cpu_s: float
     window_s: float
     votes: int
+    batches: int
+    threads_cpu: dict[str, float]
 
     @property
     def core_share(self) -> float:
         return self.cpu_s / self.window_s if self.window_s > 0 else float("nan")
+
+    @property
+    def votes_per_batch(self) -> float:
+        return self.votes / self.batches if self.batches else float("nan")
 
     @property
     def us_per_vote(self) -> float:
@@ -179,10 +185,14 @@ def run(
                     cpu_s=float(done.get("steady_cpu_s", float("nan"))),
                     window_s=float(done.get("steady_s", float("nan"))),
                     votes=int(done.get("steady_votes", 0)),
+                    batches=int(done.get("batches", 0)),
+                    threads_cpu=dict(done.get("threads_cpu") or {}),
                 )  # fmt: skip
                 log.info(
-                    "%s %s %s: %.2f core, %.0f µs/vote, p99 %.1f ms", label, client, mode,
-                    steady.core_share, steady.us_per_vote, latency.percentile(99),
+                    "%s %s %s: %.2f core, %.0f µs/vote, %.1f votes/batch, p99 %.1f ms, "
+                    "threads %s", label, client, mode, steady.core_share, steady.us_per_vote,
+                    steady.votes_per_batch, latency.percentile(99),
+                    {k: round(v, 1) for k, v in steady.threads_cpu.items()},
                 )  # fmt: skip
                 runs.append(steady)
     finally:
@@ -224,8 +234,8 @@ def render(
         f"{repeats} runs per row, order alternating per repeat.",
         "",
         "| client | mode | code | CPU (share of a core) | CPU µs/vote | CPU vs main | "
-        "p50 ms | p99 ms | p99 goal | p99 per run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "votes/batch | p50 ms | p99 ms | p99 goal | p99 per run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for client in CLIENTS:
         for mode in MODES:
@@ -239,6 +249,7 @@ def render(
                     continue
                 share = float(np.median([r.core_share for r in rs]))
                 per_vote = float(np.median([r.us_per_vote for r in rs]))
+                per_batch = float(np.median([r.votes_per_batch for r in rs]))
                 lat = np.concatenate([r.latency.latencies_ms for r in rs])
                 p99 = float(np.percentile(lat, 99))
                 goal = P99_GOALS_MS[mode]
@@ -246,7 +257,8 @@ def render(
                 per_run = ", ".join(f"{r.latency.percentile(99):.0f}" for r in rs)
                 lines.append(
                     f"| {client} | {mode} | {code} | {share:.2f} | {per_vote:.0f} | "
-                    f"×{share / base_cpu:.2f} | {np.percentile(lat, 50):.1f} | {p99:.1f} | "
+                    f"×{share / base_cpu:.2f} | {per_batch:.1f} | "
+                    f"{np.percentile(lat, 50):.1f} | {p99:.1f} | "
                     f"≤ {goal:.0f}: {met} | {per_run} |"
                 )
     lines += [
