@@ -19,7 +19,7 @@ A failed commit rolls the whole span back; it is read again. What a crash costs:
   so a signal may repeat, none is lost;
 * exactly-once: the span's transaction is aborted; ``read_committed`` readers see
   a signal when its span commits: vote-to-visible latency is at most the commit
-  interval plus one batch and the commit itself.
+  interval plus the poll linger, one batch and the commit itself.
 
 Counters and the vote-to-signal latency histogram are updated when a span
 commits (a rolled-back batch is not counted twice).
