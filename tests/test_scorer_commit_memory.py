@@ -260,3 +260,18 @@ def test_after_a_partial_batch_the_next_poll_waits_the_linger_and_after_a_full_o
     assert scorer.step() == 10
     assert scorer.step() == 0  # the poll after the partial batch waited first
     assert len(slept) == 1 and 0.006 < slept[0] <= 0.008
+
+
+def test_the_commit_defaults_follow_the_mode_and_bad_values_name_their_flag() -> None:
+    from metasignal.stream.errors import MetasignalError
+
+    assert ScorerOptions().commit_policy.interval_s == 0.25
+    assert ScorerOptions(exactly_once=True).commit_policy.interval_s == 0.02
+    assert ScorerOptions(commit_interval_s=0.0).commit_policy.interval_s == 0.0  # every batch
+    assert ScorerOptions().commit_policy.max_records == 2000
+    with pytest.raises(MetasignalError, match="--commit-interval-s"):
+        ScorerOptions(commit_interval_s=-0.1)
+    with pytest.raises(MetasignalError, match="--commit-max-records"):
+        ScorerOptions(commit_max_records=-1)
+    with pytest.raises(MetasignalError, match="--poll-linger-ms"):
+        ScorerOptions(poll_linger_ms=float("nan"))
