@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from metasignal.stream.checkpoint import CommitPolicy
 from metasignal.stream.config import parse_bool, setting, settings_of
+from metasignal.stream.errors import MetasignalError
 from metasignal.stream.join import (
     DEFAULT_JOIN_MAX_BYTES,
     DEFAULT_JOIN_MAX_ENTRIES,
@@ -17,6 +19,11 @@ from metasignal.stream.join import (
 )
 from metasignal.stream.messages import DEFAULT_MAX_MESSAGE_BYTES
 from metasignal.stream.topics import Topics
+
+# At-least-once signals go out at once; the interval bounds only what a crash re-delivers.
+AT_LEAST_ONCE_INTERVAL_S = 0.25
+# Exactly-once signals are visible at commit: the interval is most of their latency.
+EXACTLY_ONCE_INTERVAL_S = 0.02
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,10 +39,31 @@ class ScorerOptions:
     )
     batch_size: int = setting(500, env="METASIGNAL_BATCH_SIZE", help="max votes per poll")
     poll_timeout_ms: int = setting(100, env="METASIGNAL_POLL_TIMEOUT_MS", help="poll wait (ms)")
+    poll_linger_ms: float = setting(
+        5.0,
+        env="METASIGNAL_POLL_LINGER_MS",
+        help="after a poll that returned less than a full batch, wait this long before the next "
+        "so that votes arrive in fewer, larger batches (adds at most this much latency); "
+        "0: poll again at once",
+    )
     exactly_once: bool = setting(
         False,
         env="METASIGNAL_EXACTLY_ONCE",
         help="Kafka transactions: no lost and no duplicate signal",
+    )
+    commit_interval_s: float | None = setting(
+        None,
+        env="METASIGNAL_COMMIT_INTERVAL_S",
+        type=float,
+        help="seconds between commits (or --commit-max-records, whichever first); "
+        f"default {AT_LEAST_ONCE_INTERVAL_S:g} at-least-once (bounds re-delivery after a crash), "
+        f"{EXACTLY_ONCE_INTERVAL_S:g} exactly-once (signals are visible at commit); "
+        "0: every batch",
+    )
+    commit_max_records: int = setting(
+        2000,
+        env="METASIGNAL_COMMIT_MAX_RECORDS",
+        help="records (votes, outcomes) read since the last commit that make it due; 0: no limit",
     )
     transactional_id: str | None = setting(
         None,
@@ -164,6 +192,25 @@ class ScorerOptions:
     drift_snapshot_every: int = 250
     max_failed_batches: int = 5
     model_check_interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        interval = self.commit_interval_s
+        if (interval is not None and not interval >= 0) or self.commit_max_records < 0:
+            raise MetasignalError(
+                "--commit-interval-s and --commit-max-records must be >= 0, got "
+                f"{interval} and {self.commit_max_records}"
+            )
+        if not self.poll_linger_ms >= 0:
+            raise MetasignalError(f"--poll-linger-ms must be >= 0, got {self.poll_linger_ms}")
+
+    @property
+    def commit_policy(self) -> CommitPolicy:
+        """When the scorer commits: ``commit_interval_s`` (else the mode's default) or
+        ``commit_max_records``, whichever comes first."""
+        interval = self.commit_interval_s
+        if interval is None:
+            interval = EXACTLY_ONCE_INTERVAL_S if self.exactly_once else AT_LEAST_ONCE_INTERVAL_S
+        return CommitPolicy(interval_s=interval, max_records=self.commit_max_records)
 
 
 SCORER_SETTINGS = settings_of(ScorerOptions)

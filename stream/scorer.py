@@ -5,9 +5,24 @@ a batch of votes and outcomes, (3) scores the votes (:mod:`~metasignal.stream.st
 (4) hands the batch and its outcomes to the feedback loop
 (:mod:`~metasignal.stream.feedback`: join cache, drift monitor and policy), (5)
 sends one signal per valid vote, the feedback loop's training rows and
-requests, and one dead letter per bad record, and (6) checkpoints the batch
-(:mod:`~metasignal.stream.checkpoint`: flush-then-commit at-least-once, one
-Kafka transaction exactly-once; a failed batch is rolled back and read again).
+requests, and one dead letter per bad record, and (6) settles the batch
+(:mod:`~metasignal.stream.checkpoint`).
+
+Commits are lean at low rates: batches join a span that is committed (flush then
+commit at-least-once; one Kafka transaction exactly-once) every
+``commit_interval_s`` or ``commit_max_records``, whichever comes first, when a
+poll finds nothing new (caught up), before partitions are revoked, and at close.
+A failed commit rolls the whole span back; it is read again. What a crash costs:
+
+* at-least-once: signals are sent at once; a crash re-delivers the span — at most
+  one commit interval's (or ``commit_max_records - 1``) records plus one batch —
+  so a signal may repeat, none is lost;
+* exactly-once: the span's transaction is aborted; ``read_committed`` readers see
+  a signal when its span commits: vote-to-visible latency is at most the commit
+  interval plus the poll linger, one batch and the commit itself.
+
+Counters and the vote-to-signal latency histogram are updated when a span
+commits (a rolled-back batch is not counted twice).
 
 Broker outages are ridden out (:mod:`~metasignal.stream.outage`): a batch that
 cannot be committed is rolled back and retried with a bounded backoff; an
@@ -16,19 +31,23 @@ by the checkpoint, which rewinds to the committed offsets. Meanwhile ``ready``
 is false, ``metasignal_broker_reachable`` is 0 and a log line says why.
 
 Rebalances only happen inside ``poll``, and a batch is always finished before
-the next ``poll``, so a revoked partition never has work in flight.
+the next ``poll``; the open span is committed before its partitions are revoked
+(if that commit fails it is dropped: the next owner reads from the committed
+offsets), so a revoked partition never has work in flight.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from metasignal.stream.checkpoint import Checkpoint, next_offsets
+from metasignal.stream.checkpoint import Checkpoint
 from metasignal.stream.errors import MetasignalError
 from metasignal.stream.feedback import FeedbackLoop
 from metasignal.stream.join import JoinCache
@@ -56,6 +75,17 @@ from metasignal.stream.transport.base import (
 __all__ = ["Scorer", "ScorerOptions", "ScorerStats"]
 
 log = logging.getLogger("metasignal.scorer")
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """A batch whose signals are sent but not yet committed: counted at commit."""
+
+    n_votes: int
+    decisions: np.ndarray
+    dead: Dead
+    vote_timestamps_ms: np.ndarray
+    n_stale: int
 
 
 class Scorer:
@@ -93,6 +123,8 @@ class Scorer:
         self._status = StatusClock(options.status_interval_s, now=time.monotonic())
         self._status_votes = 0
         self._checkpoint: Checkpoint | None = None
+        self._settled: list[_Settled] = []
+        self._next_poll = 0.0
         self.scoring = ScoringStep(
             max_message_bytes=options.max_message_bytes,
             missing_members=options.missing_members,
@@ -200,6 +232,7 @@ class Scorer:
             on_abort=self.metrics.transaction_aborts.inc,
             producer_factory=self._new_producer,
             on_recreate=self.metrics.outage.recreations.inc,
+            policy=self.options.commit_policy,
         )
         return consumer
 
@@ -215,12 +248,20 @@ class Scorer:
             )
 
     def _on_revoked(self, partitions: set[TopicPartition]) -> None:
-        # Nothing is in flight here: each batch is committed before the next poll.
+        # Each batch is settled before the next poll; the open span is committed here, so
+        # the next owner of these partitions starts after it.
+        if self._checkpoint is not None and self._checkpoint.pending:
+            try:
+                self._commit()
+            except TransportError as exc:
+                self._drop_span(f"commit before a rebalance failed: {exc}")
         self.metrics.rebalances.labels(kind="revoked").inc()
         self._lag.forget(partitions)
         log.info("partitions revoked: %s", sorted(partitions))
 
     def _on_lost(self, partitions: set[TopicPartition]) -> None:
+        # Another replica owns them already: the open span cannot be committed any more.
+        self._drop_span("partitions lost")
         self.metrics.rebalances.labels(kind="lost").inc()
         log.warning("partitions lost (session expired): %s", sorted(partitions))
 
@@ -267,11 +308,20 @@ class Scorer:
         created = self.models.created_at
         if created:
             self.metrics.model_age.set(time.time() - created)
-        records = self._votes.poll(
-            timeout_ms=self.options.poll_timeout_ms, max_records=self.options.batch_size
-        )
-        if records and not self.process(records):
-            time.sleep(self.outage.backoff())  # rolled back: retried after a bounded wait
+        timeout_ms = self.options.poll_timeout_ms
+        due_in = checkpoint.wait_s()
+        if due_in is not None:  # wake up in time to commit the open span
+            timeout_ms = min(timeout_ms, math.ceil(due_in * 1000))
+        self._linger()
+        records = self._votes.poll(timeout_ms=timeout_ms, max_records=self.options.batch_size)
+        if 0 < len(records) < self.options.batch_size:
+            self._next_poll = time.monotonic() + self.options.poll_linger_ms / 1000
+        if records:
+            if not self.process(records):
+                time.sleep(self.outage.backoff())  # rolled back: retried after a bounded wait
+                return 0
+        elif checkpoint.pending and not self._commit_or_rollback():
+            time.sleep(self.outage.backoff())
             return 0
         if not records and not self._votes.assignment():
             # No partition (more replicas than partitions, or a rebalance): a consumer without
@@ -281,6 +331,14 @@ class Scorer:
             self._update_lag()  # end_offsets would only time out during an outage
         self._log_status()
         return len(records)
+
+    def _linger(self) -> None:
+        """Let votes gather after a partial batch: each batch has a fixed cost (a poll, the
+        scoring step's set-up, metrics), and at 1,000 votes/s polling at once after each
+        batch gave batches of one or two votes."""
+        delay = self._next_poll - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
     def _log_status(self) -> None:
         elapsed = self._status.due(now=time.monotonic())
@@ -321,9 +379,9 @@ class Scorer:
 
     # -- the hot path ----------------------------------------------------------------
     def process(self, records: Sequence[Record]) -> bool:
-        """Score one batch, join its outcomes, and checkpoint it (module docstring).
+        """Score one batch, join its outcomes, send, and settle it (module docstring).
 
-        Returns False when the batch was rolled back (it is read again).
+        Returns False when the batch (with the open span) was rolled back: it is read again.
         """
         model = self.models.current
         checkpoint = self._checkpoint
@@ -354,24 +412,64 @@ class Scorer:
                 letter = dead_letter(record, reason)
                 send(topics.dlq, key=letter.key, value=letter.value, headers=letter.headers)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
-            checkpoint.commit(next_offsets(records))
+            self._settled.append(
+                _Settled(
+                    n_votes=len(vote_records),
+                    decisions=batch.decisions,
+                    dead=dead,
+                    vote_timestamps_ms=batch.written_ms(),
+                    n_stale=batch.n_stale,
+                )
+            )
+            if checkpoint.settle(records):
+                self._committed()
         except TransportError as exc:
-            checkpoint.rollback(records, exc)
-            if checkpoint.producer_lost:
-                self.outage.down(PRODUCER_RECREATING, str(exc))
-            elif exc.kind != OTHER:
-                self.outage.down(BROKER_UNREACHABLE, str(exc))
-            self.metrics.ready.set(1 if self.outage.ok else 0)
+            self._rolled_back(records, exc)
             return False
-        self.outage.up()
-        acked_ms = time.time() * 1000
-        latencies = acked_ms - batch.written_ms()
-        self.metrics.latency.observe_many(latencies / 1000)
-        if batch.n_stale:
-            self.metrics.stale.inc(batch.n_stale)
-            self.stats.stale += batch.n_stale
-        self._account(len(vote_records), batch.decisions, dead, latencies)
         return True
+
+    def _commit(self) -> None:
+        """Commit the open span now (raises :class:`TransportError` if that fails)."""
+        assert self._checkpoint is not None
+        self._checkpoint.commit()
+        self._committed()
+
+    def _commit_or_rollback(self) -> bool:
+        try:
+            self._commit()
+        except TransportError as exc:
+            self._rolled_back((), exc)
+            return False
+        return True
+
+    def _rolled_back(self, records: Sequence[Record], exc: TransportError) -> None:
+        checkpoint = self._checkpoint
+        assert checkpoint is not None
+        self._settled.clear()  # read again, counted when committed
+        checkpoint.rollback(records, exc)
+        if checkpoint.producer_lost:
+            self.outage.down(PRODUCER_RECREATING, str(exc))
+        elif exc.kind != OTHER:
+            self.outage.down(BROKER_UNREACHABLE, str(exc))
+        self.metrics.ready.set(1 if self.outage.ok else 0)
+
+    def _drop_span(self, reason: str) -> None:
+        if self._checkpoint is not None:
+            self._settled.clear()
+            self._checkpoint.abandon(reason)
+
+    def _committed(self) -> None:
+        """The span is durable (exactly-once: visible): count it, observe its latency."""
+        self.outage.up()
+        committed_ms = time.time() * 1000
+        for settled in self._settled:
+            latencies = committed_ms - settled.vote_timestamps_ms
+            self.metrics.latency.observe_many(latencies / 1000)
+            if settled.n_stale:
+                self.metrics.stale.inc(settled.n_stale)
+                self.stats.stale += settled.n_stale
+            self._account(settled.n_votes, settled.decisions, settled.dead, latencies)
+        self._settled.clear()
 
     def _account(
         self,
@@ -400,20 +498,26 @@ class Scorer:
             self._lag.update(self._votes)
 
     def close(self) -> None:
-        """Flush and leave the group; offsets are already committed per batch."""
+        """Commit the open span, flush and leave the group."""
         if self._closed:
             return
         self._closed = True
         self.metrics.ready.set(0)
-        producer = self._producer if self._checkpoint is None else self._checkpoint.producer
+        checkpoint = self._checkpoint
         try:
-            if self._checkpoint is None or not self._checkpoint.producer_lost:
-                producer.flush()
-        except TransportError as exc:  # offsets were not committed: the batch is read again
+            if checkpoint is not None and checkpoint.pending and not checkpoint.producer_lost:
+                try:
+                    self._commit()
+                except TransportError as exc:
+                    self._drop_span(f"commit at close failed: {exc}")
+                    raise
+            if checkpoint is None or not checkpoint.producer_lost:
+                (self._producer if checkpoint is None else checkpoint.producer).flush()
+        except TransportError as exc:  # offsets were not committed: the span is read again
             log.warning("closing without flushing: %s", exc)
         finally:
-            if self._checkpoint is None or not self._checkpoint.producer_lost:
-                producer.close()
+            if checkpoint is None or not checkpoint.producer_lost:
+                (self._producer if checkpoint is None else checkpoint.producer).close()
             if self._votes is not None:
                 self._votes.close()
             self._models_consumer.close()
