@@ -132,7 +132,11 @@ class ScorerMetrics:
         )
         self.latency = BatchHistogram(
             "metasignal_vote_to_signal_latency_seconds",
-            "From the vote's broker timestamp to its signal being acknowledged",
+            (
+                "From the vote's broker timestamp to the commit that made its signal durable "
+                "(exactly-once: visible; at-least-once the signal is sent at once and this "
+                "bounds its acknowledgement, see --commit-interval-s)"
+            ),
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
