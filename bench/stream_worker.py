@@ -219,6 +219,10 @@ def run_scorer(args: WorkerArgs, loop: Loop) -> dict[str, Any]:
                 "poll_timeout_ms": args.poll_timeout_ms,
                 "exactly_once": args.exactly_once,
                 "transactional_id": f"{args.group}-tx" if args.exactly_once else None,
+                # The votes are pre-loaded once per session, minutes before the later runs
+                # (the profiles come last): without this they would be scored as a stale
+                # backlog, every signal no-trade, on the per-signal path of stale batches.
+                "max_vote_age_s": 0.0,
                 # --scorer-options win (a what-if, or a knob given to the whole run).
                 **args.scorer_options,
             }
