@@ -34,12 +34,17 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     )
 
 
-def log_loss(labels: np.ndarray, p: np.ndarray, eps: float = 1e-6) -> float:
-    """Mean binary log-loss of probabilities ``p`` (clipped) against 0/1 labels."""
+def log_loss(
+    labels: np.ndarray, p: np.ndarray, eps: float = 1e-6, *, weights: np.ndarray | None = None
+) -> float:
+    """Mean binary log-loss of probabilities ``p`` (clipped) against 0/1 labels.
+
+    ``weights`` (optional, one per row) gives the weighted mean.
+    """
     if len(labels) == 0:
         return float("nan")
     q = np.clip(p, eps, 1 - eps)
-    return float(-np.mean(labels * np.log(q) + (1 - labels) * np.log1p(-q)))
+    return float(-np.average(labels * np.log(q) + (1 - labels) * np.log1p(-q), weights=weights))
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -47,6 +47,8 @@ def test_demo_closes_the_loop_on_the_memory_bus(tmp_path: Path) -> None:
     assert (events[0]["kind"], events[0]["source"]) == ("label_shift", "label_free")
     assert any(e["kind"] == "retrain" and e["source"] == "outcomes" for e in events[1:])
     assert summary["label_shift_retunes"] == 1 and len(summary["model_versions"]) >= 2
+    # Judged on what it changes (not significantly worse, better calibrated): published.
+    assert not any(r["kind"] == "label_shift" for r in summary["refused_candidates"])
     # The rate step is at live event 12000: detection after it, within 2,000 events (a 4x
     # step is plain in the scores), thousands of events before the outcomes could tell.
     assert 12_000 < events[0]["at"] < 14_000

@@ -595,13 +595,20 @@ def summarise(
         at = int(live_from[0]) if len(live_from) else n
         gate = model.get("gate") or {}
         when = "live" if len(live_from) else "published after the last event"
+        shift = gate.get("label_shift") or {}
+        calibration = (
+            f"; re-weighted log-loss {shift['calibration_before']:.4f} -> "
+            f"{shift['calibration_after']:.4f}"
+            if shift
+            else ""
+        )
         timeline.append(
             Mark(
                 at,
                 "live",
                 f"model v{version} {when} ({model['request']['kind']}: gate {gate.get('metric')} "
                 f"{gate.get('candidate', float('nan')):.3f} vs champion "
-                f"{gate.get('champion', float('nan')):.3f})",
+                f"{gate.get('champion', float('nan')):.3f}{calibration})",
             )
         )
     timeline.sort(key=lambda mark: mark.at)

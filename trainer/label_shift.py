@@ -10,8 +10,20 @@ champion's weights and
   (positives by ``estimated / r``, negatives by ``(1 - estimated) / (1 - r)``, ``r`` the
   rows' own rate): the threshold that maximises the metric in the shifted regime.
 
-The gate compares candidate and champion on the gate rows under the same weights, so both
-are judged in the regime the candidate is meant for.
+Both are judged on the gate rows under the same weights, in the regime the candidate is
+meant for, and on what the re-tune changes (:func:`judge_label_shift`):
+
+* non-inferiority on the metric, paired: the two models rank the events identically, so a
+  point gap of a few thousandths on a few dozen positives is noise. The candidate is
+  refused only if it is *significantly* worse: the one-sided upper confidence bound (level
+  ``1 - NON_INFERIORITY_ALPHA``) of the weighted F-beta difference, delta method on the
+  eight paired confusion counts (:func:`metasignal.stream.drift.promotion.paired_f1_difference`),
+  is below ``-tolerance``;
+* calibration must improve: the re-weighted log-loss of the candidate's probabilities must
+  be lower than the champion's, the purpose of the re-tune (position sizes and the expected
+  precision/recall come from the calibrated probability).
+
+The skill gate applies afterwards, as for every request.
 
 Examples
 --------
@@ -31,16 +43,31 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 from metasignal.stream.artifact import Artifact
+from metasignal.stream.drift.promotion import paired_counts, paired_f1_difference
+from metasignal.stream.quality import log_loss
 from metasignal.stream.scoring import CompiledModel
 from metasignal.trainer.data import VoteTable
 from metasignal.trainer.objective import Objective
 
-__all__ = ["class_weights", "label_shift_challenge", "weighted_fbeta_threshold"]
+__all__ = [
+    "NON_INFERIORITY_ALPHA",
+    "LabelShiftChallenge",
+    "class_weights",
+    "judge_label_shift",
+    "label_shift_challenge",
+    "weighted_fbeta_threshold",
+]
+
+# One-sided level of the non-inferiority test: a candidate is refused when it is worse than
+# the champion with at most this probability of a false refusal (of one that is not worse).
+NON_INFERIORITY_ALPHA = 0.05
 
 
 def _logit(p: float) -> float:
@@ -104,6 +131,77 @@ def weighted_fbeta_at(
     return float(_fbeta(tp, fp, fn, beta)[0])
 
 
+def judge_label_shift(
+    labels: np.ndarray,
+    champion: tuple[np.ndarray, float],
+    candidate: tuple[np.ndarray, float],
+    *,
+    weights: tuple[float, float],
+    beta: float = 1.0,
+    tolerance: float = 0.0,
+    alpha: float = NON_INFERIORITY_ALPHA,
+) -> tuple[dict[str, float], str | None]:
+    """The label-shift gate's evidence and its refusal reason (None: passes).
+
+    ``champion`` and ``candidate`` are (probabilities, threshold) on the gate rows;
+    ``weights`` the (positive, negative) weights to the estimated rate.
+
+    >>> labels = np.array([1, 1, 0, 0, 0, 0, 0, 0])
+    >>> p = np.array([0.9, 0.4, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
+    >>> evidence, refusal = judge_label_shift(
+    ...     labels, (p / 2, 0.3), (p, 0.6), weights=(1.0, 1.0))
+    >>> refusal is None, evidence["calibration_after"] < evidence["calibration_before"]
+    (True, True)
+    >>> judge_label_shift(labels, (p, 0.6), (p / 2, 0.3), weights=(1.0, 1.0))[1]
+    'calibration does not improve: re-weighted log-loss 0.3690 >= champion 0.2802'
+    """
+    labels = np.asarray(labels)
+    w1, w0 = weights
+    cell_weights = np.where(np.arange(8) >= 4, w1, w0)  # cell 4 y + 2 b + c: by label
+    counts = paired_counts(labels, champion[0] >= champion[1], candidate[0] >= candidate[1])
+    estimate = paired_f1_difference(counts, weights=cell_weights, beta=beta)
+    z = float(special.ndtri(1.0 - alpha))
+    se = estimate.standard_error
+    upper = estimate.difference + z * se
+    # p of "not worse by more than the tolerance": small when the candidate is clearly worse.
+    p_value = float(special.ndtr((estimate.difference + tolerance) / se)) if se > 0 else 1.0
+    row_weights = np.where(labels == 1, w1, w0)
+    before = log_loss(labels, champion[0], weights=row_weights)
+    after = log_loss(labels, candidate[0], weights=row_weights)
+    evidence = {
+        "difference": estimate.difference,
+        "standard_error": se,
+        "upper_bound": upper,
+        "p_value": p_value,
+        "alpha": alpha,
+        "calibration_before": before,
+        "calibration_after": after,
+    }
+    if upper < -tolerance:
+        return evidence, (
+            f"candidate significantly worse: difference {estimate.difference:.4f}, one-sided "
+            f"{1 - alpha:.0%} upper bound {upper:.4f} < {-tolerance:.4f} (p {p_value:.4f})"
+        )
+    if not after < before:
+        return evidence, (
+            f"calibration does not improve: re-weighted log-loss {after:.4f} >= champion "
+            f"{before:.4f}"
+        )
+    return evidence, None
+
+
+@dataclass(frozen=True)
+class LabelShiftChallenge:
+    """The candidate, both gate values, the candidate's gate scores and the gate's verdict."""
+
+    candidate: Artifact
+    champion_value: float
+    candidate_value: float
+    candidate_scores: np.ndarray
+    evidence: dict[str, float]
+    refusal: str | None
+
+
 def label_shift_challenge(
     champion: Artifact,
     fit_part: VoteTable,
@@ -111,8 +209,9 @@ def label_shift_challenge(
     *,
     prior: dict[str, Any],
     objective: Objective,
-) -> tuple[Artifact, float, float, np.ndarray]:
-    """The candidate, the champion's and the candidate's gate values, the candidate's scores.
+    tolerance: float = 0.0,
+) -> LabelShiftChallenge:
+    """The candidate and the gate's evidence on it (:func:`judge_label_shift`).
 
     ``prior`` is the request's: ``reference_rate`` (what the champion's scores are
     calibrated to) and ``estimated_rate`` (the label-free estimate of the live rate).
@@ -150,14 +249,20 @@ def label_shift_challenge(
     }
     champion_model = CompiledModel.from_artifact(champion)
     g1, g0 = class_weights(gate.labels, estimated)
+    champion_scores = champion_model.predict_proba(gate.votes)
     champion_value = weighted_fbeta_at(
-        gate.labels,
-        champion_model.predict_proba(gate.votes),
-        champion_model.threshold,
-        g1,
-        g0,
-        beta,
+        gate.labels, champion_scores, champion_model.threshold, g1, g0, beta
     )
     candidate_scores = model.predict_proba(gate.votes)
     candidate_value = weighted_fbeta_at(gate.labels, candidate_scores, threshold, g1, g0, beta)
-    return candidate, champion_value, candidate_value, candidate_scores
+    evidence, refusal = judge_label_shift(
+        gate.labels,
+        (champion_scores, champion_model.threshold),
+        (candidate_scores, threshold),
+        weights=(g1, g0),
+        beta=beta,
+        tolerance=tolerance,
+    )
+    return LabelShiftChallenge(
+        candidate, champion_value, candidate_value, candidate_scores, evidence, refusal
+    )

@@ -604,13 +604,16 @@ class TrainerService:
         kind = request["kind"]
         if kind == "label_shift":
             # Judged under the estimated prior: the gate rows re-weighted to it.
-            body, champion_value, candidate_value, candidate_scores = label_shift_challenge(
+            challenge = label_shift_challenge(
                 champion,
                 fit_part,
                 gate,
                 prior=dict(request.get("prior") or {}),
                 objective=objective,
+                tolerance=options.gate_tolerance,
             )
+            body, candidate_scores = challenge.candidate, challenge.candidate_scores
+            champion_value, candidate_value = challenge.champion_value, challenge.candidate_value
         if kind == "retune":
             body, _ = retune_artifact(champion, fit_part, objective)
         elif kind == "retrain":
@@ -634,7 +637,14 @@ class TrainerService:
             "forced": forced,
         }
         request_id = str(request["id"])
-        if candidate_value < champion_value - options.gate_tolerance and not forced:
+        if kind == "label_shift":
+            # Judged on what it changes: not significantly worse, calibration better.
+            gate_block["label_shift"] = challenge.evidence
+            if challenge.refusal is not None and not forced:
+                detail = f"refused: {challenge.refusal}"
+                log.warning("request %s %s", request_id, detail)
+                return Verdict(request_id, "refused", detail, gate=gate_block), None
+        elif candidate_value < champion_value - options.gate_tolerance and not forced:
             detail = (
                 f"refused: candidate {options.metric} {candidate_value:.4f} < champion "
                 f"{champion_value:.4f} on the {len(gate)} most recent rows"

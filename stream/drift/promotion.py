@@ -225,14 +225,21 @@ class F1Difference:
     standard_error: float
 
 
-def paired_f1_difference(counts: np.ndarray) -> F1Difference:
+def paired_f1_difference(
+    counts: np.ndarray, *, weights: np.ndarray | None = None, beta: float = 1.0
+) -> F1Difference:
     """F1 of both models and the delta-method standard error of the paired difference.
+
+    ``weights`` (optional, one per cell, e.g. by label to re-weight the rows to another
+    positive rate) and ``beta`` (F-beta) as in :func:`paired_f1_arrays`.
 
     >>> d = paired_f1_difference(np.array([900, 20, 30, 10, 20, 10, 5, 5]))
     >>> round(d.incumbent_f1, 3), round(d.challenger_f1, 3), round(d.standard_error, 3)
     (0.222, 0.353, 0.078)
     """
-    incumbent, challenger, error = paired_f1_arrays(np.asarray(counts).reshape(8))
+    incumbent, challenger, error = paired_f1_arrays(
+        np.asarray(counts).reshape(8), weights=weights, beta=beta
+    )
     return F1Difference(
         incumbent_f1=float(incumbent),
         challenger_f1=float(challenger),
@@ -245,26 +252,36 @@ _CELLS = np.arange(8)
 _LABEL, _INCUMBENT, _CHALLENGER = _CELLS >> 2 & 1, _CELLS >> 1 & 1, _CELLS & 1
 
 
-def paired_f1_arrays(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def paired_f1_arrays(
+    counts: np.ndarray, *, weights: np.ndarray | None = None, beta: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(incumbent_f1, challenger_f1, standard_error)`` for counts shaped ``(..., 8)``.
 
     The vectorised form of :func:`paired_f1_difference` (simulations of many streams).
     An undefined F1 (no positive and no trade) counts as 0 and carries no variance.
+
+    ``weights`` (shape 8, default 1) weighs each event of a cell: the F-beta are then
+    ratios of weighted means and the variance that of a weighted mean of the influence
+    terms, ``sum w_i^2 psi_i^2 / (sum w_i)^2`` (weights taken as fixed). ``beta`` gives
+    F-beta, ``(1 + b^2) mean(y d) / (mean(d) + b^2 mean(y))``; 1 is F1.
     """
     n = np.asarray(counts, dtype=np.float64)
-    total = n.sum(axis=-1)
+    w = np.ones(8) if weights is None else np.asarray(weights, dtype=np.float64).reshape(8)
+    b2 = beta**2
+    nw = n * w
+    total = nw.sum(axis=-1)
     total_or_1 = np.where(total > 0, total, 1.0)
     f1s, psi = [], np.zeros(n.shape)
     for decided, sign in ((_INCUMBENT, -1.0), (_CHALLENGER, 1.0)):
-        share = (n @ (decided + _LABEL)) / total_or_1  # mean(d) + mean(y)
+        share = (nw @ (decided + b2 * _LABEL)) / total_or_1  # mean(d) + b^2 mean(y)
         defined = share > 0
         share_or_1 = np.where(defined, share, 1.0)
-        f1 = np.where(defined, 2.0 * (n @ (_LABEL * decided)) / total_or_1 / share_or_1, 0.0)
-        # Influence of one event on this F1, signed by the model's side of the difference.
-        influence = 2.0 * _LABEL * decided - f1[..., None] * (decided + _LABEL)
+        f1 = np.where(defined, (1 + b2) * (nw @ (_LABEL * decided)) / total_or_1 / share_or_1, 0.0)
+        # Influence of one event on this F-beta, signed by the model's side of the difference.
+        influence = (1 + b2) * _LABEL * decided - f1[..., None] * (decided + b2 * _LABEL)
         psi += sign * np.where(defined[..., None], influence / share_or_1[..., None], 0.0)
         f1s.append(f1)
-    variance = (n * psi**2).sum(axis=-1) / total_or_1
+    variance = (n * w**2 * psi**2).sum(axis=-1) / total_or_1
     return f1s[0], f1s[1], np.sqrt(variance / total_or_1)
 
 
