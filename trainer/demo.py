@@ -597,7 +597,8 @@ def summarise(
         when = "live" if len(live_from) else "published after the last event"
         shift = gate.get("label_shift") or {}
         calibration = (
-            f"; re-weighted log-loss {shift['calibration_before']:.4f} -> "
+            f"; difference {shift['difference']:+.4f}, upper bound {shift['upper_bound']:+.4f}; "
+            f"re-weighted log-loss {shift['calibration_before']:.4f} -> "
             f"{shift['calibration_after']:.4f}"
             if shift
             else ""
