@@ -43,6 +43,16 @@ def bernoulli_kl(p: float, q: float) -> float:
     return total
 
 
+def check_ratios(ratio_up: float | None, ratio_down: float | None) -> None:
+    """Refuse rate ratios a two-sided rate CUSUM cannot watch (shared by both CUSUMs)."""
+    if ratio_up is not None and ratio_up <= 1.0:
+        raise ValueError(f"ratio_up must be > 1, got {ratio_up}")
+    if ratio_down is not None and not 0.0 < ratio_down < 1.0:
+        raise ValueError(f"ratio_down must be in (0, 1), got {ratio_down}")
+    if ratio_up is None and ratio_down is None:
+        raise ValueError("ratio_up and ratio_down cannot both be None")
+
+
 class CusumReadouts:
     """Read-outs shared by the two-sided CUSUMs (:class:`BernoulliCUSUM`, and
     :class:`~metasignal.stream.drift.label_shift.PriorShiftCUSUM` on scores).
@@ -192,12 +202,7 @@ class BernoulliCUSUM(CusumReadouts, base.DriftDetector):
             raise ValueError(f"warmup must be >= 1, got {warmup}")
         if p0 is not None and not 0.0 < p0 < 1.0:
             raise ValueError(f"p0 must be in (0, 1), got {p0}")
-        if ratio_up is not None and ratio_up <= 1.0:
-            raise ValueError(f"ratio_up must be > 1, got {ratio_up}")
-        if ratio_down is not None and not 0.0 < ratio_down < 1.0:
-            raise ValueError(f"ratio_down must be in (0, 1), got {ratio_down}")
-        if ratio_up is None and ratio_down is None:
-            raise ValueError("ratio_up and ratio_down cannot both be None")
+        check_ratios(ratio_up, ratio_down)
         if threshold is not None and threshold <= 0.0:
             raise ValueError(f"threshold must be > 0, got {threshold}")
         if arl0 <= 1.0:

@@ -57,7 +57,7 @@ import math
 import numpy as np
 from river import base
 
-from metasignal.stream.drift.detectors import CusumReadouts, Direction
+from metasignal.stream.drift.detectors import CusumReadouts, Direction, check_ratios
 
 __all__ = ["PriorShiftCUSUM", "score_divergence"]
 
@@ -119,12 +119,7 @@ class PriorShiftCUSUM(CusumReadouts, base.DriftDetector):
         super().__init__()
         if warmup < 2:
             raise ValueError(f"warmup must be >= 2, got {warmup}")
-        if ratio_up is not None and ratio_up <= 1.0:
-            raise ValueError(f"ratio_up must be > 1, got {ratio_up}")
-        if ratio_down is not None and not 0.0 < ratio_down < 1.0:
-            raise ValueError(f"ratio_down must be in (0, 1), got {ratio_down}")
-        if ratio_up is None and ratio_down is None:
-            raise ValueError("ratio_up and ratio_down cannot both be None")
+        check_ratios(ratio_up, ratio_down)
         if arl0 <= 1.0:
             raise ValueError(f"arl0 must be > 1, got {arl0}")
         self.warmup = warmup
