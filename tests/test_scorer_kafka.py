@@ -30,15 +30,22 @@ pytestmark = pytest.mark.kafka
 def committed_signals(
     transport: KafkaTransport, topics: Topics, expect: int, timeout: float = 90
 ) -> list[dict[str, Any]]:
-    """Every committed signal, waiting until at least ``expect`` arrived."""
+    """Every committed signal, waiting until ``expect`` distinct events have one.
+
+    Distinct, not records: after a crash at-least-once re-delivers up to a commit span, and
+    counting those duplicates would stop the wait before the last votes were scored.
+    """
     consumer = transport.consumer(assign_all=[topics.signals], read_committed=True)
     out: list[dict[str, Any]] = []
+    ids: set[str] = set()
 
     def more() -> bool:
-        out.extend(
+        signals = [
             json.loads(r.value) for r in consumer.poll(timeout_ms=200, max_records=5000) if r.value
-        )
-        return len(out) >= expect
+        ]
+        out.extend(signals)
+        ids.update(signal["id"] for signal in signals)
+        return len(ids) >= expect
 
     wait_for(more, timeout=timeout, interval=0)
     # Anything beyond ``expect`` (a duplicate) must also be seen: drain a little longer.
