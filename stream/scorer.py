@@ -38,6 +38,7 @@ offsets), so a revoked partition never has work in flight.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -516,8 +517,12 @@ class Scorer:
         except TransportError as exc:  # offsets were not committed: the span is read again
             log.warning("closing without flushing: %s", exc)
         finally:
-            if checkpoint is None or not checkpoint.producer_lost:
-                (self._producer if checkpoint is None else checkpoint.producer).close()
-            if self._votes is not None:
-                self._votes.close()
-            self._models_consumer.close()
+            # Each client is closed even if another's close fails: one left running keeps
+            # fetching and heartbeating for a scorer that is gone.
+            with contextlib.ExitStack() as clients:
+                clients.callback(self._models_consumer.close)
+                if self._votes is not None:
+                    clients.callback(self._votes.close)
+                if checkpoint is None or not checkpoint.producer_lost:
+                    producer = self._producer if checkpoint is None else checkpoint.producer
+                    clients.callback(producer.close)

@@ -115,7 +115,9 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "fetch.wait.max.ms": 20,
 }
 TOPIC_READER_DEFAULTS: dict[str, Any] = {**CONSUMER_DEFAULTS, "fetch.wait.max.ms": 500}
-PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 5}
+# librdkafka's producer creates a missing topic by default (its consumer does not): the
+# product creates its topics itself, with their own settings (kafka-python transport).
+PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 5, "allow.auto.create.topics": False}
 TRANSACTIONAL_DEFAULTS: dict[str, Any] = {
     # A crashed scorer's open transaction blocks read_committed readers until it times out.
     "transaction.timeout.ms": 15_000,

@@ -43,13 +43,20 @@ log = logging.getLogger("metasignal.transport")
 TOPIC_ALREADY_EXISTS = 36
 UNKNOWN_TOPIC_OR_PARTITION = 3
 
-# kafka-python backs off reconnecting up to 30 s: after an outage the service would sit idle
-# that long with the broker back. Retrying each second at most costs one refused connection
-# per second during an outage and resumes work within about a second of the broker's return.
-RECONNECT_DEFAULTS: dict[str, Any] = {"reconnect_backoff_max_ms": 1_000}
+CLIENT_DEFAULTS: dict[str, Any] = {
+    # kafka-python backs off reconnecting up to 30 s: after an outage the service would sit
+    # idle that long with the broker back. Retrying each second at most costs one refused
+    # connection per second and resumes work within about a second of the broker's return.
+    "reconnect_backoff_max_ms": 1_000,
+    # The product creates its topics itself, each with its own settings (models compacted);
+    # a client must never create one as a side effect. Left on (kafka-python's default), a
+    # client still running when a run deletes its topics (a demo on a shared broker)
+    # re-creates them with the broker's defaults.
+    "allow_auto_create_topics": False,
+}
 # kafka-python defaults changed for the scorer; a user's client settings override these.
 CONSUMER_DEFAULTS: dict[str, Any] = {
-    **RECONNECT_DEFAULTS,
+    **CLIENT_DEFAULTS,
     # A crashed replica's partitions move to a live one after this long.
     "session_timeout_ms": 10_000,
     "heartbeat_interval_ms": 3_000,
@@ -60,7 +67,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 # A reader of a whole topic (models: idle for hours) keeps kafka-python's long poll, which the
 # broker answers the moment a record lands; short, it would fetch 50 times a second.
 TOPIC_READER_DEFAULTS: dict[str, Any] = {**CONSUMER_DEFAULTS, "fetch_max_wait_ms": 500}
-PRODUCER_DEFAULTS: dict[str, Any] = {**RECONNECT_DEFAULTS, "linger_ms": 5}
+PRODUCER_DEFAULTS: dict[str, Any] = {**CLIENT_DEFAULTS, "linger_ms": 5}
 TRANSACTIONAL_DEFAULTS: dict[str, Any] = {
     # A crashed scorer's open transaction blocks read_committed readers until it times out;
     # keep that window short.
