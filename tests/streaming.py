@@ -15,8 +15,10 @@ from typing import Any
 
 from metasignal.stream.artifact import dumps_artifact, sign_artifact
 from metasignal.stream.messages import encode_vote
-from metasignal.stream.topics import Topics
+from metasignal.stream.scorer import Scorer, ScorerOptions
+from metasignal.stream.topics import Topics, topic_specs
 from metasignal.stream.transport.base import Transport
+from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import REPO, TEST_KEY
 
@@ -55,6 +57,25 @@ def send_votes(
     return ids
 
 
+def outcome_records(
+    committee: Committee, start: int, stop: int, label: int | None = None
+) -> list[tuple[bytes, bytes]]:
+    """Outcomes of events ``start..stop`` as (key, value): their true labels, or ``label``."""
+    return [
+        (
+            str(committee.ids[i]).encode(),
+            json.dumps(
+                {
+                    "id": str(committee.ids[i]),
+                    "ts": int(committee.time_ms[i]),
+                    "label": int(committee.labels[i]) if label is None else label,
+                }
+            ).encode(),
+        )
+        for i in range(start, stop)
+    ]
+
+
 def send_raw(transport: Transport, topic: str, items: Iterable[tuple[bytes, bytes]]) -> None:
     producer = transport.producer()
     for key, value in items:
@@ -74,6 +95,34 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: flo
 
 def decode_all(values: Iterable[bytes | None]) -> list[dict[str, Any]]:
     return [json.loads(v) for v in values if v is not None]
+
+
+def decoded(bus: MemoryBus, topic: str) -> list[dict[str, Any]]:
+    """Every record of ``topic`` on the memory bus, JSON-decoded (tombstones skipped)."""
+    return decode_all(r.value for r in bus.records(topic))
+
+
+def memory_bus(topics: Topics, *, partitions: int = 2) -> MemoryBus:
+    """A memory bus with every topic of ``topics``."""
+    bus = MemoryBus()
+    bus.create_topics(topic_specs(topics, partitions=partitions))
+    return bus
+
+
+def memory_scorer(bus: MemoryBus, *, topics: Topics, **options: Any) -> Scorer:
+    """A scorer on the memory bus, which runs in compressed time: it checks for models every
+    batch and polls 5 ms unless a test says otherwise."""
+    options = {"model_check_interval_s": 0.0, "poll_timeout_ms": 5, **options}
+    return Scorer(transport=bus, options=ScorerOptions(topics=topics, **options), keys=[TEST_KEY])
+
+
+def drain(*services: Any, rounds: int = 400) -> None:
+    """Step ``services`` (anything with ``step() -> records handled``) until three rounds in a
+    row handle nothing, or ``rounds`` have passed."""
+    idle = 0
+    while idle < 3 and rounds:
+        idle = idle + 1 if sum(service.step() for service in services) == 0 else 0
+        rounds -= 1
 
 
 def send_training_rows(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from metasignal.stream.artifact import Artifact, load_artifact
-from metasignal.stream.scorer import Scorer, ScorerOptions
-from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.topics import Topics
 from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
@@ -17,7 +16,13 @@ from metasignal.trainer.service import TrainerOptions, TrainerService
 from metasignal.trainer.synthetic import Committee, RateStep, generate_committee
 from tests.conftest import TEST_KEY
 from tests.streaming import (
+    decoded,
+    drain,
+    memory_bus,
+    memory_scorer,
+    outcome_records,
     publish_model,
+    send_raw,
     send_requests,
     send_training_rows,
     send_votes,
@@ -26,42 +31,12 @@ from tests.streaming import (
 
 TOPICS = Topics(prefix="loop.")
 
-
-def make_bus() -> MemoryBus:
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(TOPICS, partitions=2))
-    return bus
+make_bus = partial(memory_bus, TOPICS)
+scorer_for = partial(memory_scorer, topics=TOPICS)
 
 
 def send_outcomes(bus: MemoryBus, committee: Committee, start: int, stop: int) -> None:
-    producer = bus.producer()
-    for i in range(start, stop):
-        event_id = str(committee.ids[i])
-        value = json.dumps(
-            {"id": event_id, "ts": int(committee.time_ms[i]), "label": int(committee.labels[i])}
-        ).encode()
-        producer.send(TOPICS.outcomes, key=event_id.encode(), value=value)
-
-
-def drain(*services: Any, rounds: int = 400) -> None:
-    idle = 0
-    while idle < 3 and rounds:
-        idle = idle + 1 if sum(service.step() for service in services) == 0 else 0
-        rounds -= 1
-
-
-def scorer_for(bus: MemoryBus, **options: Any) -> Scorer:
-    # The memory bus runs in compressed time: check for models every batch unless a test says.
-    options = {"model_check_interval_s": 0.0, **options}
-    return Scorer(
-        transport=bus,
-        options=ScorerOptions(topics=TOPICS, poll_timeout_ms=5, **options),
-        keys=[TEST_KEY],
-    )
-
-
-def decoded(bus: MemoryBus, topic: str) -> list[dict[str, Any]]:
-    return [json.loads(r.value) for r in bus.records(topic) if r.value]
+    send_raw(bus, TOPICS.outcomes, outcome_records(committee, start, stop))
 
 
 def test_outcomes_join_their_votes_into_training_rows(

@@ -2,43 +2,33 @@
 
 from __future__ import annotations
 
-import json
 import time
+from functools import partial
 from typing import Any
 
 import pytest
 
-from metasignal.stream.scorer import Scorer, ScorerOptions
-from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.topics import Topics
 from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
-from tests.streaming import publish_model, send_votes, versioned
+from tests.streaming import (
+    decoded,
+    drain,
+    memory_bus,
+    memory_scorer,
+    publish_model,
+    send_votes,
+    versioned,
+)
 
 TOPICS = Topics(prefix="backlog.")
-
-
-def make_bus() -> MemoryBus:
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(TOPICS, partitions=2))
-    return bus
-
-
-def scorer_for(bus: MemoryBus, **options: Any) -> Scorer:
-    options = {"model_check_interval_s": 0.0, "poll_timeout_ms": 5, **options}
-    return Scorer(transport=bus, options=ScorerOptions(topics=TOPICS, **options), keys=[TEST_KEY])
-
-
-def drain(scorer: Scorer) -> None:
-    idle = 0
-    for _ in range(200):
-        idle = idle + 1 if scorer.step() == 0 else 0
-        if idle >= 3:
-            return
+make_bus = partial(memory_bus, TOPICS)
+scorer_for = partial(memory_scorer, topics=TOPICS)
 
 
 def signals(bus: MemoryBus) -> dict[str, dict[str, Any]]:
-    return {s["id"]: s for s in (json.loads(r.value or b"") for r in bus.records(TOPICS.signals))}
+    return {s["id"]: s for s in decoded(bus, TOPICS.signals)}
 
 
 def send_old_votes(

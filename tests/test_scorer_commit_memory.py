@@ -15,12 +15,20 @@ from typing import Any
 import pytest
 
 from metasignal.stream.scorer import Scorer, ScorerOptions
-from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.topics import Topics
 from metasignal.stream.transport.base import UNREACHABLE, TopicPartition, TransportError
 from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
-from tests.streaming import decode_all, publish_model, send_votes, versioned
+from tests.streaming import (
+    decoded,
+    drain,
+    memory_bus,
+    memory_scorer,
+    publish_model,
+    send_votes,
+    versioned,
+)
 
 TOPICS = Topics(prefix="c.")
 BATCH = 50
@@ -39,19 +47,14 @@ class Clock:
 
 
 def make_bus(committee: Committee, artifact_body: dict, n_votes: int) -> tuple[MemoryBus, list]:
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(TOPICS, partitions=1))
+    bus = memory_bus(TOPICS, partitions=1)
     publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
     return bus, send_votes(bus, TOPICS, committee, 0, n_votes)
 
 
 def scorer_for(bus: MemoryBus, **options: Any) -> Scorer:
-    options = {"model_check_interval_s": 0.0, "batch_size": BATCH, **options}
-    scorer = Scorer(
-        transport=bus,
-        options=ScorerOptions(topics=TOPICS, poll_timeout_ms=10, **options),
-        keys=[TEST_KEY],
-    )
+    options = {"batch_size": BATCH, "poll_timeout_ms": 10, **options}
+    scorer = memory_scorer(bus, topics=TOPICS, **options)
     scorer.load_models(timeout_s=5)
     return scorer
 
@@ -71,15 +74,8 @@ def crash(scorer: Scorer) -> int:
     return pending
 
 
-def drain(scorer: Scorer, rounds: int = 400) -> None:
-    idle = 0
-    while idle < 3 and rounds:
-        idle = idle + 1 if scorer.step() == 0 else 0
-        rounds -= 1
-
-
 def signal_ids(bus: MemoryBus) -> Counter[str]:
-    return Counter(s["id"] for s in decode_all(r.value for r in bus.records(TOPICS.signals)))
+    return Counter(s["id"] for s in decoded(bus, TOPICS.signals))
 
 
 @pytest.mark.parametrize("steps", [1, 3, 4, 5, 6, 9])
@@ -227,8 +223,7 @@ def test_commits_are_lean_and_nothing_new_commits_nothing(
 def test_a_rebalance_commits_the_open_span_before_giving_partitions_away(
     committee: Committee, artifact_body: dict
 ) -> None:
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(TOPICS, partitions=2))
+    bus = memory_bus(TOPICS)
     publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
     ids = send_votes(bus, TOPICS, committee, 0, 1000)
     first = scorer_for(bus, commit_interval_s=3600.0, commit_max_records=0)

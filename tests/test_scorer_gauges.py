@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from functools import partial
 
 import numpy as np
 
 from metasignal.stream.join import JoinCache
-from metasignal.stream.scorer import Scorer, ScorerOptions
-from metasignal.stream.topics import Topics, topic_specs
-from metasignal.stream.transport.memory import MemoryBus
+from metasignal.stream.scorer import Scorer
+from metasignal.stream.topics import Topics
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
-from tests.streaming import publish_model, send_raw, send_votes, versioned
+from tests.streaming import (
+    decoded,
+    drain,
+    memory_bus,
+    memory_scorer,
+    outcome_records,
+    publish_model,
+    send_raw,
+    send_votes,
+    versioned,
+)
 
 TOPICS = Topics(prefix="gauges.")
 ROLLING = (
@@ -25,46 +34,14 @@ ROLLING = (
     "metasignal_rolling_pr_auc",
 )
 
-
-def make_bus() -> MemoryBus:
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(TOPICS, partitions=2))
-    return bus
-
-
-def scorer_for(bus: MemoryBus, **options: Any) -> Scorer:
-    options = {"model_check_interval_s": 0.0, "poll_timeout_ms": 5, **options}
-    return Scorer(transport=bus, options=ScorerOptions(topics=TOPICS, **options), keys=[TEST_KEY])
-
-
-def drain(scorer: Scorer) -> None:
-    idle = 0
-    for _ in range(200):
-        idle = idle + 1 if scorer.step() == 0 else 0
-        if idle >= 3:
-            return
+make_bus = partial(memory_bus, TOPICS)
+scorer_for = partial(memory_scorer, topics=TOPICS)
 
 
 def gauge(scorer: Scorer, name: str, labels: dict[str, str] | None = None) -> float:
     value = scorer.metrics.registry.get_sample_value(name, labels or {})
     assert value is not None, name
     return value
-
-
-def outcomes(committee: Committee, start: int, stop: int, label: int | None = None) -> list:
-    return [
-        (
-            str(committee.ids[i]).encode(),
-            json.dumps(
-                {
-                    "id": str(committee.ids[i]),
-                    "ts": int(committee.time_ms[i]),
-                    "label": int(committee.labels[i]) if label is None else label,
-                }
-            ).encode(),
-        )
-        for i in range(start, stop)
-    ]
 
 
 def test_rolling_gauges_are_nan_while_their_window_is_empty(
@@ -82,10 +59,12 @@ def test_rolling_gauges_are_nan_while_their_window_is_empty(
     assert not math.isnan(gauge(scorer, "metasignal_predicted_positive_rate"))
     # Outcomes, all negative, on votes the model did not trade: F1, precision, recall and
     # PR-AUC are undefined (no trade predicted, none happened), the realized rate is 0.
-    signals = [json.loads(r.value or b"") for r in bus.records(TOPICS.signals)]
+    signals = decoded(bus, TOPICS.signals)
     trades = {s["id"] for s in signals if s["decision"] == 1}
     quiet = [i for i in range(300) if str(committee.ids[i]) not in trades][:100]
-    send_raw(bus, TOPICS.outcomes, [outcomes(committee, i, i + 1, label=0)[0] for i in quiet])
+    send_raw(
+        bus, TOPICS.outcomes, [outcome_records(committee, i, i + 1, label=0)[0] for i in quiet]
+    )
     drain(scorer)
     assert gauge(scorer, "metasignal_realized_positive_rate") == 0.0
     assert all(math.isnan(gauge(scorer, name)) for name in ROLLING[1:])
@@ -154,7 +133,7 @@ def test_outcomes_for_unknown_events_are_counted_unmatched(
     drain(scorer)
     assert scorer.join.parked == 40  # their votes may still be on the way
     now[0] += scorer.join.park_ttl_s + 1
-    send_raw(bus, TOPICS.outcomes, outcomes(committee, 0, 10))
+    send_raw(bus, TOPICS.outcomes, outcome_records(committee, 0, 10))
     drain(scorer)
     assert scorer.join.parked == 0
     unmatched = gauge(scorer, "metasignal_outcomes_unmatched_total", {"reason": "no_vote"})

@@ -6,43 +6,38 @@ Every test here failed before its fix (the failure it reproduces is named in its
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
 
 from metasignal.stream.artifact import dumps_artifact, sign_artifact
 from metasignal.stream.messages import DLQ_MAX_PAYLOAD_BYTES, MAX_ID_CHARS, REASONS
-from metasignal.stream.scorer import Scorer, ScorerOptions
-from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.topics import Topics
 from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.service import TrainerOptions, TrainerService
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
-from tests.streaming import publish_model, send_raw, send_training_rows, send_votes, versioned
+from tests.streaming import (
+    decoded,
+    drain,
+    memory_bus,
+    memory_scorer,
+    publish_model,
+    send_raw,
+    send_training_rows,
+    send_votes,
+    versioned,
+)
 
 TOPICS = Topics(prefix="hostile.")
 
-
-def make_bus() -> MemoryBus:
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(TOPICS, partitions=2))
-    return bus
-
-
-def scorer_for(bus: MemoryBus, **options: Any) -> Scorer:
-    options = {"model_check_interval_s": 0.0, "poll_timeout_ms": 5, **options}
-    return Scorer(transport=bus, options=ScorerOptions(topics=TOPICS, **options), keys=[TEST_KEY])
-
-
-def drain(*services: Any, rounds: int = 200) -> None:
-    idle = 0
-    while idle < 3 and rounds:
-        idle = idle + 1 if sum(service.step() for service in services) == 0 else 0
-        rounds -= 1
+make_bus = partial(memory_bus, TOPICS)
+scorer_for = partial(memory_scorer, topics=TOPICS)
 
 
 def signal_ids(bus: MemoryBus) -> set[str]:
-    return {json.loads(r.value or b"")["id"] for r in bus.records(TOPICS.signals)}
+    return {s["id"] for s in decoded(bus, TOPICS.signals)}
 
 
 def dead_reasons(bus: MemoryBus) -> dict[bytes | None, str]:

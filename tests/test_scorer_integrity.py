@@ -6,21 +6,24 @@ control message cannot force the champion gate."""
 from __future__ import annotations
 
 import copy
-import json
-from typing import Any
+from functools import partial
 
 import numpy as np
 import pytest
 
 from metasignal.stream.errors import ArtifactError
 from metasignal.stream.model_store import publish_artifact
-from metasignal.stream.scorer import Scorer, ScorerOptions
-from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.scorer import Scorer
+from metasignal.stream.topics import Topics
 from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.service import TrainerOptions, TrainerService
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
 from tests.streaming import (
+    decoded,
+    drain,
+    memory_bus,
+    memory_scorer,
     publish_model,
     send_raw,
     send_requests,
@@ -31,23 +34,8 @@ from tests.streaming import (
 
 TOPICS = Topics(prefix="integrity.")
 
-
-def make_bus() -> MemoryBus:
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(TOPICS, partitions=2))
-    return bus
-
-
-def scorer_for(bus: MemoryBus, **options: Any) -> Scorer:
-    options = {"model_check_interval_s": 0.0, "poll_timeout_ms": 5, **options}
-    return Scorer(transport=bus, options=ScorerOptions(topics=TOPICS, **options), keys=[TEST_KEY])
-
-
-def drain(*services: Any, rounds: int = 300) -> None:
-    idle = 0
-    while idle < 3 and rounds:
-        idle = idle + 1 if sum(service.step() for service in services) == 0 else 0
-        rounds -= 1
+make_bus = partial(memory_bus, TOPICS)
+scorer_for = partial(memory_scorer, topics=TOPICS)
 
 
 def refused(scorer: Scorer, reason: str) -> float:
@@ -121,7 +109,7 @@ def test_a_model_for_other_members_is_refused_while_the_current_one_serves(
     drain(scorer)
     assert scorer.models.current is not None and scorer.models.current.version == 1
     assert refused(scorer, "member_mismatch") == 1
-    scores = [json.loads(r.value or b"")["score"] for r in bus.records(TOPICS.signals)]
+    scores = [s["score"] for s in decoded(bus, TOPICS.signals)]
     assert len(scores) == 2000 and len(set(np.round(scores[1000:], 9))) > 100
 
 
@@ -135,7 +123,7 @@ def test_a_vote_with_no_known_member_is_a_dead_letter(
     good = send_votes(bus, TOPICS, committee, 0, 20)
     scorer = scorer_for(bus)
     drain(scorer)
-    assert {json.loads(r.value or b"")["id"] for r in bus.records(TOPICS.signals)} == set(good)
+    assert {s["id"] for s in decoded(bus, TOPICS.signals)} == set(good)
     (dead,) = bus.records(TOPICS.dlq)
     assert dict(dead.headers)["reason"] == b"unknown_member"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from typing import Any
@@ -11,42 +12,29 @@ import pytest
 
 from metasignal.stream.artifact import load_artifact
 from metasignal.stream.messages import REASONS
-from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.scoring import CompiledModel
-from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.topics import Topics
 from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
-from tests.streaming import decode_all, publish_model, send_raw, send_votes, versioned
+from tests.streaming import (
+    decoded,
+    drain,
+    memory_bus,
+    memory_scorer,
+    publish_model,
+    send_raw,
+    send_votes,
+    versioned,
+)
 
 TOPICS = Topics(prefix="t.")
-
-
-def make_bus(partitions: int = 4) -> MemoryBus:
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(TOPICS, partitions=partitions))
-    return bus
-
-
-def drain(scorer: Scorer, rounds: int = 50) -> None:
-    idle = 0
-    while idle < 3 and rounds:
-        idle = idle + 1 if scorer.step() == 0 else 0
-        rounds -= 1
+make_bus = functools.partial(memory_bus, TOPICS, partitions=4)
+scorer_for = functools.partial(memory_scorer, topics=TOPICS, poll_timeout_ms=10)
 
 
 def signals(bus: MemoryBus) -> list[dict[str, Any]]:
-    return decode_all(r.value for r in bus.records(TOPICS.signals))
-
-
-def scorer_for(bus: MemoryBus, **options: Any) -> Scorer:
-    # The memory bus runs in compressed time: check for models every batch unless a test says.
-    options = {"model_check_interval_s": 0.0, **options}
-    return Scorer(
-        transport=bus,
-        options=ScorerOptions(topics=TOPICS, poll_timeout_ms=10, **options),
-        keys=[TEST_KEY],
-    )
+    return decoded(bus, TOPICS.signals)
 
 
 def test_no_model_means_not_ready_and_nothing_consumed(committee: Committee) -> None:
