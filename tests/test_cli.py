@@ -13,6 +13,7 @@ from metasignal.trainer.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z in epoch ms
+KEY = "cli-signing-key-0123456789abcdef"  # signs the module's fitted model
 
 
 def fit_args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -20,10 +21,19 @@ def fit_args(data: Path, out: Path, *extra: str) -> list[str]:
             "--quiet", *extra]  # fmt: skip
 
 
+def tampered_copy(fitted: Path, folder: Path) -> Path:
+    """The fitted model with its threshold changed after signing."""
+    model = json.loads((fitted / "model.json").read_text())
+    model["threshold"]["value"] = 0.001
+    tampered = folder / "model.json"
+    tampered.write_text(json.dumps(model))
+    return tampered
+
+
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory, committee_csv: Path) -> Path:
     out = tmp_path_factory.mktemp("fit")
-    env = {**os.environ, "METASIGNAL_SIGNING_KEY": "cli-signing-key-0123456789abcdef"}
+    env = {**os.environ, "METASIGNAL_SIGNING_KEY": KEY}
     subprocess.run(
         [sys.executable, "-m", "metasignal.trainer.cli", *fit_args(committee_csv, out)],
         check=True,
@@ -51,7 +61,7 @@ def test_evaluate_prints_the_holdout_block(
     fitted: Path, committee_csv: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", KEY)
     code = main(["evaluate", "--model", str(fitted / "model.json"), "--data",
                  str(committee_csv), "--label", "label", "--time", "ts"])  # fmt: skip
     assert code == 0
@@ -64,11 +74,8 @@ def test_tampered_model_exits_2_with_one_line(
     fitted: Path, committee_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
-    model = json.loads((fitted / "model.json").read_text())
-    model["threshold"]["value"] = 0.001
-    tampered = tmp_path / "model.json"
-    tampered.write_text(json.dumps(model))
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", KEY)
+    tampered = tampered_copy(fitted, tmp_path)
     code = main(["evaluate", "--model", str(tampered), "--data", str(committee_csv),
                  "--label", "label"])  # fmt: skip
     err = capsys.readouterr().err
@@ -80,7 +87,7 @@ def test_tampered_model_exits_2_with_one_line(
 def test_inspect_shows_strategy_threshold_and_weights(
     fitted: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", KEY)
     assert main(["inspect", str(fitted / "model.json")]) == 0
     out = capsys.readouterr().out
     assert "verified" in out
@@ -204,7 +211,7 @@ def test_a_wrong_flag_is_one_line_not_the_usage(
 def test_fit_prints_the_members_it_chose_and_what_it_left_out(
     fitted: Path, committee_csv: Path
 ) -> None:
-    env = {**os.environ, "METASIGNAL_SIGNING_KEY": "cli-signing-key-0123456789abcdef"}
+    env = {**os.environ, "METASIGNAL_SIGNING_KEY": KEY}
     out = fitted.parent / "again"
     result = subprocess.run(
         [sys.executable, "-m", "metasignal.trainer.cli",
@@ -246,7 +253,7 @@ def test_evaluate_out_of_range_names_the_model_not_a_missing_flag(
     fitted: Path, committee_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", KEY)
     lines = committee_csv.read_text().splitlines()[:50]
     cells = lines[9].split(",")
     cells[2] = "1.5"
@@ -282,7 +289,7 @@ def test_inspect_refuses_a_report_but_shows_any_artifact(
     captured = capsys.readouterr()
     assert "DOES NOT VERIFY" in captured.out and "m8" in captured.out
     assert captured.err.count("\n") == 1
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", KEY)
     assert main(["inspect", "--json", str(fitted / "model.json")]) == 0
     assert json.loads(capsys.readouterr().out)["members"][0] == "m1"
 
@@ -291,11 +298,8 @@ def test_unsigned_never_ignores_a_configured_key(
     fitted: Path, committee_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
-    model = json.loads((fitted / "model.json").read_text())
-    model["threshold"]["value"] = 0.001
-    tampered = tmp_path / "model.json"
-    tampered.write_text(json.dumps(model))
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", KEY)
+    tampered = tampered_copy(fitted, tmp_path)
     argv = ["evaluate", "--model", str(tampered), "--data", str(committee_csv), "--label",
             "label", "--unsigned"]  # fmt: skip
     assert main(argv) == 2
@@ -452,11 +456,11 @@ def test_inspect_tells_a_broken_schema_from_a_broken_signature(
 ) -> None:  # fmt: skip
     from metasignal.stream.artifact import dumps_artifact, sign_artifact
 
-    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", "cli-signing-key-0123456789abcdef")
+    monkeypatch.setenv("METASIGNAL_SIGNING_KEY", KEY)
     model = json.loads((fitted / "model.json").read_text())
     model["threshold"]["value"] = 2.0
     broken = tmp_path / "model.json"
-    broken.write_text(dumps_artifact(sign_artifact(model, b"cli-signing-key-0123456789abcdef")))
+    broken.write_text(dumps_artifact(sign_artifact(model, KEY.encode())))
     assert main(["inspect", str(broken)]) == 2
     captured = capsys.readouterr()
     assert "(verified)" in captured.out
