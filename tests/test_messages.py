@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +20,13 @@ from metasignal.stream.messages import (
     encode_signal,
     vote_matrix,
 )
+
+
+def refusal(decode: Callable[..., object], raw: bytes | None, **limits: int) -> str:
+    """The reason ``decode`` refuses ``raw`` with (it must refuse it)."""
+    with pytest.raises(MessageError) as caught:
+        decode(raw, **limits)
+    return caught.value.reason
 
 
 @pytest.mark.parametrize(
@@ -51,9 +60,7 @@ from metasignal.stream.messages import (
     ],
 )
 def test_bad_votes_are_named(raw: bytes | None, reason: str) -> None:
-    with pytest.raises(MessageError) as caught:
-        decode_vote(raw)
-    assert caught.value.reason == reason
+    assert refusal(decode_vote, raw) == reason
 
 
 def test_oversize_is_refused_before_parsing() -> None:
@@ -179,31 +186,20 @@ def test_signal_refuses_a_non_finite_score() -> None:
 def test_a_signal_has_exactly_the_typed_fields() -> None:
     from metasignal.stream.messages import Signal
 
-    raw = encode_signal(
-        event_id="e",
-        ts_ms=1,
-        decision=1,
-        score=0.7,
-        threshold=0.5,
-        size=0.0,
-        model_name="meta",
-        model_version=2,
-        scored_at_ms=3,
-    )
+    fields: dict[str, Any] = {
+        "event_id": "e",
+        "ts_ms": 1,
+        "score": 0.7,
+        "threshold": 0.5,
+        "size": 0.0,
+        "model_name": "meta",
+        "model_version": 2,
+        "scored_at_ms": 3,
+    }
+    raw = encode_signal(**fields, decision=1)
     # The annotations in order; 'stale' (NotRequired, last) only on stale votes' signals.
     assert list(json.loads(raw)) == list(Signal.__annotations__)[:-1]
-    stale = encode_signal(
-        event_id="e",
-        ts_ms=1,
-        decision=0,
-        score=0.7,
-        threshold=0.5,
-        size=0.0,
-        model_name="meta",
-        model_version=2,
-        scored_at_ms=3,
-        stale=True,
-    )
+    stale = encode_signal(**fields, decision=0, stale=True)
     assert list(json.loads(stale)) == list(Signal.__annotations__)
     assert json.loads(stale)["stale"] is True
 
@@ -227,9 +223,7 @@ def test_training_rows_round_trip_and_anything_else_is_refused() -> None:
         (b'{"id": "e", "ts": 9223372036854775808, "votes": {}, "label": 1}', "bad_ts"),
         (b"[" * 100_000, "invalid_json"),
     ]:
-        with pytest.raises(MessageError) as caught:
-            decode_training_row(raw, max_bytes=1 << 20)
-        assert caught.value.reason == reason, raw[:40]
+        assert refusal(decode_training_row, raw, max_bytes=1 << 20) == reason, raw[:40]
 
 
 def test_control_requests_round_trip_and_anything_else_is_refused() -> None:
@@ -258,9 +252,7 @@ def test_control_requests_round_trip_and_anything_else_is_refused() -> None:
         (b'{"kind": "retune"}', "missing_id"),
         (b'{"a":' * 5000, "invalid_json"),
     ]:
-        with pytest.raises(MessageError) as caught:
-            decode_control_request(raw, max_bytes=1 << 20)
-        assert caught.value.reason == reason, raw[:40]
+        assert refusal(decode_control_request, raw, max_bytes=1 << 20) == reason, raw[:40]
 
 
 def test_a_control_request_cannot_carry_force() -> None:
