@@ -13,13 +13,12 @@ from metasignal.stream.config import add_settings
 from metasignal.stream.options import SCORER_SETTINGS, ScorerOptions
 from metasignal.stream.scorer import Scorer
 from metasignal.stream.status import StatusClock, scorer_status, trainer_status
-from metasignal.stream.topics import Topics, topic_specs
-from metasignal.stream.transport.memory import MemoryBus
+from metasignal.stream.topics import Topics
 from metasignal.trainer.service import TrainerOptions, TrainerService
 from metasignal.trainer.settings import TRAINER_SETTINGS
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
-from tests.streaming import publish_model, send_raw, send_votes, versioned
+from tests.streaming import memory_bus, publish_model, send_raw, send_votes, versioned
 
 TOPICS = Topics(prefix="status.")
 SCORER_LINE = re.compile(
@@ -78,12 +77,25 @@ def status_lines(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == logger and "status:" in r.message]
 
 
+def logged_status(service: Scorer | TrainerService, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Step ``service`` until it logs a status line (10 s at most), then close it: the status
+    lines it logged (at least one)."""
+    logger = "metasignal.scorer" if isinstance(service, Scorer) else "metasignal.trainer"
+    caplog.set_level(logging.INFO, logger=logger)
+    deadline = time.monotonic() + 10
+    while not status_lines(caplog, logger) and time.monotonic() < deadline:
+        service.step()
+        time.sleep(0.01)
+    service.close()
+    lines = status_lines(caplog, logger)
+    assert lines, "no status line logged"
+    return lines
+
+
 def test_the_scorer_logs_its_status_on_the_memory_bus(
     committee: Committee, artifact_body: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="metasignal.scorer")
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(TOPICS, partitions=2))
+    bus = memory_bus(TOPICS)
     publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
     send_votes(bus, TOPICS, committee, 0, 300)
     send_raw(bus, TOPICS.votes, [(b"bad", b"{not json")])
@@ -94,13 +106,7 @@ def test_the_scorer_logs_its_status_on_the_memory_bus(
         ),
         keys=[TEST_KEY],
     )
-    deadline = time.monotonic() + 10
-    while not status_lines(caplog, "metasignal.scorer") and time.monotonic() < deadline:
-        scorer.step()
-        time.sleep(0.01)
-    scorer.close()
-    lines = status_lines(caplog, "metasignal.scorer")
-    assert lines, "no status line logged"
+    lines = logged_status(scorer, caplog)
     assert all(SCORER_LINE.match(line) for line in lines), lines
     assert lines[-1].endswith(
         f", 300 signals ({scorer.stats.trades} trades), 1 dead letters, lag 0, model v1"
@@ -110,9 +116,7 @@ def test_the_scorer_logs_its_status_on_the_memory_bus(
 def test_the_trainer_logs_its_status_on_the_memory_bus(
     artifact_body: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="metasignal.trainer")
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(TOPICS, partitions=2))
+    bus = memory_bus(TOPICS)
     publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
     trainer = TrainerService(
         transport=bus,
@@ -120,13 +124,7 @@ def test_the_trainer_logs_its_status_on_the_memory_bus(
         keys=[TEST_KEY],
     )
     send_raw(bus, TOPICS.control, [(b"meta", b"{not a request")])
-    deadline = time.monotonic() + 10
-    while not status_lines(caplog, "metasignal.trainer") and time.monotonic() < deadline:
-        trainer.step()
-        time.sleep(0.01)
-    trainer.close()
-    lines = status_lines(caplog, "metasignal.trainer")
-    assert lines, "no status line logged"
+    lines = logged_status(trainer, caplog)
     assert all(TRAINER_LINE.match(line) for line in lines), lines
     assert lines[-1] == (
         "status: 1 requests answered (0 published, 0 refused by the gate, 0 skipped, "
