@@ -6,12 +6,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from metasignal.stream.artifact import Artifact
 from metasignal.trainer.synthetic import Committee, generate_committee
+
+if TYPE_CHECKING:
+    from metasignal.trainer.data import VoteTable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,18 +58,24 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 TEST_KEY = b"test-signing-key-0123456789abcdef"
 
 
+def vote_table(committee: Committee, rows: slice = slice(None)) -> VoteTable:
+    """The trainer's table of ``committee`` (its ``rows``)."""
+    from metasignal.trainer.data import VoteTable
+
+    return VoteTable(
+        time_ms=committee.time_ms[rows],
+        members=committee.members,
+        votes=committee.votes[rows],
+        labels=committee.labels[rows],
+    )
+
+
 @pytest.fixture(scope="session")
 def artifact_body(committee: Committee) -> Artifact:
     """An unsigned artifact body fitted on the session committee (sign per test)."""
-    from metasignal.trainer.data import VoteTable
     from metasignal.trainer.fit import FitConfig, fit_meta_model
 
-    table = VoteTable(
-        time_ms=committee.time_ms,
-        members=committee.members,
-        votes=committee.votes,
-        labels=committee.labels,
-    )
+    table = vote_table(committee)
     config = FitConfig(estimator={"strategy": "optimal_threshold"})
     return fit_meta_model(table, config).artifact
 

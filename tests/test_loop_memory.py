@@ -10,11 +10,10 @@ import numpy as np
 from metasignal.stream.artifact import Artifact, load_artifact
 from metasignal.stream.topics import Topics
 from metasignal.stream.transport.memory import MemoryBus
-from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
 from metasignal.trainer.service import TrainerOptions, TrainerService
 from metasignal.trainer.synthetic import Committee, RateStep, generate_committee
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, vote_table
 from tests.streaming import (
     decoded,
     drain,
@@ -88,12 +87,7 @@ def drifting_committee() -> Committee:
 
 
 def first_model(committee: Committee, stop: int) -> Artifact:
-    table = VoteTable(
-        time_ms=committee.time_ms[:stop],
-        members=committee.members,
-        votes=committee.votes[:stop],
-        labels=committee.labels[:stop],
-    )
+    table = vote_table(committee, slice(stop))
     return fit_meta_model(table, FitConfig(estimator={"strategy": "optimal_threshold"})).artifact
 
 

@@ -7,22 +7,13 @@ from sklearn.utils.estimator_checks import check_estimator
 from metasignal.stream.artifact import load_artifact, sign_artifact
 from metasignal.stream.scoring import CompiledModel
 from metasignal.trainer.calibration import fit_platt
-from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
 from metasignal.trainer.meta_model import MetaModelClassifier
 from metasignal.trainer.preprocessing import LogitStandardizer
 from metasignal.trainer.strategies import SmoteLogisticRegression
 from metasignal.trainer.synthetic import Committee, generate_committee
 from metasignal.trainer.walk_forward import walk_forward_splits
-
-
-def as_table(committee: Committee) -> VoteTable:
-    return VoteTable(
-        time_ms=committee.time_ms,
-        members=committee.members,
-        votes=committee.votes,
-        labels=committee.labels,
-    )
+from tests.conftest import vote_table
 
 
 @pytest.mark.parametrize(
@@ -38,7 +29,7 @@ def test_components_pass_check_estimator(estimator: object) -> None:
 def test_numpy_scorer_reproduces_estimator_probabilities(
     committee: Committee, strategy: str
 ) -> None:
-    table = as_table(committee)
+    table = vote_table(committee)
     outcome = fit_meta_model(table, FitConfig(estimator={"strategy": strategy}))
     artifact = load_artifact(sign_artifact(outcome.artifact, b"k"), keys=[b"k"])
     scorer = CompiledModel.from_artifact(artifact)
@@ -138,7 +129,7 @@ def test_platt_recovers_known_map() -> None:
 def test_holdout_is_reported_from_later_rows_and_model_refitted_on_all(
     committee: Committee,
 ) -> None:
-    table = as_table(committee)
+    table = vote_table(committee)
     outcome = fit_meta_model(table, FitConfig(holdout=0.25))
     report = outcome.report
     assert report["holdout"]["n"] == 5000

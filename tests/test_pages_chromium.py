@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
 from metasignal.trainer.report import render_html
 from metasignal.trainer.synthetic import Committee
 from metasignal.trainer.timeline import MARK_KINDS, Mark, timeline_html
+from tests.conftest import vote_table
 
 pytestmark = pytest.mark.slow
 
@@ -111,12 +111,7 @@ def check_page(chromium: str, page: Path, tmp_path: Path, height: int) -> Path:
 def test_the_fit_report_renders_every_image_in_chromium(
     chromium: str, committee: Committee, tmp_path: Path
 ) -> None:
-    table = VoteTable(
-        time_ms=committee.time_ms,
-        members=committee.members,
-        votes=committee.votes,
-        labels=committee.labels,
-    )
+    table = vote_table(committee)
     # A payoff column adds the PnL table and its cumulative-PnL figure.
     noise = np.random.default_rng(0).standard_normal(len(committee.labels))
     payoff = np.where(committee.labels == 1, 2.0, -1.0) + 0.2 * noise

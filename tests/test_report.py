@@ -18,10 +18,10 @@ import pytest
 from matplotlib.image import imread
 
 from metasignal.trainer.cli import main
-from metasignal.trainer.data import VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
 from metasignal.trainer.report import fmt_num, holdout_warnings, render_html
 from metasignal.trainer.synthetic import Committee, generate_committee
+from tests.conftest import vote_table
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 
@@ -278,12 +278,7 @@ def test_threshold_caption_says_what_the_code_does(document: str) -> None:
 def test_the_threshold_chart_is_the_curve_the_threshold_is_chosen_on(
     committee: Committee,
 ) -> None:
-    table = VoteTable(
-        time_ms=committee.time_ms,
-        members=committee.members,
-        votes=committee.votes,
-        labels=committee.labels,
-    )
+    table = vote_table(committee)
     outcome = fit_meta_model(table, FitConfig(estimator={"strategy": "optimal_threshold"}))
     report = outcome.report
     curve = report["plots"]["metric_vs_threshold"]

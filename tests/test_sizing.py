@@ -26,7 +26,7 @@ from metasignal.trainer.fit import FitConfig, fit_meta_model
 from metasignal.trainer.objective import Objective
 from metasignal.trainer.service import retune_artifact
 from metasignal.trainer.synthetic import Committee
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, vote_table
 from tests.streaming import decode_all, publish_model, send_votes, versioned
 
 probability = st.floats(min_value=0.0, max_value=1.0)
@@ -135,12 +135,7 @@ def test_round_trip_and_older_artifacts_size_all_or_nothing(artifact_body: dict)
 def test_the_numpy_scorer_reproduces_the_trainers_sizes(
     committee: Committee, spec: dict[str, Any]
 ) -> None:
-    table = VoteTable(
-        time_ms=committee.time_ms,
-        members=committee.members,
-        votes=committee.votes,
-        labels=committee.labels,
-    )
+    table = vote_table(committee)
     config = FitConfig(estimator={"strategy": "optimal_threshold"}, sizing=spec)
     outcome = fit_meta_model(table, config)
     assert outcome.artifact["sizing"] == SizingRule.from_dict(spec).to_dict()
@@ -193,12 +188,7 @@ def test_a_retuned_champion_keeps_its_sizing_rule(
 ) -> None:
     rule = {"method": "kelly", "cap": 0.4, "step": 0.1, "fraction": 0.25, "payoff_ratio": 3.0}
     champion = {**artifact_body, "sizing": rule}
-    table = VoteTable(
-        time_ms=committee.time_ms[-6000:],
-        members=committee.members,
-        votes=committee.votes[-6000:],
-        labels=committee.labels[-6000:],
-    )
+    table = vote_table(committee, slice(-6000, None))
     candidate, _ = retune_artifact(cast(Artifact, champion), table, Objective(metric="f1"))
     assert candidate["sizing"] == rule
     assert CompiledModel.from_artifact(candidate).sizing == SizingRule.from_dict(rule)
