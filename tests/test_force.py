@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 
 from metasignal.stream.artifact import Artifact, load_artifact
-from metasignal.stream.topics import Topics, topic_specs
+from metasignal.stream.topics import Topics
 from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.cli import main
 from metasignal.trainer.control import encode, operator_request, sign_force
 from metasignal.trainer.service import TrainerOptions, TrainerService
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
-from tests.streaming import publish_model, send_training_rows, versioned
+from tests.streaming import memory_bus, publish_model, send_training_rows, versioned
 
 TOPICS = Topics(prefix="force.")
 
@@ -33,8 +33,7 @@ def gate_refuses(
 ) -> MemoryBus:
     """A champion and training rows; with ``shuffle`` a retrained candidate is worse (its
     fit rows' labels are shuffled)."""
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(TOPICS, partitions=1))
+    bus = memory_bus(TOPICS, partitions=1)
     publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
     labels = committee.labels.copy()
     n_fit = int(len(labels) * 0.7)

@@ -26,11 +26,10 @@ from metasignal.stream.messages import (
 )
 from metasignal.stream.model_store import ModelStore
 from metasignal.stream.scorer import Scorer, ScorerOptions
-from metasignal.stream.topics import Topics, topic_specs
-from metasignal.stream.transport.memory import MemoryBus
+from metasignal.stream.topics import Topics
 from metasignal.trainer.service import TrainerOptions, TrainerService
 from tests.conftest import TEST_KEY
-from tests.streaming import publish_model, send_raw, versioned
+from tests.streaming import memory_bus, publish_model, send_raw, versioned
 
 MEMBERS = ["m1", "m2", "m3"]
 
@@ -115,8 +114,7 @@ def test_the_scorer_and_the_trainer_survive_any_records(
     outcomes: list[bytes],
     others: list[tuple[str, bytes]],
 ) -> None:
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(TOPICS, partitions=2))
+    bus = memory_bus(TOPICS)
     publish_model(bus, TOPICS, model_bytes)
     send_raw(bus, TOPICS.votes, [(b"k%d" % i, raw) for i, raw in enumerate(votes)])
     send_raw(bus, TOPICS.outcomes, [(b"k%d" % i, raw) for i, raw in enumerate(outcomes)])

@@ -18,8 +18,7 @@ from metasignal.stream.messages import encode_signal
 from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.sizing import SizingRule, estimate_payoff_ratio, resolve_sizing
-from metasignal.stream.topics import Topics, topic_specs
-from metasignal.stream.transport.memory import MemoryBus
+from metasignal.stream.topics import Topics
 from metasignal.trainer.cli import main
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
@@ -27,7 +26,7 @@ from metasignal.trainer.objective import Objective
 from metasignal.trainer.service import retune_artifact
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY, vote_table
-from tests.streaming import decode_all, publish_model, send_votes, versioned
+from tests.streaming import decode_all, memory_bus, publish_model, send_votes, versioned
 
 probability = st.floats(min_value=0.0, max_value=1.0)
 
@@ -158,8 +157,7 @@ def test_every_signal_on_the_wire_carries_its_size(
     committee: Committee, artifact_body: dict
 ) -> None:
     topics = Topics(prefix="s.")
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(topics, partitions=2))
+    bus = memory_bus(topics)
     body = {**artifact_body, "sizing": {"method": "probability", "cap": 0.9}}
     publish_model(bus, topics, versioned(body, 1, TEST_KEY))
     ids = send_votes(bus, topics, committee, 0, 800)

@@ -152,15 +152,19 @@ def test_cli_exits_with_the_no_skill_code_and_writes_only_the_report(
 def test_trainer_service_never_publishes_a_candidate_without_skill(
     artifact_body: dict, committee: Committee
 ) -> None:
-    from metasignal.stream.topics import Topics, topic_specs
-    from metasignal.stream.transport.memory import MemoryBus
+    from metasignal.stream.topics import Topics
     from metasignal.trainer.service import TrainerOptions, TrainerService
     from tests.conftest import TEST_KEY
-    from tests.streaming import publish_model, send_requests, send_training_rows, versioned
+    from tests.streaming import (
+        memory_bus,
+        publish_model,
+        send_requests,
+        send_training_rows,
+        versioned,
+    )
 
     topics = Topics(prefix="skill.")
-    bus = MemoryBus()
-    bus.create_topics(topic_specs(topics, partitions=1))
+    bus = memory_bus(topics, partitions=1)
     publish_model(bus, topics, versioned(artifact_body, 1, TEST_KEY))
     # Labels without any link to the votes: whatever the candidate learns is noise.
     labels = np.random.default_rng(0).permutation(committee.labels)
