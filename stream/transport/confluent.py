@@ -28,6 +28,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from confluent_kafka import (
@@ -307,6 +308,21 @@ def _wait_for_leaders(admin: AdminClient, topics: Sequence[str]) -> None:
             time.sleep(0.05)
 
 
+def _done(futures: Mapping[str, Future[None]], verb: str, *, already: int) -> list[str]:
+    """The topics an admin request acted on. Error code ``already`` means the topic already
+    is as asked (created, or gone): skipped; any other error raises."""
+    done = []
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != already:
+                raise _error(f"cannot {verb} topic {name}", exc) from None
+        else:
+            done.append(name)
+    return done
+
+
 class ConfluentTransport:
     """Factory for librdkafka consumers and producers sharing one connection config.
 
@@ -366,36 +382,18 @@ class ConfluentTransport:
         ]
         if not requests:
             return []
-        created = []
         with self._admin() as admin:
             futures = admin.create_topics(requests, operation_timeout=TIMEOUT_S, request_timeout=60)
-            for name, future in futures.items():
-                try:
-                    future.result()
-                except KafkaException as exc:
-                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                        raise _error(f"cannot create topic {name}", exc) from None
-                else:
-                    created.append(name)
+            created = _done(futures, "create", already=KafkaError.TOPIC_ALREADY_EXISTS)
             _wait_for_leaders(admin, created)
         return created
 
     def delete_topics(self, names: Sequence[str]) -> list[str]:
         if not names:
             return []
-        deleted = []
         with self._admin() as admin:
             futures = admin.delete_topics(list(names), operation_timeout=TIMEOUT_S)
-            for name, future in futures.items():
-                try:
-                    future.result()
-                except KafkaException as exc:
-                    # Already gone is what was asked for; anything else is an error.
-                    if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                        raise _error(f"cannot delete topic {name}", exc) from None
-                else:
-                    deleted.append(name)
-        return deleted
+            return _done(futures, "delete", already=KafkaError.UNKNOWN_TOPIC_OR_PART)
 
     def partition_count(self, topic: str) -> int | None:
         # A listing of every topic: a metadata request naming one may create it on a broker

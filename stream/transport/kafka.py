@@ -146,6 +146,21 @@ def _settings_for(client: Any, config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key in client.DEFAULT_CONFIG}
 
 
+def _done(topics: Sequence[Mapping[str, Any]], verb: str, *, already: int) -> list[str]:
+    """The names an admin request acted on. Error code ``already`` means the topic already
+    is as asked (created, or gone): skipped; any other error raises."""
+    done = []
+    for topic in topics:
+        code = topic.get("error_code", 0)
+        if code == 0:
+            done.append(topic["name"])
+        elif code != already:
+            raise TransportError(
+                f"cannot {verb} topic {topic['name']}: {topic.get('error_message') or code}"
+            )
+    return done
+
+
 class KafkaTransport:
     """Factory for Kafka consumers and producers sharing one connection config.
 
@@ -199,15 +214,7 @@ class KafkaTransport:
             for spec in specs
         }
         result = admin.create_topics(request, raise_errors=False)
-        created = []
-        for topic in result["topics"]:
-            code = topic.get("error_code", 0)
-            if code == 0:
-                created.append(topic["name"])
-            elif code != TOPIC_ALREADY_EXISTS:
-                raise TransportError(
-                    f"cannot create topic {topic['name']}: {topic.get('error_message') or code}"
-                )
+        created = _done(result["topics"], "create", already=TOPIC_ALREADY_EXISTS)
         if created:
             admin.wait_for_topics(created, timeout_ms=30_000)
         return created
@@ -218,16 +225,7 @@ class KafkaTransport:
             result = admin.delete_topics(list(names), timeout_ms=30_000, raise_errors=False)
         except KafkaError as exc:
             raise TransportError(f"cannot delete topics: {exc}") from None
-        deleted = []
-        for topic in result["topics"]:
-            code = topic.get("error_code", 0)
-            if code == 0:
-                deleted.append(topic["name"])
-            elif code != UNKNOWN_TOPIC_OR_PARTITION:
-                raise TransportError(
-                    f"cannot delete topic {topic['name']}: {topic.get('error_message') or code}"
-                )
-        return deleted
+        return _done(result["topics"], "delete", already=UNKNOWN_TOPIC_OR_PARTITION)
 
     def partition_count(self, topic: str) -> int | None:
         described = self._admin_client().describe_topics([topic])
