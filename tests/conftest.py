@@ -80,6 +80,12 @@ def artifact_body(committee: Committee) -> Artifact:
     return fit_meta_model(table, config).artifact
 
 
+@pytest.fixture(params=[False, True], ids=["at-least-once", "exactly-once"])
+def exactly_once(request: pytest.FixtureRequest) -> bool:
+    """Each delivery mode in turn: at-least-once, then exactly-once (transactions)."""
+    return bool(request.param)
+
+
 @pytest.fixture(params=["kafka-python", "confluent"])
 def kafka_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each Kafka client in turn; the services a test starts as processes inherit it through

@@ -9,9 +9,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from metasignal.stream.artifact import dumps_artifact, sign_artifact
 from metasignal.stream.messages import encode_vote
@@ -152,6 +153,34 @@ def send_requests(transport: Transport, topics: Topics, *requests: dict[str, Any
         producer.send(topics.control, key=b"meta", value=json.dumps(request).encode())
     producer.flush()
     producer.close()
+
+
+class Runnable(Protocol):
+    def run(self, stop: threading.Event) -> Any: ...
+
+
+ServiceT = TypeVar("ServiceT", bound=Runnable)
+
+
+class ServiceThread(Generic[ServiceT]):
+    """``service.run(stop)`` in a daemon thread for the length of a ``with`` block, which
+    yields the service; leaving the block stops it and checks it ended within
+    ``join_timeout_s``."""
+
+    def __init__(self, service: ServiceT, *, join_timeout_s: float = 30.0) -> None:
+        self.service = service
+        self.join_timeout_s = join_timeout_s
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=service.run, args=(self.stop,), daemon=True)
+
+    def __enter__(self) -> ServiceT:
+        self.thread.start()
+        return self.service
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=self.join_timeout_s)
+        assert not self.thread.is_alive()
 
 
 class ServiceProcess:

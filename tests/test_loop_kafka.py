@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ from metasignal.trainer.synthetic import Committee, generate_committee
 from tests.conftest import TEST_KEY
 from tests.streaming import (
     ServiceProcess,
+    ServiceThread,
     publish_model,
     send_requests,
     send_training_rows,
@@ -38,25 +38,17 @@ def committed_models(transport: KafkaTransport, topics: Topics) -> list[Artifact
     return [load_artifact(r.value or b"", keys=[TEST_KEY]) for r in out]
 
 
-class TrainerThread:
+class TrainerThread(ServiceThread[TrainerService]):
+    """A trainer on ``topics`` running in a thread for the length of a ``with`` block."""
+
     def __init__(self, transport: KafkaTransport, topics: Topics, **options: Any) -> None:
-        self.service = TrainerService(
+        trainer = TrainerService(
             transport=transport,
             options=TrainerOptions(topics=topics, group_id=f"{topics.prefix}trainer",
                                    transactional_id=f"{topics.prefix}trainer", **options),
             keys=[TEST_KEY],
         )  # fmt: skip
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.service.run, args=(self.stop,), daemon=True)
-
-    def __enter__(self) -> TrainerService:
-        self.thread.start()
-        return self.service
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=60)
-        assert not self.thread.is_alive()
+        super().__init__(trainer, join_timeout_s=60)
 
 
 def test_duplicate_requests_give_one_model(

@@ -108,7 +108,6 @@ def outage(broker: LocalKafka, is_ready: Any, gauge: Any) -> tuple[list[float], 
     return seen, time.monotonic()
 
 
-@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
 def test_scorer_rides_out_a_broker_outage(
     own_broker: LocalKafka,
     outage_kafka: tuple[KafkaTransport, Topics],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 from typing import Any
@@ -17,6 +16,7 @@ from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
 from tests.streaming import (
     ServiceProcess,
+    ServiceThread,
     publish_model,
     send_raw,
     send_votes,
@@ -68,27 +68,19 @@ def dead_letters(transport: KafkaTransport, topics: Topics, expect: int) -> list
     return out
 
 
-class ScorerThread:
+class ScorerThread(ServiceThread[Scorer]):
+    """A scorer on ``topics`` running in a thread for the length of a ``with`` block."""
+
     def __init__(self, transport: KafkaTransport, topics: Topics, **options: Any) -> None:
-        self.scorer = Scorer(
+        options = {"poll_timeout_ms": 100, **options}
+        scorer = Scorer(
             transport=transport,
-            options=ScorerOptions(topics=topics, poll_timeout_ms=100, **options),
+            options=ScorerOptions(topics=topics, **options),
             keys=[TEST_KEY],
         )
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.scorer.run, args=(self.stop,), daemon=True)
-
-    def __enter__(self) -> Scorer:
-        self.thread.start()
-        return self.scorer
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive()
+        super().__init__(scorer, join_timeout_s=30)
 
 
-@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
 def test_votes_to_signals_end_to_end(
     kafka: tuple[KafkaTransport, Topics],
     committee: Committee,
@@ -280,7 +272,46 @@ def scorer_process(bootstrap: str, topics: Topics, *extra: str) -> ServiceProces
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def kill_9_mid_stream(
+    process: ServiceProcess, transport: KafkaTransport, topics: Topics, *, after: int, of: int
+) -> None:
+    """SIGKILL ``process`` once ``after`` of its ``of`` signals are out, and check that it
+    was mid-stream. The probe reads uncommitted: at-least-once signals are out before their
+    commit."""
+    probe = transport.consumer(assign_all=[topics.signals])
+    seen = 0
+
+    def some_progress() -> bool:
+        nonlocal seen
+        seen += len(probe.poll(timeout_ms=100, max_records=5000))
+        return seen >= after
+
+    try:
+        progressed = wait_for(some_progress, timeout=90, interval=0)
+    finally:
+        process.stop()  # SIGKILL
+        probe.close()
+    assert progressed, f"no signal in 90 s; scorer said:\n{process.output()[-2000:]}"
+    assert seen < of, "the scorer finished before it could be killed mid-stream"
+
+
+def signals_then_sigterm(
+    process: ServiceProcess,
+    transport: KafkaTransport,
+    topics: Topics,
+    *,
+    expect: int,
+    timeout: float = 90,
+) -> list[dict[str, Any]]:
+    """The committed signals of ``expect`` events, then SIGTERM ``process``: it exits 0."""
+    try:
+        out = committed_signals(transport, topics, expect=expect, timeout=timeout)
+        assert process.terminate() == 0
+    finally:
+        process.stop()
+    return out
+
+
 def test_kill_9_mid_stream_and_restart_loses_nothing(
     kafka: tuple[KafkaTransport, Topics],
     kafka_bootstrap: str,
@@ -292,28 +323,11 @@ def test_kill_9_mid_stream_and_restart_loses_nothing(
     publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
     ids = send_votes(transport, topics, committee, 0, 20_000)
     extra = ("--exactly-once", "--transactional-id", f"{topics.prefix}tx") if exactly_once else ()
-    first = scorer_process(kafka_bootstrap, topics, *extra)
-    probe = transport.consumer(assign_all=[topics.signals])
-    seen = 0
-
-    def some_progress() -> bool:
-        nonlocal seen
-        seen += len(probe.poll(timeout_ms=100, max_records=5000))
-        return seen >= 2000
-
-    try:
-        progressed = wait_for(some_progress, timeout=90, interval=0)
-    finally:
-        first.stop()  # SIGKILL
-        probe.close()
-    assert progressed, f"no signal in 90 s; scorer said:\n{first.output()[-2000:]}"
-    assert seen < 20_000, "the scorer finished before it could be killed mid-stream"
+    kill_9_mid_stream(
+        scorer_process(kafka_bootstrap, topics, *extra), transport, topics, after=2000, of=20_000
+    )
     second = scorer_process(kafka_bootstrap, topics, *extra)
-    try:
-        out = committed_signals(transport, topics, expect=20_000, timeout=150)
-        assert second.terminate() == 0
-    finally:
-        second.stop()
+    out = signals_then_sigterm(second, transport, topics, expect=20_000, timeout=150)
     counts = Counter(s["id"] for s in out)
     assert set(counts) == set(ids), f"{len(set(ids) - set(counts))} votes without a signal"
     if exactly_once:
@@ -330,11 +344,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_0(
     publish_model(transport, topics, versioned(artifact_body, 1, TEST_KEY))
     ids = send_votes(transport, topics, committee, 0, 3000)
     process = scorer_process(kafka_bootstrap, topics)
-    try:
-        out = committed_signals(transport, topics, expect=3000)
-        assert process.terminate() == 0
-    finally:
-        process.stop()
+    out = signals_then_sigterm(process, transport, topics, expect=3000)
     assert "scorer stopped: 3000 votes, 3000 signals" in process.output()
     assert {s["id"] for s in out} == set(ids)
     # Offsets were committed: a new scorer in the same group has nothing left to redo.

@@ -46,7 +46,6 @@ def test_no_model_means_not_ready_and_nothing_consumed(committee: Committee) -> 
     assert signals(bus) == []
 
 
-@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
 def test_every_vote_gets_one_signal_matching_the_numpy_scorer(
     committee: Committee, artifact_body: dict, exactly_once: bool
 ) -> None:
