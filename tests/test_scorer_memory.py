@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY
 from tests.streaming import (
+    ServiceThread,
     decoded,
     drain,
     memory_bus,
@@ -26,6 +26,7 @@ from tests.streaming import (
     send_raw,
     send_votes,
     versioned,
+    wait_for,
 )
 
 TOPICS = Topics(prefix="t.")
@@ -208,16 +209,8 @@ def test_run_stops_cleanly_after_the_batch(committee: Committee, artifact_body: 
     bus = make_bus()
     publish_model(bus, TOPICS, versioned(artifact_body, 1, TEST_KEY))
     send_votes(bus, TOPICS, committee, 0, 500)
-    scorer = scorer_for(bus)
-    stop = threading.Event()
-    thread = threading.Thread(target=scorer.run, args=(stop,))
-    thread.start()
-    from tests.streaming import wait_for
-
-    assert wait_for(lambda: len(signals(bus)) == 500, timeout=20)
-    stop.set()
-    thread.join(timeout=10)
-    assert not thread.is_alive()
+    with ServiceThread(scorer_for(bus), join_timeout_s=10) as scorer:
+        assert wait_for(lambda: len(signals(bus)) == 500, timeout=20)
     assert not scorer.ready
 
 

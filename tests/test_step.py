@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,13 +45,22 @@ def regular(i: int, votes: dict[str, float]) -> bytes:
     return json.dumps({"id": f"e{i}", "ts": 1_700_000_000_000 + i, "votes": votes}).encode()
 
 
-def per_record(step: ScoringStep, records: list[Record], model: CompiledModel) -> ScoredBatch:
-    """What the step did before it had a whole-batch path: every record on its own."""
-    batch = step.score(step.decode_each(records, model), model)
-    if step.max_vote_age_ms:
-        batch = step.mark_stale(batch, now_ms=SCORED_AT)
-    stale = [False] * len(batch.ids) if batch.stale is None else batch.stale.tolist()
-    signals = [
+def signals_one_by_one(
+    *,
+    event_ids: Sequence[str],
+    ts_ms: Sequence[int],
+    decisions: np.ndarray,
+    scores: np.ndarray,
+    sizes: np.ndarray,
+    threshold: float,
+    model_name: str,
+    model_version: int,
+    scored_at_ms: int,
+    stale: np.ndarray | None = None,
+) -> list[tuple[bytes, bytes]]:
+    """The reference for ``encode_signals``: ``encode_signal`` once per signal."""
+    flags = [False] * len(event_ids) if stale is None else stale.tolist()
+    return [
         (
             event_id.encode(),
             encode_signal(
@@ -58,24 +68,43 @@ def per_record(step: ScoringStep, records: list[Record], model: CompiledModel) -
                 ts_ms=ts,
                 decision=decision,
                 score=score,
-                threshold=model.threshold,
+                threshold=threshold,
                 size=size,
-                model_name=model.name,
-                model_version=model.version,
-                scored_at_ms=SCORED_AT,
+                model_name=model_name,
+                model_version=model_version,
+                scored_at_ms=scored_at_ms,
                 stale=is_stale,
             ),
         )
         for event_id, ts, decision, score, size, is_stale in zip(
-            batch.ids,
-            batch.ts_ms,
-            batch.decisions.tolist(),
-            batch.scores.tolist(),
-            batch.sizes.tolist(),
-            stale,
+            event_ids,
+            ts_ms,
+            decisions.tolist(),
+            scores.tolist(),
+            sizes.tolist(),
+            flags,
             strict=True,
         )
     ]
+
+
+def per_record(step: ScoringStep, records: list[Record], model: CompiledModel) -> ScoredBatch:
+    """What the step did before it had a whole-batch path: every record on its own."""
+    batch = step.score(step.decode_each(records, model), model)
+    if step.max_vote_age_ms:
+        batch = step.mark_stale(batch, now_ms=SCORED_AT)
+    signals = signals_one_by_one(
+        event_ids=batch.ids,
+        ts_ms=batch.ts_ms,
+        decisions=batch.decisions,
+        scores=batch.scores,
+        sizes=batch.sizes,
+        threshold=model.threshold,
+        model_name=model.name,
+        model_version=model.version,
+        scored_at_ms=SCORED_AT,
+        stale=batch.stale,
+    )
     return dataclasses.replace(batch, signals=signals)
 
 
@@ -228,37 +257,18 @@ def test_signals_of_a_batch_are_encode_signal_byte_for_byte(
     size = np.array(scores.draw(st.lists(unit, min_size=n, max_size=n)))
     ts = scores.draw(st.lists(st.integers(min_value=0, max_value=2**53), min_size=n, max_size=n))
     decisions = (score >= threshold).astype(np.int8)
-    got = encode_signals(
-        event_ids=ids,
-        ts_ms=ts,
-        decisions=decisions,
-        scores=score,
-        sizes=size,
-        threshold=threshold,
-        model_name=model_name,
-        model_version=version,
-        scored_at_ms=SCORED_AT,
-    )
-    want = [
-        (
-            i.encode(),
-            encode_signal(
-                event_id=i,
-                ts_ms=t,
-                decision=d,
-                score=s,
-                threshold=threshold,
-                size=z,
-                model_name=model_name,
-                model_version=version,
-                scored_at_ms=SCORED_AT,
-            ),
-        )
-        for i, t, d, s, z in zip(
-            ids, ts, decisions.tolist(), score.tolist(), size.tolist(), strict=True
-        )
-    ]
-    assert got == want
+    columns: dict[str, Any] = {
+        "event_ids": ids,
+        "ts_ms": ts,
+        "decisions": decisions,
+        "scores": score,
+        "sizes": size,
+        "threshold": threshold,
+        "model_name": model_name,
+        "model_version": version,
+        "scored_at_ms": SCORED_AT,
+    }
+    assert encode_signals(**columns) == signals_one_by_one(**columns)
 
 
 def test_a_score_that_encode_signal_refuses_is_refused_by_the_batch_too() -> None:
