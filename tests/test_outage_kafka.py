@@ -8,8 +8,6 @@ before.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +30,7 @@ from tests.conftest import REPO, TEST_KEY
 from tests.kafka_broker import LocalKafka
 from tests.streaming import (
     ServiceProcess,
+    ServiceThread,
     publish_model,
     send_requests,
     send_training_rows,
@@ -39,6 +38,7 @@ from tests.streaming import (
     versioned,
     wait_for,
 )
+from tests.test_scorer_kafka import committed_signals
 
 pytestmark = pytest.mark.kafka
 
@@ -79,20 +79,9 @@ def probe(port: int, path: str = "/readyz") -> int:
 
 
 def signal_ids(transport: KafkaTransport, topics: Topics, expect: int) -> Counter[str]:
-    """Ids of every committed signal (read_committed), waiting for at least ``expect``."""
-    consumer = transport.consumer(assign_all=[topics.signals], read_committed=True)
-    ids: Counter[str] = Counter()
-
-    def more() -> bool:
-        for record in consumer.poll(timeout_ms=200, max_records=5000):
-            ids[json.loads(record.value or b"{}")["id"]] += 1
-        return sum(ids.values()) >= expect
-
-    wait_for(more, timeout=120, interval=0)
-    for _ in range(10):  # a duplicate beyond ``expect`` must be seen too
-        more()
-    consumer.close()
-    return ids
+    """How many committed signals each event has, waiting until ``expect`` events have one."""
+    signals = committed_signals(transport, topics, expect, timeout=120, extra_polls=10)
+    return Counter(signal["id"] for signal in signals)
 
 
 def outage(broker: LocalKafka, is_ready: Any, gauge: Any) -> tuple[list[float], float]:
@@ -136,38 +125,37 @@ def test_scorer_rides_out_a_broker_outage(
         is_alive=scorer.heartbeat.alive,
         is_ready=lambda: scorer.ready,
     ).start()
-    stop = threading.Event()
-    thread = threading.Thread(target=scorer.run, args=(stop,), daemon=True)
-    thread.start()
+    running = ServiceThread(scorer, join_timeout_s=60)
     try:
-        send_votes(transport, topics, committee, 0, 300)
-        assert wait_for(lambda: scorer.stats.signals >= 300, timeout=90)
-        assert probe(server.port) == 200
-        # Votes in flight when the broker goes: a batch (a transaction) is cut in the middle.
-        send_votes(transport, topics, committee, 300, 3000)
+        with running:
+            send_votes(transport, topics, committee, 0, 300)
+            assert wait_for(lambda: scorer.stats.signals >= 300, timeout=90)
+            assert probe(server.port) == 200
+            # Votes in flight when the broker goes: a batch (a transaction) is cut in the middle.
+            send_votes(transport, topics, committee, 300, 3000)
 
-        def reachable() -> float:
-            value = scorer.metrics.registry.get_sample_value("metasignal_broker_reachable")
-            return -1.0 if value is None else value
+            def reachable() -> float:
+                value = scorer.metrics.registry.get_sample_value("metasignal_broker_reachable")
+                return -1.0 if value is None else value
 
-        def alive_and_reachable() -> float:
-            # Liveness must hold through the outage (or an orchestrator would restart the
-            # scorer for nothing): -2 marks a failed /healthz.
-            return reachable() if probe(server.port, "/healthz") == 200 else -2.0
+            def alive_and_reachable() -> float:
+                # Liveness must hold through the outage (or an orchestrator would restart the
+                # scorer for nothing): -2 marks a failed /healthz.
+                return reachable() if probe(server.port, "/healthz") == 200 else -2.0
 
-        during, back = outage(own_broker, lambda: probe(server.port) == 200, alive_and_reachable)
-        assert thread.is_alive(), "the scorer exited during the outage"
-        assert 0.0 in during, "metasignal_broker_reachable never went to 0"
-        assert -2.0 not in during, "/healthz failed during the outage"
-        assert wait_for(lambda: probe(server.port) == 200, timeout=60)
-        resumed_s = time.monotonic() - back
-        assert reachable() == 1.0
-        send_votes(transport, topics, committee, 3000, 3300)
-        ids = signal_ids(transport, topics, expect=3300)
-        first_new = time.monotonic() - back
+            during, back = outage(
+                own_broker, lambda: probe(server.port) == 200, alive_and_reachable
+            )
+            assert running.thread.is_alive(), "the scorer exited during the outage"
+            assert 0.0 in during, "metasignal_broker_reachable never went to 0"
+            assert -2.0 not in during, "/healthz failed during the outage"
+            assert wait_for(lambda: probe(server.port) == 200, timeout=60)
+            resumed_s = time.monotonic() - back
+            assert reachable() == 1.0
+            send_votes(transport, topics, committee, 3000, 3300)
+            ids = signal_ids(transport, topics, expect=3300)
+            first_new = time.monotonic() - back
     finally:
-        stop.set()
-        thread.join(timeout=60)
         server.stop()
     expected = {str(committee.ids[i]) for i in range(3300)}
     missing = expected - set(ids)
@@ -182,7 +170,6 @@ def test_scorer_rides_out_a_broker_outage(
     assert resumed_s <= RESUME_LIMIT_S, f"ready only {resumed_s:.1f} s after the broker returned"
     if exactly_once:
         assert not duplicated, f"{len(duplicated)} signals written twice"
-    assert not thread.is_alive()
 
 
 def test_trainer_rides_out_a_broker_outage(
@@ -205,10 +192,8 @@ def test_trainer_rides_out_a_broker_outage(
         ),
         keys=[TEST_KEY],
     )
-    stop = threading.Event()
-    thread = threading.Thread(target=trainer.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    running = ServiceThread(trainer, join_timeout_s=60)
+    with running:
         request = {"id": "before", "kind": "retune", "reason": "t", "model_version": 1}
         send_requests(transport, topics, request)
         assert wait_for(lambda: len(trainer.verdicts) == 1, timeout=120)
@@ -218,20 +203,16 @@ def test_trainer_rides_out_a_broker_outage(
             return -1.0 if value is None else value
 
         during, _ = outage(own_broker, lambda: trainer.ready, reachable)
-        assert thread.is_alive(), "the trainer exited during the outage"
+        assert running.thread.is_alive(), "the trainer exited during the outage"
         assert 0.0 in during
         assert wait_for(lambda: trainer.ready, timeout=RESUME_LIMIT_S)
         request = {"id": "after", "kind": "retune", "reason": "t", "model_version": 2}
         send_requests(transport, topics, request)
         assert wait_for(lambda: len(trainer.verdicts) == 2, timeout=120)
-    finally:
-        stop.set()
-        thread.join(timeout=60)
     assert [(v.request_id, v.outcome) for v in trainer.verdicts] == [
         ("before", "published"),
         ("after", "published"),
     ]
-    assert not thread.is_alive()
 
 
 def test_max_outage_ends_the_scorer_with_one_line(

@@ -28,7 +28,11 @@ pytestmark = pytest.mark.kafka
 
 
 def committed_signals(
-    transport: KafkaTransport, topics: Topics, expect: int, timeout: float = 90
+    transport: KafkaTransport,
+    topics: Topics,
+    expect: int,
+    timeout: float = 90,
+    extra_polls: int = 5,
 ) -> list[dict[str, Any]]:
     """Every committed signal, waiting until ``expect`` distinct events have one.
 
@@ -49,7 +53,7 @@ def committed_signals(
 
     wait_for(more, timeout=timeout, interval=0)
     # Anything beyond ``expect`` (a duplicate) must also be seen: drain a little longer.
-    for _ in range(5):
+    for _ in range(extra_polls):
         more()
     consumer.close()
     return out
