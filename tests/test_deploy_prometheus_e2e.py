@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -32,18 +31,13 @@ from metasignal.stream.topics import Topics, topic_specs
 from metasignal.stream.transport.kafka import KafkaTransport
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import REPO, TEST_KEY
+from tests.kafka_broker import free_port
 from tests.streaming import publish_model, send_votes, versioned
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 SCORER_JOB = "metasignal-scorer"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:

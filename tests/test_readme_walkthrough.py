@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import uuid
@@ -32,6 +31,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
+from tests.kafka_broker import free_port
 
 README = REPO / "README.md"
 SECTIONS = ("Training a meta-model", "Running the scorer on Kafka")
@@ -43,12 +43,6 @@ def sh_blocks(markdown: str, section: str) -> list[str]:
     match = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", markdown, re.M | re.S)
     assert match, f"README has no section {section!r}"
     return re.findall(r"^```sh\n(.*?)^```$", match[1], re.M | re.S)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def walkthrough_script(bootstrap: str, metrics_port: int) -> str:
