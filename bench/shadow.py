@@ -62,6 +62,7 @@ BEGIN, END = markers("shadow")
 SEED = 20_251_130
 BATCH = 500
 GAP = 0.05  # the F1 advantage of the better model
+DELTA = 0.03  # the default min_improvement of ShadowComparison (checked in measure)
 SWAP = [0, 2, 1, 3, 4, 6, 5, 7]  # cell 4 y + 2 b + c with champion and challenger exchanged
 log = logging.getLogger("bench.shadow")
 
@@ -128,6 +129,7 @@ class Pairs:
     agreement: float  # P(both trade | either trades) of the two fitted models
     equal: np.ndarray
     better: np.ndarray  # challenger GAP better than the incumbent (promotion)
+    at_delta: np.ndarray  # challenger better by exactly the default min_improvement
     worse: np.ndarray  # the same, roles of the two fits swapped (rollback)
 
 
@@ -140,11 +142,11 @@ def make_pairs(plan: Plan, rate: float) -> Pairs:
     f1 = tuple(f1_at(s, labels, m.threshold) for m, s in zip(models, scores, strict=True))
     table = paired_counts(labels, decided[0], decided[1]) / len(labels)
 
-    def stale(worse: int) -> np.ndarray:
-        """Model ``worse`` at the threshold where it is GAP below the other's tuned F1."""
+    def stale(worse: int, gap: float = GAP) -> np.ndarray:
+        """Model ``worse`` at the threshold where it is ``gap`` below the other's tuned F1."""
         other = 1 - worse
         raised = threshold_losing(scores[worse], labels, models[worse].threshold,
-                                  f1[worse] - f1[other] + GAP)  # fmt: skip
+                                  f1[worse] - f1[other] + gap)  # fmt: skip
         pair = [scores[worse] >= raised, decided[other]]  # (incumbent, challenger)
         return paired_counts(labels, *pair) / len(labels)
 
@@ -155,6 +157,7 @@ def make_pairs(plan: Plan, rate: float) -> Pairs:
         agreement=both / float(table[[1, 2, 3, 5, 6, 7]].sum()),
         equal=exchangeable(table),
         better=stale(0),  # promotion: the first fit gone stale, the second in shadow
+        at_delta=stale(0, DELTA),
         worse=stale(1),  # rollback: the second fit promoted and worse, the first in shadow
     )
 
@@ -325,6 +328,8 @@ def update_cost(table: np.ndarray, runs: int = 20) -> float:
 
 
 def measure(plan: Plan, rate: float) -> RateReport:
+    if ShadowComparison().min_improvement != DELTA:
+        raise ValueError(f"DELTA {DELTA} is not the default min_improvement: update it")
     log.info("rate %.0f%%: fitting two models on %d events", rate * 100, plan.train_events)
     pairs = make_pairs(plan, rate)
     log.info("rate %.0f%%: F1 %s, simulating", rate * 100, pairs.f1)
@@ -342,6 +347,7 @@ def measure(plan: Plan, rate: float) -> RateReport:
                     ("promotion", pairs.better),
                     ("rollback", pairs.worse),
                     ("worse", pairs.better[SWAP]),
+                    ("delta", pairs.at_delta),
                 )
             )
         },
@@ -410,6 +416,7 @@ def render(plan: Plan, reports: Sequence[RateReport], *, command: str, started: 
         *false_promotions(reports),
         *retirements(reports),
         *promotions(reports, defaults.max_outcomes),
+        *at_delta(reports, defaults),
         *reading(reports, defaults),
         "",
         "### Cost",
@@ -527,6 +534,36 @@ def promotions(reports: Sequence[RateReport], horizon: int) -> list[str]:
                 f"{quantile_text(many['futility'])} | {np.isfinite(many['futility']).mean():.1%} | "
                 f"{quantile_text(many['former'])} | {np.isfinite(many['former']).mean():.1%} |"
             )
+    return lines
+
+
+def at_delta(reports: Sequence[RateReport], defaults: ShadowComparison) -> list[str]:
+    lines = [
+        "",
+        f"### A challenger better by exactly min_improvement = {DELTA}: the beta error",
+        "",
+        f"Count level, the first fit's threshold raised until its F1 is {DELTA} below the "
+        "second's. *Wrongly retired*: runs stopped `not_better` before the horizon by "
+        f"futility (stated at most futility_beta = {defaults.futility_beta}); *promoted*: "
+        "runs reaching `better` (power at delta) for both rules.",
+        "",
+        "| rate | F1 (champion → challenger) | count-level runs | wrongly retired | "
+        "promoted, futility | promoted, former | median outcomes to `better`, futility / former |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        many, horizon = r.many["delta"], defaults.max_outcomes
+        wrong = float((many.retired_at["futility"] < horizon).mean())
+        f1 = table_f1(r.pairs.at_delta)
+        medians = " / ".join(
+            quantile_text(many.better_at[name]).split(" / ")[0] for name in DESIGNS
+        )
+        lines.append(
+            f"| {r.pairs.rate:.0%} | {f1[0]:.3f} → {f1[1]:.3f} | "
+            f"{len(many.better_at['futility']):,} | "
+            f"{wrong:.1%} | {np.isfinite(many.better_at['futility']).mean():.1%} | "
+            f"{np.isfinite(many.better_at['former']).mean():.1%} | {medians} |"
+        )
     return lines
 
 
