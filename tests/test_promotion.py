@@ -62,15 +62,18 @@ SMALL = {"min_outcomes": 2_000, "max_outcomes": 20_000, "look_every": 500}
 def test_false_better_rate_under_equal_quality_is_at_most_alpha() -> None:
     # Both models have the same recall and false-alarm rate, so the same F1: any "better"
     # is false. A naive z > 1.645 at each of the 37 looks says "better" in about a quarter.
+    # The futility rule is non-binding: with it (the default) and without it, at most alpha.
     runs, alpha = 400, 0.05
     rng = np.random.default_rng(20_251_130)
-    false_better = naive_better = 0
+    false_better = former_better = naive_better = 0
     for _ in range(runs):
         stream = decisions(rng, 20_000, rate=0.015, recall=(0.5, 0.5), false_alarm=(0.01, 0.01))
         false_better += run(ShadowComparison(alpha=alpha, **SMALL), stream) == "better"
+        former = ShadowComparison(alpha=alpha, min_improvement=None, **SMALL)
+        former_better += run(former, stream) == "better"
         naive_better += _naively_better(stream)
     # Binomial(400, 0.05) exceeds 30 with probability 0.7 %.
-    assert false_better <= 30, false_better
+    assert false_better <= former_better <= 30, (false_better, former_better)
     assert naive_better > 2 * 30, naive_better
 
 
@@ -128,6 +131,19 @@ def test_futility_retires_an_equal_challenger_well_before_the_horizon() -> None:
     assert 0.0 < _number(evidence, "beta_spent") < 0.2
     former = ShadowComparison(min_improvement=None)
     assert run(former, stream) == "not_better" and former.n_outcomes == 50_000
+
+
+def test_a_look_crossing_both_boundaries_says_better() -> None:
+    # Far better (F1 ~0.4 -> ~0.9) but surely not by 0.9: both boundaries are crossed at
+    # the first look; futility is non-binding, so the efficacy verdict stands.
+    rng = np.random.default_rng(14)
+    stream = decisions(rng, 20_000, rate=0.05, recall=(0.3, 0.95), false_alarm=(0.01, 0.002))
+    test = ShadowComparison(min_improvement=0.9, **SMALL)
+    assert run(test, stream) == "better"
+    assert test.n_outcomes == int(test.looks[0])
+    evidence = test.evidence()
+    assert _number(evidence, "z") >= _number(evidence, "boundary")
+    assert _number(evidence, "z_improvement") <= -_number(evidence, "futility_boundary")
 
 
 def test_futility_never_retires_a_much_better_challenger() -> None:
