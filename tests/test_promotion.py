@@ -125,12 +125,13 @@ def test_futility_retires_an_equal_challenger_well_before_the_horizon() -> None:
     assert run(test, stream) == "not_better"
     assert test.n_outcomes <= 20_000, test.n_outcomes  # 15,500 on this seed
     evidence = test.evidence()
-    assert evidence["futility"] == "beta_spending_pocock"
+    assert evidence["futility"] == "beta_spending_pocock" and evidence["stopped_by"] == "futility"
     assert _number(evidence, "futility_upper_bound") < 0.03 <= _number(evidence, "upper_bound")
     assert _number(evidence, "z_improvement") <= -_number(evidence, "futility_boundary")
     assert 0.0 < _number(evidence, "beta_spent") < 0.2
     former = ShadowComparison(min_improvement=None)
     assert run(former, stream) == "not_better" and former.n_outcomes == 50_000
+    assert former.evidence()["stopped_by"] == "horizon"
 
 
 def test_a_look_crossing_both_boundaries_says_better() -> None:
@@ -189,12 +190,14 @@ def test_evidence_is_json_ready_at_every_stage() -> None:
     before = test.evidence()
     assert before["verdict"] == "undecided" and before["n_outcomes"] == 0
     assert before["looks"] == 0 and before["alpha_spent"] == 0.0
+    assert before["stopped_by"] == "undecided" and before["beta_spent"] == 0.0
     json.dumps(before, allow_nan=False)
     run(test, stream)
     assert _number(before, "boundary") > 5.0  # the first look's
     after = test.evidence()
     json.dumps(after, allow_nan=False)
     assert after["verdict"] == "better" and after["n_outcomes"] == test.n_outcomes
+    assert after["stopped_by"] == "efficacy"
     assert _number(after, "lower_bound") > 0.0
     assert _number(after, "z") >= _number(after, "boundary")
     assert 0.0 < _number(after, "alpha_spent") <= 0.05

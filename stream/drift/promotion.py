@@ -524,7 +524,8 @@ class ShadowComparison:
         ``"not_better"`` once that is below ``margin + min_improvement`` (``futility``
         ``"beta_spending_pocock"``, with ``z_improvement``, ``futility_beta`` and
         ``beta_spent``), or below ``margin`` when ``min_improvement`` is ``None``
-        (``futility`` ``"margin_mirror"``).
+        (``futility`` ``"margin_mirror"``). ``stopped_by``: ``"efficacy"``,
+        ``"futility"``, ``"horizon"`` or ``"undecided"``.
         """
         estimate = paired_f1_difference(self._counts)
         last = self._last_look()
@@ -570,7 +571,10 @@ def _futility_evidence(
     """The futility figures of :meth:`ShadowComparison.evidence` at look ``last``."""
     boundary = float(test.futility_boundaries[max(last, 0)])
     upper = min(1.0, estimate.difference + boundary * estimate.standard_error)
+    futile = last >= 0 and _z(estimate, test.futility_target) <= -boundary
+    stopped_by = {"better": "efficacy", "not_better": "futility" if futile else "horizon"}
     figures: dict[str, float | str] = {
+        "stopped_by": stopped_by.get(test.verdict or "", "undecided"),
         "futility": "margin_mirror",
         "futility_boundary": boundary,
         "futility_upper_bound": upper,
