@@ -184,6 +184,7 @@ class ScorerOptions:
     shadow_margin: float = 0.0
     shadow_min_outcomes: int = 2000
     shadow_look_every: int = 500
+    shadow_min_improvement: float | None = 0.03  # F1; retired once unlikely (None: horizon)
     lag_interval_s: float = 5.0
     rate_window: int = 10_000
     drift_min_outcomes: int = 2000

@@ -148,6 +148,7 @@ class ShadowSlot:
                 min_outcomes=options.shadow_min_outcomes,
                 max_outcomes=options.shadow_max_outcomes,
                 look_every=options.shadow_look_every,
+                min_improvement=options.shadow_min_improvement,
             )
         else:
             window = options.rollback_outcomes
@@ -156,6 +157,7 @@ class ShadowSlot:
                 min_outcomes=min(options.shadow_min_outcomes, window),
                 max_outcomes=window,
                 look_every=min(options.shadow_look_every, window),
+                min_improvement=options.shadow_min_improvement,
             )
         log.info(
             "shadow: comparing %s v%d with champion v%d on joined outcomes",

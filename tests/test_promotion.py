@@ -16,6 +16,7 @@ from bench.markdown import write_section
 from metasignal.stream.drift.promotion import (
     ShadowComparison,
     efficacy_boundaries,
+    futility_boundaries,
     look_schedule,
     paired_counts,
     paired_f1_difference,
@@ -61,15 +62,18 @@ SMALL = {"min_outcomes": 2_000, "max_outcomes": 20_000, "look_every": 500}
 def test_false_better_rate_under_equal_quality_is_at_most_alpha() -> None:
     # Both models have the same recall and false-alarm rate, so the same F1: any "better"
     # is false. A naive z > 1.645 at each of the 37 looks says "better" in about a quarter.
+    # The futility rule is non-binding: with it (the default) and without it, at most alpha.
     runs, alpha = 400, 0.05
     rng = np.random.default_rng(20_251_130)
-    false_better = naive_better = 0
+    false_better = former_better = naive_better = 0
     for _ in range(runs):
         stream = decisions(rng, 20_000, rate=0.015, recall=(0.5, 0.5), false_alarm=(0.01, 0.01))
         false_better += run(ShadowComparison(alpha=alpha, **SMALL), stream) == "better"
+        former = ShadowComparison(alpha=alpha, min_improvement=None, **SMALL)
+        former_better += run(former, stream) == "better"
         naive_better += _naively_better(stream)
     # Binomial(400, 0.05) exceeds 30 with probability 0.7 %.
-    assert false_better <= 30, false_better
+    assert false_better <= former_better <= 30, (false_better, former_better)
     assert naive_better > 2 * 30, naive_better
 
 
@@ -96,17 +100,76 @@ def test_a_worse_challenger_is_retired_before_the_horizon() -> None:
     test = ShadowComparison(**SMALL)
     assert run(test, stream) == "not_better"
     assert test.n_outcomes < 20_000
-    assert _number(test.evidence(), "upper_bound") < 0.0
+    assert _number(test.evidence(), "futility_upper_bound") < 0.03  # the min improvement
+    former = ShadowComparison(min_improvement=None, **SMALL)  # futility below the margin
+    assert run(former, stream) == "not_better"
+    assert test.n_outcomes <= former.n_outcomes < 20_000
+    assert _number(former.evidence(), "upper_bound") < 0.0
 
 
-def test_an_equal_challenger_is_not_better_at_the_horizon() -> None:
+def test_without_futility_an_equal_challenger_is_not_better_at_the_horizon() -> None:
     rng = np.random.default_rng(3)
     stream = decisions(rng, 30_000, rate=0.02, recall=(0.5, 0.5), false_alarm=(0.01, 0.01))
-    test = ShadowComparison(**SMALL)
+    test = ShadowComparison(min_improvement=None, **SMALL)
     assert run(test, stream) == "not_better"
     assert test.n_outcomes == 20_000  # the horizon, then nothing more is counted
     assert test.update(*(a[:10] for a in stream)) == "not_better"
     assert test.n_outcomes == 20_000
+
+
+def test_futility_retires_an_equal_challenger_well_before_the_horizon() -> None:
+    # Default design (horizon 50,000): on the same stream the former rule runs to the end.
+    rng = np.random.default_rng(11)
+    stream = decisions(rng, 50_000, rate=0.02, recall=(0.5, 0.5), false_alarm=(0.01, 0.01))
+    test = ShadowComparison()
+    assert run(test, stream) == "not_better"
+    assert test.n_outcomes <= 20_000, test.n_outcomes  # 15,500 on this seed
+    evidence = test.evidence()
+    assert evidence["futility"] == "beta_spending_pocock" and evidence["stopped_by"] == "futility"
+    assert _number(evidence, "futility_upper_bound") < 0.03 <= _number(evidence, "upper_bound")
+    assert _number(evidence, "z_improvement") <= -_number(evidence, "futility_boundary")
+    assert 0.0 < _number(evidence, "beta_spent") < 0.2
+    former = ShadowComparison(min_improvement=None)
+    assert run(former, stream) == "not_better" and former.n_outcomes == 50_000
+    assert former.evidence()["stopped_by"] == "horizon"
+
+
+def test_a_look_crossing_both_boundaries_says_better() -> None:
+    # Far better (F1 ~0.4 -> ~0.9) but surely not by 0.9: both boundaries are crossed at
+    # the first look; futility is non-binding, so the efficacy verdict stands.
+    rng = np.random.default_rng(14)
+    stream = decisions(rng, 20_000, rate=0.05, recall=(0.3, 0.95), false_alarm=(0.01, 0.002))
+    test = ShadowComparison(min_improvement=0.9, **SMALL)
+    assert run(test, stream) == "better"
+    assert test.n_outcomes == int(test.looks[0])
+    evidence = test.evidence()
+    assert _number(evidence, "z") >= _number(evidence, "boundary")
+    assert _number(evidence, "z_improvement") <= -_number(evidence, "futility_boundary")
+
+
+def test_futility_never_retires_a_much_better_challenger() -> None:
+    # Better by ~0.2 F1 (0.32 -> 0.52), against min_improvement 0.03: always promoted.
+    rng = np.random.default_rng(11)
+    verdicts = []
+    for _ in range(30):
+        stream = decisions(rng, 50_000, rate=0.01, recall=(0.4, 0.6), false_alarm=(0.01, 0.007))
+        verdicts.append(run(ShadowComparison(), stream))
+    assert verdicts == ["better"] * 30, verdicts
+
+
+def test_futility_boundaries_bound_the_wrong_stop_of_a_challenger_better_by_delta() -> None:
+    # Z_delta of a challenger better by exactly delta is a zero-drift Brownian motion in
+    # information time: it crosses the futility boundaries at some look with probability
+    # beta. Five equal looks at 2.5 % reproduce gsDesign's sfLDPocock table.
+    table = [2.4380, 2.4268, 2.4101, 2.3966, 2.3859]
+    assert futility_boundaries(np.linspace(0.2, 1.0, 5), 0.025) == pytest.approx(table, abs=5e-4)
+    design = ShadowComparison()
+    fractions = design.looks / design.max_outcomes
+    rng = np.random.default_rng(12)
+    steps = rng.normal(size=(100_000, len(fractions))) * np.sqrt(np.diff(fractions, prepend=0))
+    z = np.cumsum(steps, axis=1) / np.sqrt(fractions)
+    crossed = float((z <= -design.futility_boundaries).any(axis=1).mean())
+    assert crossed == pytest.approx(design.futility_beta, abs=0.005)
 
 
 def test_margin_is_required_on_top_of_the_difference() -> None:
@@ -115,6 +178,9 @@ def test_margin_is_required_on_top_of_the_difference() -> None:
     stream = decisions(rng, 20_000, rate=0.02, recall=(0.45, 0.6), false_alarm=(0.008, 0.008))
     assert run(ShadowComparison(**SMALL), stream) == "better"
     assert run(ShadowComparison(margin=0.2, **SMALL), stream) == "not_better"
+    assert run(ShadowComparison(margin=0.2, min_improvement=None, **SMALL), stream) == (
+        "not_better"
+    )
 
 
 def test_evidence_is_json_ready_at_every_stage() -> None:
@@ -124,12 +190,14 @@ def test_evidence_is_json_ready_at_every_stage() -> None:
     before = test.evidence()
     assert before["verdict"] == "undecided" and before["n_outcomes"] == 0
     assert before["looks"] == 0 and before["alpha_spent"] == 0.0
+    assert before["stopped_by"] == "undecided" and before["beta_spent"] == 0.0
     json.dumps(before, allow_nan=False)
     run(test, stream)
     assert _number(before, "boundary") > 5.0  # the first look's
     after = test.evidence()
     json.dumps(after, allow_nan=False)
     assert after["verdict"] == "better" and after["n_outcomes"] == test.n_outcomes
+    assert after["stopped_by"] == "efficacy"
     assert _number(after, "lower_bound") > 0.0
     assert _number(after, "z") >= _number(after, "boundary")
     assert 0.0 < _number(after, "alpha_spent") <= 0.05
@@ -171,6 +239,10 @@ def test_bad_input_is_refused_with_a_clear_error(
         ({"min_outcomes": 0}, "min_outcomes <= max_outcomes"),
         ({"min_outcomes": 60_000}, "min_outcomes <= max_outcomes"),
         ({"look_every": 0}, "look_every must be at least 1"),
+        ({"min_improvement": 0.0}, "min_improvement must be in \\(0, 1\\)"),
+        ({"min_improvement": 1.0}, "min_improvement must be in"),
+        ({"futility_beta": 0.5}, "futility_beta must be in"),
+        ({"futility_beta": 0.0}, "futility_beta must be in"),
     ],
 )
 def test_bad_settings_are_refused(settings_: dict[str, float], message: str) -> None:
@@ -300,21 +372,59 @@ def test_a_checkpointed_comparison_resumes_where_it_stopped() -> None:
         ShadowComparison.from_state({**saved, "counts": [1, 2, 3]})
 
 
+@pytest.mark.parametrize("min_improvement", [None, 0.05])
+def test_the_futility_settings_survive_a_checkpoint(min_improvement: float | None) -> None:
+    rng = np.random.default_rng(13)
+    stream = decisions(rng, 20_000, rate=0.02, recall=(0.5, 0.5), false_alarm=(0.01, 0.01))
+    settings_ = {**SMALL, "min_improvement": min_improvement, "futility_beta": 0.1}
+    uninterrupted = ShadowComparison(**settings_)  # type: ignore[arg-type]
+    run(uninterrupted, stream)
+    first = ShadowComparison(**settings_)  # type: ignore[arg-type]
+    first.update(*(a[:2_250] for a in stream))
+    saved = json.loads(json.dumps(first.state()))
+    assert saved["min_improvement"] == min_improvement and saved["futility_beta"] == 0.1
+    resumed = ShadowComparison.from_state(saved)
+    assert resumed.min_improvement == min_improvement and resumed.futility_beta == 0.1
+    run(resumed, tuple(a[2_250:] for a in stream))
+    assert resumed.evidence() == uninterrupted.evidence()
+    assert resumed.n_outcomes == uninterrupted.n_outcomes
+
+
+def test_a_state_saved_before_futility_existed_loads_with_the_defaults() -> None:
+    old = {
+        "alpha": 0.05,
+        "margin": 0.0,
+        "min_outcomes": 2_000,
+        "max_outcomes": 50_000,
+        "look_every": 500,
+        "counts": [4_800, 30, 30, 40, 40, 10, 10, 40],
+        "verdict": "undecided",
+    }
+    test = ShadowComparison.from_state(old)
+    assert test.min_improvement == 0.03 and test.futility_beta == 0.2
+    assert test.n_outcomes == 5_000 and test.verdict is None
+    assert test.evidence()["futility"] == "beta_spending_pocock"
+    assert test.state() == {**old, "min_improvement": 0.03, "futility_beta": 0.2}
+
+
 def test_the_benchmarks_count_level_runs_are_the_real_test() -> None:
     import bench.shadow as bench
 
     rng = np.random.default_rng(9)
     table = np.array([0.975, 0.002, 0.002, 0.002, 0.006, 0.003, 0.002, 0.006])
     batches = rng.multinomial(bench.BATCH, table / table.sum(), size=(30, 100))
-    found = bench.better_at(batches)
-    for run_batches, at in zip(batches, found, strict=True):
-        test = ShadowComparison()
-        for counts in run_batches:
-            cells = np.repeat(np.arange(8), counts)
-            rng.shuffle(cells)
-            if test.update(cells >> 2 & 1, cells >> 1 & 1, cells & 1) is not None:
-                break
-        assert (test.verdict == "better") == np.isfinite(at)
-        if test.verdict == "better":
-            assert test.n_outcomes == at
-    assert 0 < np.isfinite(found).sum() < 30  # both kinds of run are compared
+    for name in bench.DESIGNS:
+        better_at, retired_at = bench.verdicts_at(batches, bench.design_of(name))
+        for run_batches, better, retired in zip(batches, better_at, retired_at, strict=True):
+            test = bench.design_of(name)
+            for counts in run_batches:
+                cells = np.repeat(np.arange(8), counts)
+                rng.shuffle(cells)
+                if test.update(cells >> 2 & 1, cells >> 1 & 1, cells & 1) is not None:
+                    break
+            assert np.isfinite(better) != np.isfinite(retired)
+            assert (test.verdict == "better") == np.isfinite(better)
+            assert test.n_outcomes == min(better, retired)
+        assert 0 < np.isfinite(better_at).sum() < 30  # both kinds of run are compared
+        if name == "futility":  # and futility stops before the horizon
+            assert (retired_at < 50_000).any()
