@@ -134,6 +134,22 @@ def test_futility_retires_an_equal_challenger_well_before_the_horizon() -> None:
     assert former.evidence()["stopped_by"] == "horizon"
 
 
+def test_a_challenger_making_the_champions_decisions_is_retired_at_the_first_look() -> None:
+    # No discordant outcome, no standard error: its F1 is the champion's, so an improvement
+    # of min_improvement is ruled out; the former rule (futility below the margin) waits.
+    rng = np.random.default_rng(5)
+    labels, incumbent, _ = decisions(
+        rng, 50_000, rate=0.02, recall=(0.5, 0.5), false_alarm=(0.01, 0.01)
+    )
+    test = ShadowComparison()
+    assert test.update(labels, incumbent, incumbent) == "not_better"
+    assert test.n_outcomes == int(test.looks[0])
+    assert test.evidence()["stopped_by"] == "futility"
+    former = ShadowComparison(min_improvement=None)
+    assert former.update(labels, incumbent, incumbent) == "not_better"
+    assert former.n_outcomes == 50_000
+
+
 def test_a_look_crossing_both_boundaries_says_better() -> None:
     # Far better (F1 ~0.4 -> ~0.9) but surely not by 0.9: both boundaries are crossed at
     # the first look; futility is non-binding, so the efficacy verdict stands.

@@ -506,9 +506,8 @@ class ShadowComparison:
         estimate = paired_f1_difference(self._counts)
         if _z(estimate, self.margin) >= self.boundaries[k]:  # first: futility is non-binding
             self._verdict = "better"
-        elif (
-            _z(estimate, self.futility_target) <= -self.futility_boundaries[k]
-            or k == len(self.looks) - 1
+        elif _futile(estimate, self.futility_target, self.futility_boundaries[k]) or (
+            k == len(self.looks) - 1
         ):
             self._verdict = "not_better"
         else:
@@ -566,13 +565,26 @@ def _z(estimate: F1Difference, margin: float) -> float:
     return (estimate.difference - margin) / estimate.standard_error
 
 
+def _futile(estimate: F1Difference, target: float, boundary: float) -> bool:
+    """Whether an improvement of ``target`` is ruled out at this look.
+
+    Identical decisions so far (no standard error) rule it out too: the challenger has
+    made the champion's decisions on every outcome, so its F1 is the champion's.
+    """
+    if not math.isfinite(boundary):  # nothing to spend at this look
+        return False
+    if estimate.standard_error <= 0.0:
+        return estimate.difference < target
+    return _z(estimate, target) <= -boundary
+
+
 def _futility_evidence(
     test: ShadowComparison, estimate: F1Difference, last: int
 ) -> dict[str, float | str]:
     """The futility figures of :meth:`ShadowComparison.evidence` at look ``last``."""
     boundary = float(test.futility_boundaries[max(last, 0)])
     upper = min(1.0, estimate.difference + boundary * estimate.standard_error)
-    futile = last >= 0 and _z(estimate, test.futility_target) <= -boundary
+    futile = last >= 0 and _futile(estimate, test.futility_target, boundary)
     stopped_by = {"better": "efficacy", "not_better": "futility" if futile else "horizon"}
     figures: dict[str, float | str] = {
         "stopped_by": stopped_by.get(test.verdict or "", "undecided"),
