@@ -101,7 +101,7 @@ def latest_by_partition(bus: MemoryBus, partitions: list[int]) -> list[ShadowEvi
     for record in bus.records(TOPICS.evidence):
         document = json.loads(record.value or b"{}")
         if (document["champion"], document["shadow"]) == (1, 2):
-            latest[document["partition"]] = document  # type: ignore[assignment]
+            latest[document["partition"]] = document
     return [latest[p] for p in partitions if p in latest]
 
 
