@@ -222,6 +222,33 @@ def test_a_restarted_scorer_continues_from_its_partitions_counts(
     assert 3000 <= restarted < 3500 and abs(restarted - reference) <= 500
 
 
+def test_a_rebalance_mid_comparison_loses_and_repeats_no_count(
+    committee: Committee, artifact_body: Artifact
+) -> None:
+    bus = make_bus()
+    # Same model twice: retired at the horizon (3,000 summed outcomes), none double-counted.
+    publish(
+        bus, model(artifact(artifact_body, 1)), model(artifact(artifact_body, 2, stage="shadow"))
+    )
+    first, trainer = scorer_for(bus), trainer_for(bus)
+    stream(bus, committee, [first, trainer], 0, 1500)
+    assert first.feedback.shadow.n_outcomes == 1500
+    second = scorer_for(bus)  # joins the group: two of the four partitions move to it
+    drain(first, second, trainer)
+    slots = [first.feedback.shadow, second.feedback.shadow]
+    assert all(slot.owned for slot in slots) and not slots[0].owned & slots[1].owned
+    # The moved partitions' counts went with them: nothing lost, nothing counted twice.
+    assert sum(slot.n_outcomes for slot in slots) == 1500
+    assert second.feedback.shadow.n_outcomes > 0
+    stream(bus, committee, [first, second, trainer], 1500, 2500)
+    assert int(summed_on(bus, 1, 2).sum()) == 2500
+    stream(bus, committee, [first, second, trainer], 2500, 5000)
+    (retire,) = decisions_on(bus)
+    assert retire["decision"] == "retire"
+    n_outcomes = retire["evidence"]["n_outcomes"]
+    assert isinstance(n_outcomes, int) and 3000 <= n_outcomes < 3500
+
+
 class Crash(Exception):
     """The process dies here."""
 

@@ -15,6 +15,10 @@ request is served again — once — by whoever takes over. Requests already
 answered (by id) or about a superseded model version are skipped, so duplicate
 requests give one new model.
 
+The active trainer also judges shadow challengers: it reads every scorer's per-partition
+counts from the compacted ``evidence`` topic, runs one sequential test on their sum and
+publishes the signed promote/retire/rollback (:mod:`metasignal.trainer.shadow`).
+
 A broker outage is ridden out like the scorer's (:mod:`metasignal.stream.outage`):
 the request in hand is read again once the broker answers, a producer whose
 transaction was fenced or timed out is re-created, and the loop backs off
@@ -120,7 +124,8 @@ class TrainerMetrics:
         )
         self.refused = Counter(
             "metasignal_trainer_refused_records",
-            "Records refused on models, control and training (any bytes), by topic and reason",
+            "Records refused on models, control, training and evidence (any bytes), by topic "
+            "and reason",
             ["topic", "reason"],
             registry=r,
         )
