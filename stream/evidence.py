@@ -28,9 +28,9 @@ Examples
 >>> producer.send(topics.evidence, key=b"meta@1:2:7", value=evidence(1, [1] * 8))  # wrong key
 >>> log = EvidenceLog(bus.consumer(assign_all=[topics.evidence]),
 ...                   on_refused=lambda record, error: print(error.reason))
->>> log.catch_up()  # four records read, one refused
+>>> log.catch_up()  # to the end of the topic; one record refused
 bad_evidence
-4
+True
 >>> summed = log.summed("meta", 1, 2)
 >>> summed.counts.tolist(), summed.partitions
 ([11, 11, 11, 11, 11, 11, 11, 11], [0, 1])
@@ -86,17 +86,18 @@ class EvidenceLog:
             self._apply(record)
         return len(records)
 
-    def catch_up(self, *, timeout_s: float = 10.0) -> int:
-        """Read to the topic's current end (an assignment, a start-up); return records read."""
+    def catch_up(self, *, timeout_s: float = 10.0) -> bool:
+        """Read to the topic's current end (an assignment, a start-up); False if that end
+        was not reached within ``timeout_s``. Raises ``TransportError`` in an outage."""
         partitions = sorted(self.consumer.assignment())
         ends = self.consumer.end_offsets(partitions)
         deadline = time.monotonic() + timeout_s
-        read = 0
         while True:
-            read += self.poll(timeout_ms=50)
-            caught_up = all(self.consumer.position(tp) >= end for tp, end in ends.items())
-            if caught_up or time.monotonic() >= deadline:
-                return read
+            self.poll(timeout_ms=50)
+            if all(self.consumer.position(tp) >= end for tp, end in ends.items()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
 
     def _apply(self, record: Record) -> None:
         if record.value is None:  # a tombstone: that key's counts are gone

@@ -51,6 +51,7 @@ from metasignal.stream.options import ScorerOptions
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.step import ScoredBatch
 from metasignal.stream.topics import evidence_key
+from metasignal.stream.transport.base import TransportError
 
 log = logging.getLogger("metasignal.scorer")
 
@@ -103,6 +104,8 @@ class ShadowSlot:
         self._counts: dict[int, np.ndarray] = {}
         self._pnl: dict[int, np.ndarray] = {}
         self._committed: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._published: dict[int, np.ndarray] = {}  # the counts the evidence topic holds
+        self._unread: set[int] = set()  # assigned, published counts not read back yet
         self._batch: list[tuple[int, int, int, int, float, float]] = []
 
     @property
@@ -145,7 +148,8 @@ class ShadowSlot:
             return
         self.metrics.shadow_info.clear()
         self._batch = []
-        self._counts, self._pnl, self._committed = {}, {}, {}
+        self._counts, self._pnl, self._committed, self._published = {}, {}, {}, {}
+        self._unread = set()
         for gauge_role in ("champion", "shadow"):
             self.metrics.live_f1.labels(role=gauge_role).set(math.nan)
             self.metrics.live_pnl.labels(role=gauge_role).set(math.nan)
@@ -165,37 +169,62 @@ class ShadowSlot:
         counts for the current pair (another replica's, or this one's before a restart)."""
         partitions = set(partitions)
         self.owned |= partitions
-        champion, shadow = self.champion, self.model
-        if champion is None or shadow is None or not partitions:
+        if self.champion is None or self.model is None or not partitions:
             return
-        if self.log is not None:
-            self.log.catch_up()
         for partition in partitions:
             counts, pnl = np.zeros(8, dtype=np.int64), np.zeros(2)
-            published = (
-                None
-                if self.log is None
-                else self.log.partition(
-                    (champion.name, champion.version, shadow.version), partition
+            self._counts[partition], self._pnl[partition] = counts.copy(), pnl.copy()
+            self._committed[partition] = (counts, pnl)
+            self._published[partition] = counts
+        self._unread |= partitions
+        self._read_back()
+
+    def _read_back(self) -> bool:
+        """Add the published counts of newly assigned partitions once the ``evidence`` topic
+        is read to its end; until then (an outage) they are counted but not published, so
+        counts from zero never overwrite a partition's published ones. False meanwhile."""
+        champion, shadow = self.champion, self.model
+        if not self._unread or champion is None or shadow is None:
+            return True
+        if self.log is not None:
+            try:
+                caught_up = self.log.catch_up()
+            except TransportError as exc:
+                log.warning("shadow: cannot read the evidence topic (%s)", exc)
+                caught_up = False
+            if not caught_up:
+                log.warning(
+                    "shadow: partitions %s publish no counts until the evidence topic is read",
+                    sorted(self._unread),
                 )
-            )
-            if published is not None:
-                counts = np.asarray(published["counts"], dtype=np.int64)
-                pnl = np.asarray(published["pnl"] or (0.0, 0.0), dtype=np.float64)
+                return False
+            pair = (champion.name, champion.version, shadow.version)
+            for partition in sorted(self._unread):
+                published = self.log.partition(pair, partition)
+                if published is None:
+                    continue
+                base = np.asarray(published["counts"], dtype=np.int64)
+                base_pnl = np.asarray(published["pnl"] or (0.0, 0.0), dtype=np.float64)
+                self._counts[partition] += base
+                self._pnl[partition] += base_pnl
+                counts, pnl = self._committed[partition]
+                self._committed[partition] = (counts + base, pnl + base_pnl)
+                self._published[partition] = base
                 log.info(
                     "shadow: partition %d continues from %d published outcomes",
                     partition,
-                    int(counts.sum()),
+                    int(base.sum()),
                 )
-            self._counts[partition], self._pnl[partition] = counts.copy(), pnl.copy()
-            self._committed[partition] = (counts, pnl)
+        self._unread.clear()
         self._gauge()
+        return True
 
     def revoked(self, partitions: Iterable[int]) -> None:
         """Outcomes ``partitions`` went to another replica (their span is settled first)."""
         for partition in partitions:
             self.owned.discard(partition)
-            for table in (self._counts, self._pnl, self._committed):
+            self._unread.discard(partition)
+            for table in (self._counts, self._pnl, self._committed, self._published):
                 table.pop(partition, None)
         self._gauge()
 
@@ -303,11 +332,14 @@ class ShadowSlot:
         if champion is None or shadow is None:
             return []
         self.flush()
+        self._read_back()
         has_pnl = self.payoff_ratio is not None
         out = []
         for partition, counts in sorted(self._counts.items()):
-            committed = self._committed.get(partition)
-            if committed is not None and np.array_equal(committed[0], counts):
+            if partition in self._unread:
+                continue
+            published = self._published.get(partition)
+            if published is not None and np.array_equal(published, counts):
                 continue
             record = ShadowEvidence(
                 schema_version=EVIDENCE_SCHEMA_VERSION,
@@ -328,6 +360,8 @@ class ShadowSlot:
         """The span committed: its counts are the ones a successor continues from."""
         for partition, counts in self._counts.items():
             self._committed[partition] = (counts.copy(), self._pnl[partition].copy())
+            if partition not in self._unread:  # sent just before this commit (evidence())
+                self._published[partition] = counts.copy()
 
     def rolled_back(self) -> None:
         """The span is read again: its counts are dropped (counted again then)."""

@@ -371,3 +371,44 @@ def test_the_shadow_settings_are_the_trainers_flags() -> None:
         TrainerOptions(topics=Topics(), shadow_alpha=0.7)
     with pytest.raises(MetasignalError, match="--shadow-min-outcomes"):
         TrainerOptions(topics=Topics(), shadow_min_outcomes=10, shadow_max_outcomes=5)
+
+
+def test_a_partition_whose_counts_cannot_be_read_back_publishes_nothing_until_they_are(
+    artifact_body: Artifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metasignal.stream.artifact import load_artifact
+    from metasignal.stream.join import ScoredVote
+    from metasignal.stream.messages import decode_shadow_evidence
+    from metasignal.stream.metrics import ScorerMetrics
+    from metasignal.stream.options import ScorerOptions
+    from metasignal.stream.scoring import CompiledModel
+    from metasignal.stream.shadow import ShadowSlot
+    from metasignal.stream.transport.base import TransportError
+    from tests.conftest import TEST_KEY
+
+    bus = make_bus()
+    send_evidence(bus, evidence_record(0, [100, 0, 0, 0, 0, 0, 0, 0], "before-a-restart"))
+    slot = ShadowSlot(options=ScorerOptions(topics=TOPICS), metrics=ScorerMetrics())
+    log = EvidenceLog(bus.consumer(assign_all=[TOPICS.evidence]), on_refused=lambda *_: None)
+    slot.log = log
+    caught_up = log.catch_up
+
+    def outage(**_: object) -> bool:
+        raise TransportError("broker unreachable", kind="unreachable")
+
+    monkeypatch.setattr(log, "catch_up", outage)
+    versions = [
+        CompiledModel.from_artifact(load_artifact(artifact(artifact_body, v), keys=[TEST_KEY]))
+        for v in (1, 2)
+    ]
+    slot.sync(versions[0], versions[1], "challenger")
+    slot.assigned([0])
+    seen = ScoredVote("e", 0, ("a",), np.zeros(1), 0.1, 0, 1, 2, 0, 0.0)
+    slot.observe(seen, 0, partition=0)
+    # Counted, but not published: zeros plus one must not overwrite the published 100.
+    assert slot.evidence() == [] and slot.n_outcomes == 1
+    slot.committed()
+    monkeypatch.setattr(log, "catch_up", caught_up)
+    ((key, value),) = slot.evidence()  # read back at the next commit: 100 + 1
+    assert key == b"meta@1:2:0" and decode_shadow_evidence(value)["counts"][0] == 101
+    assert slot.n_outcomes == 101
