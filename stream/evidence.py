@@ -7,9 +7,12 @@ paired counts of the current champion/shadow pair
 per key: a scorer assigned a partition continues from its counts, and the trainer sums every
 partition's to run one sequential test (:mod:`metasignal.trainer.shadow`).
 
-Any bytes are refused one record at a time (``on_refused``, with a reason); a record whose
-key is not the one its contents name is refused too (a key with another partition's counts
-would be summed twice after compaction). A tombstone (no value) deletes its key.
+Records are signed by the scorer like artifacts (HMAC-SHA256 over the canonical JSON,
+:func:`sign_evidence`): given ``keys``, an unsigned or forged record is refused, so nobody
+without the key can steer a promotion by writing counts. Any bytes are refused one record at
+a time (``on_refused``, with a reason); a record whose key is not the one its contents name is
+refused too (a key with another partition's counts would be summed twice after compaction).
+A tombstone (no value) deletes its key.
 
 Examples
 --------
@@ -26,7 +29,7 @@ Examples
 >>> producer.send(topics.evidence, key=evidence_key("meta", 1, 2, 0), value=evidence(0, [10] * 8))
 >>> producer.send(topics.evidence, key=evidence_key("meta", 1, 2, 1), value=evidence(1, [1] * 8))
 >>> producer.send(topics.evidence, key=b"meta@1:2:7", value=evidence(1, [1] * 8))  # wrong key
->>> log = EvidenceLog(bus.consumer(assign_all=[topics.evidence]),
+>>> log = EvidenceLog(bus.consumer(assign_all=[topics.evidence]), keys=None,
 ...                   on_refused=lambda record, error: print(error.reason))
 >>> log.catch_up()  # to the end of the topic; one record refused
 bad_evidence
@@ -38,17 +41,26 @@ True
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
+from metasignal.stream.artifact import sign_artifact, verify_signature
+from metasignal.stream.errors import ArtifactError
 from metasignal.stream.messages import MessageError, ShadowEvidence, decode_shadow_evidence
 from metasignal.stream.topics import evidence_key
 from metasignal.stream.transport.base import Consumer, Record
 
 Pair = tuple[str, int, int]  # model name, champion version, shadow version
+
+
+def sign_evidence(record: ShadowEvidence, key: bytes) -> ShadowEvidence:
+    """``record`` signed with ``key`` (HMAC-SHA256 over its canonical JSON, as artifacts)."""
+    return cast(ShadowEvidence, sign_artifact(record, key))
 
 
 @dataclass(frozen=True)
@@ -68,14 +80,22 @@ class EvidenceLog:
     consumer
         A group-less reader of every partition of the ``evidence`` topic, from the
         beginning (``read_committed``: exactly-once scorers' aborted counts are never read).
+    keys
+        Keys a record must be signed with (``evidence_unsigned``, ``evidence_bad_signature``
+        otherwise); ``None``: signatures are not checked.
     on_refused
         Called with each record that is not valid evidence and why.
     """
 
     def __init__(
-        self, consumer: Consumer, *, on_refused: Callable[[Record, MessageError], None]
+        self,
+        consumer: Consumer,
+        *,
+        keys: Sequence[bytes] | None,
+        on_refused: Callable[[Record, MessageError], None],
     ) -> None:
         self.consumer = consumer
+        self.keys = None if keys is None else list(keys)
         self.on_refused = on_refused
         self._latest: dict[Pair, dict[int, ShadowEvidence]] = {}
 
@@ -117,6 +137,15 @@ class EvidenceLog:
             detail = f"key {record.key!r} does not name its contents ({key.decode()})"
             self.on_refused(record, MessageError("bad_evidence", detail))
             return
+        if self.keys is not None:
+            try:
+                verify_signature(json.loads(record.value), self.keys)
+            except ArtifactError as exc:
+                text = str(exc)
+                unsigned = "unsigned" in text or "no signature" in text
+                reason = "evidence_unsigned" if unsigned else "evidence_bad_signature"
+                self.on_refused(record, MessageError(reason, text))
+                return
         self._latest.setdefault(pair, {})[evidence["partition"]] = evidence
 
     def _forget(self, key: bytes | None) -> None:

@@ -64,6 +64,8 @@ REASONS = (
     "bad_row",
     "bad_request",
     "bad_evidence",
+    "evidence_unsigned",
+    "evidence_bad_signature",
     "internal",
 )
 
@@ -726,6 +728,7 @@ class ShadowEvidence(TypedDict):
     champion's decision, ``c`` the shadow's) over the joined outcomes of ``partition`` of the
     outcomes topic; ``pnl`` the ``[champion, shadow]`` PnL sums, ``None`` without a payoff
     ratio. Keyed :func:`metasignal.stream.topics.evidence_key`: compaction keeps the latest.
+    Signed like an artifact by the scorer (:func:`metasignal.stream.evidence.sign_evidence`).
     """
 
     schema_version: int
@@ -737,6 +740,7 @@ class ShadowEvidence(TypedDict):
     pnl: list[float] | None
     source: str
     at: int
+    signature: NotRequired[dict[str, str]]
 
 
 def encode_shadow_evidence(evidence: ShadowEvidence) -> bytes:

@@ -140,9 +140,11 @@ class Scorer:
                 transport.consumer(
                     assign_all=[options.topics.evidence], read_committed=True, from_beginning=True
                 ),
+                keys=list(keys) or None,  # --unsigned without a key: nothing to check
                 on_refused=self._refused_evidence,
             )
             self.feedback.shadow.log = self._evidence
+            self.feedback.shadow.signing_key = keys[0] if keys else None
         self._next_model_check = 0.0
         self._closed = False
 

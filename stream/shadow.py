@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from metasignal.stream.drift.promotion import paired_counts
-from metasignal.stream.evidence import EvidenceLog
+from metasignal.stream.evidence import EvidenceLog, sign_evidence
 from metasignal.stream.join import ScoredVote
 from metasignal.stream.lineup import Role
 from metasignal.stream.messages import (
@@ -98,6 +98,7 @@ class ShadowSlot:
         self.model: CompiledModel | None = None
         self.role: Role | None = None
         self.log: EvidenceLog | None = None  # set by the scorer: counts read back
+        self.signing_key: bytes | None = None  # set by the scorer: evidence is signed
         self.owned: set[int] = set()  # outcomes partitions this replica owns
         # Per outcomes partition: counts (8) and PnL sums (champion, shadow) in memory, and
         # as last committed. Rolling back a span returns to the committed ones.
@@ -352,6 +353,8 @@ class ShadowSlot:
                 source=self.options.group_id,
                 at=int(time.time() * 1000),
             )
+            if self.signing_key is not None:
+                record = sign_evidence(record, self.signing_key)
             key = evidence_key(champion.name, champion.version, shadow.version, partition)
             out.append((key, encode_shadow_evidence(record)))
         return out

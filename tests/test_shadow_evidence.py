@@ -11,11 +11,12 @@ import pytest
 
 from metasignal.stream.artifact import Artifact
 from metasignal.stream.drift.promotion import ShadowComparison
-from metasignal.stream.evidence import EvidenceLog
+from metasignal.stream.evidence import EvidenceLog, sign_evidence
 from metasignal.stream.messages import ShadowEvidence, encode_shadow_evidence
 from metasignal.stream.topics import Topics, evidence_key, topic_specs
 from metasignal.stream.transport.memory import MemoryBus
 from metasignal.trainer.synthetic import Committee
+from tests.conftest import TEST_KEY
 from tests.streaming import send_votes
 from tests.test_shadow import (
     FAST_TEST,
@@ -40,7 +41,9 @@ def make_bus(partitions: int = 4) -> MemoryBus:
 
 def summed_on(bus: MemoryBus, champion: int, shadow: int) -> np.ndarray:
     """What the evidence topic holds for the pair, summed as the trainer sums it."""
-    log = EvidenceLog(bus.consumer(assign_all=[TOPICS.evidence]), on_refused=lambda *_: None)
+    log = EvidenceLog(
+        bus.consumer(assign_all=[TOPICS.evidence]), keys=None, on_refused=lambda *_: None
+    )
     log.catch_up()
     return log.summed("meta", champion, shadow).counts
 
@@ -105,7 +108,9 @@ def latest_by_partition(bus: MemoryBus, partitions: list[int]) -> list[ShadowEvi
     return [latest[p] for p in partitions if p in latest]
 
 
-def evidence_record(partition: int, counts: list[int], source: str) -> tuple[bytes, bytes]:
+def evidence_record(
+    partition: int, counts: list[int], source: str, key: bytes | None = TEST_KEY
+) -> tuple[bytes, bytes]:
     record = ShadowEvidence(
         schema_version=1,
         model="meta",
@@ -117,7 +122,8 @@ def evidence_record(partition: int, counts: list[int], source: str) -> tuple[byt
         source=source,
         at=0,
     )
-    return evidence_key("meta", 1, 2, partition), encode_shadow_evidence(record)
+    signed = record if key is None else sign_evidence(record, key)
+    return evidence_key("meta", 1, 2, partition), encode_shadow_evidence(signed)
 
 
 def send_evidence(bus: MemoryBus, *records: tuple[bytes | None, bytes | None]) -> None:
@@ -317,6 +323,8 @@ HOSTILE: list[tuple[bytes | None, bytes | None]] = [
         b'"counts": [1, 0, 0, 0, 0, 0, 0, 0], "pnl": [1e999, 0]}',
     ),
     (b"meta@1:2:0", b"x" * 70_000),
+    evidence_record(0, [5000, 0, 0, 0, 0, 0, 0, 5000], "forger", key=None),  # unsigned
+    evidence_record(0, [5000, 0, 0, 0, 0, 0, 0, 5000], "forger", key=b"f" * 32),  # forged
     (None, b"\xff\xfe"),
     (b"meta@1:2:3", None),  # a tombstone: deletes nothing that is there, refuses nothing
 ]
@@ -337,7 +345,15 @@ def test_hostile_evidence_records_are_refused_with_a_reason_and_nothing_stops(
     value = trainer.metrics.registry.get_sample_value
     by_reason = {
         reason: value(refused_total, {"topic": TOPICS.evidence, "reason": reason}) or 0.0
-        for reason in ("invalid_json", "not_object", "bad_evidence", "non_finite", "oversize")
+        for reason in (
+            "invalid_json",
+            "not_object",
+            "bad_evidence",
+            "non_finite",
+            "oversize",
+            "evidence_unsigned",
+            "evidence_bad_signature",
+        )
     }
     assert by_reason == {
         "invalid_json": 2.0,  # garbage, and bytes that are not UTF-8
@@ -345,6 +361,8 @@ def test_hostile_evidence_records_are_refused_with_a_reason_and_nothing_stops(
         "bad_evidence": 5.0,  # no counts, negative, nine, too large, a key naming another
         "non_finite": 1.0,
         "oversize": 1.0,
+        "evidence_unsigned": 1.0,  # well-formed counts, but nobody with the key wrote them
+        "evidence_bad_signature": 1.0,
     }
     scorer_refused = scorer.metrics.registry.get_sample_value(
         "metasignal_shadow_evidence_refused_total", {"reason": "bad_evidence"}
@@ -384,12 +402,13 @@ def test_a_partition_whose_counts_cannot_be_read_back_publishes_nothing_until_th
     from metasignal.stream.scoring import CompiledModel
     from metasignal.stream.shadow import ShadowSlot
     from metasignal.stream.transport.base import TransportError
-    from tests.conftest import TEST_KEY
 
     bus = make_bus()
     send_evidence(bus, evidence_record(0, [100, 0, 0, 0, 0, 0, 0, 0], "before-a-restart"))
     slot = ShadowSlot(options=ScorerOptions(topics=TOPICS), metrics=ScorerMetrics())
-    log = EvidenceLog(bus.consumer(assign_all=[TOPICS.evidence]), on_refused=lambda *_: None)
+    log = EvidenceLog(
+        bus.consumer(assign_all=[TOPICS.evidence]), keys=None, on_refused=lambda *_: None
+    )
     slot.log = log
     caught_up = log.catch_up
 

@@ -287,6 +287,7 @@ class TrainerService:
         # Every scorer's per-partition shadow counts (trainer/shadow.py judges their sum).
         self.evidence = EvidenceLog(
             transport.consumer(assign_all=[topics.evidence], read_committed=True),
+            keys=self.keys,
             on_refused=lambda record, bad: self._refuse(record, bad.reason, bad.detail),
         )
         self.judge = ShadowJudge(
