@@ -633,7 +633,10 @@ class TrainerService:
         verdict = Verdict(request_id, "published", detail)
         self._count(verdict, judgement.kind)
         self.verdicts.append(verdict)
-        (log.warning if judgement.kind == "rollback" else log.info)("shadow decision: %s", detail)
+        if judgement.kind == "rollback":
+            log.warning("rolling back: %s", detail)  # the runbook's MetasignalChampionRolledBack
+        else:
+            log.info("shadow decision: %s", detail)
         return verdict
 
     def _answer_shadow(self, request: ControlRequest) -> tuple[Verdict, ShadowDecision | None]:
