@@ -179,6 +179,11 @@ def test_the_trainer_decides_on_the_sum_not_on_a_replicas_half_or_claim(
     assert trainer.judge.n_outcomes == 1000
     gauge = trainer.metrics.registry.get_sample_value("metasignal_trainer_shadow_outcomes")
     assert gauge == 1000.0
+    # A trainer that restarts reads the evidence back: the test goes on from the same sum.
+    trainer.close()
+    trainer = trainer_for(bus)
+    drain(trainer)
+    assert trainer.judge.n_outcomes == 1000 and decisions_on(bus) == []
     # More of the same on every partition: the sum reaches the horizon, the shadow is retired.
     send_evidence(
         bus,
