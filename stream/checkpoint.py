@@ -160,6 +160,10 @@ class Checkpoint:
         When ``settle`` commits the span; the default commits every batch.
     clock
         Monotonic seconds (tests pass a fake one).
+    before_commit
+        Called with the producer just before a span commits (exactly-once: inside its
+        transaction): the last outputs of the span, e.g. state that must agree with the
+        offsets committed.
     """
 
     def __init__(
@@ -174,6 +178,7 @@ class Checkpoint:
         on_recreate: Callable[[], None] | None = None,
         policy: CommitPolicy = EVERY_BATCH,
         clock: Callable[[], float] = time.monotonic,
+        before_commit: Callable[[Producer], None] | None = None,
     ) -> None:
         self.producer = producer
         self.consumer = consumer
@@ -184,6 +189,7 @@ class Checkpoint:
         self.on_recreate = on_recreate
         self.policy = policy
         self.clock = clock
+        self.before_commit = before_commit
         self.failures = 0
         # The open span: where it starts and ends per partition, its size, when it began.
         self._first: dict[TopicPartition, int] = {}
@@ -262,9 +268,13 @@ class Checkpoint:
         if self.exactly_once:
             # An open transaction with nothing settled (a batch of nothing) commits as well.
             if self._in_transaction:
+                if self.before_commit is not None:
+                    self.before_commit(self.producer)
                 self.producer.commit_transaction(dict(self._next), self.consumer)
                 self._in_transaction = False
         elif self._next:
+            if self.before_commit is not None:
+                self.before_commit(self.producer)
             self.producer.flush(FLUSH_TIMEOUT_S)
             self.consumer.commit(dict(self._next))
         self._clear()

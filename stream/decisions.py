@@ -1,11 +1,11 @@
 """Signed decisions about the shadow slot: ``promote``, ``retire``, ``rollback``.
 
-A scorer whose live comparison of champion and shadow reaches a verdict asks the
-trainer (a control request); the trainer checks the request against the state of
-the ``models`` topic and publishes the decision as a record signed like an
-artifact (HMAC-SHA256 over its canonical JSON), under its own key
-(:func:`decision_key`). Scorers verify the signature before applying it, so a
-scorer that restarts and replays the topic ends on the same champion and shadow.
+The trainer's sequential test on every scorer's summed evidence
+(:mod:`metasignal.trainer.shadow`) reaches a verdict about the pair the ``models`` topic is
+in; the trainer publishes the decision as a record signed like an artifact (HMAC-SHA256
+over its canonical JSON), under its own key (:func:`decision_key`). Scorers verify the
+signature before applying it, so a scorer that restarts and replays the topic ends on the
+same champion and shadow.
 
 Examples
 --------

@@ -6,7 +6,9 @@ arrive) and each batch of outcome records; it answers with the messages to
 send — a training row per joined outcome and, when the policy decides, a
 re-tune or retrain request on ``control`` — and the outcome records that go to
 the DLQ. It sends nothing itself: its messages travel in the scorer's batch
-(and transaction), so a rolled-back batch leaves none behind.
+(and transaction), so a rolled-back batch leaves none behind. Joined outcomes
+also feed the shadow slot's paired counts (:mod:`~metasignal.stream.shadow`),
+sent just before each commit (:meth:`FeedbackLoop.evidence`).
 """
 
 from __future__ import annotations
@@ -151,13 +153,16 @@ class FeedbackLoop:
         )
         self._gauge_join()
         out: list[Message] = []
-        for event_id in event_ids if self.join.parked else ():
-            early = self.join.claim(event_id)
-            if early is not None:
-                matched = self.join.match(event_id)
-                assert matched is not None
-                out.append(self._joined(matched, early))
-        return out + self._shadow_requests()
+        if self.join.parked:
+            for event_id, record in zip(event_ids, batch.records, strict=True):
+                early = self.join.claim(event_id)
+                if early is not None:
+                    matched = self.join.match(event_id)
+                    assert matched is not None
+                    # Co-partitioned: the outcome's partition is its vote's.
+                    out.append(self._joined(matched, early, record.partition))
+        self.shadow.flush()
+        return out
 
     def observe_scores(self, batch: ScoredBatch) -> list[Message]:
         """Label-free estimates and the label-shift detector see every scored vote.
@@ -207,7 +212,7 @@ class FeedbackLoop:
                 # Its vote may still be on the way (fresh outcomes can overtake votes).
                 self.join.park(outcome.id, outcome.label)
                 continue
-            out.append(self._joined(scored, outcome.label))
+            out.append(self._joined(scored, outcome.label, record.partition))
         if self.monitor is not None and self.stats.joined - self._last_snapshot_at >= (
             self.options.drift_snapshot_every
         ):
@@ -216,20 +221,15 @@ class FeedbackLoop:
             request = self._after_outcomes(self.monitor)
             if request is not None:
                 out.append(request)
-        return out + self._shadow_requests(), dead
+        self.shadow.flush()
+        return out, dead
 
-    def _shadow_requests(self) -> list[Message]:
-        """The shadow comparison's verdict, if one was reached, as a request to the trainer."""
-        return [
-            Message(
-                self.options.topics.control,
-                request["model"].encode(),
-                encode_control_request(request),
-            )
-            for request in self.shadow.flush()
-        ]
+    def evidence(self) -> list[Message]:
+        """The shadow's changed per-partition counts: sent in the span, just before it commits."""
+        topic = self.options.topics.evidence
+        return [Message(topic, key, value) for key, value in self.shadow.evidence()]
 
-    def _joined(self, scored: ScoredVote, label: int) -> Message:
+    def _joined(self, scored: ScoredVote, label: int, partition: int) -> Message:
         model = self._model
         assert model is not None and self.monitor is not None
         self.stats.joined += 1
@@ -249,7 +249,7 @@ class FeedbackLoop:
             self.monitor.update(
                 label=label, score=scored.score, decision=scored.decision, votes=scored.votes
             )
-        self.shadow.observe(scored, label)
+        self.shadow.observe(scored, label, partition)
         self._last_outcome_ts = scored.ts_ms
         return Message(self.options.topics.training, scored.id.encode(), encode_training_row(row))
 

@@ -63,6 +63,9 @@ REASONS = (
     "bad_label",
     "bad_row",
     "bad_request",
+    "bad_evidence",
+    "evidence_unsigned",
+    "evidence_bad_signature",
     "internal",
 )
 
@@ -708,6 +711,91 @@ class ShadowDecision(TypedDict):
     source: str
     decided_at: str
     signature: NotRequired[dict[str, str]]
+
+
+# --------------------------------------------------------------------------- shadow evidence
+
+EVIDENCE_SCHEMA_VERSION = 1
+# Far above any real count (a comparison stops at its horizon), far below float precision.
+MAX_EVIDENCE_COUNT = 10**12
+
+
+class ShadowEvidence(TypedDict):
+    """One partition's paired evidence for one champion/shadow pair (the ``evidence`` topic).
+
+    Cumulative since the pair started: ``counts`` are the eight paired confusion counts of
+    :func:`metasignal.stream.drift.promotion.paired_counts` (index ``4 y + 2 b + c``, ``b`` the
+    champion's decision, ``c`` the shadow's) over the joined outcomes of ``partition`` of the
+    outcomes topic; ``pnl`` the ``[champion, shadow]`` PnL sums, ``None`` without a payoff
+    ratio. Keyed :func:`metasignal.stream.topics.evidence_key`: compaction keeps the latest.
+    Signed like an artifact by the scorer (:func:`metasignal.stream.evidence.sign_evidence`).
+    """
+
+    schema_version: int
+    model: str
+    champion: int
+    shadow: int
+    partition: int
+    counts: list[int]
+    pnl: list[float] | None
+    source: str
+    at: int
+    signature: NotRequired[dict[str, str]]
+
+
+def encode_shadow_evidence(evidence: ShadowEvidence) -> bytes:
+    return _dumps(evidence)
+
+
+def _natural(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_EVIDENCE_COUNT
+
+
+def decode_shadow_evidence(
+    raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> ShadowEvidence:
+    """Parse and validate one evidence record (any other bytes raise :class:`MessageError`).
+
+    >>> decode_shadow_evidence(b'{"model": "meta", "champion": 1, "shadow": 2, "partition": 0,'
+    ...     b' "counts": [5, 0, 0, 0, 0, 0, 0, 1]}')["counts"]
+    [5, 0, 0, 0, 0, 0, 0, 1]
+    >>> decode_shadow_evidence(b'{"model": "meta", "champion": 1, "shadow": 2, "partition": 0,'
+    ...     b' "counts": [-5, 0]}')
+    Traceback (most recent call last):
+    ...
+    metasignal.stream.messages.MessageError: bad_evidence: counts must be 8 integers in [0, 10**12]
+    """
+    document = _load_object(raw, max_bytes)
+    model = document.get("model")
+    if type(model) is not str or not model or len(model) > MAX_ID_CHARS:
+        raise MessageError("bad_evidence", "model must be a non-empty string")
+    champion: Any = document.get("champion")
+    shadow: Any = document.get("shadow")
+    partition: Any = document.get("partition")
+    if not (_natural(champion) and _natural(shadow) and _natural(partition)):
+        raise MessageError(
+            "bad_evidence", "champion, shadow and partition must be non-negative integers"
+        )
+    counts = document.get("counts")
+    if type(counts) is not list or len(counts) != 8 or not all(_natural(c) for c in counts):
+        raise MessageError("bad_evidence", "counts must be 8 integers in [0, 10**12]")
+    pnl = document.get("pnl")
+    if pnl is not None and (type(pnl) is not list or len(pnl) != 2 or not all(map(_finite, pnl))):
+        raise MessageError("bad_evidence", "pnl must be null or two finite numbers")
+    source, at = document.get("source", ""), document.get("at", 0)
+    if type(source) is not str or type(at) is not int:
+        raise MessageError("bad_evidence", "source must be a string and at an integer")
+    return ShadowEvidence(
+        schema_version=EVIDENCE_SCHEMA_VERSION,
+        model=model,
+        champion=champion,
+        shadow=shadow,
+        partition=partition,
+        counts=counts,
+        pnl=None if pnl is None else [float(v) for v in pnl],
+        source=source[:MAX_ID_CHARS],
+        at=at,
+    )
 
 
 # --------------------------------------------------------------------------- dead letters

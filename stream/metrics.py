@@ -314,11 +314,16 @@ class ScorerMetrics:
             "Joined outcomes fed to the champion/shadow comparison",
             registry=r,
         )
-        self.shadow_requests = Counter(
-            "metasignal_shadow_requests",
-            "Verdicts of the champion/shadow comparison sent to the trainer, by kind "
-            "(promote, retire, rollback)",
-            ["kind"],
+        self.shadow_evidence = Counter(
+            "metasignal_shadow_evidence_published",
+            "Per-partition paired counts of the champion/shadow pair published on the evidence "
+            "topic (one record per changed partition per commit; the trainer sums them)",
+            registry=r,
+        )
+        self.shadow_evidence_refused = Counter(
+            "metasignal_shadow_evidence_refused",
+            "Records on the evidence topic that are not valid evidence, by reason",
+            ["reason"],
             registry=r,
         )
         for role in ("champion", "shadow"):

@@ -168,23 +168,6 @@ class ScorerOptions:
         env="METASIGNAL_STATUS_INTERVAL_S",
         help="seconds between one-line status logs (votes/s, signals, DLQ, lag, model); 0 disables",
     )
-    shadow_max_outcomes: int = setting(
-        50_000,
-        env="METASIGNAL_SHADOW_MAX_OUTCOMES",
-        help="joined outcomes a shadow challenger is compared on at most; not better by then: "
-        "retired (the sequential test may decide sooner)",
-    )
-    rollback_outcomes: int = setting(
-        10_000,
-        env="METASIGNAL_ROLLBACK_OUTCOMES",
-        help="a promoted champion is compared with its predecessor (kept in shadow) over its "
-        "first N joined outcomes and rolled back, once, if significantly worse",
-    )
-    shadow_alpha: float = 0.05
-    shadow_margin: float = 0.0
-    shadow_min_outcomes: int = 2000
-    shadow_look_every: int = 500
-    shadow_min_improvement: float | None = 0.03  # F1; retired once unlikely (None: horizon)
     lag_interval_s: float = 5.0
     rate_window: int = 10_000
     drift_min_outcomes: int = 2000

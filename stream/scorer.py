@@ -50,10 +50,11 @@ import numpy as np
 
 from metasignal.stream.checkpoint import Checkpoint
 from metasignal.stream.errors import MetasignalError
+from metasignal.stream.evidence import EvidenceLog
 from metasignal.stream.feedback import FeedbackLoop
 from metasignal.stream.join import JoinCache
 from metasignal.stream.lag import PartitionLag
-from metasignal.stream.messages import dead_letter
+from metasignal.stream.messages import MessageError, dead_letter
 from metasignal.stream.metrics import Heartbeat, ScorerMetrics
 from metasignal.stream.model_store import LiveMembers, ModelStore
 from metasignal.stream.options import ScorerOptions
@@ -133,6 +134,17 @@ class Scorer:
             max_vote_age_ms=round(options.max_vote_age_s * 1000),
         )
         self.feedback = FeedbackLoop(options=options, metrics=self.metrics, stats=self.stats)
+        self._evidence: EvidenceLog | None = None
+        if options.track_outcomes:  # the shadow's counts: read back on each assignment
+            self._evidence = EvidenceLog(
+                transport.consumer(
+                    assign_all=[options.topics.evidence], read_committed=True, from_beginning=True
+                ),
+                keys=list(keys) or None,  # --unsigned without a key: nothing to check
+                on_refused=self._refused_evidence,
+            )
+            self.feedback.shadow.log = self._evidence
+            self.feedback.shadow.signing_key = keys[0] if keys else None
         self._next_model_check = 0.0
         self._closed = False
 
@@ -234,8 +246,29 @@ class Scorer:
             producer_factory=self._new_producer,
             on_recreate=self.metrics.outage.recreations.inc,
             policy=self.options.commit_policy,
+            before_commit=self._send_evidence,
         )
         return consumer
+
+    def _send_evidence(self, producer: Producer) -> None:
+        """The shadow's changed counts, the span's last outputs (stream/shadow.py)."""
+        for message in self.feedback.evidence():
+            producer.send(message.topic, key=message.key, value=message.value)
+            self.metrics.shadow_evidence.inc()
+
+    def _refused_evidence(self, record: Record, error: MessageError) -> None:
+        self.metrics.shadow_evidence_refused.labels(reason=error.reason).inc()
+        log.warning(
+            "evidence record %s[%d]@%d refused (%s): %.200s",
+            record.topic,
+            record.partition,
+            record.offset,
+            error.reason,
+            error.detail,
+        )
+
+    def _outcome_partitions(self, partitions: set[TopicPartition]) -> list[int]:
+        return [tp.partition for tp in partitions if tp.topic == self.options.topics.outcomes]
 
     def check_co_partitioning(self) -> None:
         """Votes and outcomes must share partitioning so each scorer joins its own keys."""
@@ -257,17 +290,20 @@ class Scorer:
             except TransportError as exc:
                 self._drop_span(f"commit before a rebalance failed: {exc}")
         self.metrics.rebalances.labels(kind="revoked").inc()
+        self.feedback.shadow.revoked(self._outcome_partitions(partitions))
         self._lag.forget(partitions)
         log.info("partitions revoked: %s", sorted(partitions))
 
     def _on_lost(self, partitions: set[TopicPartition]) -> None:
         # Another replica owns them already: the open span cannot be committed any more.
         self._drop_span("partitions lost")
+        self.feedback.shadow.revoked(self._outcome_partitions(partitions))
         self.metrics.rebalances.labels(kind="lost").inc()
         log.warning("partitions lost (session expired): %s", sorted(partitions))
 
     def _on_assigned(self, partitions: set[TopicPartition]) -> None:
         self.metrics.rebalances.labels(kind="assigned").inc()
+        self.feedback.shadow.assigned(self._outcome_partitions(partitions))
         log.info("partitions assigned: %s", sorted(partitions))
 
     def step(self) -> int:
@@ -447,6 +483,7 @@ class Scorer:
         checkpoint = self._checkpoint
         assert checkpoint is not None
         self._settled.clear()  # read again, counted when committed
+        self.feedback.shadow.rolled_back()
         checkpoint.rollback(records, exc)
         if checkpoint.producer_lost:
             self.outage.down(PRODUCER_RECREATING, str(exc))
@@ -457,11 +494,13 @@ class Scorer:
     def _drop_span(self, reason: str) -> None:
         if self._checkpoint is not None:
             self._settled.clear()
+            self.feedback.shadow.rolled_back()
             self._checkpoint.abandon(reason)
 
     def _committed(self) -> None:
         """The span is durable (exactly-once: visible): count it, observe its latency."""
         self.outage.up()
+        self.feedback.shadow.committed()
         committed_ms = time.time() * 1000
         for settled in self._settled:
             latencies = committed_ms - settled.vote_timestamps_ms
@@ -521,6 +560,8 @@ class Scorer:
             # fetching and heartbeating for a scorer that is gone.
             with contextlib.ExitStack() as clients:
                 clients.callback(self._models_consumer.close)
+                if self._evidence is not None:
+                    clients.callback(self._evidence.close)
                 if self._votes is not None:
                     clients.callback(self._votes.close)
                 if checkpoint is None or not checkpoint.producer_lost:

@@ -1,22 +1,29 @@
-"""The shadow slot at work in a scorer: scored beside the champion, judged on outcomes.
+"""The shadow slot at work in a scorer: scored beside the champion, counted on outcomes.
 
 The shadow (:class:`metasignal.stream.lineup.Lineup`) scores every vote the champion
 scores, in one extra vectorised predict per batch; it emits no signal and trades
 nothing. Its decisions are remembered in the join cache next to the champion's, and
-each joined outcome of the current pair feeds a
-:class:`~metasignal.stream.drift.promotion.ShadowComparison`:
+each joined outcome of the current pair adds to the eight paired counts
+(:func:`~metasignal.stream.drift.promotion.paired_counts`: label, champion's decision,
+shadow's decision) of the outcomes partition it came from, with the PnL sums.
 
-* a ``challenger``: incumbent the champion, challenger the shadow; ``better``: ask
-  the trainer to ``promote`` it, ``not_better``: to ``retire`` it;
-* a ``predecessor`` (a promoted champion's, for its first ``rollback_outcomes``
-  outcomes): incumbent the new champion, challenger the predecessor; ``better``:
-  ask for a ``rollback`` (once: the slot empties with it), ``not_better``: ``retire``
-  the predecessor (the promotion stands).
+The scorer does not judge. At each commit it publishes every changed partition's
+cumulative counts on the compacted ``evidence`` topic
+(:class:`~metasignal.stream.messages.ShadowEvidence`), inside the span: exactly-once, in
+the transaction that commits the offsets, so counts and offsets agree. The trainer sums
+the latest counts of every partition for the pair and runs the one sequential test
+(:mod:`metasignal.trainer.shadow`): two replicas never race two tests on half the data.
 
-The verdict goes to the trainer as a control request carrying the comparison's
-evidence; the trainer checks it against the state and publishes the signed decision,
-which every scorer applies. The comparison starts afresh whenever the pair changes,
-and after a restart (the join cache is in memory).
+A replica assigned a partition (start-up, restart, rebalance) continues from that
+partition's last published counts for the current pair. A rolled-back span's counts are
+dropped with it (they are counted again when it is read again). What a crash costs:
+
+* exactly-once: nothing; the counts read back are those of the committed offsets;
+* at-least-once: counts are flushed before the offsets are committed, so a process
+  that dies between the two has published counts that include the span its successor
+  reads again: each such crash counts at most one commit span's joined outcomes twice
+  (``commit_max_records`` records, or ``commit_interval_s`` of them, plus one batch).
+  Never fewer than the truth: no outcome is lost.
 """
 
 from __future__ import annotations
@@ -24,29 +31,29 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from metasignal.stream.drift.promotion import ShadowComparison
+from metasignal.stream.drift.promotion import paired_counts
+from metasignal.stream.evidence import EvidenceLog, sign_evidence
 from metasignal.stream.join import ScoredVote
 from metasignal.stream.lineup import Role
-from metasignal.stream.messages import ControlRequest, DecisionKind, vote_matrix
+from metasignal.stream.messages import (
+    EVIDENCE_SCHEMA_VERSION,
+    ShadowEvidence,
+    encode_shadow_evidence,
+    vote_matrix,
+)
 from metasignal.stream.metrics import ScorerMetrics
 from metasignal.stream.options import ScorerOptions
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.step import ScoredBatch
+from metasignal.stream.topics import evidence_key
+from metasignal.stream.transport.base import TransportError
 
 log = logging.getLogger("metasignal.scorer")
-
-# What a verdict asks for, by the shadow's role.
-ASKS: dict[tuple[Role, str], DecisionKind] = {
-    ("challenger", "better"): "promote",
-    ("challenger", "not_better"): "retire",
-    ("predecessor", "better"): "rollback",
-    ("predecessor", "not_better"): "retire",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +76,20 @@ def f1(true_positives: int, false_positives: int, false_negatives: int) -> float
     return math.nan if denominator == 0 else 2 * true_positives / denominator
 
 
+def role_f1(counts: np.ndarray) -> tuple[float, float]:
+    """``(champion F1, shadow F1)`` from the eight paired counts (index ``4 y + 2 b + c``).
+
+    >>> role_f1(np.array([90, 0, 0, 0, 0, 0, 5, 5]))
+    (1.0, 0.6666666666666666)
+    """
+    n = counts.tolist()
+    champion = f1(n[6] + n[7], n[2] + n[3], n[4] + n[5])
+    shadow = f1(n[5] + n[7], n[1] + n[3], n[4] + n[6])
+    return champion, shadow
+
+
 class ShadowSlot:
-    """Scores the shadow, feeds its comparison, turns its verdict into a request."""
+    """Scores the shadow and counts its paired evidence per outcomes partition."""
 
     def __init__(self, *, options: ScorerOptions, metrics: ScorerMetrics) -> None:
         self.options = options
@@ -78,18 +97,17 @@ class ShadowSlot:
         self.champion: CompiledModel | None = None
         self.model: CompiledModel | None = None
         self.role: Role | None = None
-        self.comparison: ShadowComparison | None = None
-        self.requests: list[ControlRequest] = []
-        self._asked = False
-        self._since_asked = 0
-        self._labels: list[int] = []
-        self._incumbent: list[int] = []
-        self._challenger: list[int] = []
-        self._scores: list[float] = []  # the champion's, for its sizes
-        self._shadow_sizes: list[float] = []
-        self._last_ts: int | None = None
-        self._counts = np.zeros((2, 3), dtype=np.int64)  # (champion, shadow) x (tp, fp, fn)
-        self._pnl = np.zeros(2)  # (champion, shadow), when a payoff ratio is known
+        self.log: EvidenceLog | None = None  # set by the scorer: counts read back
+        self.signing_key: bytes | None = None  # set by the scorer: evidence is signed
+        self.owned: set[int] = set()  # outcomes partitions this replica owns
+        # Per outcomes partition: counts (8) and PnL sums (champion, shadow) in memory, and
+        # as last committed. Rolling back a span returns to the committed ones.
+        self._counts: dict[int, np.ndarray] = {}
+        self._pnl: dict[int, np.ndarray] = {}
+        self._committed: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._published: dict[int, np.ndarray] = {}  # the counts the evidence topic holds
+        self._unread: set[int] = set()  # assigned, published counts not read back yet
+        self._batch: list[tuple[int, int, int, int, float, float]] = []
 
     @property
     def pair(self) -> tuple[int | None, int | None, Role | None]:
@@ -97,6 +115,11 @@ class ShadowSlot:
         champion = None if self.champion is None else self.champion.version
         shadow = None if self.model is None else self.model.version
         return champion, shadow, self.role
+
+    @property
+    def n_outcomes(self) -> int:
+        """Joined outcomes of the pair counted on this replica's partitions."""
+        return int(sum(int(counts.sum()) for counts in self._counts.values()))
 
     def describe(self) -> str | None:
         """One phrase for the status line: role, version, progress; ``None``: empty slot.
@@ -107,69 +130,109 @@ class ShadowSlot:
         >>> slot.describe() is None
         True
         >>> slot.sync(model, model, "challenger"); slot.describe()
-        'challenger v1, 0 of at most 50,000 outcomes compared'
+        'challenger v1, 0 joined outcomes counted on this replica (the trainer judges)'
         """
-        comparison, model = self.comparison, self.model
-        if model is None or comparison is None:
+        if self.model is None or self.role is None:
             return None
-        if self._asked:
-            return f"{self.role} v{model.version}, {self.requests[-1]['kind']} requested"
         return (
-            f"{self.role} v{model.version}, {comparison.n_outcomes:,} of at most "
-            f"{comparison.max_outcomes:,} outcomes compared"
+            f"{self.role} v{self.model.version}, {self.n_outcomes:,} joined outcomes counted "
+            "on this replica (the trainer judges)"
         )
 
     def sync(
         self, champion: CompiledModel | None, shadow: CompiledModel | None, role: Role | None
     ) -> None:
-        """The lineup changed: a new pair starts a fresh comparison."""
+        """The lineup changed: a new pair is counted afresh (from its published counts)."""
         before = self.pair
         self.champion, self.model, self.role = champion, shadow, role
         if self.pair == before:
             return
         self.metrics.shadow_info.clear()
-        self._clear()
-        self._counts[:] = 0
-        self._pnl[:] = 0.0
-        self._asked = False
-        self._since_asked = 0
-        self.comparison = None
+        self._batch = []
+        self._counts, self._pnl, self._committed, self._published = {}, {}, {}, {}
+        self._unread = set()
         for gauge_role in ("champion", "shadow"):
             self.metrics.live_f1.labels(role=gauge_role).set(math.nan)
             self.metrics.live_pnl.labels(role=gauge_role).set(math.nan)
         if shadow is None or role is None:
             return
         self.metrics.shadow_info.labels(version=str(shadow.version), role=role).set(1)
-        options = self.options
-        if role == "challenger":
-            self.comparison = ShadowComparison(
-                alpha=options.shadow_alpha,
-                margin=options.shadow_margin,
-                min_outcomes=options.shadow_min_outcomes,
-                max_outcomes=options.shadow_max_outcomes,
-                look_every=options.shadow_look_every,
-                min_improvement=options.shadow_min_improvement,
-            )
-        else:
-            window = options.rollback_outcomes
-            self.comparison = ShadowComparison(
-                alpha=options.shadow_alpha,
-                min_outcomes=min(options.shadow_min_outcomes, window),
-                max_outcomes=window,
-                look_every=min(options.shadow_look_every, window),
-                min_improvement=options.shadow_min_improvement,
-            )
+        self.assigned(self.owned)
         log.info(
-            "shadow: comparing %s v%d with champion v%d on joined outcomes",
+            "shadow: counting %s v%d against champion v%d on joined outcomes",
             role,
             shadow.version,
             self.pair[0],
         )
 
+    def assigned(self, partitions: Iterable[int]) -> None:
+        """Outcomes ``partitions`` are this replica's now: continue from their published
+        counts for the current pair (another replica's, or this one's before a restart)."""
+        partitions = set(partitions)
+        self.owned |= partitions
+        if self.champion is None or self.model is None or not partitions:
+            return
+        for partition in partitions:
+            counts, pnl = np.zeros(8, dtype=np.int64), np.zeros(2)
+            self._counts[partition], self._pnl[partition] = counts.copy(), pnl.copy()
+            self._committed[partition] = (counts, pnl)
+            self._published[partition] = counts
+        self._unread |= partitions
+        self._read_back()
+
+    def _read_back(self) -> bool:
+        """Add the published counts of newly assigned partitions once the ``evidence`` topic
+        is read to its end; until then (an outage) they are counted but not published, so
+        counts from zero never overwrite a partition's published ones. False meanwhile."""
+        champion, shadow = self.champion, self.model
+        if not self._unread or champion is None or shadow is None:
+            return True
+        if self.log is not None:
+            try:
+                caught_up = self.log.catch_up()
+            except TransportError as exc:
+                log.warning("shadow: cannot read the evidence topic (%s)", exc)
+                caught_up = False
+            if not caught_up:
+                log.warning(
+                    "shadow: partitions %s publish no counts until the evidence topic is read",
+                    sorted(self._unread),
+                )
+                return False
+            pair = (champion.name, champion.version, shadow.version)
+            for partition in sorted(self._unread):
+                published = self.log.partition(pair, partition)
+                if published is None:
+                    continue
+                base = np.asarray(published["counts"], dtype=np.int64)
+                base_pnl = np.asarray(published["pnl"] or (0.0, 0.0), dtype=np.float64)
+                self._counts[partition] += base
+                self._pnl[partition] += base_pnl
+                counts, pnl = self._committed[partition]
+                self._committed[partition] = (counts + base, pnl + base_pnl)
+                self._published[partition] = base
+                log.info(
+                    "shadow: partition %d continues from %d published outcomes",
+                    partition,
+                    int(base.sum()),
+                )
+        self._unread.clear()
+        self._gauge()
+        return True
+
+    def revoked(self, partitions: Iterable[int]) -> None:
+        """Outcomes ``partitions`` went to another replica (their span is settled first)."""
+        for partition in partitions:
+            self.owned.discard(partition)
+            self._unread.discard(partition)
+            for table in (self._counts, self._pnl, self._committed, self._published):
+                table.pop(partition, None)
+        self._gauge()
+
     def score(self, batch: ScoredBatch, champion: CompiledModel) -> ShadowScores | None:
         """The shadow's decisions for the batch's valid votes (stale votes: no trade)."""
         model = self.model
-        if model is None or not batch.good or self.comparison is None:
+        if model is None or not batch.good or self.role is None:
             return None
         if model.members == champion.members:
             matrix = batch.matrix
@@ -191,26 +254,27 @@ class ShadowSlot:
             sizes = np.where(unusable | stale, 0.0, sizes)
         return ShadowScores(version=model.version, decisions=decisions, sizes=sizes)
 
-    def observe(self, scored: ScoredVote, label: int) -> None:
-        """One joined outcome; counted when both decisions were made by the current pair."""
+    def observe(self, scored: ScoredVote, label: int, partition: int) -> None:
+        """One joined outcome of outcomes ``partition``; counted when both decisions were
+        made by the current pair."""
         champion, shadow, _ = self.pair
         if (
-            self.comparison is None
+            self.role is None
             or scored.shadow_decision < 0
             or scored.model_version != champion
             or scored.shadow_version != shadow
         ):
             return
-        self._labels.append(label)
-        self._incumbent.append(scored.decision)
-        self._challenger.append(scored.shadow_decision)
-        self._scores.append(scored.score)
-        self._shadow_sizes.append(scored.shadow_size)
-        self._last_ts = scored.ts_ms
-
-    def _clear(self) -> None:
-        self._labels, self._incumbent, self._challenger = [], [], []
-        self._scores, self._shadow_sizes = [], []
+        self._batch.append(
+            (
+                partition,
+                label,
+                scored.decision,
+                scored.shadow_decision,
+                scored.score,
+                scored.shadow_size,
+            )
+        )
 
     @property
     def payoff_ratio(self) -> float | None:
@@ -221,113 +285,95 @@ class ShadowSlot:
                 return float(model.sizing.payoff_ratio)
         return None
 
-    def flush(self) -> list[ControlRequest]:
-        """Feed the outcomes gathered since the last call; a verdict becomes one request.
-
-        Until the decision comes back, the request is sent again every ``shadow_min_outcomes``
-        joined outcomes (the same id: the trainer answers it once), in case it was lost with a
-        rolled-back batch.
-        """
-        comparison = self.comparison
-        if comparison is None or not self._labels:
-            return []
-        if self._asked:
-            self._since_asked += len(self._labels)
-            self._clear()
-            if self._since_asked < self.options.shadow_min_outcomes:
-                return []
-            self._since_asked = 0
-            log.info("shadow: no decision yet, asking again (%s)", self.requests[-1]["kind"])
-            return [self.requests[-1]]
-        labels = np.array(self._labels, dtype=np.int8)
-        incumbent = np.array(self._incumbent, dtype=np.int8)
-        challenger = np.array(self._challenger, dtype=np.int8)
-        scores, shadow_sizes = np.array(self._scores), np.array(self._shadow_sizes)
-        self._clear()
-        self._count(labels, incumbent, challenger)
-        self._gain(labels, incumbent, scores, shadow_sizes)
-        verdict = comparison.update(labels, incumbent, challenger)
-        if verdict is None:
-            return []
-        self._asked = True
-        return [self._request(verdict, comparison)]
-
-    def _count(self, labels: np.ndarray, incumbent: np.ndarray, challenger: np.ndarray) -> None:
-        self.metrics.shadow_outcomes.inc(len(labels))
-        positive = labels == 1
-        for row, decisions in enumerate((incumbent, challenger)):
-            traded = decisions == 1
-            self._counts[row] += (
-                int(np.sum(traded & positive)),
-                int(np.sum(traded & ~positive)),
-                int(np.sum(~traded & positive)),
-            )
-        # The predecessor is the shadow in both roles' gauges: "shadow" is the slot.
-        for role, counts in zip(("champion", "shadow"), self._counts.tolist(), strict=True):
-            self.metrics.live_f1.labels(role=role).set(f1(*counts))
+    def flush(self) -> None:
+        """Count the outcomes gathered since the last call (once per batch)."""
+        if not self._batch:
+            return
+        columns = np.array(self._batch, dtype=np.float64)
+        self._batch = []
+        self.metrics.shadow_outcomes.inc(len(columns))
+        partitions = columns[:, 0].astype(np.int64)
+        for partition in np.unique(partitions).tolist():
+            rows = columns[partitions == partition]
+            labels, incumbent, challenger = (rows[:, i].astype(np.int8) for i in (1, 2, 3))
+            counts = self._counts.setdefault(partition, np.zeros(8, dtype=np.int64))
+            counts += paired_counts(labels, incumbent, challenger)
+            pnl = self._pnl.setdefault(partition, np.zeros(2))
+            pnl += self._gain(labels, incumbent, rows[:, 4], rows[:, 5])
+        self._gauge()
 
     def _gain(
         self, labels: np.ndarray, incumbent: np.ndarray, scores: np.ndarray, sizes: np.ndarray
-    ) -> None:
+    ) -> np.ndarray:
         """PnL per role: a trade of size s wins ``payoff_ratio * s`` or loses ``s``."""
         ratio, champion = self.payoff_ratio, self.champion
         if ratio is None or champion is None:
-            return
+            return np.zeros(2)
         outcome = np.where(labels == 1, ratio, -1.0)
         champion_sizes = np.where(incumbent == 1, champion.size(scores), 0.0)
-        self._pnl += (float(champion_sizes @ outcome), float(sizes @ outcome))
-        for role, pnl in zip(("champion", "shadow"), self._pnl.tolist(), strict=True):
-            self.metrics.live_pnl.labels(role=role).set(pnl)
+        return np.array([float(champion_sizes @ outcome), float(sizes @ outcome)])
 
-    def _request(self, verdict: str, comparison: ShadowComparison) -> ControlRequest:
-        champion, shadow = self.champion, self.model
-        assert champion is not None and shadow is not None and self.role is not None
-        kind = ASKS[(self.role, verdict)]
-        champion_f1, shadow_f1 = (f1(*counts) for counts in self._counts.tolist())
-        evidence: dict[str, object] = {
-            **comparison.evidence(),
-            "verdict": verdict,
-            "role": self.role,
-            "live_f1": {"champion": champion_f1, "shadow": shadow_f1},
-        }
+    def _gauge(self) -> None:
+        """Live F1 and PnL per role over this replica's partitions."""
+        if not self._counts:
+            return
+        counts = np.sum(list(self._counts.values()), axis=0)
+        # The predecessor is the shadow in both roles' gauges: "shadow" is the slot.
+        for role, value in zip(("champion", "shadow"), role_f1(counts), strict=True):
+            self.metrics.live_f1.labels(role=role).set(value)
         if self.payoff_ratio is not None:
-            champion_pnl, shadow_pnl = self._pnl.tolist()
-            evidence["live_pnl"] = {"champion": champion_pnl, "shadow": shadow_pnl}
-        reason = (
-            f"{self.role} v{shadow.version} {verdict.replace('_', ' ')} than champion "
-            f"v{champion.version} over {comparison.n_outcomes} joined outcomes "
-            f"(live F1 {shadow_f1:.4f} vs {champion_f1:.4f})"
-        )
-        request = ControlRequest(
-            id=uuid.uuid4().hex,
-            kind=kind,
-            reason=reason,
-            model=champion.name,
-            model_version=champion.version,
-            since_ts=None,
-            at_event_ts=self._last_ts,
-            at=int(time.time() * 1000),
-            source=self.options.group_id,
-            stats=_json_ready(evidence),
-            evidence="outcomes",
-            shadow_version=shadow.version,
-        )
-        self.metrics.shadow_requests.labels(kind=kind).inc()
-        self.requests.append(request)
-        (log.warning if kind == "rollback" else log.info)(
-            "shadow: requesting %s (%s)", kind, reason
-        )
-        return request
+            pnl = np.sum(list(self._pnl.values()), axis=0)
+            for role, value in zip(("champion", "shadow"), pnl.tolist(), strict=True):
+                self.metrics.live_pnl.labels(role=role).set(value)
 
+    def evidence(self) -> list[tuple[bytes, bytes]]:
+        """``(key, value)`` of each partition whose counts changed since the last commit:
+        sent by the scorer just before it commits (module docstring)."""
+        champion, shadow = self.champion, self.model
+        if champion is None or shadow is None:
+            return []
+        self.flush()
+        self._read_back()
+        has_pnl = self.payoff_ratio is not None
+        out = []
+        for partition, counts in sorted(self._counts.items()):
+            if partition in self._unread:
+                continue
+            published = self._published.get(partition)
+            if published is not None and np.array_equal(published, counts):
+                continue
+            record = ShadowEvidence(
+                schema_version=EVIDENCE_SCHEMA_VERSION,
+                model=champion.name,
+                champion=champion.version,
+                shadow=shadow.version,
+                partition=partition,
+                counts=[int(c) for c in counts],
+                pnl=[float(v) for v in self._pnl[partition]] if has_pnl else None,
+                source=self.options.group_id,
+                at=int(time.time() * 1000),
+            )
+            if self.signing_key is not None:
+                record = sign_evidence(record, self.signing_key)
+            key = evidence_key(champion.name, champion.version, shadow.version, partition)
+            out.append((key, encode_shadow_evidence(record)))
+        return out
 
-def _json_ready(evidence: dict[str, object]) -> dict[str, object]:
-    """NaN is not JSON: an undefined F1 travels as null."""
-    out: dict[str, object] = {}
-    for key, value in evidence.items():
-        if isinstance(value, dict):
-            out[key] = _json_ready(value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            out[key] = None
-        else:
-            out[key] = value
-    return out
+    def committed(self) -> None:
+        """The span committed: its counts are the ones a successor continues from."""
+        for partition, counts in self._counts.items():
+            self._committed[partition] = (counts.copy(), self._pnl[partition].copy())
+            if partition not in self._unread:  # sent just before this commit (evidence())
+                self._published[partition] = counts.copy()
+
+    def rolled_back(self) -> None:
+        """The span is read again: its counts are dropped (counted again then)."""
+        self._batch = []
+        for partition in list(self._counts):
+            if partition in self._committed:
+                counts, pnl = self._committed[partition]
+                self._counts[partition], self._pnl[partition] = counts.copy(), pnl.copy()
+            else:
+                del self._counts[partition]
+                self._pnl.pop(partition, None)
+        self._gauge()

@@ -55,12 +55,19 @@ class Topics:
     def training(self) -> str:
         return f"{self.prefix}training"
 
+    @property
+    def evidence(self) -> str:
+        return f"{self.prefix}evidence"
+
 
 def topic_specs(topics: Topics, *, partitions: int = 4) -> list[TopicSpec]:
     """Votes, signals, outcomes and training share a partition count: co-partitioned by id.
 
     ``models`` is compacted (the latest artifact per model name survives forever);
     ``control`` has one partition so exactly one trainer handles requests in order.
+    ``evidence`` (the shadow comparison's per-partition counts, :func:`evidence_key`) is
+    compacted like ``models`` (the latest counts per key are all anyone reads, so it stays a
+    few KB per pair) and has one partition: every scorer and the trainer read all of it.
     """
     keyed = {"retention.ms": WEEK_MS}
     return [
@@ -71,6 +78,7 @@ def topic_specs(topics: Topics, *, partitions: int = 4) -> list[TopicSpec]:
         TopicSpec(topics.control, 1, {"retention.ms": WEEK_MS}),
         TopicSpec(topics.dlq, partitions, {"retention.ms": MONTH_MS}),
         TopicSpec(topics.training, partitions, {"retention.ms": MONTH_MS}),
+        TopicSpec(topics.evidence, 1, {"cleanup.policy": "compact"}),
     ]
 
 
@@ -84,7 +92,7 @@ class OwnedTopics:
     >>> bus = MemoryBus()
     >>> owned = OwnedTopics(bus, bus.create_topics(topic_specs(Topics(prefix="t."))), keep=False)
     >>> len(owned.delete()), bus.partition_count("t.votes"), owned.delete()
-    (7, None, [])
+    (8, None, [])
     """
 
     def __init__(self, transport: Transport, names: Sequence[str], *, keep: bool) -> None:
@@ -122,3 +130,12 @@ def model_key(name: str, version: int) -> bytes:
     b'meta@3'
     """
     return f"{name}@{version}".encode()
+
+
+def evidence_key(name: str, champion: int, shadow: int, partition: int) -> bytes:
+    """The ``evidence`` key of one outcomes partition's counts for one champion/shadow pair.
+
+    >>> evidence_key("meta", 1, 2, 3)
+    b'meta@1:2:3'
+    """
+    return f"{name}@{champion}:{shadow}:{partition}".encode()

@@ -147,7 +147,7 @@ def test_an_aborted_demo_on_a_broker_deletes_its_topics_unless_kept(
     argv += ["--bootstrap", kafka_bootstrap, *(["--keep-topics"] if keep else [])]
     assert main(argv) == 2
     exists = demo_topics(capsys.readouterr().out, kafka_bootstrap, deleted=not keep)
-    assert len(exists) == 7
+    assert len(exists) == 8
     assert all(exists.values()) if keep else not any(exists.values())
 
 

@@ -32,17 +32,19 @@ from tests.streaming import send_requests, send_training_rows, send_votes
 TOPICS = Topics(prefix="shadow.")
 OTHER_KEY = b"another-signing-key-0123456789abcdef"
 
-# Small looks and horizons, and no drift requests, so a verdict comes within a few thousand
-# outcomes of strongly different models and nothing else publishes meanwhile.
+# No drift requests, so nothing else publishes meanwhile; and (the trainer's) small looks and
+# horizons, so a verdict comes within a few thousand outcomes of strongly different models.
 FAST: dict[str, Any] = {
     "model_check_interval_s": 0.0,
     "poll_timeout_ms": 5,
+    "drift_min_outcomes": 10**9,
+    "drift_label_free": False,
+}
+FAST_TEST: dict[str, Any] = {
     "shadow_min_outcomes": 500,
     "shadow_look_every": 500,
     "shadow_max_outcomes": 3000,
     "rollback_outcomes": 3000,
-    "drift_min_outcomes": 10**9,
-    "drift_label_free": False,
 }
 
 
@@ -109,9 +111,11 @@ def scorer_for(transport: Transport, topics: Topics = TOPICS, **options: Any) ->
     )
 
 
-def trainer_for(transport: Transport) -> TrainerService:
+def trainer_for(transport: Transport, topics: Topics = TOPICS, **options: Any) -> TrainerService:
     return TrainerService(
-        transport=transport, options=TrainerOptions(topics=TOPICS), keys=[TEST_KEY]
+        transport=transport,
+        options=TrainerOptions(topics=topics, **{**FAST_TEST, **options}),
+        keys=[TEST_KEY],
     )
 
 
@@ -193,7 +197,9 @@ def test_a_shadow_scores_beside_the_champion_and_never_trades(
     )
     assert scorer.feedback.shadow.pair == (1, 2, "challenger")
     describe = scorer.feedback.shadow.describe()
-    assert describe == "challenger v2, 0 of at most 3,000 outcomes compared"  # no outcome yet
+    assert describe == (
+        "challenger v2, 0 joined outcomes counted on this replica (the trainer judges)"
+    )  # no outcome yet
     registry = scorer.metrics.registry
     assert (
         registry.get_sample_value("metasignal_shadow_info", {"version": "2", "role": "challenger"})
@@ -221,8 +227,9 @@ def test_a_better_shadow_is_promoted_by_a_signed_record_and_a_restart_replays_it
     evidence: dict[str, Any] = records[0]["evidence"]
     assert evidence["verdict"] == "better"
     assert evidence["challenger_f1"] > evidence["incumbent_f1"] + 0.2
-    promote = records[0]
-    assert promote["request_id"] == scorer.feedback.shadow.requests[0]["id"]
+    # The trainer decided on the evidence itself: no scorer asked.
+    assert records[0]["request_id"] == "evidence:1:2:promote"
+    assert evidence["partitions"] == [0, 1] and evidence["summed_outcomes"] >= 500
     assert scorer.models.current is not None and scorer.models.current.version == 2
     later = [s for s in signals(bus) if s["model_version"] == 2]
     assert later, "signals never came from the promoted model"
@@ -255,7 +262,9 @@ def test_a_shadow_no_better_is_retired(committee: Committee, artifact_body: Arti
     records = decisions_on(bus)
     assert [(r["decision"], r["champion"], r["shadow"]) for r in records] == [("retire", 1, 2)]
     assert records[0]["evidence"]["verdict"] == "not_better"
-    assert records[0]["evidence"]["n_outcomes"] == FAST["shadow_max_outcomes"]  # same decisions
+    # Same decisions: no evidence either way until the horizon, reached within one commit.
+    n_outcomes = records[0]["evidence"]["n_outcomes"]
+    assert isinstance(n_outcomes, int) and 3000 <= n_outcomes < 3500
     assert scorer.models.lineup.versions == (1, None, None)
     assert {s["model_version"] for s in signals(bus)} == {1}
 
@@ -283,8 +292,15 @@ def test_a_promoted_champion_worse_than_its_predecessor_is_rolled_back_once(
     after = set(send_votes(bus, TOPICS, committee, 10_000, 10_100))
     drain(scorer)
     assert {s["model_version"] for s in signals(bus) if s["id"] in after} == {1}
-    # Once: a second request for the same rollback (another replica's) is stale.
-    second = {**scorer.feedback.shadow.requests[-1], "id": "another-replica"}
+    # Once: a request for the same rollback (an operator's, an old replica's) is stale.
+    second = {
+        "id": "another-replica",
+        "kind": "rollback",
+        "model": "meta",
+        "model_version": 2,
+        "shadow_version": 1,
+        "stats": {"verdict": "better"},
+    }
     producer = bus.producer()
     producer.send(TOPICS.control, key=b"meta", value=json.dumps(second).encode())
     drain(scorer, trainer)
@@ -427,6 +443,7 @@ def test_a_manual_rollback_to_a_retired_shadow_serves_it_as_a_champion(
 def test_live_f1_and_pnl_per_role_from_joined_outcomes() -> None:
     from metasignal.stream.artifact import example_artifact
     from metasignal.stream.join import ScoredVote
+    from metasignal.stream.messages import decode_shadow_evidence
     from metasignal.stream.metrics import ScorerMetrics
     from metasignal.stream.scoring import CompiledModel
     from metasignal.stream.shadow import ShadowSlot
@@ -446,11 +463,26 @@ def test_live_f1_and_pnl_per_role_from_joined_outcomes() -> None:
         scored = ScoredVote(
             f"e{i}", 0, ("a", "b"), np.zeros(2), score, decision, 1, 2, shadow_decision, size
         )
-        slot.observe(scored, label)
-    slot.observe(ScoredVote("old", 0, ("a",), np.zeros(1), 0.9, 1, 1, 3, 1, 0.5), 1)  # other pair
-    assert slot.flush() == []  # far from a verdict
+        slot.observe(scored, label, partition=i % 2)
+    other_pair = ScoredVote("old", 0, ("a",), np.zeros(1), 0.9, 1, 1, 3, 1, 0.5)
+    slot.observe(other_pair, 1, partition=0)
+    slot.flush()
     value = metrics.registry.get_sample_value
     # Champion: one win (0.5 x 2), one loss (0.5); F1 2/4. Shadow: two wins, F1 1.
     assert [value("metasignal_live_pnl", {"role": r}) for r in ("champion", "shadow")] == [0.5, 2.0]
     assert [value("metasignal_live_f1", {"role": r}) for r in ("champion", "shadow")] == [0.5, 1.0]
     assert value("metasignal_shadow_outcomes_total") == 4
+    # One evidence record per partition, cumulative, keyed by pair and partition.
+    records = slot.evidence()
+    assert [key for key, _ in records] == [b"meta@1:2:0", b"meta@1:2:1"]
+    decoded = [decode_shadow_evidence(raw) for _, raw in records]
+    # Cells 4 y + 2 b + c: partition 0 saw (1, 1, 1), (1, 0, 1); partition 1 (0, 1, 0), (0, 0, 0).
+    assert [d["counts"] for d in decoded] == [[0, 0, 0, 0, 0, 1, 0, 1], [1, 0, 1, 0, 0, 0, 0, 0]]
+    assert decoded[0]["pnl"] == [1.0, 2.0] and decoded[1]["pnl"] == [-0.5, 0.0]
+    slot.committed()
+    assert slot.evidence() == []  # nothing changed since the commit
+    slot.observe(ScoredVote("e9", 0, ("a",), np.zeros(1), 0.9, 1, 1, 2, 1, 0.5), 1, partition=1)
+    slot.flush()
+    assert slot.n_outcomes == 5 and [k for k, _ in slot.evidence()] == [b"meta@1:2:1"]
+    slot.rolled_back()  # the span is read again: its count goes with it
+    assert slot.n_outcomes == 4 and slot.evidence() == []

@@ -21,7 +21,7 @@ from tests.conftest import TEST_KEY
 from tests.streaming import send_raw, send_votes, wait_for
 from tests.test_loop_kafka import TrainerThread
 from tests.test_scorer_kafka import ScorerThread
-from tests.test_shadow import FAST, artifact, decision, model, publish
+from tests.test_shadow import FAST, FAST_TEST, artifact, decision, model, publish
 
 pytestmark = pytest.mark.kafka
 
@@ -45,16 +45,21 @@ def stream_until(
     transport: KafkaTransport,
     topics: Topics,
     committee: Committee,
-    scorer: Scorer,
+    scorers: Scorer | list[Scorer],
     done: Any,
     *,
     stop: int,
 ) -> None:
     """Votes, then their outcomes, 500 at a time, until ``done()`` or ``stop`` events."""
+    replicas = scorers if isinstance(scorers, list) else [scorers]
+
+    def handled(field: str, n: int) -> bool:
+        return sum(getattr(scorer.stats, field) for scorer in replicas) >= n
+
     for lo in range(0, stop, 500):
         hi = min(lo + 500, stop)
         send_votes(transport, topics, committee, lo, hi)
-        assert wait_for(lambda: scorer.stats.votes >= hi)  # noqa: B023 (called here)
+        assert wait_for(lambda: handled("votes", hi))  # noqa: B023 (called here)
         send_raw(
             transport,
             topics.outcomes,
@@ -72,7 +77,7 @@ def stream_until(
                 for i in range(lo, hi)
             ),
         )
-        assert wait_for(lambda: scorer.stats.outcomes >= hi)  # noqa: B023 (called here)
+        assert wait_for(lambda: handled("outcomes", hi))  # noqa: B023 (called here)
         if done():
             return
 
@@ -95,11 +100,11 @@ def test_a_better_shadow_is_promoted_on_the_broker(
     )
     with (
         ScorerThread(transport, topics, group_id=f"{topics.prefix}scorer", **OPTIONS) as scorer,
-        TrainerThread(transport, topics) as trainer,
+        TrainerThread(transport, topics, **FAST_TEST) as trainer,
     ):
         promoted = lambda: scorer.models.lineup.versions[0] == 2  # noqa: E731
         stream_until(transport, topics, committee, scorer, promoted, stop=10_000)
-        assert wait_for(promoted, timeout=30), (scorer.feedback.shadow.requests, trainer.verdicts)
+        assert wait_for(promoted, timeout=30), trainer.verdicts
     (promote, *_) = decisions_on(transport, topics)
     assert (promote["decision"], promote["champion"], promote["shadow"]) == ("promote", 1, 2)
     assert promote["evidence"]["verdict"] == "better"
@@ -120,15 +125,12 @@ def test_a_worse_promoted_champion_is_rolled_back_on_the_broker(
     )
     with (
         ScorerThread(transport, topics, group_id=f"{topics.prefix}scorer", **OPTIONS) as scorer,
-        TrainerThread(transport, topics) as trainer,
+        TrainerThread(transport, topics, **FAST_TEST) as trainer,
     ):
         assert wait_for(lambda: scorer.models.lineup.versions == (2, 1, "predecessor"))
         rolled_back = lambda: scorer.models.lineup.versions == (1, None, None)  # noqa: E731
         stream_until(transport, topics, committee, scorer, rolled_back, stop=10_000)
-        assert wait_for(rolled_back, timeout=30), (
-            scorer.feedback.shadow.requests,
-            trainer.verdicts,
-        )
+        assert wait_for(rolled_back, timeout=30), trainer.verdicts
     records = decisions_on(transport, topics)
     assert [(r["decision"], r["champion"], r["shadow"]) for r in records] == [
         ("promote", 1, 2),
@@ -136,6 +138,50 @@ def test_a_worse_promoted_champion_is_rolled_back_on_the_broker(
     ]
     assert records[1]["evidence"]["verdict"] == "better"
     assert shadow_decisions(trainer, "rollback") == 1.0
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_two_scorer_replicas_feed_one_test_and_the_shadow_is_promoted_on_the_broker(
+    kafka: tuple[KafkaTransport, Topics],
+    committee: Committee,
+    artifact_body: Artifact,
+    exactly_once: bool,
+) -> None:
+    transport, topics = kafka
+    publish(
+        transport,
+        model(artifact(artifact_body, 1, threshold=0.9)),
+        model(artifact(artifact_body, 2, stage="shadow")),
+        topics=topics,
+    )
+    group = f"{topics.prefix}scorer"
+    with (
+        ScorerThread(
+            transport, topics, group_id=group, exactly_once=exactly_once,
+            transactional_id=f"{group}-a", **OPTIONS,
+        ) as first,
+        ScorerThread(
+            transport, topics, group_id=group, exactly_once=exactly_once,
+            transactional_id=f"{group}-b", **OPTIONS,
+        ) as second,
+        TrainerThread(transport, topics, **FAST_TEST) as trainer,
+    ):  # fmt: skip
+        replicas = [first, second]
+        assert wait_for(lambda: all(scorer.assignment() for scorer in replicas), timeout=60)
+        promoted = lambda: all(s.models.lineup.versions[0] == 2 for s in replicas)  # noqa: E731
+        stream_until(transport, topics, committee, replicas, promoted, stop=10_000)
+        assert wait_for(promoted, timeout=30), trainer.verdicts
+    (promote, *_) = decisions_on(transport, topics)
+    assert (promote["decision"], promote["champion"], promote["shadow"]) == ("promote", 1, 2)
+    evidence: dict[str, Any] = promote["evidence"]
+    # One test on the sum of both replicas' partitions, decided by the trainer.
+    assert evidence["verdict"] == "better" and evidence["partitions"] == [0, 1, 2, 3]
+    assert promote["request_id"] == "evidence:1:2:promote"
+    counted = [
+        s.metrics.registry.get_sample_value("metasignal_shadow_outcomes_total") for s in replicas
+    ]
+    assert all(counted), counted  # both replicas counted outcomes
+    assert shadow_decisions(trainer, "promote") == 1.0
 
 
 def test_publish_shadow_stages_a_hand_made_artifact(

@@ -15,6 +15,10 @@ request is served again — once — by whoever takes over. Requests already
 answered (by id) or about a superseded model version are skipped, so duplicate
 requests give one new model.
 
+The active trainer also judges shadow challengers: it reads every scorer's per-partition
+counts from the compacted ``evidence`` topic, runs one sequential test on their sum and
+publishes the signed promote/retire/rollback (:mod:`metasignal.trainer.shadow`).
+
 A broker outage is ridden out like the scorer's (:mod:`metasignal.stream.outage`):
 the request in hand is read again once the broker answers, a producer whose
 transaction was fenced or timed out is re-created, and the loop backs off
@@ -47,6 +51,7 @@ from metasignal.stream.decisions import (
     load_decision,
 )
 from metasignal.stream.errors import ArtifactError
+from metasignal.stream.evidence import EvidenceLog
 from metasignal.stream.lineup import Lineup, Refused
 from metasignal.stream.messages import (
     DECISION_KINDS,
@@ -81,7 +86,12 @@ from metasignal.trainer.label_shift import label_shift_challenge
 from metasignal.trainer.meta_model import MetaModelClassifier
 from metasignal.trainer.objective import Objective
 from metasignal.trainer.settings import TRAINER_SETTINGS, TrainerOptions
-from metasignal.trainer.shadow import answer_shadow_request
+from metasignal.trainer.shadow import (
+    Judgement,
+    ShadowJudge,
+    answer_shadow_request,
+    sign_judgement,
+)
 from metasignal.trainer.skill import DEFAULT_ALPHA, SkillVerdict, assess_ranking, decide
 from metasignal.trainer.walk_forward import abstain_value
 
@@ -114,7 +124,8 @@ class TrainerMetrics:
         )
         self.refused = Counter(
             "metasignal_trainer_refused_records",
-            "Records refused on models, control and training (any bytes), by topic and reason",
+            "Records refused on models, control, training and evidence (any bytes), by topic "
+            "and reason",
             ["topic", "reason"],
             registry=r,
         )
@@ -138,6 +149,12 @@ class TrainerMetrics:
         )
         for kind in DECISION_KINDS:
             self.shadow_decisions.labels(kind=kind)  # at 0, so a first rollback is an increase
+        self.shadow_outcomes = Gauge(
+            "metasignal_trainer_shadow_outcomes",
+            "Joined outcomes of the current champion/shadow pair, summed over every scorer's "
+            "partitions (the sequential test's sample)",
+            registry=r,
+        )
         self.failures = Counter(
             "metasignal_trainer_failures", "Requests that failed (data, broker)", registry=r
         )
@@ -267,6 +284,22 @@ class TrainerService:
         topics = options.topics
         self._models = transport.consumer(assign_all=[topics.models], read_committed=True)
         self._training = transport.consumer(assign_all=[topics.training], read_committed=True)
+        # Every scorer's per-partition shadow counts (trainer/shadow.py judges their sum).
+        self.evidence = EvidenceLog(
+            transport.consumer(assign_all=[topics.evidence], read_committed=True),
+            keys=self.keys,
+            on_refused=lambda record, bad: self._refuse(record, bad.reason, bad.detail),
+        )
+        self.judge = ShadowJudge(
+            alpha=options.shadow_alpha,
+            margin=options.shadow_margin,
+            min_outcomes=options.shadow_min_outcomes,
+            max_outcomes=options.shadow_max_outcomes,
+            look_every=options.shadow_look_every,
+            rollback_outcomes=options.rollback_outcomes,
+            min_improvement=options.shadow_min_improvement,
+        )
+        self._judge_again = True  # read the evidence at start-up; again after a failed publish
         self._control: Consumer | None = None
         self._checkpoint: Checkpoint | None = None
         self._producer = self._new_producer()
@@ -313,6 +346,17 @@ class TrainerService:
 
     def refresh(self) -> None:
         """Catch up with published models (champion, answered requests) and training rows."""
+        self._refresh_models()
+        for record in self._drain(self._training):
+            try:
+                self.rows.append(decode_training_row(record.value))
+            except MessageError as bad:
+                self._refuse(record, bad.reason, bad.detail)
+            except Exception as exc:
+                self._refuse(record, "internal", repr(exc))
+
+    def _refresh_models(self) -> None:
+        """Catch up with published models and decisions (the lineup, answered requests)."""
         for record in self._drain(self._models):
             if record.value is None:
                 continue  # a compaction tombstone
@@ -340,13 +384,6 @@ class TrainerService:
                 self.lineup.offer_artifact(artifact)
             except Refused as refused:  # the scorers refuse and count it too
                 log.info("models record at offset %d not applied: %s", record.offset, refused)
-        for record in self._drain(self._training):
-            try:
-                self.rows.append(decode_training_row(record.value))
-            except MessageError as bad:
-                self._refuse(record, bad.reason, bad.detail)
-            except Exception as exc:
-                self._refuse(record, "internal", repr(exc))
 
     def _refresh_decision(self, record: Record, document: dict[str, Any]) -> None:
         """A decision record on ``models``: verified, then applied to the lineup."""
@@ -395,6 +432,10 @@ class TrainerService:
                 # Not committed: read again after a bounded wait (the broker is away).
                 time.sleep(self.outage.backoff())
                 return 0
+        judged = self.judge_evidence()
+        if judged is not None and judged.outcome == "retry":
+            time.sleep(self.outage.backoff())
+            return 0
         self.outage.probed(broker_reachable(self._control))
         self._log_status()
         return len(records)
@@ -543,12 +584,72 @@ class TrainerService:
         )
         return False
 
+    def _judgement(self) -> Judgement | None:
+        """What every partition's latest evidence for the lineup's pair supports, if decided."""
+        champion, shadow, _ = self.lineup.versions
+        summed = self.evidence.summed(self.options.model_name, champion or 0, shadow or 0)
+        judgement = self.judge.judge(self.lineup, summed)
+        self.metrics.shadow_outcomes.set(self.judge.n_outcomes)
+        return judgement
+
+    def judge_evidence(self) -> Verdict | None:
+        """New evidence: the sequential test on the sum; a verdict is published, signed, in a
+        transaction with the control position (so only the active trainer, fencing the
+        standby, decides). ``None`` when there is nothing to decide."""
+        control, checkpoint = self._control, self._checkpoint
+        if control is None or checkpoint is None or not control.assignment():
+            return None  # a standby: whoever owns control judges
+        if not self.evidence.poll() and not self._judge_again:
+            return None
+        self._judge_again = False
+        self._refresh_models()
+        judgement = self._judgement()
+        if judgement is None:
+            return None
+        decision = sign_judgement(judgement, self.lineup, key=self.keys[0])
+        request_id = decision["request_id"]
+        try:
+            checkpoint.begin()
+            checkpoint.producer.send(
+                self.options.topics.models,
+                key=decision_key(decision),
+                value=encode_decision(decision),
+            )
+            checkpoint.commit({tp: control.position(tp) for tp in control.assignment()})
+        except TransportError as exc:
+            self.metrics.failures.inc()
+            checkpoint.rollback([], exc)
+            self._judge_again = True
+            log.error("could not publish the %s decision: %s", judgement.kind, exc)
+            if exc.kind != OTHER:
+                reason = PRODUCER_RECREATING if checkpoint.producer_lost else BROKER_UNREACHABLE
+                self.outage.down(reason, str(exc))
+            return Verdict(request_id, "retry", str(exc))
+        self.handled.add(request_id)
+        try:
+            self.lineup.offer_decision(decision)
+        except Refused as refused:
+            log.warning("published %s does not apply: %s", request_id, refused)
+        detail = f"{judgement.kind}: {judgement.reason}"
+        verdict = Verdict(request_id, "published", detail)
+        self._count(verdict, judgement.kind)
+        self.verdicts.append(verdict)
+        if judgement.kind == "rollback":
+            log.warning("rolling back: %s", detail)  # the runbook's MetasignalChampionRolledBack
+        else:
+            log.info("shadow decision: %s", detail)
+        return verdict
+
     def _answer_shadow(self, request: ControlRequest) -> tuple[Verdict, ShadowDecision | None]:
-        """A shadow verdict: the signed decision, if it is about the current state."""
+        """A shadow request: the signed decision if the trainer's own judgement of the
+        summed evidence for the current state is that decision (trainer/shadow.py)."""
         request_id = request["id"]
         if request_id in self.handled:
             return Verdict(request_id, "skipped", "duplicate: request already answered"), None
-        outcome, detail, decision = answer_shadow_request(request, self.lineup, key=self.keys[0])
+        self.evidence.catch_up()
+        outcome, detail, decision = answer_shadow_request(
+            request, self.lineup, self._judgement(), key=self.keys[0]
+        )
         if outcome == "published" and request["kind"] == "rollback":
             log.warning("rolling back: %s", detail)
         return Verdict(request_id, outcome, detail), decision
@@ -721,6 +822,6 @@ class TrainerService:
             self._producer.close()
         elif not checkpoint.producer_lost:
             checkpoint.producer.close()
-        for consumer in (self._models, self._training, self._control):
+        for consumer in (self._models, self._training, self._control, self.evidence.consumer):
             if consumer is not None:
                 consumer.close()

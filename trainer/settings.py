@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from metasignal.stream.config import setting, settings_of
+from metasignal.stream.errors import MetasignalError
 from metasignal.stream.topics import Topics
 
 STRATEGY_CHOICES = (
@@ -67,6 +68,46 @@ class TrainerOptions:
         help="publish gate-passing candidates as shadows: scored beside the champion, promoted "
         "or retired on live outcomes (signed decisions), rolled back once if worse",
     )
+    shadow_alpha: float = setting(
+        0.05,
+        env="METASIGNAL_SHADOW_ALPHA",
+        help="probability of a false promotion (or rollback) over all looks of the sequential "
+        "test the trainer runs on every scorer's summed shadow evidence",
+    )
+    shadow_margin: float = setting(
+        0.0,
+        env="METASIGNAL_SHADOW_MARGIN",
+        help="F1 improvement over the champion a shadow challenger must exceed to be promoted",
+    )
+    shadow_min_improvement: float = setting(
+        0.03,
+        env="METASIGNAL_SHADOW_MIN_IMPROVEMENT",
+        help="F1 improvement over the margin worth a promotion: a shadow challenger is retired "
+        "as soon as the sequential test rules it out (futility), not only at the horizon",
+    )
+    shadow_min_outcomes: int = setting(
+        2000,
+        env="METASIGNAL_SHADOW_MIN_OUTCOMES",
+        help="summed joined outcomes of the first look of the shadow comparison",
+    )
+    shadow_look_every: int = setting(
+        500,
+        env="METASIGNAL_SHADOW_LOOK_EVERY",
+        help="summed joined outcomes between looks of the shadow comparison",
+    )
+    shadow_max_outcomes: int = setting(
+        50_000,
+        env="METASIGNAL_SHADOW_MAX_OUTCOMES",
+        help="joined outcomes (summed over scorers) a shadow challenger is compared on at most; "
+        "not better by then: retired (the sequential test may decide sooner)",
+    )
+    rollback_outcomes: int = setting(
+        10_000,
+        env="METASIGNAL_ROLLBACK_OUTCOMES",
+        help="a promoted champion is compared with its predecessor (kept in shadow) over its "
+        "first N joined outcomes (summed over scorers) and rolled back, once, if significantly "
+        "worse",
+    )
     metrics_port: int = setting(
         9109,
         env="METASIGNAL_METRICS_PORT",
@@ -84,6 +125,29 @@ class TrainerOptions:
     min_regime_rows: int = 1000
     poll_timeout_ms: int = 200
     splits: int = 3
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 1e-6 <= self.shadow_alpha < 0.5:
+            problems.append(f"--shadow-alpha must be in [1e-6, 0.5), got {self.shadow_alpha}")
+        if not -1.0 < self.shadow_margin < 1.0:
+            problems.append(f"--shadow-margin must be in (-1, 1), got {self.shadow_margin}")
+        if not 0.0 < self.shadow_min_improvement < 1.0:
+            problems.append(
+                f"--shadow-min-improvement must be in (0, 1), got {self.shadow_min_improvement}"
+            )
+        if not 0 < self.shadow_min_outcomes <= self.shadow_max_outcomes:
+            problems.append(
+                "need 0 < --shadow-min-outcomes <= --shadow-max-outcomes, got "
+                f"{self.shadow_min_outcomes} and {self.shadow_max_outcomes}"
+            )
+        if self.shadow_look_every < 1 or self.rollback_outcomes < 1:
+            problems.append(
+                "--shadow-look-every and --rollback-outcomes must be at least 1, got "
+                f"{self.shadow_look_every} and {self.rollback_outcomes}"
+            )
+        if problems:
+            raise MetasignalError("; ".join(problems))
 
 
 TRAINER_SETTINGS = settings_of(TrainerOptions)

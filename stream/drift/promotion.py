@@ -558,6 +558,33 @@ class ShadowComparison:
         """Index of the latest look taken, -1 before the first."""
         return int(np.searchsorted(self.looks, self.n_outcomes, side="right")) - 1
 
+    def look_at(self, counts: np.ndarray) -> Verdict | None:
+        """Cumulative counts gathered elsewhere (summed over partitions) replace the counts;
+        the test looks once, at the latest scheduled look they reach, if not taken yet.
+
+        For a test run on evidence that arrives in jumps: looks jumped over are skipped (a
+        skipped look spends nothing, so the false-``"better"`` rate stays at most
+        ``alpha``), and the look uses the counts as they are, past its schedule by at most
+        one jump. Counts beyond ``max_outcomes`` take the final look.
+
+        >>> test = ShadowComparison(min_outcomes=500, max_outcomes=2_000, min_improvement=None)
+        >>> test.look_at(np.array([1_700, 0, 0, 0, 0, 0, 0, 100])), test.n_outcomes
+        (None, 1800)
+        >>> test.look_at(np.array([2_100, 0, 0, 0, 0, 0, 0, 100]))
+        'not_better'
+        """
+        if self._verdict is not None:
+            return self._verdict
+        total = np.asarray(counts, dtype=np.int64).reshape(8)
+        if (total < 0).any():
+            raise ValueError(f"counts must be non-negative: {total.tolist()}")
+        self._counts = total.copy()
+        reached = min(self._last_look(), len(self.looks) - 1)
+        if reached >= self._next_look:
+            self._next_look = reached
+            self._look()
+        return self._verdict
+
 
 def _z(estimate: F1Difference, margin: float) -> float:
     if estimate.standard_error <= 0.0:
