@@ -261,9 +261,30 @@ def test_a_shadow_no_better_is_retired(committee: Committee, artifact_body: Arti
     stream(bus, committee, [scorer, trainer], 0, 5000)
     records = decisions_on(bus)
     assert [(r["decision"], r["champion"], r["shadow"]) for r in records] == [("retire", 1, 2)]
-    assert records[0]["evidence"]["verdict"] == "not_better"
+    evidence = records[0]["evidence"]
+    assert evidence["verdict"] == "not_better" and evidence["stopped_by"] == "futility"
+    # Same decisions on every outcome: its F1 is the champion's, so the min improvement is
+    # ruled out at the first look (500 outcomes), reached within one commit span.
+    n_outcomes = evidence["n_outcomes"]
+    assert isinstance(n_outcomes, int) and 500 <= n_outcomes < 1000
+    assert scorer.models.lineup.versions == (1, None, None)
+
+
+def test_without_futility_a_shadow_no_better_is_retired_at_the_horizon(
+    committee: Committee, artifact_body: Artifact
+) -> None:
+    bus = make_bus()
+    publish(
+        bus, model(artifact(artifact_body, 1)), model(artifact(artifact_body, 2, stage="shadow"))
+    )
+    scorer, trainer = scorer_for(bus), trainer_for(bus, shadow_min_improvement=0.0)
+    stream(bus, committee, [scorer, trainer], 0, 5000)
+    records = decisions_on(bus)
+    assert [(r["decision"], r["champion"], r["shadow"]) for r in records] == [("retire", 1, 2)]
+    evidence = records[0]["evidence"]
+    assert evidence["verdict"] == "not_better" and evidence["stopped_by"] == "horizon"
     # Same decisions: no evidence either way until the horizon, reached within one commit.
-    n_outcomes = records[0]["evidence"]["n_outcomes"]
+    n_outcomes = evidence["n_outcomes"]
     assert isinstance(n_outcomes, int) and 3000 <= n_outcomes < 3500
     assert scorer.models.lineup.versions == (1, None, None)
     assert {s["model_version"] for s in signals(bus)} == {1}

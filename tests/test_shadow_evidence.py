@@ -202,13 +202,14 @@ def test_a_restarted_scorer_continues_from_its_partitions_counts(
 ) -> None:
     def run(restart_at: int | None) -> tuple[int, int | None]:
         bus = make_bus()
-        # Same model twice: no evidence either way, retired at the horizon (3,000 outcomes).
+        # Same model twice: no evidence either way; without the futility stop (which would
+        # retire it at the first look) it is retired at the horizon (3,000 outcomes).
         publish(
             bus,
             model(artifact(artifact_body, 1)),
             model(artifact(artifact_body, 2, stage="shadow")),
         )
-        scorer, trainer = scorer_for(bus), trainer_for(bus)
+        scorer, trainer = scorer_for(bus), trainer_for(bus, shadow_min_improvement=0.0)
         before = None
         if restart_at is not None:
             stream(bus, committee, [scorer, trainer], 0, restart_at)
@@ -237,11 +238,12 @@ def test_a_rebalance_mid_comparison_loses_and_repeats_no_count(
     committee: Committee, artifact_body: Artifact
 ) -> None:
     bus = make_bus()
-    # Same model twice: retired at the horizon (3,000 summed outcomes), none double-counted.
+    # Same model twice, no futility stop: retired at the horizon (3,000 summed outcomes),
+    # none double-counted.
     publish(
         bus, model(artifact(artifact_body, 1)), model(artifact(artifact_body, 2, stage="shadow"))
     )
-    first, trainer = scorer_for(bus), trainer_for(bus)
+    first, trainer = scorer_for(bus), trainer_for(bus, shadow_min_improvement=0.0)
     stream(bus, committee, [first, trainer], 0, 1500)
     assert first.feedback.shadow.n_outcomes == 1500
     second = scorer_for(bus)  # joins the group: two of the four partitions move to it

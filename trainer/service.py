@@ -297,7 +297,7 @@ class TrainerService:
             max_outcomes=options.shadow_max_outcomes,
             look_every=options.shadow_look_every,
             rollback_outcomes=options.rollback_outcomes,
-            min_improvement=options.shadow_min_improvement,
+            min_improvement=options.shadow_min_improvement or None,  # 0: no futility stop
         )
         self._judge_again = True  # read the evidence at start-up; again after a failed publish
         self._control: Consumer | None = None

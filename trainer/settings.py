@@ -83,7 +83,8 @@ class TrainerOptions:
         0.03,
         env="METASIGNAL_SHADOW_MIN_IMPROVEMENT",
         help="F1 improvement over the margin worth a promotion: a shadow challenger is retired "
-        "as soon as the sequential test rules it out (futility), not only at the horizon",
+        "as soon as the sequential test rules it out (futility); 0: retired only when "
+        "significantly worse or at --shadow-max-outcomes",
     )
     shadow_min_outcomes: int = setting(
         2000,
@@ -132,9 +133,9 @@ class TrainerOptions:
             problems.append(f"--shadow-alpha must be in [1e-6, 0.5), got {self.shadow_alpha}")
         if not -1.0 < self.shadow_margin < 1.0:
             problems.append(f"--shadow-margin must be in (-1, 1), got {self.shadow_margin}")
-        if not 0.0 < self.shadow_min_improvement < 1.0:
+        if not 0.0 <= self.shadow_min_improvement < 1.0:
             problems.append(
-                f"--shadow-min-improvement must be in (0, 1), got {self.shadow_min_improvement}"
+                f"--shadow-min-improvement must be in [0, 1), got {self.shadow_min_improvement}"
             )
         if not 0 < self.shadow_min_outcomes <= self.shadow_max_outcomes:
             problems.append(
