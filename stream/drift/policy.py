@@ -76,6 +76,9 @@ class DriftPolicy:
     label_free: bool = True
     agreement_z: float = 5.0
     consistency_z: float = 3.0
+    # A genuine label shift is taken for concept drift by the member check with probability
+    # at most this (Bonferroni over the members).
+    member_alpha: float = 0.01
     label_free_retry_events: int = 50_000
     min_agreement_outcomes: int = 2000
     model_version: int = 0
@@ -134,13 +137,21 @@ class DriftPolicy:
         """
         if alarm is None or not self.label_free or self._label_free_off is not None:
             return None
+        # The scores moved but the members did not move as a prior shift moves them:
+        # concept drift. A retrain needs labelled rows of the new regime: the outcome path
+        # asks for it once they arrive.
         if alarm.member_shift_z > self.consistency_z:
-            # The scores moved but the members did not move as a prior shift moves them:
-            # concept drift. A retrain needs labelled rows of the new regime: the outcome
-            # path asks for it once they arrive.
             self.not_label_shift = (
                 f"scores shifted {alarm.direction} but the votes and the scores' shape are "
                 f"{alarm.member_shift_z:.1f} standard errors from a prior shift"
+            )
+            return None
+        if alarm.member_contrast_p < self.member_alpha:
+            self.not_label_shift = (
+                f"scores shifted {alarm.direction} but without {alarm.member_contrast} the "
+                f"other members' score is {alarm.member_contrast_z:+.1f} standard errors from "
+                f"a prior shift (p = {alarm.member_contrast_p:.1e} over the members): "
+                f"{alarm.member_contrast} changed, not the class mix"
             )
             return None
         asked = self._label_free_asked_at
