@@ -11,8 +11,12 @@
 * **label-shift re-tune** (``label_shift``, source ``label_free``) when the label-free
   detector on the scores fired (:meth:`DriftPolicy.decide_label_free`), long before the
   outcomes can show it: the trainer shifts the calibration to the estimated rate and
-  re-optimises the threshold for it. Label shift keeps ``P(y | x)`` up to the prior; when
-  the joined outcomes disagree with the label-free estimate on the same events (concept
+  re-optimises the threshold for it. An alarm the members do not bear out is concept drift,
+  not label shift, and asks nothing (the outcome path's retrain follows): the votes' and
+  scores' moments off a prior shift by more than ``consistency_z``, or one member against
+  its colleagues off it with a Bonferroni p-value below ``member_alpha``
+  (:mod:`~metasignal.stream.drift.consistency`). Label shift keeps ``P(y | x)`` up to the
+  prior; when the joined outcomes disagree with the label-free estimate on the same events (concept
   drift, or a miscalibrated model), or the ranking degrades, label-free requests stop for
   that model and the outcome path decides. Once outcomes arrive under a label-shift re-tune
   they confirm it (the rate change they show is the one already corrected) or the policy
