@@ -8,6 +8,7 @@ stationary stream, so they are calibrated at the 1 % the streams start at.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -161,7 +162,9 @@ def test_the_policy_still_asks_for_a_label_shift_retune_on_a_label_shift(
     assert kinds == ["label_shift"], alarms
 
 
-def test_the_member_check_vetoes_by_its_family_wise_p_value() -> None:
+def test_the_member_check_vetoes_by_its_family_wise_p_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     policy = DriftPolicy()
     policy.start(model_version=1)
     decayed = LabelShiftAlarm(
@@ -175,8 +178,12 @@ def test_the_member_check_vetoes_by_its_family_wise_p_value() -> None:
         member_contrast_z=5.1,
         member_contrast_p=2.7e-6,
     )
-    assert policy.decide_label_free(decayed) is None
+    with caplog.at_level(logging.WARNING, logger="metasignal.stream.drift.policy"):
+        assert policy.decide_label_free(decayed) is None
     assert policy.not_label_shift is not None and "+5.1 standard errors" in policy.not_label_shift
+    # Operators see why no re-tune was asked for: the member that changed.
+    (record,) = caplog.records
+    assert "not acted on" in record.getMessage() and "without m8" in record.getMessage()
     shifted = LabelShiftAlarm(
         direction="down",
         reference_rate=0.01,

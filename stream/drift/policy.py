@@ -46,6 +46,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections.abc import Mapping
@@ -53,6 +54,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metasignal.stream.drift.monitor import LabelShiftAlarm
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -144,19 +147,10 @@ class DriftPolicy:
         # The scores moved but the members did not move as a prior shift moves them:
         # concept drift. A retrain needs labelled rows of the new regime: the outcome path
         # asks for it once they arrive.
-        if alarm.member_shift_z > self.consistency_z:
-            self.not_label_shift = (
-                f"scores shifted {alarm.direction} but the votes and the scores' shape are "
-                f"{alarm.member_shift_z:.1f} standard errors from a prior shift"
-            )
-            return None
-        if alarm.member_contrast_p < self.member_alpha:
-            self.not_label_shift = (
-                f"scores shifted {alarm.direction} but without {alarm.member_contrast} the "
-                f"other members' score is {alarm.member_contrast_z:+.1f} standard errors from "
-                f"a prior shift (p = {alarm.member_contrast_p:.1e} over the members): "
-                f"{alarm.member_contrast} changed, not the class mix"
-            )
+        reason = self._not_label_shift(alarm)
+        if reason is not None:
+            self.not_label_shift = reason
+            log.warning("label-free alarm not acted on (model v%d): %s", self.model_version, reason)
             return None
         asked = self._label_free_asked_at
         if asked is not None and alarm.events - asked < self.label_free_retry_events:
@@ -175,6 +169,22 @@ class DriftPolicy:
             "events_since_change": alarm.events_since_change,
         }
         return Decision("label_shift", reason, source="label_free", prior=prior)
+
+    def _not_label_shift(self, alarm: LabelShiftAlarm) -> str | None:
+        """Why the consistency checks say ``alarm`` is not a label shift, or ``None``."""
+        if alarm.member_shift_z > self.consistency_z:
+            return (
+                f"scores shifted {alarm.direction} but the votes and the scores' shape are "
+                f"{alarm.member_shift_z:.1f} standard errors from a prior shift"
+            )
+        if alarm.member_contrast_p < self.member_alpha:
+            return (
+                f"scores shifted {alarm.direction} but without {alarm.member_contrast} the "
+                f"other members' score is {alarm.member_contrast_z:+.1f} standard errors from "
+                f"a prior shift (p = {alarm.member_contrast_p:.1e} over the members): "
+                f"{alarm.member_contrast} changed, not the class mix"
+            )
+        return None
 
     def _agreement(self, outcomes: int, estimated_rate: float, z: float) -> bool | None:
         """Do realized and label-free rates agree on the joined events? ``None``: too few yet.
