@@ -205,3 +205,15 @@ def test_bonferroni_p_counts_the_columns_it_tests() -> None:
     assert bonferroni_p(np.array([3.0, 0.1, -0.2, math.nan])) == pytest.approx(3 * one)
     assert bonferroni_p(np.array([0.1] * 50)) == 1.0
     assert math.isnan(bonferroni_p(np.array([math.nan])))
+
+
+def test_a_member_that_never_voted_does_not_break_the_member_check() -> None:
+    rng = np.random.default_rng(5)
+    votes = rng.random((3_000, 3))
+    votes[:, 1] = math.nan  # joined the committee later: no vote in the reference
+    scores = rng.random(3_000) * 0.05
+    colleagues = LeaveOneOut.fit(scores, votes)
+    contrasts = member_contrasts(colleagues, scores, votes)
+    assert np.isfinite(contrasts).all()
+    z = shift_z(scores, contrasts, contrasts, 0.025, 0.025, recent_scores=scores)
+    assert np.isfinite(z).all() and bonferroni_p(z) > 0.5

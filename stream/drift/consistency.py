@@ -231,7 +231,8 @@ class LeaveOneOut:
     def fit(cls, scores: np.ndarray, votes: np.ndarray) -> LeaveOneOut:
         scores = np.asarray(scores, dtype=np.float64)
         logits = _logits(np.asarray(votes, dtype=np.float64))
-        center = np.nan_to_num(np.nanmean(logits, axis=0))
+        seen = (~np.isnan(logits)).sum(axis=0)
+        center = np.nansum(logits, axis=0) / np.maximum(seen, 1)  # 0 for a member never seen
         design = _design(logits, center)
         coef = np.linalg.lstsq(design, _logits(scores), rcond=None)[0]
         levels = _BIN_LEVELS[len(scores) * (1.0 - _BIN_LEVELS) >= _MIN_BIN_EVENTS]
