@@ -41,19 +41,57 @@ Examples
 [0.6, -0.8, -0.1, 0.6, 1.2, -0.1]
 >>> z(*events(0.01, 10_000, decayed=True))  # not one
 [-2.7, -4.4, -6.0, -9.8, -8.9, -9.2]
+
+Those moments lose power when one strong member of many decays: the committee barely
+narrows. :func:`member_contrasts` asks each member directly. Under label shift every
+subset of the members sees the same new mix, so the score the *other* members would give
+(:class:`LeaveOneOut`, calibrated on the reference) moves exactly as the full score does; a
+decaying member is the one whose removal leaves a score that did not move.
+``shift_z(..., recent_scores=...)`` compares each contrast with its prior-shift prediction
+net of the estimated rate's own sampling error, and :func:`bonferroni_p` says how
+surprising the largest is under label shift:
+
+>>> from metasignal.stream.drift.prior import estimate_prior
+>>> loo = LeaveOneOut.fit(ref_scores, ref_votes)
+>>> contrasts = member_contrasts(loo, ref_scores, ref_votes)
+>>> def member_z(scores, votes, rate):
+...     new = member_contrasts(loo, scores, votes)
+...     return shift_z(ref_scores, contrasts, new, 0.01, rate, recent_scores=scores)
+>>> scores, votes = events(0.03, 10_000)
+>>> shifted = member_z(scores, votes, estimate_prior(scores, 0.01))
+>>> shifted.round(1).tolist(), bool(bonferroni_p(shifted) > 0.01)  # both agree
+([0.5, 0.5], True)
+>>> scores, votes = events(0.01, 10_000, decayed=True)
+>>> decayed = member_z(scores, votes, estimate_prior(scores, 0.01))
+>>> decayed.round(1).tolist(), bool(bonferroni_p(decayed) < 0.01)  # b decayed
+([2.8, 5.0], True)
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from metasignal.stream.drift.prior import mixture_weight
 
-__all__ = ["VoteWindow", "logit_center", "shift_features", "shift_z"]
+__all__ = [
+    "LeaveOneOut",
+    "VoteWindow",
+    "bonferroni_p",
+    "logit_center",
+    "member_contrasts",
+    "shift_features",
+    "shift_z",
+]
 
 _EPS = 1e-6
+# Bins of a leave-one-out score (cumulative shares of the reference): deciles, then ever
+# finer towards the top, where the rare positives are; levels with fewer than
+# _MIN_BIN_EVENTS reference events above them are dropped.
+_BIN_LEVELS = np.concatenate([np.linspace(0.1, 0.9, 9), 1.0 - np.geomspace(0.1, 0.001, 12)[1:]])
+_MIN_BIN_EVENTS = 20
 
 
 def _logits(votes: np.ndarray) -> np.ndarray:
@@ -97,8 +135,18 @@ def shift_z(
     recent_values: np.ndarray,
     reference_rate: float,
     rate: float,
+    *,
+    recent_scores: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per column: (observed - prior-shift-predicted) mean, in standard errors.
+
+    ``rate`` is taken as known unless ``recent_scores`` are given: the scores it was
+    estimated from (by :func:`~metasignal.stream.drift.prior.estimate_prior`, on the same
+    recent events as ``recent_values``). Then the recent side's variance is that of each
+    value net of its share of the estimate's own error (the delta method: the value minus
+    the prediction's slope in the rate times the estimate's influence, the score function
+    over the Fisher information). A column that follows the scores closely, as a
+    leave-one-out score does, has a much smaller standard error that way.
 
     NaN values (a missing member) are left out; a column with fewer than two values on
     either side gets NaN.
@@ -106,19 +154,121 @@ def shift_z(
     weights = mixture_weight(reference_scores, reference_rate, rate)
     ref = np.asarray(reference_values, dtype=np.float64)
     new = np.asarray(recent_values, dtype=np.float64)
+    scale = 1.0 / (reference_rate * (1.0 - reference_rate))
+    ref_u = (np.asarray(reference_scores, dtype=np.float64) - reference_rate) * scale
+    influence = (
+        None if recent_scores is None else _rate_influence(recent_scores, reference_rate, rate)
+    )
     out = np.full(ref.shape[1], math.nan)
     for j in range(ref.shape[1]):
         seen = ~np.isnan(ref[:, j])
-        now = new[~np.isnan(new[:, j]), j]
+        kept = ~np.isnan(new[:, j])
+        now = new[kept, j]
         if seen.sum() < 2 or len(now) < 2:
             continue
-        w, v = weights[seen], ref[seen, j]
+        w, v, u = weights[seen], ref[seen, j], ref_u[seen]
         predicted = float(w @ v / w.sum())
         spread = w * (v - predicted)
         predicted_var = float(spread @ spread) / float(w.sum()) ** 2
-        observed_var = float(now.var(ddof=1)) / len(now)
+        net = now
+        if influence is not None:
+            slope = (float(np.mean(u * v)) - predicted * float(np.mean(u))) / float(np.mean(w))
+            net = now - slope * influence[kept]
+        observed_var = float(net.var(ddof=1)) / len(now)
         out[j] = (float(now.mean()) - predicted) / math.sqrt(predicted_var + observed_var)
     return out
+
+
+def _rate_influence(scores: np.ndarray, reference_rate: float, rate: float) -> np.ndarray | None:
+    """Each score's influence on the maximum-likelihood rate: score function / information.
+
+    ``None`` when the estimate sits on its boundary (no score function there).
+    """
+    u = (np.asarray(scores, dtype=np.float64) - reference_rate) / (
+        reference_rate * (1.0 - reference_rate)
+    )
+    w = 1.0 + (rate - reference_rate) * u
+    if not np.all(w > 0.0):
+        return None
+    psi = u / w
+    info = float(psi @ psi) / len(psi)
+    return psi / info if info > 0.0 else None
+
+
+def bonferroni_p(z: np.ndarray) -> float:
+    """Two-sided p-value of the largest ``|z|``, Bonferroni-corrected for the columns.
+
+    Under the null each ``z`` is about standard normal: the chance that *any* column looks
+    at least this extreme is at most the returned value (NaN columns are not counted).
+
+    >>> round(bonferroni_p(np.array([0.3, -3.0, 1.0, math.nan])), 4)
+    0.0081
+    """
+    finite = np.abs(np.asarray(z, dtype=np.float64))
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return math.nan
+    return min(1.0, finite.size * math.erfc(float(finite.max()) / math.sqrt(2.0)))
+
+
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """The score each member's colleagues would give, calibrated on the reference events.
+
+    The score logit is regressed on the vote logits (exact for a logistic meta-model on
+    them, a linear summary otherwise); leaving member ``j``'s term out gives the others'
+    linear evidence, and the mean reference score in quantile bins of it (finer towards
+    the top) calibrates it: ``P(trade | the other members' votes)`` at the reference rate,
+    no outcome needed. A missing vote counts as the member's reference mean.
+    """
+
+    center: np.ndarray  # mean vote logit per member
+    coef: np.ndarray  # intercept, then one coefficient per member
+    edges: tuple[np.ndarray, ...]  # per member: inner bin edges of the others' evidence
+    means: tuple[np.ndarray, ...]  # per member: mean reference score in each bin
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, votes: np.ndarray) -> LeaveOneOut:
+        scores = np.asarray(scores, dtype=np.float64)
+        logits = _logits(np.asarray(votes, dtype=np.float64))
+        seen = (~np.isnan(logits)).sum(axis=0)
+        center = np.nansum(logits, axis=0) / np.maximum(seen, 1)  # 0 for a member never seen
+        design = _design(logits, center)
+        coef = np.linalg.lstsq(design, _logits(scores), rcond=None)[0]
+        levels = _BIN_LEVELS[len(scores) * (1.0 - _BIN_LEVELS) >= _MIN_BIN_EVENTS]
+        edges, means = [], []
+        for j in range(logits.shape[1]):
+            others = design @ coef - coef[1 + j] * design[:, 1 + j]
+            inner = np.unique(np.quantile(others, levels)) if levels.size else np.empty(0)
+            bins = np.searchsorted(inner, others)
+            counts = np.bincount(bins, minlength=len(inner) + 1)
+            sums = np.bincount(bins, weights=scores, minlength=len(inner) + 1)
+            edges.append(inner)
+            means.append(sums / np.maximum(counts, 1))
+        return cls(center, coef, tuple(edges), tuple(means))
+
+    def predict(self, votes: np.ndarray) -> np.ndarray:
+        """One column per member: the calibrated score of the other members' votes."""
+        design = _design(_logits(np.asarray(votes, dtype=np.float64)), self.center)
+        full = design @ self.coef
+        out = np.empty((len(design), len(self.edges)))
+        for j, (inner, means) in enumerate(zip(self.edges, self.means, strict=True)):
+            out[:, j] = means[np.searchsorted(inner, full - self.coef[1 + j] * design[:, 1 + j])]
+        return out
+
+
+def _design(logits: np.ndarray, center: np.ndarray) -> np.ndarray:
+    filled = np.where(np.isnan(logits), center, logits)
+    return np.column_stack([np.ones(len(filled)), filled])
+
+
+def member_contrasts(fit: LeaveOneOut, scores: np.ndarray, votes: np.ndarray) -> np.ndarray:
+    """Per member: the others' calibrated score minus the committee's score.
+
+    Under label shift its mean moves as :func:`shift_z` predicts; when member ``j`` decays
+    the others' score stays put while the committee's moves, so column ``j`` stands out.
+    """
+    return fit.predict(votes) - np.asarray(scores, dtype=np.float64)[:, None]
 
 
 class VoteWindow:

@@ -34,8 +34,11 @@ import numpy as np
 from river import metrics, utils
 
 from metasignal.stream.drift.consistency import (
+    LeaveOneOut,
     VoteWindow,
+    bonferroni_p,
     logit_center,
+    member_contrasts,
     shift_features,
     shift_z,
 )
@@ -105,6 +108,13 @@ class LabelShiftAlarm:
     # Largest |z| of the members' votes and the scores' shape against what a prior shift
     # predicts for them (consistency.shift_z; NaN without votes): large = not label shift.
     member_shift_z: float = float("nan")
+    # Each member against its colleagues (consistency.member_contrasts): the member whose
+    # removal leaves a score that disagrees most with the prior shift, its z and the
+    # Bonferroni p-value of that z over the members (small = not label shift; NaN, None
+    # without votes).
+    member_contrast: str | None = None
+    member_contrast_z: float = float("nan")
+    member_contrast_p: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,26 +239,49 @@ class DriftMonitor:
             estimated_rate=rate,
             events_since_change=int(since),
             events=estimator.events,
-            member_shift_z=self._member_shift(reference, rate, since, after),
+            **self._member_shift(reference, rate, since, after),
         )
 
-    def _member_shift(self, reference: float, rate: float, since: int, after: int) -> float:
-        """Largest |z| of :func:`shift_z`: the events since the change against those before."""
+    def _member_shift(
+        self, reference: float, rate: float, since: int, after: int
+    ) -> dict[str, Any]:
+        """The consistency checks: the events since the change against the model's first.
+
+        ``member_shift_z``: largest ``|z|`` of the votes' and the scores' moments
+        (:func:`shift_features`); ``member_contrast*``: each member against its colleagues
+        (:func:`member_contrasts`, net of the estimated rate's own error).
+        """
         window = self._vote_window
         end = window.events - after  # the alarm's event, counted in the window
         parts = window.split(end - since, end)
         if parts is None or not 0.0 < rate < 1.0:
-            return math.nan
+            return {}
         base_scores, base_votes, recent_scores, recent_votes = parts
         center = logit_center(base_scores, base_votes)
-        z = shift_z(
+        moments = shift_z(
             base_scores,
             shift_features(base_scores, base_votes, center),
             shift_features(recent_scores, recent_votes, center),
             reference,
             rate,
         )
-        return float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else math.nan
+        out: dict[str, Any] = {"member_shift_z": _largest(moments)}
+        if base_votes.shape[1] == len(self.members) >= 2:
+            colleagues = LeaveOneOut.fit(base_scores, base_votes)
+            z = shift_z(
+                base_scores,
+                member_contrasts(colleagues, base_scores, base_votes),
+                member_contrasts(colleagues, recent_scores, recent_votes),
+                reference,
+                rate,
+                recent_scores=recent_scores,
+            )
+            if np.isfinite(z).any():
+                worst = int(np.nanargmax(np.abs(z)))
+                out["member_contrast"] = self.members[worst]
+                out["member_contrast_z"] = float(z[worst])
+                out["member_contrast_p"] = bonferroni_p(z)
+        return out
 
     def label_free_estimate(self) -> LabelFreeEstimate | None:
         """Positive rate and expected quality over the recent votes (``None`` in warm-up).
@@ -326,3 +359,7 @@ class DriftMonitor:
             "estimated_rate": rate,
             "rate_agreement_z": prior_agreement(labels, scores, reference, rate),
         }
+
+
+def _largest(z: np.ndarray) -> float:
+    return float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else math.nan

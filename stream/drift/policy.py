@@ -11,8 +11,12 @@
 * **label-shift re-tune** (``label_shift``, source ``label_free``) when the label-free
   detector on the scores fired (:meth:`DriftPolicy.decide_label_free`), long before the
   outcomes can show it: the trainer shifts the calibration to the estimated rate and
-  re-optimises the threshold for it. Label shift keeps ``P(y | x)`` up to the prior; when
-  the joined outcomes disagree with the label-free estimate on the same events (concept
+  re-optimises the threshold for it. An alarm the members do not bear out is concept drift,
+  not label shift, and asks nothing (the outcome path's retrain follows): the votes' and
+  scores' moments off a prior shift by more than ``consistency_z``, or one member against
+  its colleagues off it with a Bonferroni p-value below ``member_alpha``
+  (:mod:`~metasignal.stream.drift.consistency`). Label shift keeps ``P(y | x)`` up to the
+  prior; when the joined outcomes disagree with the label-free estimate on the same events (concept
   drift, or a miscalibrated model), or the ranking degrades, label-free requests stop for
   that model and the outcome path decides. Once outcomes arrive under a label-shift re-tune
   they confirm it (the rate change they show is the one already corrected) or the policy
@@ -42,6 +46,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections.abc import Mapping
@@ -49,6 +54,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metasignal.stream.drift.monitor import LabelShiftAlarm
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,9 @@ class DriftPolicy:
     label_free: bool = True
     agreement_z: float = 5.0
     consistency_z: float = 3.0
+    # A genuine label shift is taken for concept drift by the member check with probability
+    # at most this (Bonferroni over the members).
+    member_alpha: float = 0.01
     label_free_retry_events: int = 50_000
     min_agreement_outcomes: int = 2000
     model_version: int = 0
@@ -134,14 +144,13 @@ class DriftPolicy:
         """
         if alarm is None or not self.label_free or self._label_free_off is not None:
             return None
-        if alarm.member_shift_z > self.consistency_z:
-            # The scores moved but the members did not move as a prior shift moves them:
-            # concept drift. A retrain needs labelled rows of the new regime: the outcome
-            # path asks for it once they arrive.
-            self.not_label_shift = (
-                f"scores shifted {alarm.direction} but the votes and the scores' shape are "
-                f"{alarm.member_shift_z:.1f} standard errors from a prior shift"
-            )
+        # The scores moved but the members did not move as a prior shift moves them:
+        # concept drift. A retrain needs labelled rows of the new regime: the outcome path
+        # asks for it once they arrive.
+        reason = self._not_label_shift(alarm)
+        if reason is not None:
+            self.not_label_shift = reason
+            log.warning("label-free alarm not acted on (model v%d): %s", self.model_version, reason)
             return None
         asked = self._label_free_asked_at
         if asked is not None and alarm.events - asked < self.label_free_retry_events:
@@ -160,6 +169,22 @@ class DriftPolicy:
             "events_since_change": alarm.events_since_change,
         }
         return Decision("label_shift", reason, source="label_free", prior=prior)
+
+    def _not_label_shift(self, alarm: LabelShiftAlarm) -> str | None:
+        """Why the consistency checks say ``alarm`` is not a label shift, or ``None``."""
+        if alarm.member_shift_z > self.consistency_z:
+            return (
+                f"scores shifted {alarm.direction} but the votes and the scores' shape are "
+                f"{alarm.member_shift_z:.1f} standard errors from a prior shift"
+            )
+        if alarm.member_contrast_p < self.member_alpha:
+            return (
+                f"scores shifted {alarm.direction} but without {alarm.member_contrast} the "
+                f"other members' score is {alarm.member_contrast_z:+.1f} standard errors from "
+                f"a prior shift (p = {alarm.member_contrast_p:.1e} over the members): "
+                f"{alarm.member_contrast} changed, not the class mix"
+            )
+        return None
 
     def _agreement(self, outcomes: int, estimated_rate: float, z: float) -> bool | None:
         """Do realized and label-free rates agree on the joined events? ``None``: too few yet.
