@@ -46,8 +46,18 @@ class Runs:
     per_replica: list[tuple[str, int]]
 
 
-def one_stream(table: np.ndarray, rng: np.random.Generator) -> tuple[tuple[str, int], ...]:
-    summed, replicas = ShadowComparison(), [ShadowComparison(), ShadowComparison()]
+# The test's futility rule: the default (min_improvement 0.03) and the former one (None:
+# retired only when significantly worse or at the horizon).
+RULES: dict[str, float | None] = {"futility (default)": 0.03, "former (no futility)": None}
+
+
+def one_stream(
+    table: np.ndarray, rng: np.random.Generator, min_improvement: float | None
+) -> tuple[tuple[str, int], ...]:
+    def test() -> ShadowComparison:
+        return ShadowComparison(min_improvement=min_improvement)
+
+    summed, replicas = test(), [test(), test()]
     p = table / table.sum()
     counts = np.zeros((2, 8), dtype=np.int64)
     decided: tuple[str, int] | None = None
@@ -69,9 +79,9 @@ def one_stream(table: np.ndarray, rng: np.random.Generator) -> tuple[tuple[str, 
     return (str(summed.verdict), at_summed), decided
 
 
-def simulate(table: np.ndarray, runs: int, seed: int) -> Runs:
+def simulate(table: np.ndarray, runs: int, seed: int, min_improvement: float | None) -> Runs:
     rng = np.random.default_rng(seed)
-    pairs = [one_stream(table, rng) for _ in range(runs)]
+    pairs = [one_stream(table, rng, min_improvement) for _ in range(runs)]
     return Runs(summed=[s for s, _ in pairs], per_replica=[r for _, r in pairs])
 
 
@@ -86,7 +96,7 @@ def median_at(results: list[tuple[str, int]], verdict: str = "better") -> str:
     return f"{int(np.median(at)):,}" if at else "—"
 
 
-def render(plan: Plan, rows: list[tuple[float, Runs, Runs]], *, command: str,
+def render(plan: Plan, rows: list[tuple[float, str, Runs, Runs]], *, command: str,
            started: datetime, elapsed: float) -> str:  # fmt: skip
     lines = [
         "<!-- shadow-replicas:begin -->",
@@ -102,16 +112,19 @@ def render(plan: Plan, rows: list[tuple[float, Runs, Runs]], *, command: str,
         f"{SPAN} outcomes per commit span. *Summed*: the trainer's one `ShadowComparison()` "
         "(defaults: alpha 0.05, looks every 500 from 2,000 to 50,000) on both replicas' counts "
         "(`look_at`). *Per replica*: the design it replaces, each replica's own test on its "
-        "half, the first verdict deciding. Counts only (no timing).",
+        "half, the first verdict deciding. Both with the default futility stop "
+        "(`min_improvement` 0.03: retired once an improvement of 0.03 F1 is ruled out) and "
+        "with the former rule (`min_improvement=None`), on the same streams. Counts only "
+        "(no timing).",
         "",
-        "| rate | runs | false promotions, summed | false promotions, per replica | "
+        "| rate | rule | runs | false promotions, summed | false promotions, per replica | "
         "promoted at +0.05, summed | promoted at +0.05, per replica | median summed outcomes "
         "to promote, summed | per replica |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for rate, null, power in rows:
+    for rate, rule, null, power in rows:
         lines.append(
-            f"| {rate:.0%} | {len(null.summed):,} / {len(power.summed):,} | "
+            f"| {rate:.0%} | {rule} | {len(null.summed):,} / {len(power.summed):,} | "
             f"{rate_text(null.summed)} | {rate_text(null.per_replica)} | "
             f"{rate_text(power.summed)} | {rate_text(power.per_replica)} | "
             f"{median_at(power.summed)} | {median_at(power.per_replica)} |"
@@ -140,9 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for rate in plan.rates:
         pairs = make_pairs(plan, rate)
         log.info("rate %.2f: tables ready", rate)
-        rows.append(
-            (rate, simulate(pairs.equal, runs, SEED), simulate(pairs.better, runs, SEED + 1))
-        )
+        for rule, min_improvement in RULES.items():
+            null = simulate(pairs.equal, runs, SEED, min_improvement)
+            power = simulate(pairs.better, runs, SEED + 1, min_improvement)
+            rows.append((rate, rule, null, power))
     section = render(plan, rows, command=command, started=started,
                      elapsed=time.perf_counter() - clock)  # fmt: skip
     if args.out:
