@@ -15,5 +15,5 @@ def test_quick_plan_reports_both_designs_under_both_rules(tmp_path: Path) -> Non
     rows = [line for line in out.read_text().splitlines() if line.startswith("| 2% |")]
     assert [row.split(" | ")[1] for row in rows] == list(bench.RULES)
     for row in rows:
-        assert row.count("(") == 4  # two false-promotion and two promotion rates, 5 runs each
-        assert "/5, 95 % upper" in row
+        # Two false-promotion and two promotion rates, 5 runs each.
+        assert row.count("/5, 95 % upper") == 4
