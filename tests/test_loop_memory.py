@@ -31,7 +31,10 @@ from tests.streaming import (
 TOPICS = Topics(prefix="loop.")
 
 make_bus = partial(memory_bus, TOPICS)
-scorer_for = partial(memory_scorer, topics=TOPICS)
+# Batches and commits on the event clock, not the wall clock: a poll linger or a commit
+# interval makes what a batch holds, and so when a request is made and which rows the
+# trainer's gate sees, depend on the machine's load.
+scorer_for = partial(memory_scorer, topics=TOPICS, poll_linger_ms=0.0, commit_interval_s=0.0)
 
 
 def send_outcomes(bus: MemoryBus, committee: Committee, start: int, stop: int) -> None:
