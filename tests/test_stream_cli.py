@@ -123,12 +123,14 @@ def test_owned_topics_warn_instead_of_raising_when_deletion_fails(
             raise TransportError("cannot delete topics: broker gone")
 
     bus = Unreachable()
-    owned = OwnedTopics(bus, bus.create_topics(topic_specs(Topics(prefix="gone."))), keep=False)
+    specs = topic_specs(Topics(prefix="gone."))
+    owned = OwnedTopics(bus, bus.create_topics(specs), keep=False)
     with caplog.at_level(logging.WARNING):
         assert owned.delete() == []
+    names = ", ".join(spec.name for spec in specs)
+    assert names.startswith("gone.votes, gone.signals, ")
     assert caplog.messages == [
-        "could not delete topics gone.votes, gone.signals, gone.outcomes, gone.models, "
-        "gone.control, gone.dlq, gone.training: cannot delete topics: broker gone"
+        f"could not delete topics {names}: cannot delete topics: broker gone"
     ]
     assert owned.delete() == []  # once
 
