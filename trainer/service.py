@@ -26,16 +26,16 @@ transaction was fenced or timed out is re-created, and the loop backs off
 
 Each concern has its module; :class:`TrainerService` is the loop and its lifecycle:
 
-=========================================  ==================================================
-:mod:`~metasignal.trainer.published`       the lineup and answered ids, read from ``models``
-:mod:`~metasignal.trainer.window`          the training window, read from ``training``
-:mod:`~metasignal.trainer.answer`          one request: skip, or build + gate + publishable
-:mod:`~metasignal.trainer.challenge`       candidates (re-tune, retrain, label shift), gates
-:mod:`~metasignal.trainer.publish`         versions, shadow stage, signature of an artifact
-:mod:`~metasignal.trainer.shadow_referee`  shadow evidence in, signed decisions out
-:mod:`~metasignal.trainer.control_position` the control offset, committed with each answer
-:mod:`~metasignal.trainer.telemetry`       the ``metasignal_trainer_*`` metrics
-=========================================  ==================================================
+- ``published.py``: the lineup and the answered request ids, read from ``models``;
+- ``window.py``: the training window, read from ``training``;
+- ``answer.py``: one request: skipped, or built, gated and made publishable;
+- ``challenge.py``: candidates (re-tune, retrain, label shift) and both gates;
+- ``publish.py``: an artifact's version, shadow stage and signature; records on ``models``;
+- ``shadow_referee.py``: shadow evidence in, signed promote/retire/rollback out;
+- ``control_position.py``: the control offset, committed in one transaction with each answer;
+- ``intake.py``: records refused with a reason; control requests and their force;
+- ``telemetry.py``: the ``metasignal_trainer_*`` metrics;
+- ``verdict.py``: what became of a request; the status line.
 """
 
 from __future__ import annotations
@@ -46,33 +46,29 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from metasignal.stream.artifact import Artifact, dumps_artifact
-from metasignal.stream.decisions import decision_key, encode_decision
+from metasignal.stream.artifact import Artifact
 from metasignal.stream.errors import ArtifactError
 from metasignal.stream.evidence import EvidenceLog
 from metasignal.stream.lineup import Lineup
 from metasignal.stream.messages import (
     DECISION_KINDS,
     ControlRequest,
-    MessageError,
     ShadowDecision,
     TrainingRow,
-    decode_control_request,
 )
 from metasignal.stream.metrics import Heartbeat
 from metasignal.stream.outage import BROKER_UNREACHABLE, PRODUCER_RECREATING, Outage
-from metasignal.stream.status import StatusClock, trainer_status
-from metasignal.stream.topics import model_key
+from metasignal.stream.status import StatusClock
 from metasignal.stream.transport.base import OTHER, Record, Transport, TransportError
 from metasignal.trainer.answer import answer_request
-from metasignal.trainer.control import check_force
-from metasignal.trainer.control_position import ControlPosition, Message
+from metasignal.trainer.control_position import ControlPosition
+from metasignal.trainer.intake import Intake
+from metasignal.trainer.publish import artifact_message, decision_message
 from metasignal.trainer.published import PublishedModels
 from metasignal.trainer.settings import TRAINER_SETTINGS, TrainerOptions
-from metasignal.trainer.shadow import ShadowJudge
-from metasignal.trainer.shadow_referee import ShadowReferee
+from metasignal.trainer.shadow_referee import ShadowReferee, shadow_judge
 from metasignal.trainer.telemetry import TrainerMetrics
-from metasignal.trainer.verdict import Verdict
+from metasignal.trainer.verdict import Verdict, status_line
 from metasignal.trainer.window import TrainingWindow
 
 __all__ = ["TRAINER_SETTINGS", "TrainerMetrics", "TrainerOptions", "TrainerService", "Verdict"]
@@ -100,33 +96,30 @@ class TrainerService:
         # A retrain may take minutes: liveness allows for it, a wedged loop still fails.
         self.heartbeat = Heartbeat(max_silence_s=900.0)
         self.verdicts: list[Verdict] = []
+        self.intake = Intake(
+            keys=self.keys,
+            refused=self.metrics.refused,
+            force_refused=self.metrics.force_refused,
+        )
         topics = options.topics
         self.published = PublishedModels(
             consumer=transport.consumer(assign_all=[topics.models], read_committed=True),
             model_name=options.model_name,
             keys=self.keys,
-            on_refused=self._refuse,
+            on_refused=self.intake.refuse,
         )
         self.window = TrainingWindow(
             consumer=transport.consumer(assign_all=[topics.training], read_committed=True),
             max_rows=options.window_rows,
-            on_refused=self._refuse,
+            on_refused=self.intake.refuse,
         )
         # Every scorer's per-partition shadow counts (trainer/shadow.py judges their sum).
         self.evidence = EvidenceLog(
             transport.consumer(assign_all=[topics.evidence], read_committed=True),
             keys=self.keys,
-            on_refused=lambda record, bad: self._refuse(record, bad.reason, bad.detail),
+            on_refused=lambda record, bad: self.intake.refuse(record, bad.reason, bad.detail),
         )
-        self.judge = ShadowJudge(
-            alpha=options.shadow_alpha,
-            margin=options.shadow_margin,
-            min_outcomes=options.shadow_min_outcomes,
-            max_outcomes=options.shadow_max_outcomes,
-            look_every=options.shadow_look_every,
-            rollback_outcomes=options.rollback_outcomes,
-            min_improvement=options.shadow_min_improvement or None,  # 0: no futility stop
-        )
+        self.judge = shadow_judge(options)
         self.referee = ShadowReferee(
             evidence=self.evidence,
             judge=self.judge,
@@ -231,8 +224,8 @@ class TrainerService:
             self.control.read_again(record)
             self.outage.down(BROKER_UNREACHABLE, str(exc))
             return Verdict(f"offset-{record.offset}", "retry", str(exc))
-        request = self._decode(record)
-        operator_force = request is not None and self._operator_force(record)
+        request = self.intake.request(record)
+        operator_force = request is not None and self.intake.operator_force(record)
         kind = "invalid" if request is None else request["kind"]
         request_id = f"offset-{record.offset}" if request is None else request["id"]
         log.info("handling request %s (%s)", request_id, kind)
@@ -245,12 +238,9 @@ class TrainerService:
             verdict, decision = self.referee.answer(request)
         else:
             verdict, artifact = self._answer(request, operator_force=operator_force)
-        messages: list[Message] = []
-        if artifact is not None:
-            key = model_key(self.options.model_name, artifact["model"]["version"])
-            messages.append((key, dumps_artifact(artifact).encode()))
+        messages = [artifact_message(artifact)] if artifact is not None else []
         if decision is not None:
-            messages.append((decision_key(decision), encode_decision(decision)))
+            messages.append(decision_message(decision))
         try:
             self.control.publish(messages, answered=record)
         except TransportError as exc:
@@ -272,9 +262,7 @@ class TrainerService:
             return None
         decision = ruling.decision
         try:
-            self.control.publish(
-                [(decision_key(decision), encode_decision(decision))], answered=None
-            )
+            self.control.publish([decision_message(decision)], answered=None)
         except TransportError as exc:
             self.referee.judge_again = True
             log.error("could not publish the %s decision: %s", ruling.judgement.kind, exc)
@@ -313,45 +301,7 @@ class TrainerService:
         )
         return verdict
 
-    # -- refusals and failures -----------------------------------------------------------
-    def _decode(self, record: Record) -> ControlRequest | None:
-        """The request on ``record``; ``None`` (refused, counted) when it does not decode.
-        A bad request is answered as failed and committed: refused once, not re-read."""
-        try:
-            return decode_control_request(record.value)
-        except MessageError as bad:
-            self._refuse(record, bad.reason, bad.detail)
-        except Exception as exc:
-            self._refuse(record, "internal", repr(exc))
-        return None
-
-    def _refuse(self, record: Record, reason: str, detail: str) -> None:
-        """Count and log one record that cannot be used; the trainer carries on."""
-        self.metrics.refused.labels(topic=record.topic, reason=reason).inc()
-        log.warning(
-            "refused record %s[%d]@%d (%s): %.200s",
-            record.topic,
-            record.partition,
-            record.offset,
-            reason,
-            detail,
-        )
-
-    def _operator_force(self, record: Record) -> bool:
-        """Whether the request carries a valid operator-signed force (trainer/control.py)."""
-        verdict = check_force(record.value, keys=self.keys, now_ms=int(time.time() * 1000))
-        if verdict is None or verdict == "signed":
-            return verdict == "signed"
-        self.metrics.force_refused.labels(reason=verdict).inc()
-        log.warning(
-            "control[%d]@%d asks for force without a valid operator signature (%s): "
-            "the champion gate decides",
-            record.partition,
-            record.offset,
-            verdict,
-        )
-        return False
-
+    # -- failures ------------------------------------------------------------------------
     def _publish_failed(self, exc: TransportError) -> bool:
         """Count a failed publish (rolled back); True when the broker is away (retry)."""
         self.metrics.failures.inc()
@@ -368,19 +318,9 @@ class TrainerService:
     def _log_status(self) -> None:
         if self._status.due(now=time.monotonic()) is None:
             return
-        outcomes = [verdict.outcome for verdict in self.verdicts]
-        published = [v.version for v in self.verdicts if v.outcome == "published"]
         champion = self.champion
-        log.info(
-            trainer_status(
-                published=len(published),
-                refused=outcomes.count("refused"),
-                skipped=outcomes.count("skipped"),
-                failed=outcomes.count("failed"),
-                last_published=published[-1] if published else None,
-                champion=None if champion is None else int(champion["model"]["version"]),
-            )
-        )
+        version = None if champion is None else int(champion["model"]["version"])
+        log.info(status_line(self.verdicts, champion=version))
 
     def close(self) -> None:
         self.control.close()

@@ -19,6 +19,7 @@ from prometheus_client import Gauge
 from metasignal.stream.evidence import EvidenceLog
 from metasignal.stream.messages import ControlRequest, ShadowDecision
 from metasignal.trainer.published import PublishedModels
+from metasignal.trainer.settings import TrainerOptions
 from metasignal.trainer.shadow import (
     Judgement,
     ShadowJudge,
@@ -27,9 +28,22 @@ from metasignal.trainer.shadow import (
 )
 from metasignal.trainer.verdict import Verdict
 
-__all__ = ["Ruling", "ShadowReferee"]
+__all__ = ["Ruling", "ShadowReferee", "shadow_judge"]
 
 log = logging.getLogger("metasignal.trainer")
+
+
+def shadow_judge(options: TrainerOptions) -> ShadowJudge:
+    """The sequential test the trainer's shadow settings describe."""
+    return ShadowJudge(
+        alpha=options.shadow_alpha,
+        margin=options.shadow_margin,
+        min_outcomes=options.shadow_min_outcomes,
+        max_outcomes=options.shadow_max_outcomes,
+        look_every=options.shadow_look_every,
+        rollback_outcomes=options.rollback_outcomes,
+        min_improvement=options.shadow_min_improvement or None,  # 0: no futility stop
+    )
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from metasignal.stream.status import trainer_status
 
 
 @dataclass(frozen=True)
@@ -23,3 +26,17 @@ class Verdict:
     detail: str
     version: int | None = None
     gate: dict[str, Any] | None = None
+
+
+def status_line(verdicts: Sequence[Verdict], *, champion: int | None) -> str:
+    """The trainer's periodic status: requests answered by outcome, what it last published."""
+    outcomes = [verdict.outcome for verdict in verdicts]
+    published = [verdict.version for verdict in verdicts if verdict.outcome == "published"]
+    return trainer_status(
+        published=len(published),
+        refused=outcomes.count("refused"),
+        skipped=outcomes.count("skipped"),
+        failed=outcomes.count("failed"),
+        last_published=published[-1] if published else None,
+        champion=champion,
+    )
