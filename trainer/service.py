@@ -89,7 +89,6 @@ class TrainerService:
     ) -> None:
         if not keys:
             raise ArtifactError("the trainer signs what it publishes: a signing key is required")
-        self.transport = transport
         self.options = options
         self.keys = list(keys)
         self.metrics = metrics or TrainerMetrics()
