@@ -19,11 +19,11 @@ from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.scoring import CompiledModel
 from metasignal.stream.sizing import SizingRule, estimate_payoff_ratio, resolve_sizing
 from metasignal.stream.topics import Topics
+from metasignal.trainer.challenge import retune_artifact
 from metasignal.trainer.cli import main
 from metasignal.trainer.data import DataError, VoteTable
 from metasignal.trainer.fit import FitConfig, fit_meta_model
 from metasignal.trainer.objective import Objective
-from metasignal.trainer.service import retune_artifact
 from metasignal.trainer.synthetic import Committee
 from tests.conftest import TEST_KEY, vote_table
 from tests.streaming import decode_all, memory_bus, publish_model, send_votes, versioned
