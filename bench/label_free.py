@@ -12,7 +12,8 @@ does, with each outcome joined 5,000 events after its vote:
   (``p(x | y)`` fixed, only the class mix moves). Measured: events from the step to the
   first label-free (``label_shift``) request and to the first outcome-based re-tune, and
   F1 over the 20,000 events after the step when each candidate is built and gated by the
-  real trainer code (:meth:`TrainerService._challenge`) from the joined rows it would have;
+  real trainer code (:func:`metasignal.trainer.answer.answer_request`) from the joined rows
+  it would have;
 * **false label-free re-tunes** on stationary generator streams (detector alarms and
   policy requests per 1,000,000 events; no outcomes, so no disagreement check helps);
 * **estimate error** on windows of 5,000 events at several rates: label-free positive
