@@ -22,13 +22,15 @@ A failed commit rolls the whole span back; it is read again. What a crash costs:
   interval plus the poll linger, one batch and the commit itself.
 
 Counters and the vote-to-signal latency histogram are updated when a span
-commits (a rolled-back batch is not counted twice).
+commits (a rolled-back batch is not counted twice: :mod:`~metasignal.stream.settlement`).
 
-Where the concerns live: model hot-swap in :mod:`~metasignal.stream.model_feed`,
-commit/rollback accounting in :mod:`~metasignal.stream.settlement`, rebalances in
-:mod:`~metasignal.stream.partitions`, lag in :mod:`~metasignal.stream.lag`, the
-status line in :mod:`~metasignal.stream.status`; this module is the loop and the
-scorer's lifecycle.
+This module is the loop and the scorer's lifecycle; each concern it drives lives
+in its own: model hot-swap in :mod:`~metasignal.stream.model_feed`, the scoring
+step in :mod:`~metasignal.stream.step`, commit/rollback and counting in
+:mod:`~metasignal.stream.settlement` over :mod:`~metasignal.stream.checkpoint`,
+rebalances in :mod:`~metasignal.stream.partitions`, the shadow's evidence in
+:mod:`~metasignal.stream.evidence_channel`, lag in :mod:`~metasignal.stream.lag`,
+the status line in :mod:`~metasignal.stream.status`.
 
 Broker outages are ridden out (:mod:`~metasignal.stream.outage`): a batch that
 cannot be committed is rolled back and retried with a bounded backoff; an
@@ -37,9 +39,7 @@ by the checkpoint, which rewinds to the committed offsets. Meanwhile ``ready``
 is false, ``metasignal_broker_reachable`` is 0 and a log line says why.
 
 Rebalances only happen inside ``poll``, and a batch is always finished before
-the next ``poll``; the open span is committed before its partitions are revoked
-(if that commit fails it is dropped: the next owner reads from the committed
-offsets), so a revoked partition never has work in flight.
+the next ``poll`` (:mod:`~metasignal.stream.partitions`).
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ import time
 from collections.abc import Sequence
 
 from metasignal.stream.checkpoint import Checkpoint
-from metasignal.stream.evidence import EvidenceLog
+from metasignal.stream.evidence_channel import EvidenceChannel
 from metasignal.stream.feedback import FeedbackLoop
 from metasignal.stream.join import JoinCache
 from metasignal.stream.lag import PartitionLag
-from metasignal.stream.messages import MessageError, dead_letter
+from metasignal.stream.messages import dead_letter
 from metasignal.stream.metrics import Heartbeat, ScorerMetrics
 from metasignal.stream.model_feed import ModelFeed
 from metasignal.stream.model_store import ModelStore
@@ -148,17 +148,17 @@ class Scorer:
         self._votes: Consumer | None = None
         self._settlement: Settlement | None = None  # with the votes consumer
         self._next_poll = 0.0
-        self._evidence: EvidenceLog | None = None
-        if options.track_outcomes:  # the shadow's counts: read back on each assignment
-            self._evidence = EvidenceLog(
-                transport.consumer(
-                    assign_all=[options.topics.evidence], read_committed=True, from_beginning=True
-                ),
-                keys=list(keys) or None,  # --unsigned without a key: nothing to check
-                on_refused=self._refused_evidence,
+        self._evidence = EvidenceChannel(
+            feedback=self.feedback,
+            metrics=self.metrics,
+            # With outcomes tracked, the shadow's counts are read back on each assignment.
+            consumer=transport.consumer(
+                assign_all=[options.topics.evidence], read_committed=True, from_beginning=True
             )
-            self.feedback.shadow.log = self._evidence
-            self.feedback.shadow.signing_key = keys[0] if keys else None
+            if options.track_outcomes
+            else None,
+            keys=keys,
+        )
         self._closed = False
 
     # -- readiness ---------------------------------------------------------------
@@ -235,7 +235,7 @@ class Scorer:
             producer_factory=self._new_producer,
             on_recreate=self.metrics.outage.recreations.inc,
             policy=options.commit_policy,
-            before_commit=self._send_evidence,
+            before_commit=self._evidence.send,
         )
         self._settlement = self._ownership.settlement = Settlement(
             checkpoint=checkpoint,
@@ -247,23 +247,6 @@ class Scorer:
             on_rollback=self.feedback.shadow.rolled_back,
         )
         return consumer
-
-    def _send_evidence(self, producer: Producer) -> None:
-        """The shadow's changed counts, the span's last outputs (stream/shadow.py)."""
-        for message in self.feedback.evidence():
-            producer.send(message.topic, key=message.key, value=message.value)
-            self.metrics.shadow_evidence.inc()
-
-    def _refused_evidence(self, record: Record, error: MessageError) -> None:
-        self.metrics.shadow_evidence_refused.labels(reason=error.reason).inc()
-        log.warning(
-            "evidence record %s[%d]@%d refused (%s): %.200s",
-            record.topic,
-            record.partition,
-            record.offset,
-            error.reason,
-            error.detail,
-        )
 
     # -- the loop ----------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -310,14 +293,7 @@ class Scorer:
         self.outage.probed(broker_reachable(self._votes))
         self.metrics.ready.set(1 if self.outage.ok else 0)
         self.model_feed.export_age()
-        timeout_ms = self.options.poll_timeout_ms
-        due_in = checkpoint.wait_s()
-        if due_in is not None:  # wake up in time to commit the open span
-            timeout_ms = min(timeout_ms, math.ceil(due_in * 1000))
-        self._linger()
-        records = self._votes.poll(timeout_ms=timeout_ms, max_records=self.options.batch_size)
-        if 0 < len(records) < self.options.batch_size:
-            self._next_poll = time.monotonic() + self.options.poll_linger_ms / 1000
+        records = self._poll(self._votes, checkpoint)
         if records:
             if not self.process(records):
                 time.sleep(self.outage.backoff())  # rolled back: retried after a bounded wait
@@ -333,6 +309,18 @@ class Scorer:
             self._lag.update(self._votes)  # end_offsets would only time out during an outage
         self._log_status()
         return len(records)
+
+    def _poll(self, votes: Consumer, checkpoint: Checkpoint) -> list[Record]:
+        """The next batch, waiting at most until the open span is due to commit."""
+        timeout_ms = self.options.poll_timeout_ms
+        due_in = checkpoint.wait_s()
+        if due_in is not None:  # wake up in time to commit the open span
+            timeout_ms = min(timeout_ms, math.ceil(due_in * 1000))
+        self._linger()
+        records = votes.poll(timeout_ms=timeout_ms, max_records=self.options.batch_size)
+        if 0 < len(records) < self.options.batch_size:
+            self._next_poll = time.monotonic() + self.options.poll_linger_ms / 1000
+        return records
 
     def _linger(self) -> None:
         """Let votes gather after a partial batch: each batch has a fixed cost (a poll, the
@@ -414,6 +402,13 @@ class Scorer:
         return True
 
     # -- lifecycle ---------------------------------------------------------------------
+    def _live_producer(self) -> Producer | None:
+        """The producer in use; ``None`` while a discarded one awaits re-creation."""
+        checkpoint = self._checkpoint
+        if checkpoint is None:
+            return self._producer
+        return None if checkpoint.producer_lost else checkpoint.producer
+
     def close(self) -> None:
         """Commit the open span, flush and leave the group."""
         if self._closed:
@@ -421,7 +416,6 @@ class Scorer:
         self._closed = True
         self.metrics.ready.set(0)
         settlement = self._settlement
-        checkpoint = self._checkpoint
         try:
             if settlement is not None and settlement.pending and not settlement.producer_lost:
                 try:
@@ -429,8 +423,9 @@ class Scorer:
                 except TransportError as exc:
                     settlement.drop(f"commit at close failed: {exc}")
                     raise
-            if checkpoint is None or not checkpoint.producer_lost:
-                (self._producer if checkpoint is None else checkpoint.producer).flush()
+            producer = self._live_producer()
+            if producer is not None:
+                producer.flush()
         except TransportError as exc:  # offsets were not committed: the span is read again
             log.warning("closing without flushing: %s", exc)
         finally:
@@ -438,10 +433,9 @@ class Scorer:
             # fetching and heartbeating for a scorer that is gone.
             with contextlib.ExitStack() as clients:
                 clients.callback(self.model_feed.close)
-                if self._evidence is not None:
-                    clients.callback(self._evidence.close)
+                clients.callback(self._evidence.close)
                 if self._votes is not None:
                     clients.callback(self._votes.close)
-                if checkpoint is None or not checkpoint.producer_lost:
-                    producer = self._producer if checkpoint is None else checkpoint.producer
+                producer = self._live_producer()  # asked again: a failed commit may drop it
+                if producer is not None:
                     clients.callback(producer.close)
