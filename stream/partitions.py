@@ -8,6 +8,19 @@ from the committed offsets), drops it when they were lost (another replica owns
 them already), and tells the shadow's counts and the lag gauges which partitions
 are this replica's. :func:`check_co_partitioning` refuses to start a join over
 topics whose keys would land on different replicas.
+
+Examples
+--------
+>>> from metasignal.stream.transport.base import TopicSpec
+>>> from metasignal.stream.transport.memory import MemoryBus
+>>> bus = MemoryBus()
+>>> _ = bus.create_topics([TopicSpec("votes", 4), TopicSpec("outcomes", 4), TopicSpec("o2", 2)])
+>>> check_co_partitioning(bus, votes="votes", outcomes="outcomes")  # same count: fine
+>>> check_co_partitioning(bus, votes="votes", outcomes="o2")
+Traceback (most recent call last):
+...
+metasignal.stream.errors.MetasignalError: topics votes (4 partitions) and o2 (2) are not \
+co-partitioned: give them the same partition count
 """
 
 from __future__ import annotations

@@ -9,6 +9,33 @@ the vote-to-signal latency histogram, the rolling trade rate and the running
 rollback is never counted twice. It also says what a failed commit means for the
 broker connection (:class:`~metasignal.stream.outage.Outage`): a producer to
 re-create, or a broker away.
+
+Examples
+--------
+>>> import numpy as np
+>>> from metasignal.stream.checkpoint import Checkpoint, CommitPolicy
+>>> from metasignal.stream.metrics import ScorerMetrics
+>>> from metasignal.stream.transport.base import TopicPartition, TopicSpec
+>>> from metasignal.stream.transport.memory import MemoryBus
+>>> bus = MemoryBus(); _ = bus.create_topics([TopicSpec("votes")])
+>>> consumer = bus.consumer(topics=["votes"], group_id="doc")
+>>> checkpoint = Checkpoint(producer=bus.producer(), consumer=consumer, exactly_once=False,
+...                         policy=CommitPolicy(interval_s=3600, max_records=4))
+>>> settlement = Settlement(checkpoint=checkpoint, outage=Outage(), metrics=ScorerMetrics(),
+...     stats=ScorerStats(), rate_window=100, on_commit=lambda: None, on_rollback=lambda: None)
+>>> def batch(first):  # two votes, one trade, sent 5 ms ago
+...     records = [Record("votes", 0, first + i, None, b"", 0) for i in range(2)]
+...     now_ms = time.time() * 1000
+...     return records, Settled(n_votes=2, decisions=np.array([1, 0]), dead=[],
+...                             vote_timestamps_ms=np.array([now_ms - 5] * 2), n_stale=0)
+>>> settlement.settle(*batch(0))  # the span is not due: nothing counted yet
+>>> settlement.pending, settlement.stats.votes
+(2, 0)
+>>> settlement.settle(*batch(2))  # four records: committed, both batches counted
+>>> settlement.pending, settlement.stats.votes, settlement.stats.trades
+(0, 4, 2)
+>>> consumer.committed(TopicPartition("votes", 0))
+4
 """
 
 from __future__ import annotations
