@@ -7,6 +7,28 @@ what serves. A swap updates the model gauges and calls ``on_swap``; a change of
 the champion/shadow pair calls ``on_lineup``. New models are rare, so the loop
 asks for them every ``check_interval_s`` only (:meth:`ModelFeed.due`): a poll of
 the models consumer costs ~0.5 ms, at 1,000 votes/s per batch 6 % of a core.
+
+Examples
+--------
+>>> from metasignal.stream.artifact import dumps_artifact, example_artifact, sign_artifact
+>>> from metasignal.stream.transport.base import TopicSpec
+>>> from metasignal.stream.transport.memory import MemoryBus
+>>> bus = MemoryBus(); _ = bus.create_topics([TopicSpec("models")])
+>>> raw = dumps_artifact(sign_artifact(example_artifact(), b"k")).encode()
+>>> bus.producer().send("models", key=b"meta@1", value=raw)
+>>> feed = ModelFeed(
+...     consumer=bus.consumer(assign_all=["models"], from_beginning=True),
+...     store=ModelStore(keys=[b"k"], model_name="meta"), metrics=ScorerMetrics(),
+...     check_interval_s=5.0, on_swap=lambda model: print(f"serving v{model.version}"),
+...     on_lineup=lambda champion, shadow, role: None)
+>>> feed.due(now=0.0)  # no model yet: always due
+True
+>>> feed.load(timeout_s=5)
+serving v1
+>>> feed.due(now=1.0), feed.due(now=5.0)
+(False, True)
+>>> feed.metrics.registry.get_sample_value("metasignal_model_version")
+1.0
 """
 
 from __future__ import annotations
