@@ -68,7 +68,7 @@ class Ownership:
     metrics
         ``metasignal_rebalances_total{kind}``.
     lag
-        Forgets the series of revoked partitions.
+        Forgets the series of revoked or lost partitions.
     on_outcomes_assigned, on_outcomes_revoked
         Called with the outcome partition numbers gained or given up (revoked or lost).
 
@@ -117,6 +117,7 @@ class Ownership:
         if self.settlement is not None:
             self.settlement.drop("partitions lost")
         self.on_outcomes_revoked(self._outcome_partitions(partitions))
+        self.lag.forget(partitions)  # another replica reports their lag now
         self.metrics.rebalances.labels(kind="lost").inc()
         log.warning("partitions lost (session expired): %s", sorted(partitions))
 

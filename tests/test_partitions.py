@@ -114,3 +114,18 @@ def test_assigned_outcome_partitions_reach_the_shadow() -> None:
     h.ownership.assigned({VOTES, OUTCOMES})
     assert h.assigned == [[0]] and h.rebalances("assigned") == 1
     assert h.settlement.pending == 2  # an assignment leaves the open span alone
+
+
+def test_lost_partitions_stop_reporting_their_lag() -> None:
+    h = Harness()
+    h.consumer.poll(timeout_ms=0, max_records=1)  # joins the group: both partitions assigned
+    h.ownership.lag.update(h.consumer)
+
+    def lag(tp: TopicPartition) -> float | None:
+        return h.metrics.registry.get_sample_value(
+            "metasignal_consumer_lag", {"topic": tp.topic, "partition": str(tp.partition)}
+        )
+
+    assert lag(VOTES) == 0 and lag(OUTCOMES) == 0
+    h.ownership.lost({VOTES})  # another replica reports it now
+    assert lag(VOTES) is None and lag(OUTCOMES) == 0
