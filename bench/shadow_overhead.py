@@ -117,7 +117,7 @@ def run(n_votes: int, repeats: int) -> dict[str, object]:
     shadowed = new_scorer(inputs, batches, options)
     # The same scorer, built on a transport whose models topic also carries the shadow.
     shadowed.transport = ShadowNullTransport(inputs.artifact, shadow_of(inputs.artifact), batches)
-    shadowed._models_consumer = shadowed.transport.consumer(assign_all=["bench.models"])
+    shadowed.model_feed.consumer = shadowed.transport.consumer(assign_all=["bench.models"])
     shadowed.load_models()
     if shadowed.feedback.shadow.pair != (1, 2, "challenger"):
         raise RuntimeError(f"no shadow in the slot: {shadowed.feedback.shadow.pair}")

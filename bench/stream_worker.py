@@ -387,9 +387,9 @@ class PhaseTimer:
 
     PHASES: ClassVar[tuple[tuple[str, str, str], ...]] = (
         ("metasignal.stream.scorer", "Scorer", "step"),
-        ("metasignal.stream.scorer", "Scorer", "refresh_models"),
+        ("metasignal.stream.model_feed", "ModelFeed", "refresh"),
         ("metasignal.stream.scorer", "Scorer", "process"),
-        ("metasignal.stream.scorer", "Scorer", "_update_lag"),
+        ("metasignal.stream.lag", "PartitionLag", "update"),
         ("metasignal.stream.transport.kafka", "KafkaTransportConsumer", "poll"),
         ("metasignal.stream.transport.kafka", "KafkaTransportConsumer", "commit"),
         ("metasignal.stream.transport.kafka", "KafkaTransportProducer", "flush"),

@@ -3,7 +3,7 @@
 An operator tailing a log (``kubectl logs``, journald) sees what the service is
 doing without a Prometheus at hand: one line every ``status_interval_s``. The
 lines are made by pure functions; :class:`StatusClock` says when one is due and
-how long the rates are over.
+how long the rates are over; :class:`ScorerStatus` makes the scorer's line when due.
 
 Examples
 --------
@@ -18,9 +18,19 @@ status: 3 requests answered (2 published, 1 refused by the gate, 0 skipped, 0 fa
 >>> clock = StatusClock(30.0, now=100.0)
 >>> clock.due(now=120.0), clock.due(now=130.5), clock.due(now=140.0)
 (None, 30.5, None)
+>>> from metasignal.stream.stats import ScorerStats
+>>> status, stats = ScorerStatus(10.0, now=0.0), ScorerStats(votes=5000, signals=5000)
+>>> status.line(now=5.0, stats=stats, lag=0, model_version=1) is None
+True
+>>> status.line(now=10.0, stats=stats, lag=0, model_version=1)
+'status: 500 votes/s, 5000 signals (0 trades), 0 dead letters, lag 0, model v1'
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+
+from metasignal.stream.stats import ScorerStats
 
 
 def scorer_status(
@@ -79,3 +89,39 @@ class StatusClock:
             return None
         elapsed, self._last = now - self._last, now
         return elapsed
+
+
+class ScorerStatus:
+    """The scorer's status line every ``interval_s``, its rate over the time since the last.
+
+    ``shadow`` is asked only when a line is due (it describes the shadow's counts).
+    """
+
+    def __init__(self, interval_s: float, *, now: float) -> None:
+        self._clock = StatusClock(interval_s, now=now)
+        self._votes = 0
+
+    def line(
+        self,
+        *,
+        now: float,
+        stats: ScorerStats,
+        lag: int | None,
+        model_version: int | None,
+        shadow: Callable[[], str | None] = lambda: None,
+    ) -> str | None:
+        """The line if one is due at ``now``, else ``None``."""
+        elapsed = self._clock.due(now=now)
+        if elapsed is None:
+            return None
+        rate = (stats.votes - self._votes) / elapsed
+        self._votes = stats.votes
+        return scorer_status(
+            votes_per_s=rate,
+            signals=stats.signals,
+            trades=stats.trades,
+            dlq=stats.dlq,
+            lag=lag,
+            model_version=model_version,
+            shadow=shadow(),
+        )

@@ -282,7 +282,8 @@ def test_a_crash_counts_at_most_one_commit_span_twice(
     }
     scorer = scorer_for(bus, **options)
     stream(bus, committee, [scorer], 0, 1000)
-    scorer._commit()
+    assert scorer._settlement is not None
+    scorer._settlement.commit()
     assert scorer.feedback.shadow.n_outcomes == 1000
 
     def crash(*_: object, **__: object) -> None:
@@ -307,7 +308,8 @@ def test_a_crash_counts_at_most_one_commit_span_twice(
     scorer._votes.close()  # gone from the group without committing
     successor = scorer_for(bus, **options)
     drain(successor)
-    successor._commit()
+    assert successor._settlement is not None
+    successor._settlement.commit()
     double_counted = successor.feedback.shadow.n_outcomes - 1500
     if exactly_once:
         assert double_counted == 0  # the aborted span's counts were never visible
