@@ -283,12 +283,16 @@ class Scorer:
 
     def _on_revoked(self, partitions: set[TopicPartition]) -> None:
         # Each batch is settled before the next poll; the open span is committed here, so
-        # the next owner of these partitions starts after it.
-        if self._checkpoint is not None and self._checkpoint.pending:
+        # the next owner of these partitions starts after it, from the shadow's counts.
+        self.feedback.shadow.final = True
+        if self._checkpoint is not None and (
+            self._checkpoint.pending or self.feedback.shadow.held()
+        ):
             try:
                 self._commit()
             except TransportError as exc:
                 self._drop_span(f"commit before a rebalance failed: {exc}")
+        self.feedback.shadow.final = False
         self.metrics.rebalances.labels(kind="revoked").inc()
         self.feedback.shadow.revoked(self._outcome_partitions(partitions))
         self._lag.forget(partitions)
@@ -357,7 +361,7 @@ class Scorer:
             if not self.process(records):
                 time.sleep(self.outage.backoff())  # rolled back: retried after a bounded wait
                 return 0
-        elif checkpoint.pending and not self._commit_or_rollback():
+        elif (checkpoint.pending or self.feedback.shadow.held()) and not self._commit_or_rollback():
             time.sleep(self.outage.backoff())
             return 0
         if not records and not self._votes.assignment():
@@ -466,9 +470,17 @@ class Scorer:
         return True
 
     def _commit(self) -> None:
-        """Commit the open span now (raises :class:`TransportError` if that fails)."""
-        assert self._checkpoint is not None
-        self._checkpoint.commit()
+        """Commit the open span now (raises :class:`TransportError` if that fails); with
+        nothing pending, the shadow's held-back counts go out alone (stream/shadow.py)."""
+        checkpoint = self._checkpoint
+        assert checkpoint is not None
+        if not checkpoint.pending and self.feedback.shadow.held():
+            if checkpoint.exactly_once:
+                checkpoint.begin()  # a transaction of their own, no offset moves
+            else:
+                self._send_evidence(checkpoint.producer)
+                checkpoint.producer.flush()
+        checkpoint.commit()
         self._committed()
 
     def _commit_or_rollback(self) -> bool:
@@ -544,8 +556,13 @@ class Scorer:
         self._closed = True
         self.metrics.ready.set(0)
         checkpoint = self._checkpoint
+        self.feedback.shadow.final = True  # every count held back goes out with the last commit
         try:
-            if checkpoint is not None and checkpoint.pending and not checkpoint.producer_lost:
+            if (
+                checkpoint is not None
+                and (checkpoint.pending or self.feedback.shadow.held())
+                and not checkpoint.producer_lost
+            ):
                 try:
                     self._commit()
                 except TransportError as exc:
