@@ -200,6 +200,8 @@ class ShadowSlot:
             self._counts[partition], self._pnl[partition] = counts.copy(), pnl.copy()
             self._committed[partition] = (counts, pnl)
             self._published[partition] = counts
+            # Its last record is recent (a restart, a rebalance): the bound applies from now.
+            self._published_at[partition] = self.clock()
         self._unread |= partitions
         self._read_back()
 

@@ -3,6 +3,7 @@ a crash, and hostile evidence records."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -444,3 +445,63 @@ def test_a_partition_whose_counts_cannot_be_read_back_publishes_nothing_until_th
     ((key, value),) = slot.evidence()  # read back at the next commit: 100 + 1
     assert key == b"meta@1:2:0" and decode_shadow_evidence(value)["counts"][0] == 101
     assert slot.n_outcomes == 101
+
+
+def evidence_counts(bus: MemoryBus) -> dict[int, list[int]]:
+    """The summed counts of each evidence record published, by partition, in order."""
+    out: dict[int, list[int]] = {}
+    for r in bus.records(TOPICS.evidence):
+        if r.value:
+            record = json.loads(r.value)
+            out.setdefault(record["partition"], []).append(sum(record["counts"]))
+    return out
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_counts_are_held_back_to_a_bound_and_all_go_out_at_close(
+    committee: Committee, artifact_body: Artifact, exactly_once: bool
+) -> None:
+    bus = make_bus(partitions=2)
+    publish(
+        bus, model(artifact(artifact_body, 1)), model(artifact(artifact_body, 2, stage="shadow"))
+    )
+    # A commit after every batch; counts go out every 300 new outcomes (the clock never
+    # makes them due here).
+    options: dict[str, Any] = {
+        "exactly_once": exactly_once,
+        "commit_interval_s": 0.0,
+        "transactional_id": "held",
+        "evidence_min_outcomes": 300,
+        "evidence_interval_s": 3600.0,
+    }
+    scorer = scorer_for(bus, **options)
+    for lo in range(0, 2000, 100):
+        stream(bus, committee, [scorer], lo, lo + 100)
+    slot = scorer.feedback.shadow
+    assert slot.n_outcomes == 2000
+    published = evidence_counts(bus)
+    for steps in published.values():
+        # The first count goes out at once, then each record carries >= 300 new outcomes.
+        assert all(b - a >= 300 for a, b in itertools.pairwise(steps)), steps
+    # About 2,000 / 300 records instead of one per partition per commit (40 commits).
+    assert sum(map(len, published.values())) <= 2 + 2000 // 300
+    truth = {p: int(c.sum()) for p, c in slot._counts.items()}
+    # Killed: offsets are committed, the counts since each partition's last record are lost
+    # (fewer than 300 per partition); none is counted twice.
+    assert scorer._votes is not None
+    scorer._votes.close()
+    successor = scorer_for(bus, **options)
+    drain(successor)
+    after = {p: int(c.sum()) for p, c in successor.feedback.shadow._counts.items()}
+    assert after == {p: steps[-1] for p, steps in published.items()}
+    assert all(0 <= truth[p] - after[p] < 300 for p in truth), (truth, after)
+    # Closed: every held-back count goes out, the next replica continues from all of them.
+    stream(bus, committee, [successor], 2000, 2100)
+    held = successor.feedback.shadow.n_outcomes
+    assert held > int(summed_on(bus, 1, 2).sum())  # some held back before the close
+    successor.close()
+    assert int(summed_on(bus, 1, 2).sum()) == held
+    third = scorer_for(bus, **options)
+    drain(third)
+    assert third.feedback.shadow.n_outcomes == held
+    third.close()
