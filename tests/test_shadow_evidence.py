@@ -89,7 +89,9 @@ def test_two_replicas_feed_one_test_and_the_trainer_promotes_on_the_sum(
     assert all(slot.pair[0] == 2 for slot in counted)  # both apply the signed decision
     # The decision's sample is both replicas' counts: more than either had alone.
     n_outcomes = evidence["n_outcomes"]
-    assert isinstance(n_outcomes, int) and n_outcomes == int(summed_on(bus, 1, 2).sum())
+    latest = latest_by_partition(bus, [0, 1, 2, 3])
+    assert isinstance(n_outcomes, int) and n_outcomes == sum(sum(r["counts"]) for r in latest)
+    assert not summed_on(bus, 1, 2).any()  # tombstoned with the decision
     shares = [sum(sum(r["counts"]) for r in latest_by_partition(bus, p)) for p in owned]
     assert all(0 < share < n_outcomes for share in shares), shares
     assert (
@@ -103,7 +105,9 @@ def test_two_replicas_feed_one_test_and_the_trainer_promotes_on_the_sum(
 def latest_by_partition(bus: MemoryBus, partitions: list[int]) -> list[ShadowEvidence]:
     latest: dict[int, ShadowEvidence] = {}
     for record in bus.records(TOPICS.evidence):
-        document = json.loads(record.value or b"{}")
+        if record.value is None:  # a tombstone: the pair was decided
+            continue
+        document = json.loads(record.value)
         if (document["champion"], document["shadow"]) == (1, 2):
             latest[document["partition"]] = document
     return [latest[p] for p in partitions if p in latest]
@@ -419,7 +423,7 @@ def test_a_partition_whose_counts_cannot_be_read_back_publishes_nothing_until_th
 
     bus = make_bus()
     send_evidence(bus, evidence_record(0, [100, 0, 0, 0, 0, 0, 0, 0], "before-a-restart"))
-    slot = ShadowSlot(options=ScorerOptions(topics=TOPICS), metrics=ScorerMetrics())
+    slot = ShadowSlot(options=ScorerOptions(topics=TOPICS, **EVERY_COMMIT), metrics=ScorerMetrics())
     log = EvidenceLog(
         bus.consumer(assign_all=[TOPICS.evidence]), keys=None, on_refused=lambda *_: None
     )
@@ -505,3 +509,53 @@ def test_counts_are_held_back_to_a_bound_and_all_go_out_at_close(
     drain(third)
     assert third.feedback.shadow.n_outcomes == held
     third.close()
+
+
+def test_a_decided_pairs_counts_are_tombstoned_with_the_decision_and_forgotten(
+    committee: Committee, artifact_body: Artifact
+) -> None:
+    bus = make_bus(partitions=2)
+    publish(
+        bus,
+        model(artifact(artifact_body, 1, threshold=0.9)),
+        model(artifact(artifact_body, 2, stage="shadow")),
+    )
+    scorer, trainer = scorer_for(bus), trainer_for(bus)
+    promoted = lambda: bool(decisions_on(bus))  # noqa: E731
+    stream(bus, committee, [scorer, trainer], 0, 12_000, until=promoted)
+    (promote, *_) = decisions_on(bus)
+    assert (promote["decision"], promote["champion"], promote["shadow"]) == ("promote", 1, 2)
+    # Every key of the decided pair is tombstoned, after its counts: the topic compacts them
+    # away, and neither the trainer's log nor a fresh one holds the pair.
+    tombstones = [r.key for r in bus.records(TOPICS.evidence) if r.value is None]
+    assert sorted(tombstones) == [b"meta@1:2:0", b"meta@1:2:1"]
+    assert ("meta", 1, 2) not in trainer.evidence.pairs
+    fresh = EvidenceLog(
+        bus.consumer(assign_all=[TOPICS.evidence]), keys=None, on_refused=lambda *_: None
+    )
+    fresh.catch_up()
+    assert ("meta", 1, 2) not in fresh.pairs
+    # The scorer reads the tombstones, forgets the pair and refuses nothing.
+    drain(scorer, trainer)
+    assert scorer._evidence is not None and ("meta", 1, 2) not in scorer._evidence.pairs
+    refused = scorer.metrics.registry.get_sample_value
+    assert not refused("metasignal_shadow_evidence_refused_total", {"reason": "bad_evidence"})
+    # The predecessor's watch (the next pair) is decided too: its keys go the same way.
+    retired = lambda: len(decisions_on(bus)) > 1  # noqa: E731
+    stream(bus, committee, [scorer, trainer], scorer.stats.votes, 20_000, until=retired)
+    assert [(r["decision"], r["champion"], r["shadow"]) for r in decisions_on(bus)][1] == (
+        "retire",
+        2,
+        1,
+    )
+    tombstones = [r.key for r in bus.records(TOPICS.evidence) if r.value is None]
+    assert set(tombstones) == {b"meta@1:2:0", b"meta@1:2:1", b"meta@2:1:0", b"meta@2:1:1"}
+    drain(scorer, trainer)
+    assert trainer.evidence.pairs == [] and scorer._evidence.pairs == []
+    # A late record of a decided pair (a replica that had not read the decision yet) is
+    # tombstoned again at the trainer's next look.
+    send_evidence(bus, evidence_record(0, [5] * 8, "late"))
+    drain(trainer)
+    last = bus.records(TOPICS.evidence)[-1]
+    assert (last.key, last.value) == (b"meta@1:2:0", None)
+    assert trainer.evidence.pairs == []

@@ -90,6 +90,7 @@ from metasignal.trainer.shadow import (
     Judgement,
     ShadowJudge,
     answer_shadow_request,
+    finished_keys,
     sign_judgement,
 )
 from metasignal.trainer.skill import DEFAULT_ALPHA, SkillVerdict, assess_ranking, decide
@@ -604,27 +605,37 @@ class TrainerService:
         self._judge_again = False
         self._refresh_models()
         judgement = self._judgement()
-        if judgement is None:
+        finished = finished_keys(self.evidence, self.lineup, judgement)  # tombstoned with it
+        if judgement is None and not finished:
             return None
-        decision = sign_judgement(judgement, self.lineup, key=self.keys[0])
-        request_id = decision["request_id"]
+        decision = (
+            None if judgement is None else sign_judgement(judgement, self.lineup, key=self.keys[0])
+        )
+        request_id = "evidence:tombstones" if decision is None else decision["request_id"]
         try:
             checkpoint.begin()
-            checkpoint.producer.send(
-                self.options.topics.models,
-                key=decision_key(decision),
-                value=encode_decision(decision),
-            )
+            if decision is not None:
+                checkpoint.producer.send(
+                    self.options.topics.models,
+                    key=decision_key(decision),
+                    value=encode_decision(decision),
+                )
+            for key in finished:
+                checkpoint.producer.send(self.options.topics.evidence, key=key, value=None)
             checkpoint.commit({tp: control.position(tp) for tp in control.assignment()})
         except TransportError as exc:
             self.metrics.failures.inc()
             checkpoint.rollback([], exc)
             self._judge_again = True
-            log.error("could not publish the %s decision: %s", judgement.kind, exc)
+            what = "evidence tombstones" if judgement is None else f"{judgement.kind} decision"
+            log.error("could not publish the %s: %s", what, exc)
             if exc.kind != OTHER:
                 reason = PRODUCER_RECREATING if checkpoint.producer_lost else BROKER_UNREACHABLE
                 self.outage.down(reason, str(exc))
             return Verdict(request_id, "retry", str(exc))
+        self.evidence.forget(finished)
+        if judgement is None or decision is None:
+            return None
         self.handled.add(request_id)
         try:
             self.lineup.offer_decision(decision)
