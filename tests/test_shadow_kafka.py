@@ -11,6 +11,7 @@ import pytest
 
 from metasignal.stream.artifact import Artifact
 from metasignal.stream.decisions import load_decision
+from metasignal.stream.evidence import EvidenceLog
 from metasignal.stream.messages import ShadowDecision
 from metasignal.stream.scorer import Scorer, ScorerOptions
 from metasignal.stream.topics import Topics
@@ -111,6 +112,17 @@ def test_a_better_shadow_is_promoted_on_the_broker(
     assert promote["evidence"]["verdict"] == "better"
     assert scorer.models.shadow is not None and scorer.models.shadow_role == "predecessor"
     assert shadow_decisions(trainer, "promote") == 1.0
+    # The decided pair's keys were tombstoned in the decision's transaction: a reader of the
+    # committed evidence holds nothing of it, and the trainer forgot it.
+    log = EvidenceLog(
+        transport.consumer(assign_all=[topics.evidence], read_committed=True),
+        keys=[TEST_KEY],
+        on_refused=lambda record, error: pytest.fail(f"refused {error}"),
+    )
+    assert log.catch_up()
+    log.close()
+    assert ("meta", 1, 2) not in log.pairs and ("meta", 1, 2) not in trainer.evidence.pairs
+    assert tombstones(transport, topics) >= {b"meta@1:2:0", b"meta@1:2:1", b"meta@1:2:2"}
 
 
 def test_a_worse_promoted_champion_is_rolled_back_on_the_broker(
@@ -354,3 +366,50 @@ def latest_counts(transport: KafkaTransport, topics: Topics) -> dict[int, int]:
                 latest[document["partition"]] = sum(document["counts"])
     consumer.close()
     return latest
+
+
+def test_a_rebalance_sends_the_held_back_counts_and_the_new_owner_continues_on_the_broker(
+    kafka: tuple[KafkaTransport, Topics],
+    committee: Committee,
+    artifact_body: Artifact,
+    exactly_once: bool,
+) -> None:
+    transport, topics = kafka
+    publish(
+        transport,
+        model(artifact(artifact_body, 1)),
+        model(artifact(artifact_body, 2, stage="shadow")),
+        topics=topics,
+    )
+    group = f"{topics.prefix}scorer"
+    # Nothing is ever due by count or time: only what leaving partitions sends goes out.
+    never = {"evidence_min_outcomes": 10**9, "evidence_interval_s": 3600.0}
+    options = {**OPTIONS, **never, "group_id": group, "exactly_once": exactly_once}
+    with ScorerThread(transport, topics, transactional_id=f"{group}-a", **options) as first:
+        assert wait_for(lambda: len(first.assignment()) == 8, timeout=60)
+        stream_until(transport, topics, committee, first, lambda: False, stop=1500)
+        assert wait_for(lambda: first.feedback.shadow.n_outcomes == 1500)
+        assert latest_counts(transport, topics) == {}  # all held back so far
+        with ScorerThread(transport, topics, transactional_id=f"{group}-b", **options) as second:
+            slots = [first.feedback.shadow, second.feedback.shadow]
+            assert wait_for(lambda: all(slot.owned for slot in slots), timeout=60)
+            # The moved partitions' counts went out at the revocation and were read back by
+            # their new owner: none lost, none twice.
+            assert wait_for(lambda: sum(slot.n_outcomes for slot in slots) == 1500)
+            assert second.feedback.shadow.n_outcomes > 0
+            moved = latest_counts(transport, topics)
+            assert set(moved) >= second.feedback.shadow.owned
+    # Both closed: every partition's counts are out, exactly the outcomes counted.
+    assert sum(latest_counts(transport, topics).values()) == 1500
+
+
+def tombstones(transport: KafkaTransport, topics: Topics) -> set[bytes]:
+    """The keys tombstoned on the evidence topic (committed)."""
+    consumer = transport.consumer(assign_all=[topics.evidence], read_committed=True)
+    keys: set[bytes] = set()
+    for _ in range(10):
+        for record in consumer.poll(timeout_ms=200, max_records=1000):
+            if record.value is None and record.key is not None:
+                keys.add(record.key)
+    consumer.close()
+    return keys
