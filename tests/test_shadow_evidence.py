@@ -559,3 +559,27 @@ def test_a_decided_pairs_counts_are_tombstoned_with_the_decision_and_forgotten(
     last = bus.records(TOPICS.evidence)[-1]
     assert (last.key, last.value) == (b"meta@1:2:0", None)
     assert trainer.evidence.pairs == []
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_an_idle_scorer_publishes_its_held_back_counts_when_they_are_due(
+    committee: Committee, artifact_body: Artifact, exactly_once: bool
+) -> None:
+    bus = make_bus(partitions=2)
+    publish(
+        bus, model(artifact(artifact_body, 1)), model(artifact(artifact_body, 2, stage="shadow"))
+    )
+    scorer = scorer_for(bus, exactly_once=exactly_once, transactional_id="idle")
+    slot = scorer.feedback.shadow
+    now = [1000.0]
+    slot.clock = lambda: now[0]
+    drain(scorer)  # assigned: each partition's bound starts now
+    stream(bus, committee, [scorer], 0, 500)
+    assert slot.n_outcomes == 500 and not summed_on(bus, 1, 2).any()  # held back: 0 s, < 1,000
+    drain(scorer)
+    assert not summed_on(bus, 1, 2).any()  # idle, not due yet: nothing committed for it
+    now[0] += 1.0  # a second later, no new record: the idle loop commits the counts alone
+    drain(scorer)
+    assert int(summed_on(bus, 1, 2).sum()) == 500 and not slot.held()
+    assert scorer._checkpoint is not None and not scorer._checkpoint.pending
+    scorer.close()
