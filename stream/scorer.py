@@ -285,14 +285,15 @@ class Scorer:
         # Each batch is settled before the next poll; the open span is committed here, so
         # the next owner of these partitions starts after it, from the shadow's counts.
         self.feedback.shadow.final = True
-        if self._checkpoint is not None and (
-            self._checkpoint.pending or self.feedback.shadow.held()
-        ):
-            try:
+        try:
+            if self._checkpoint is not None and (
+                self._checkpoint.pending or self.feedback.shadow.held()
+            ):
                 self._commit()
-            except TransportError as exc:
-                self._drop_span(f"commit before a rebalance failed: {exc}")
-        self.feedback.shadow.final = False
+        except TransportError as exc:
+            self._drop_span(f"commit before a rebalance failed: {exc}")
+        finally:
+            self.feedback.shadow.final = False
         self.metrics.rebalances.labels(kind="revoked").inc()
         self.feedback.shadow.revoked(self._outcome_partitions(partitions))
         self._lag.forget(partitions)
