@@ -413,3 +413,60 @@ def tombstones(transport: KafkaTransport, topics: Topics) -> set[bytes]:
                 keys.add(record.key)
     consumer.close()
     return keys
+
+
+class Crash(Exception):
+    """The process dies here."""
+
+
+def test_a_scorer_killed_inside_a_transaction_leaves_no_count_on_the_broker(
+    kafka: tuple[KafkaTransport, Topics], committee: Committee, artifact_body: Artifact
+) -> None:
+    transport, topics = kafka
+    publish(
+        transport,
+        model(artifact(artifact_body, 1)),
+        model(artifact(artifact_body, 2, stage="shadow")),
+        topics=topics,
+    )
+    group = f"{topics.prefix}scorer"
+    options = {
+        **OPTIONS,
+        "evidence_min_outcomes": 0,  # counts in every transaction that counted outcomes
+        "evidence_interval_s": 0.0,
+        "group_id": group,
+        "exactly_once": True,
+        "transactional_id": f"{group}-tx",
+    }
+    first = Scorer(
+        transport=transport, options=ScorerOptions(topics=topics, **options), keys=[TEST_KEY]
+    )
+    assert step_until(first, lambda: len(first.assignment()) == 8)
+    feed(transport, topics, committee, first, 0, 1000)
+    assert sum(latest_counts(transport, topics).values()) == 1000
+
+    def crash(*_: object, **__: object) -> None:
+        raise Crash
+
+    # The next transaction carries the counts of 1,000 + its outcomes, and dies uncommitted.
+    checkpoint = first._checkpoint
+    assert checkpoint is not None
+    checkpoint.producer.commit_transaction = crash  # type: ignore[method-assign]
+    send_votes(transport, topics, committee, 1000, 1500)
+    send_raw(transport, topics.outcomes, outcome_records(committee, 1000, 1500))
+    with pytest.raises(Crash):
+        step_until(first, lambda: False, timeout=60)
+    assert first.feedback.shadow.n_outcomes > 1000  # counted, sent, never committed
+    kill(first)
+    second = Scorer(
+        transport=transport, options=ScorerOptions(topics=topics, **options), keys=[TEST_KEY]
+    )
+    try:  # the same transactional id: the dead transaction is aborted (fenced)
+        assert step_until(second, lambda: len(second.assignment()) == 8)
+        assert step_until(second, lambda: second.stats.outcomes >= 500, timeout=90)
+        assert step_until(second, lambda: not second._checkpoint or not second._checkpoint.pending)
+        # The span is read again and counted once: the true total, published and read back.
+        assert second.feedback.shadow.n_outcomes == 1500
+        assert sum(latest_counts(transport, topics).values()) == 1500
+    finally:
+        second.close()
