@@ -21,7 +21,9 @@ Why a bound: exactly-once commits every 20 ms, so publishing at every commit mad
 50 records/s per partition, each one a re-check by the trainer; the test looks every few
 hundred summed outcomes and a decision takes thousands, so one record a second per
 partition delays a verdict by at most a second (or ``evidence_min_outcomes`` outcomes per
-partition in a burst) and costs nothing in power.
+partition in a burst) and costs nothing in power. Measured on the memory bus (4 partitions,
+a shadow, 10 s): exactly-once at 1,000 events/s 75 records/s before, 4.0 after; at 3,000
+events/s 56 and 4.0; at-least-once (250 ms commits) at 1,000 events/s 13.2 and 3.6.
 
 A replica assigned a partition (start-up, restart, rebalance) continues from that
 partition's last published counts for the current pair. A rolled-back span's counts are
@@ -29,8 +31,8 @@ dropped with it (they are counted again when it is read again). What a crash (a 
 no close) costs, per partition:
 
 * exactly-once: the outcomes counted since the partition's last record, whose offsets
-  were committed without them: fewer than ``evidence_min_outcomes`` and at most
-  ``evidence_interval_s`` of them. Never one counted twice (a record is visible only with
+  were committed without them: fewer than ``evidence_min_outcomes``, and at most
+  ``evidence_interval_s`` seconds' worth. Never one counted twice (a record is visible only with
   the offsets it counts). This loss is accepted rather than publishing at every commit:
   the lost outcomes are a stretch of time chosen by the crash, not by which model was
   right, so the test's error rates are unchanged and it only sees fewer outcomes; and the
