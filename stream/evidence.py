@@ -12,7 +12,9 @@ Records are signed by the scorer like artifacts (HMAC-SHA256 over the canonical 
 without the key can steer a promotion by writing counts. Any bytes are refused one record at
 a time (``on_refused``, with a reason); a record whose key is not the one its contents name is
 refused too (a key with another partition's counts would be summed twice after compaction).
-A tombstone (no value) deletes its key.
+A tombstone (no value) deletes its key: the trainer tombstones a pair's keys once the pair
+is over (decided, in the decision's transaction; or replaced), so neither the topic nor a
+log keeps finished pairs (:meth:`EvidenceLog.keys_where`, :meth:`EvidenceLog.forget`).
 
 Examples
 --------
@@ -149,10 +151,40 @@ class EvidenceLog:
         self._latest.setdefault(pair, {})[evidence["partition"]] = evidence
 
     def _forget(self, key: bytes | None) -> None:
-        for pair, partitions in self._latest.items():
+        """Drop ``key``'s counts (a tombstone); a key held by nobody changes nothing."""
+        for pair, partitions in list(self._latest.items()):
             for partition in list(partitions):
                 if key == evidence_key(*pair, partition):
                     del partitions[partition]
+            if not partitions:
+                del self._latest[pair]
+
+    @property
+    def pairs(self) -> list[Pair]:
+        """The pairs some partition's counts are held for."""
+        return sorted(self._latest)
+
+    def keys_where(self, over: Callable[[Pair], bool]) -> list[bytes]:
+        """The keys of every held partition's counts whose pair is ``over`` (to tombstone).
+
+        >>> log = EvidenceLog(None, keys=None, on_refused=print)  # type: ignore[arg-type]
+        >>> log._latest = {("meta", 1, 2): {0: None, 3: None}, ("meta", 2, 3): {0: None}}
+        >>> log.keys_where(lambda pair: pair[2] == 2)
+        [b'meta@1:2:0', b'meta@1:2:3']
+        >>> log.forget(_); log.pairs
+        [('meta', 2, 3)]
+        """
+        return [
+            evidence_key(*pair, partition)
+            for pair in self.pairs
+            if over(pair)
+            for partition in sorted(self._latest[pair])
+        ]
+
+    def forget(self, keys: Sequence[bytes]) -> None:
+        """Drop ``keys``' counts now (their tombstones are committed; read back later)."""
+        for key in keys:
+            self._forget(key)
 
     def partition(self, pair: Pair, partition: int) -> ShadowEvidence | None:
         """The latest counts of one partition for ``pair``, if any were published."""

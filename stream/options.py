@@ -176,6 +176,11 @@ class ScorerOptions:
     drift_snapshot_every: int = 250
     max_failed_batches: int = 5
     model_check_interval_s: float = 0.5
+    # The shadow's counts per outcomes partition go out when this many new outcomes were
+    # counted or this many seconds passed since its last record (stream/shadow.py); 0 and 0:
+    # at every commit that counted some.
+    evidence_min_outcomes: int = 1000
+    evidence_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         interval = self.commit_interval_s

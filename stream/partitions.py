@@ -100,11 +100,12 @@ class Ownership:
         return [tp.partition for tp in partitions if tp.topic == self.outcomes_topic]
 
     def revoked(self, partitions: set[TopicPartition]) -> None:
-        """Commit the open span, so the next owner of ``partitions`` starts after it."""
+        """Commit the open span, so the next owner of ``partitions`` starts after it, from
+        the shadow's counts (every held-back count goes out)."""
         settlement = self.settlement
-        if settlement is not None and settlement.pending:
+        if settlement is not None:
             try:
-                settlement.commit()
+                settlement.commit_all()  # the shadow's counts go with the span
             except TransportError as exc:
                 settlement.drop(f"commit before a rebalance failed: {exc}")
         self.metrics.rebalances.labels(kind="revoked").inc()

@@ -245,6 +245,9 @@ class Scorer:
             rate_window=options.rate_window,
             on_commit=self.feedback.shadow.committed,
             on_rollback=self.feedback.shadow.rolled_back,
+            evidence_held=self.feedback.shadow.held,
+            send_evidence=self._evidence.send,
+            final_evidence=self._final_evidence,
         )
         return consumer
 
@@ -276,6 +279,9 @@ class Scorer:
             self._wait_out(BROKER_UNREACHABLE, str(exc))
             return 0
 
+    def _final_evidence(self, final: bool) -> None:
+        self.feedback.shadow.final = final
+
     def _serve(self) -> int:
         """Poll a batch, process it (or commit a span that is due), then housekeeping."""
         if self._votes is None:
@@ -298,7 +304,7 @@ class Scorer:
             if not self.process(records):
                 time.sleep(self.outage.backoff())  # rolled back: retried after a bounded wait
                 return 0
-        elif settlement.pending and not settlement.commit_or_rollback():
+        elif settlement.due and not settlement.commit_or_rollback():
             time.sleep(self.outage.backoff())
             return 0
         if not records and not self._votes.assignment():
@@ -417,9 +423,9 @@ class Scorer:
         self.metrics.ready.set(0)
         settlement = self._settlement
         try:
-            if settlement is not None and settlement.pending and not settlement.producer_lost:
+            if settlement is not None and not settlement.producer_lost:
                 try:
-                    settlement.commit()
+                    settlement.commit_all()  # every count the shadow held back goes out
                 except TransportError as exc:
                     settlement.drop(f"commit at close failed: {exc}")
                     raise

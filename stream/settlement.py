@@ -51,7 +51,7 @@ from metasignal.stream.metrics import ScorerMetrics
 from metasignal.stream.outage import BROKER_UNREACHABLE, PRODUCER_RECREATING, Outage
 from metasignal.stream.stats import RollingRate, ScorerStats
 from metasignal.stream.step import Dead
-from metasignal.stream.transport.base import OTHER, Record, TransportError
+from metasignal.stream.transport.base import OTHER, Producer, Record, TransportError
 
 __all__ = ["Settled", "Settlement"]
 
@@ -84,6 +84,11 @@ class Settlement:
     on_commit, on_rollback
         Called when the span commits, and when it is rolled back or dropped (the shadow's
         counts follow the span).
+    evidence_held, send_evidence, final_evidence
+        Whether the shadow holds counts back (:mod:`~metasignal.stream.shadow`: they go
+        out every so many outcomes or seconds), sending them, and saying that every count
+        must go out now (a revoke, a close). Held counts are committed even with no open
+        span: alone in a transaction of their own (exactly-once), or flushed (at-least-once).
     """
 
     def __init__(
@@ -96,6 +101,9 @@ class Settlement:
         rate_window: int,
         on_commit: Callable[[], None],
         on_rollback: Callable[[], None],
+        evidence_held: Callable[[], bool] = lambda: False,
+        send_evidence: Callable[[Producer], None] = lambda producer: None,
+        final_evidence: Callable[[bool], None] = lambda final: None,
     ) -> None:
         self.checkpoint = checkpoint
         self.outage = outage
@@ -103,6 +111,9 @@ class Settlement:
         self.stats = stats
         self.on_commit = on_commit
         self.on_rollback = on_rollback
+        self.evidence_held = evidence_held
+        self.send_evidence = send_evidence
+        self.final_evidence = final_evidence
         self._rate = RollingRate(rate_window)
         self._settled: list[Settled] = []
 
@@ -110,6 +121,11 @@ class Settlement:
     def pending(self) -> int:
         """Records of the open span (re-delivered if the process dies now)."""
         return self.checkpoint.pending
+
+    @property
+    def due(self) -> bool:
+        """Something to commit: the open span, or counts the shadow holds back."""
+        return bool(self.checkpoint.pending) or self.evidence_held()
 
     @property
     def producer_lost(self) -> bool:
@@ -126,9 +142,27 @@ class Settlement:
             self._committed()
 
     def commit(self) -> None:
-        """Commit the open span now (raises :class:`TransportError` if that fails)."""
-        self.checkpoint.commit()
+        """Commit the open span now (raises :class:`TransportError` if that fails); with
+        no open span, the shadow's held-back counts go out alone."""
+        checkpoint = self.checkpoint
+        if not checkpoint.pending and self.evidence_held():
+            if checkpoint.exactly_once:
+                checkpoint.begin()  # a transaction of their own (sent before it commits)
+            else:
+                self.send_evidence(checkpoint.producer)
+                checkpoint.producer.flush()
+        checkpoint.commit()
         self._committed()
+
+    def commit_all(self) -> None:
+        """Commit the open span and every count held back: the partitions are leaving
+        (a revoke) or the scorer is (a close). Raises :class:`TransportError` if it fails."""
+        self.final_evidence(True)
+        try:
+            if self.due:
+                self.commit()
+        finally:
+            self.final_evidence(False)
 
     def commit_or_rollback(self) -> bool:
         """Commit the open span now; False when it failed and was rolled back."""

@@ -504,6 +504,11 @@ def test_live_f1_and_pnl_per_role_from_joined_outcomes() -> None:
     assert slot.evidence() == []  # nothing changed since the commit
     slot.observe(ScoredVote("e9", 0, ("a",), np.zeros(1), 0.9, 1, 1, 2, 1, 0.5), 1, partition=1)
     slot.flush()
-    assert slot.n_outcomes == 5 and [k for k, _ in slot.evidence()] == [b"meta@1:2:1"]
+    # One new outcome a moment after the last record: held back until a second has passed
+    # (the default evidence_interval_s), then only the partition that changed goes out.
+    assert slot.n_outcomes == 5 and slot.evidence() == [] and not slot.held()
+    now = slot.clock()
+    slot.clock = lambda: now + 1.0
+    assert slot.held() and [k for k, _ in slot.evidence()] == [b"meta@1:2:1"]
     slot.rolled_back()  # the span is read again: its count goes with it
     assert slot.n_outcomes == 4 and slot.evidence() == []

@@ -3,6 +3,7 @@ a crash, and hostile evidence records."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -88,7 +89,9 @@ def test_two_replicas_feed_one_test_and_the_trainer_promotes_on_the_sum(
     assert all(slot.pair[0] == 2 for slot in counted)  # both apply the signed decision
     # The decision's sample is both replicas' counts: more than either had alone.
     n_outcomes = evidence["n_outcomes"]
-    assert isinstance(n_outcomes, int) and n_outcomes == int(summed_on(bus, 1, 2).sum())
+    latest = latest_by_partition(bus, [0, 1, 2, 3])
+    assert isinstance(n_outcomes, int) and n_outcomes == sum(sum(r["counts"]) for r in latest)
+    assert not summed_on(bus, 1, 2).any()  # tombstoned with the decision
     shares = [sum(sum(r["counts"]) for r in latest_by_partition(bus, p)) for p in owned]
     assert all(0 < share < n_outcomes for share in shares), shares
     assert (
@@ -102,7 +105,9 @@ def test_two_replicas_feed_one_test_and_the_trainer_promotes_on_the_sum(
 def latest_by_partition(bus: MemoryBus, partitions: list[int]) -> list[ShadowEvidence]:
     latest: dict[int, ShadowEvidence] = {}
     for record in bus.records(TOPICS.evidence):
-        document = json.loads(record.value or b"{}")
+        if record.value is None:  # a tombstone: the pair was decided
+            continue
+        document = json.loads(record.value)
         if (document["champion"], document["shadow"]) == (1, 2):
             latest[document["partition"]] = document
     return [latest[p] for p in partitions if p in latest]
@@ -262,6 +267,10 @@ def test_a_rebalance_mid_comparison_loses_and_repeats_no_count(
     assert isinstance(n_outcomes, int) and 3000 <= n_outcomes < 3500
 
 
+# The shadow's counts go out at every commit that counted outcomes (no holding back).
+EVERY_COMMIT: dict[str, Any] = {"evidence_min_outcomes": 0, "evidence_interval_s": 0.0}
+
+
 class Crash(Exception):
     """The process dies here."""
 
@@ -274,11 +283,13 @@ def test_a_crash_counts_at_most_one_commit_span_twice(
     publish(
         bus, model(artifact(artifact_body, 1)), model(artifact(artifact_body, 2, stage="shadow"))
     )
-    # Long spans: the crashed span is exactly the 1,000 records sent after the patch.
+    # Long spans: the crashed span is exactly the 1,000 records sent after the patch; counts
+    # published at every commit (the bound of held-back counts is tested below).
     options: dict[str, Any] = {
         "exactly_once": exactly_once,
         "commit_interval_s": 60.0,
         "transactional_id": "crashing",
+        **EVERY_COMMIT,
     }
     scorer = scorer_for(bus, **options)
     stream(bus, committee, [scorer], 0, 1000)
@@ -414,7 +425,7 @@ def test_a_partition_whose_counts_cannot_be_read_back_publishes_nothing_until_th
 
     bus = make_bus()
     send_evidence(bus, evidence_record(0, [100, 0, 0, 0, 0, 0, 0, 0], "before-a-restart"))
-    slot = ShadowSlot(options=ScorerOptions(topics=TOPICS), metrics=ScorerMetrics())
+    slot = ShadowSlot(options=ScorerOptions(topics=TOPICS, **EVERY_COMMIT), metrics=ScorerMetrics())
     log = EvidenceLog(
         bus.consumer(assign_all=[TOPICS.evidence]), keys=None, on_refused=lambda *_: None
     )
@@ -440,3 +451,137 @@ def test_a_partition_whose_counts_cannot_be_read_back_publishes_nothing_until_th
     ((key, value),) = slot.evidence()  # read back at the next commit: 100 + 1
     assert key == b"meta@1:2:0" and decode_shadow_evidence(value)["counts"][0] == 101
     assert slot.n_outcomes == 101
+
+
+def evidence_counts(bus: MemoryBus) -> dict[int, list[int]]:
+    """The summed counts of each evidence record published, by partition, in order."""
+    out: dict[int, list[int]] = {}
+    for r in bus.records(TOPICS.evidence):
+        if r.value:
+            record = json.loads(r.value)
+            out.setdefault(record["partition"], []).append(sum(record["counts"]))
+    return out
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_counts_are_held_back_to_a_bound_and_all_go_out_at_close(
+    committee: Committee, artifact_body: Artifact, exactly_once: bool
+) -> None:
+    bus = make_bus(partitions=2)
+    publish(
+        bus, model(artifact(artifact_body, 1)), model(artifact(artifact_body, 2, stage="shadow"))
+    )
+    # A commit after every batch; counts go out every 300 new outcomes (the clock never
+    # makes them due here).
+    options: dict[str, Any] = {
+        "exactly_once": exactly_once,
+        "commit_interval_s": 0.0,
+        "transactional_id": "held",
+        "evidence_min_outcomes": 300,
+        "evidence_interval_s": 3600.0,
+    }
+    scorer = scorer_for(bus, **options)
+    for lo in range(0, 2000, 100):
+        stream(bus, committee, [scorer], lo, lo + 100)
+    slot = scorer.feedback.shadow
+    assert slot.n_outcomes == 2000
+    published = evidence_counts(bus)
+    for steps in published.values():
+        # The first count goes out at once, then each record carries >= 300 new outcomes.
+        assert all(b - a >= 300 for a, b in itertools.pairwise(steps)), steps
+    # About 2,000 / 300 records instead of one per partition per commit (40 commits).
+    assert sum(map(len, published.values())) <= 2 + 2000 // 300
+    truth = {p: int(c.sum()) for p, c in slot._counts.items()}
+    # Killed: offsets are committed, the counts since each partition's last record are lost
+    # (fewer than 300 per partition); none is counted twice.
+    assert scorer._votes is not None
+    scorer._votes.close()
+    successor = scorer_for(bus, **options)
+    drain(successor)
+    after = {p: int(c.sum()) for p, c in successor.feedback.shadow._counts.items()}
+    assert after == {p: steps[-1] for p, steps in published.items()}
+    assert all(0 <= truth[p] - after[p] < 300 for p in truth), (truth, after)
+    # Closed: every held-back count goes out, the next replica continues from all of them.
+    stream(bus, committee, [successor], 2000, 2100)
+    held = successor.feedback.shadow.n_outcomes
+    assert held > int(summed_on(bus, 1, 2).sum())  # some held back before the close
+    successor.close()
+    assert int(summed_on(bus, 1, 2).sum()) == held
+    third = scorer_for(bus, **options)
+    drain(third)
+    assert third.feedback.shadow.n_outcomes == held
+    third.close()
+
+
+def test_a_decided_pairs_counts_are_tombstoned_with_the_decision_and_forgotten(
+    committee: Committee, artifact_body: Artifact
+) -> None:
+    bus = make_bus(partitions=2)
+    publish(
+        bus,
+        model(artifact(artifact_body, 1, threshold=0.9)),
+        model(artifact(artifact_body, 2, stage="shadow")),
+    )
+    scorer, trainer = scorer_for(bus), trainer_for(bus)
+    promoted = lambda: bool(decisions_on(bus))  # noqa: E731
+    stream(bus, committee, [scorer, trainer], 0, 12_000, until=promoted)
+    (promote, *_) = decisions_on(bus)
+    assert (promote["decision"], promote["champion"], promote["shadow"]) == ("promote", 1, 2)
+    # Every key of the decided pair is tombstoned, after its counts: the topic compacts them
+    # away, and neither the trainer's log nor a fresh one holds the pair.
+    tombstones = [r.key for r in bus.records(TOPICS.evidence) if r.value is None]
+    assert set(tombstones) == {b"meta@1:2:0", b"meta@1:2:1"} and len(tombstones) == 2
+    assert ("meta", 1, 2) not in trainer.evidence.pairs
+    fresh = EvidenceLog(
+        bus.consumer(assign_all=[TOPICS.evidence]), keys=None, on_refused=lambda *_: None
+    )
+    fresh.catch_up()
+    assert ("meta", 1, 2) not in fresh.pairs
+    # The scorer reads the tombstones, forgets the pair and refuses nothing.
+    drain(scorer, trainer)
+    assert scorer._evidence.log is not None and ("meta", 1, 2) not in scorer._evidence.log.pairs
+    refused = scorer.metrics.registry.get_sample_value
+    assert not refused("metasignal_shadow_evidence_refused_total", {"reason": "bad_evidence"})
+    # The predecessor's watch (the next pair) is decided too: its keys go the same way.
+    retired = lambda: len(decisions_on(bus)) > 1  # noqa: E731
+    stream(bus, committee, [scorer, trainer], scorer.stats.votes, 20_000, until=retired)
+    assert [(r["decision"], r["champion"], r["shadow"]) for r in decisions_on(bus)][1] == (
+        "retire",
+        2,
+        1,
+    )
+    tombstones = [r.key for r in bus.records(TOPICS.evidence) if r.value is None]
+    assert set(tombstones) == {b"meta@1:2:0", b"meta@1:2:1", b"meta@2:1:0", b"meta@2:1:1"}
+    drain(scorer, trainer)
+    assert trainer.evidence.pairs == [] and scorer._evidence.log.pairs == []
+    # A late record of a decided pair (a replica that had not read the decision yet) is
+    # tombstoned again at the trainer's next look.
+    send_evidence(bus, evidence_record(0, [5] * 8, "late"))
+    drain(trainer)
+    last = bus.records(TOPICS.evidence)[-1]
+    assert (last.key, last.value) == (b"meta@1:2:0", None)
+    assert trainer.evidence.pairs == []
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_an_idle_scorer_publishes_its_held_back_counts_when_they_are_due(
+    committee: Committee, artifact_body: Artifact, exactly_once: bool
+) -> None:
+    bus = make_bus(partitions=2)
+    publish(
+        bus, model(artifact(artifact_body, 1)), model(artifact(artifact_body, 2, stage="shadow"))
+    )
+    scorer = scorer_for(bus, exactly_once=exactly_once, transactional_id="idle")
+    slot = scorer.feedback.shadow
+    now = [1000.0]
+    slot.clock = lambda: now[0]
+    drain(scorer)  # assigned: each partition's bound starts now
+    stream(bus, committee, [scorer], 0, 500)
+    assert slot.n_outcomes == 500 and not summed_on(bus, 1, 2).any()  # held back: 0 s, < 1,000
+    drain(scorer)
+    assert not summed_on(bus, 1, 2).any()  # idle, not due yet: nothing committed for it
+    now[0] += 1.0  # a second later, no new record: the idle loop commits the counts alone
+    drain(scorer)
+    assert int(summed_on(bus, 1, 2).sum()) == 500 and not slot.held()
+    assert scorer._checkpoint is not None and not scorer._checkpoint.pending
+    scorer.close()

@@ -93,9 +93,16 @@ class ControlPosition:
         assert self.consumer is not None
         self.consumer.seek(record.topic_partition, record.offset)
 
-    def publish(self, messages: Sequence[Message], *, answered: Record | None) -> None:
-        """One transaction: ``messages`` on ``models`` and the control offset, past the
-        ``answered`` request or (``None``: a judgement of the evidence) where it stands.
+    def publish(
+        self,
+        messages: Sequence[Message],
+        *,
+        answered: Record | None,
+        tombstones: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """One transaction: ``messages`` on ``models``, ``tombstones`` (topic, key) and the
+        control offset, past the ``answered`` request or (``None``: a judgement of the
+        evidence) where it stands.
 
         Raises :class:`TransportError` after rolling back (the request is read again).
         """
@@ -106,6 +113,8 @@ class ControlPosition:
             checkpoint.begin()
             for key, value in messages:
                 checkpoint.producer.send(self.models_topic, key=key, value=value)
+            for topic, key in tombstones:
+                checkpoint.producer.send(topic, key=key, value=None)
             if answered is None:
                 checkpoint.commit({tp: consumer.position(tp) for tp in consumer.assignment()})
             else:

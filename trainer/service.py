@@ -259,22 +259,31 @@ class TrainerService:
         ruling = self.referee.rule()
         if ruling is None:
             return None
-        decision = ruling.decision
+        judgement, decision = ruling.judgement, ruling.decision
+        evidence_topic = self.options.topics.evidence
         try:
-            self.control.publish([decision_message(decision)], answered=None)
+            self.control.publish(
+                [] if decision is None else [decision_message(decision)],
+                answered=None,
+                tombstones=[(evidence_topic, key) for key in ruling.finished],
+            )
         except TransportError as exc:
             self.referee.judge_again = True
-            log.error("could not publish the %s decision: %s", ruling.judgement.kind, exc)
+            what = "evidence tombstones" if judgement is None else f"{judgement.kind} decision"
+            log.error("could not publish the %s: %s", what, exc)
             self._publish_failed(exc)
             return Verdict(ruling.request_id, "retry", str(exc))
+        self.referee.evidence.forget(ruling.finished)
+        if judgement is None or decision is None:
+            return None
         self.published.published(ruling.request_id, None, decision)
-        if ruling.judgement.kind == "rollback":
+        if judgement.kind == "rollback":
             # The runbook's MetasignalChampionRolledBack (the alert on this rollback).
             log.warning("rolling back: %s", ruling.detail)
         else:
             log.info("shadow decision: %s", ruling.detail)
         verdict = Verdict(ruling.request_id, "published", ruling.detail)
-        self.metrics.count(verdict, ruling.judgement.kind)
+        self.metrics.count(verdict, judgement.kind)
         self.verdicts.append(verdict)
         return verdict
 

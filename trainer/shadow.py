@@ -17,6 +17,12 @@ signed record are the trainer's, computed from the counts.
   ``better``: ``rollback`` (once: the slot empties with it), ``not_better``: ``retire``
   the predecessor (the promotion stands).
 
+Once a pair is over (decided; or its shadow or champion replaced, which versions that only
+go up never undo), nobody reads its counts again: :func:`finished_keys` names its keys on
+the ``evidence`` topic, which the trainer tombstones (with the decision, in its
+transaction), so compaction and every :class:`~metasignal.stream.evidence.EvidenceLog`
+forget them.
+
 A ``promote``/``retire``/``rollback`` request on ``control`` (an operator's, or an older
 scorer's) is answered from the same judgement: published when the trainer's own verdict
 supports it, refused otherwise, whatever the request's ``stats`` say.
@@ -58,7 +64,7 @@ from typing import Any
 
 from metasignal.stream.decisions import new_decision, sign_decision
 from metasignal.stream.drift.promotion import ShadowComparison
-from metasignal.stream.evidence import SummedEvidence
+from metasignal.stream.evidence import EvidenceLog, Pair, SummedEvidence
 from metasignal.stream.lineup import Lineup, Role
 from metasignal.stream.messages import DecisionKind, ShadowDecision
 from metasignal.stream.shadow import role_f1
@@ -183,6 +189,32 @@ class ShadowJudge:
             role=role,
             evidence=_json_ready(evidence),
         )
+
+
+def pair_over(lineup: Lineup, pair: Pair) -> bool:
+    """Whether ``pair``'s comparison is over for ``lineup`` (module docstring): another
+    model's pairs are not; the current pair is not; a pair of versions the lineup has not
+    seen yet is not (a scorer that read a new shadow first).
+
+    >>> from metasignal.stream.artifact import example_artifact
+    >>> lineup = Lineup(model_name="meta")
+    >>> _ = lineup.offer_artifact(example_artifact())  # champion v1, no shadow
+    >>> [pair_over(lineup, p) for p in [("meta", 1, 1), ("meta", 1, 2), ("other", 0, 1)]]
+    [True, False, False]
+    """
+    name, champion, shadow = pair
+    if name != lineup.model_name or (champion, shadow) == lineup.versions[:2]:
+        return False
+    return max(champion, shadow) <= lineup.highest
+
+
+def finished_keys(log: EvidenceLog, lineup: Lineup, judgement: Judgement | None) -> list[bytes]:
+    """The ``evidence`` keys to tombstone: those of the pair ``judgement`` decides (if any)
+    and of every pair already over for ``lineup``."""
+    decided = None
+    if judgement is not None:
+        decided = (lineup.model_name, judgement.champion, judgement.shadow)
+    return log.keys_where(lambda pair: pair == decided or pair_over(lineup, pair))
 
 
 def sign_judgement(

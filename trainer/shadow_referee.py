@@ -24,6 +24,7 @@ from metasignal.trainer.shadow import (
     Judgement,
     ShadowJudge,
     answer_shadow_request,
+    finished_keys,
     sign_judgement,
 )
 from metasignal.trainer.verdict import Verdict
@@ -48,17 +49,22 @@ def shadow_judge(options: TrainerOptions) -> ShadowJudge:
 
 @dataclass(frozen=True)
 class Ruling:
-    """A decided judgement and its signed decision record."""
+    """A decided judgement and its signed decision record (``None`` for both when there is
+    only evidence to tombstone), and the ``evidence`` keys of pairs that are over: the
+    decided one and any whose lineup has moved on (tombstoned with the decision)."""
 
-    judgement: Judgement
-    decision: ShadowDecision
+    judgement: Judgement | None
+    decision: ShadowDecision | None
+    finished: list[bytes]
 
     @property
     def request_id(self) -> str:
-        return self.decision["request_id"]
+        return "evidence:tombstones" if self.decision is None else self.decision["request_id"]
 
     @property
     def detail(self) -> str:
+        if self.judgement is None:
+            return f"{len(self.finished)} finished evidence keys tombstoned"
         return f"{self.judgement.kind}: {self.judgement.reason}"
 
 
@@ -92,16 +98,18 @@ class ShadowReferee:
 
     def rule(self) -> Ruling | None:
         """On new evidence (or when asked to judge again): the signed decision the test
-        reaches, ``None`` while it has not decided."""
+        reaches and the evidence keys to tombstone; ``None`` when there is neither."""
         if not self.evidence.poll() and not self.judge_again:
             return None
         self.judge_again = False
         self.published.catch_up()
         judgement = self.judgement()
-        if judgement is None:
+        lineup = self.published.lineup
+        finished = finished_keys(self.evidence, lineup, judgement)
+        if judgement is None and not finished:
             return None
-        decision = sign_judgement(judgement, self.published.lineup, key=self.key)
-        return Ruling(judgement, decision)
+        decision = None if judgement is None else sign_judgement(judgement, lineup, key=self.key)
+        return Ruling(judgement, decision, finished)
 
     def answer(self, request: ControlRequest) -> tuple[Verdict, ShadowDecision | None]:
         """A shadow request: the signed decision if the referee's own judgement of the
