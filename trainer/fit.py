@@ -32,7 +32,12 @@ from threadpoolctl import threadpool_limits
 
 from metasignal.stream.artifact import SCHEMA_VERSION, Artifact
 from metasignal.stream.sizing import SizingRule, resolve_sizing
-from metasignal.trainer.calibration import brier_score, reliability_curve
+from metasignal.trainer.calibration import (
+    brier_score,
+    fit_transfer,
+    reliability_curve,
+    score_recalibration,
+)
 from metasignal.trainer.data import DataError, VoteTable, input_summary, load_table
 from metasignal.trainer.meta_model import MetaModelClassifier
 from metasignal.trainer.metrics import decision_metrics
@@ -446,6 +451,11 @@ def fit_meta_model(
         sizing=sizing,
     )
     artifact["skill"] = skill
+    # The published model read on the scale its calibration map was fitted on: training rows only.
+    transfer = fit_transfer(
+        published.decision_function(train.votes[evidence.oof_index]), evidence.oof_scores
+    )
+    artifact["score_recalibration"] = score_recalibration(model.calibration_, transfer)
     coef, intercept = published.linear_parameters()
     report = {
         "skill": skill,

@@ -7,7 +7,12 @@ from them, without any outcome:
 * the live positive rate under label shift (:func:`~metasignal.stream.drift.prior.estimate_prior`);
 * the expected precision, recall and F1 of the decisions at the model's threshold
   (:func:`~metasignal.stream.drift.expected.expected_quality`), with the scores first
-  re-expressed for that estimated rate.
+  re-expressed for that estimated rate. A model whose published scores are over-confident
+  at the top (the trainer's refit on every row spreads its decision values wider than the
+  fold models its calibration map was fitted on) over-states them; given the artifact's
+  ``score_recalibration`` (:attr:`CompiledModel.score_recalibration
+  <metasignal.stream.scoring.CompiledModel.score_recalibration>`) the expected quality is
+  computed from the recalibrated scores, each with its own reference rate.
 
 The reference rate (the prior the model's scores are calibrated to) is given, or the mean
 score of the first ``warmup`` votes after a (re)start: a calibrated model's mean score is
@@ -44,8 +49,23 @@ import numpy as np
 
 from metasignal.stream.drift.expected import expected_quality
 from metasignal.stream.drift.prior import adjust_posteriors, estimate_prior
+from metasignal.stream.scoring import logit, sigmoid
 
-__all__ = ["LabelFreeEstimate", "LabelFreeEstimator"]
+__all__ = ["LabelFreeEstimate", "LabelFreeEstimator", "recalibrate"]
+
+_CLIP = 1e-12  # keeps the logit of a score of exactly 0 or 1 finite
+
+
+def recalibrate(scores: np.ndarray, recalibration: tuple[float, float] | None) -> np.ndarray:
+    """``sigmoid(a logit(s) + b)`` for ``recalibration = (a, b)``; the scores if ``None``.
+
+    >>> recalibrate(np.array([0.5, 0.9]), (0.5, 0.0)).round(3).tolist()
+    [0.5, 0.75]
+    """
+    if recalibration is None:
+        return scores
+    a, b = recalibration
+    return sigmoid(a * logit(scores, _CLIP) + b)
 
 
 @dataclass(frozen=True)
@@ -77,10 +97,19 @@ class LabelFreeEstimator:
         Votes whose mean score becomes the reference rate (ignored when given).
     reference_rate
         The positive rate the scores are calibrated to, if known.
+    recalibration
+        ``(a, b)``: the expected quality reads ``sigmoid(a logit(s) + b)`` for a score ``s``
+        (the serving model's ``score_recalibration``); its reference rate is the mean
+        recalibrated warm-up score. The positive rate is estimated from the scores as served.
     """
 
     def __init__(
-        self, *, window: int = 5_000, warmup: int = 5_000, reference_rate: float | None = None
+        self,
+        *,
+        window: int = 5_000,
+        warmup: int = 5_000,
+        reference_rate: float | None = None,
+        recalibration: tuple[float, float] | None = None,
     ) -> None:
         if window < 1 or warmup < 1:
             raise ValueError(f"window and warmup must be >= 1, got {window} and {warmup}")
@@ -89,16 +118,22 @@ class LabelFreeEstimator:
         self.window = window
         self.warmup = warmup
         self._given_reference = reference_rate
-        self.reset()
+        self.reset(recalibration=recalibration)
 
-    def reset(self) -> None:
-        """Forget every vote (a new model: its scores have their own calibration)."""
+    def reset(self, *, recalibration: tuple[float, float] | None = None) -> None:
+        """Forget every vote (a new model: its scores have their own calibration).
+
+        ``recalibration`` is the new model's (see the class's parameters).
+        """
+        self.recalibration = recalibration
         self._scores = np.empty(self.window, dtype=np.float64)
         self._decisions = np.zeros(self.window, dtype=bool)
         self._written = 0
         self._warm_n = 0
         self._warm_sum = 0.0
+        self._warm_recalibrated = 0.0
         self._reference = self._given_reference
+        self._quality_reference = self._given_reference
         self._last_rate: float | None = None
 
     @property
@@ -121,9 +156,11 @@ class LabelFreeEstimator:
             take = min(n, self.warmup - self._warm_n)
             self._warm_n += take
             self._warm_sum += float(scores[:take].sum())
+            warm = recalibrate(scores[:take], self.recalibration)
+            self._warm_recalibrated += float(warm.sum())
             if self._warm_n == self.warmup:
-                mean = self._warm_sum / self._warm_n
-                self._reference = min(max(mean, 1e-6), 1.0 - 1e-6)
+                self._reference = _rate(self._warm_sum / self._warm_n)
+                self._quality_reference = _rate(self._warm_recalibrated / self._warm_n)
         # The last min(n, window) votes land at their ring positions in one indexed copy.
         keep = min(n, self.window)
         slots = (self._written + np.arange(n - keep, n)) % self.window
@@ -148,7 +185,12 @@ class LabelFreeEstimator:
         rate = estimate_prior(scores, reference, start=self._last_rate)
         if events is None:
             self._last_rate = rate
-        quality = expected_quality(adjust_posteriors(scores, reference, rate), decisions)
+        quality_reference = self._quality_reference
+        assert quality_reference is not None
+        posteriors = adjust_posteriors(
+            recalibrate(scores, self.recalibration), quality_reference, rate
+        )
+        quality = expected_quality(posteriors, decisions)
         return LabelFreeEstimate(
             events=len(scores),
             reference_rate=reference,
@@ -157,3 +199,7 @@ class LabelFreeEstimator:
             recall=quality.recall,
             f1=quality.f1,
         )
+
+
+def _rate(mean: float) -> float:
+    return min(max(mean, 1e-6), 1.0 - 1e-6)
