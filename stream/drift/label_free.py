@@ -135,6 +135,7 @@ class LabelFreeEstimator:
         self._reference = self._given_reference
         self._quality_reference = self._given_reference
         self._last_rate: float | None = None
+        self._last_quality_rate: float | None = None
 
     @property
     def events(self) -> int:
@@ -185,11 +186,7 @@ class LabelFreeEstimator:
         rate = estimate_prior(scores, reference, start=self._last_rate)
         if events is None:
             self._last_rate = rate
-        quality_reference = self._quality_reference
-        assert quality_reference is not None
-        posteriors = adjust_posteriors(
-            recalibrate(scores, self.recalibration), quality_reference, rate
-        )
+        posteriors = self._posteriors(scores, rate, remember=events is None)
         quality = expected_quality(posteriors, decisions)
         return LabelFreeEstimate(
             events=len(scores),
@@ -199,6 +196,24 @@ class LabelFreeEstimator:
             recall=quality.recall,
             f1=quality.f1,
         )
+
+    def _posteriors(self, scores: np.ndarray, rate: float, *, remember: bool) -> np.ndarray:
+        """P(trade) per event at the live rate, on the recalibrated scale when there is one.
+
+        The recalibrated scores have their own reference, so the live rate is estimated on
+        their scale too (the scales differ in level, the prior shift is the same).
+        """
+        reference = self._reference
+        if self.recalibration is None:
+            assert reference is not None
+            return adjust_posteriors(scores, reference, rate)
+        reference = self._quality_reference
+        assert reference is not None
+        recalibrated = recalibrate(scores, self.recalibration)
+        live = estimate_prior(recalibrated, reference, start=self._last_quality_rate)
+        if remember:
+            self._last_quality_rate = live
+        return adjust_posteriors(recalibrated, reference, live)
 
 
 def _rate(mean: float) -> float:
