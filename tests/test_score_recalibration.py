@@ -152,3 +152,29 @@ def test_the_monitor_hands_the_recalibration_to_its_estimator_at_every_model() -
     assert monitor.label_free.recalibration == (0.8, -0.5)
     monitor.reset_quality(score_recalibration=None)
     assert monitor.label_free.recalibration is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_trainer_publishes_a_recalibration_that_fixes_the_tail_and_no_decision() -> None:
+    from metasignal.trainer.data import VoteTable
+    from metasignal.trainer.fit import FitConfig, fit_meta_model
+    from metasignal.trainer.synthetic import generate_committee
+
+    train = generate_committee(n_events=60_000, positive_rate=0.01, skill=3.0, seed=3)
+    table = VoteTable(
+        time_ms=train.time_ms, members=train.members, votes=train.votes, labels=train.labels
+    )
+    outcome = fit_meta_model(table, FitConfig(estimator={"strategy": "optimal_threshold"}))
+    text = dumps_artifact(sign_artifact(outcome.artifact, KEY))
+    model = CompiledModel.from_artifact(load_artifact(text, keys=[KEY]))
+    assert model.score_recalibration is not None
+    pool = generate_committee(n_events=300_000, positive_rate=0.01, skill=3.0, seed=4)
+    served = model.predict_proba(pool.votes)
+    # Decisions are the fitted model's own.
+    assert np.array_equal(model.decide(served), outcome.model.predict(pool.votes))
+    above = model.decide(served).astype(bool)
+    realized = float(pool.labels[above].mean())
+    recalibrated = recalibrate(served[above], model.score_recalibration)
+    assert served[above].mean() - realized > 0.03  # over-confident at the top as served
+    assert abs(recalibrated.mean() - realized) < (served[above].mean() - realized) / 2
