@@ -536,7 +536,7 @@ def drift_runs(plan: Plan, setting: Setting) -> dict[str, list[DriftRun]]:
 def hot_path_cost(setting: Setting, batches: int = 400) -> tuple[float, float]:
     """µs per vote: (label-free path, scoring), alternating batches in the same run."""
     model = setting.model
-    monitor = DriftMonitor(members=model.members)
+    monitor = DriftMonitor(members=model.members, score_recalibration=model.score_recalibration)
     votes = setting.votes[: batches * BATCH]
     label_free = scoring = 0.0
     for b in range(batches):
