@@ -127,6 +127,8 @@ class LabelFreeEstimator:
         """
         self.recalibration = recalibration
         self._scores = np.empty(self.window, dtype=np.float64)
+        # The recalibrated scores, computed once per vote as they arrive (if recalibrating).
+        self._recalibrated = np.empty(self.window if recalibration else 0, dtype=np.float64)
         self._decisions = np.zeros(self.window, dtype=bool)
         self._written = 0
         self._warm_n = 0
@@ -153,12 +155,15 @@ class LabelFreeEstimator:
         n = len(scores)
         if n == 0:
             return
+        keep = min(n, self.window)
+        if self._reference is None:
+            keep = n  # the warm-up reads every vote of the batch
+        recalibrated = recalibrate(scores[n - keep :], self.recalibration)
         if self._reference is None:
             take = min(n, self.warmup - self._warm_n)
             self._warm_n += take
             self._warm_sum += float(scores[:take].sum())
-            warm = recalibrate(scores[:take], self.recalibration)
-            self._warm_recalibrated += float(warm.sum())
+            self._warm_recalibrated += float(recalibrated[:take].sum())
             if self._warm_n == self.warmup:
                 self._reference = _rate(self._warm_sum / self._warm_n)
                 self._quality_reference = _rate(self._warm_recalibrated / self._warm_n)
@@ -166,16 +171,21 @@ class LabelFreeEstimator:
         keep = min(n, self.window)
         slots = (self._written + np.arange(n - keep, n)) % self.window
         self._scores[slots] = scores[n - keep :]
+        if self.recalibration is not None:
+            self._recalibrated[slots] = recalibrated[len(recalibrated) - keep :]
         self._decisions[slots] = np.asarray(decisions, dtype=bool)[n - keep :]
         self._written += n
 
     def recent(self, events: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The last ``events`` (default: all in the window) scores and decisions, oldest first."""
+        index = self._index(events)
+        return self._scores[index], self._decisions[index]
+
+    def _index(self, events: int | None) -> np.ndarray:
         held = min(self._written, self.window)
         k = held if events is None else min(max(events, 0), held)
         end = self._written % self.window
-        index = (np.arange(end - k, end)) % self.window
-        return self._scores[index], self._decisions[index]
+        return (np.arange(end - k, end)) % self.window
 
     def estimate(self, events: int | None = None) -> LabelFreeEstimate | None:
         """Estimates over the last ``events`` votes (default: the window); ``None`` in warm-up."""
@@ -186,7 +196,7 @@ class LabelFreeEstimator:
         rate = estimate_prior(scores, reference, start=self._last_rate)
         if events is None:
             self._last_rate = rate
-        posteriors = self._posteriors(scores, rate, remember=events is None)
+        posteriors = self._posteriors(scores, rate, events)
         quality = expected_quality(posteriors, decisions)
         return LabelFreeEstimate(
             events=len(scores),
@@ -197,7 +207,7 @@ class LabelFreeEstimator:
             f1=quality.f1,
         )
 
-    def _posteriors(self, scores: np.ndarray, rate: float, *, remember: bool) -> np.ndarray:
+    def _posteriors(self, scores: np.ndarray, rate: float, events: int | None) -> np.ndarray:
         """P(trade) per event at the live rate, on the recalibrated scale when there is one.
 
         The recalibrated scores have their own reference, so the live rate is estimated on
@@ -209,9 +219,9 @@ class LabelFreeEstimator:
             return adjust_posteriors(scores, reference, rate)
         reference = self._quality_reference
         assert reference is not None
-        recalibrated = recalibrate(scores, self.recalibration)
+        recalibrated = self._recalibrated[self._index(events)]
         live = estimate_prior(recalibrated, reference, start=self._last_quality_rate)
-        if remember:
+        if events is None:
             self._last_quality_rate = live
         return adjust_posteriors(recalibrated, reference, live)
 
