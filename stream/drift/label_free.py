@@ -49,7 +49,6 @@ import numpy as np
 
 from metasignal.stream.drift.expected import expected_quality
 from metasignal.stream.drift.prior import adjust_posteriors, estimate_prior
-from metasignal.stream.scoring import logit, sigmoid
 
 __all__ = ["LabelFreeEstimate", "LabelFreeEstimator", "recalibrate"]
 
@@ -65,7 +64,9 @@ def recalibrate(scores: np.ndarray, recalibration: tuple[float, float] | None) -
     if recalibration is None:
         return scores
     a, b = recalibration
-    return sigmoid(a * logit(scores, _CLIP) + b)
+    clipped = np.clip(scores, _CLIP, 1.0 - _CLIP)
+    # |a logit + b| stays far below exp's overflow for clipped scores: no masked sigmoid.
+    return 1.0 / (1.0 + np.exp(-(a * (np.log(clipped) - np.log1p(-clipped)) + b)))
 
 
 @dataclass(frozen=True)
@@ -192,11 +193,12 @@ class LabelFreeEstimator:
         reference = self._reference
         if reference is None or self._written == 0:
             return None
-        scores, decisions = self.recent(events)
+        index = self._index(events)
+        scores, decisions = self._scores[index], self._decisions[index]
         rate = estimate_prior(scores, reference, start=self._last_rate)
         if events is None:
             self._last_rate = rate
-        posteriors = self._posteriors(scores, rate, events)
+        posteriors = self._posteriors(scores, rate, index, remember=events is None)
         quality = expected_quality(posteriors, decisions)
         return LabelFreeEstimate(
             events=len(scores),
@@ -207,7 +209,9 @@ class LabelFreeEstimator:
             f1=quality.f1,
         )
 
-    def _posteriors(self, scores: np.ndarray, rate: float, events: int | None) -> np.ndarray:
+    def _posteriors(
+        self, scores: np.ndarray, rate: float, index: np.ndarray, *, remember: bool
+    ) -> np.ndarray:
         """P(trade) per event at the live rate, on the recalibrated scale when there is one.
 
         The recalibrated scores have their own reference, so the live rate is estimated on
@@ -219,9 +223,9 @@ class LabelFreeEstimator:
             return adjust_posteriors(scores, reference, rate)
         reference = self._quality_reference
         assert reference is not None
-        recalibrated = self._recalibrated[self._index(events)]
+        recalibrated = self._recalibrated[index]
         live = estimate_prior(recalibrated, reference, start=self._last_quality_rate)
-        if events is None:
+        if remember:
             self._last_quality_rate = live
         return adjust_posteriors(recalibrated, reference, live)
 
