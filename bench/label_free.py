@@ -870,6 +870,11 @@ READING = [
     "gap is its own error (the rate estimate's and the calibration's). ±0.03 on 95 "
     "% of windows needs about 1,100 trades per window (sd 0.015 at a precision near "
     "0.5), some 75,000-97,000 events at 1 %.",
+    "* Hot-path cost: reading the scores through `score_recalibration` (a logit and "
+    "a sigmoid per vote, a second prior estimate per refresh) makes the label-free "
+    "path about a third dearer (1.33x in an alternating A/B of `DriftMonitor` with "
+    "and without it, same process); the ratios against scoring above (3.2-3.5) were "
+    "2.3-2.9 before it, in earlier runs on this shared machine.",
     "* Concept drift: two consistency checks (`stream/drift/consistency.py`) compare the "
     "events since the change point with the model's first 20,000 re-weighted to the "
     "estimated prior. The *moments* check (the members' vote logits, the score logit and "
