@@ -76,6 +76,20 @@ class CalibrationMap(TypedDict):
     intercept: float
 
 
+class ScoreRecalibration(TypedDict):
+    """What the published scores mean, for the label-free expected quality only.
+
+    A Platt map of the linear model's decision values (``slope``, ``intercept``) fitted by
+    the trainer on the training period (:func:`metasignal.trainer.calibration.fit_transfer`),
+    valid beside the ``calibration`` map it was fitted with. Decisions never read it.
+    """
+
+    method: str  # platt
+    slope: float
+    intercept: float
+    calibration: CalibrationMap
+
+
 class ThresholdInfo(TypedDict, total=False):
     value: Required[float]
     metric: Required[str]
@@ -106,6 +120,9 @@ class Artifact(TypedDict, total=False):
     calibration: Required[CalibrationMap]
     threshold: Required[ThresholdInfo]
     sizing: SizingBlock  # absent in artifacts written before sizing: all-or-nothing
+    # Absent in artifacts written before it: the label-free estimates take the scores as
+    # calibrated.
+    score_recalibration: ScoreRecalibration
     signature: Signature
     training: dict[str, Any]
     metrics: dict[str, Any]
@@ -364,10 +381,25 @@ def validate_artifact(document: Mapping[str, Any]) -> None:
     _require(document, "threshold.metric", str)
     if document.get("stage", "champion") not in STAGES:
         raise ArtifactError(f"artifact field 'stage' must be one of {', '.join(STAGES)}")
+    if "score_recalibration" in document:
+        _validate_recalibration(document)
     try:
         SizingRule.from_dict(document.get("sizing"))
     except ValueError as exc:
         raise ArtifactError(f"artifact field 'sizing': {exc}") from None
+
+
+def _validate_recalibration(document: Mapping[str, Any]) -> None:
+    if _require(document, "score_recalibration.method", str) != "platt":
+        raise ArtifactError("artifact field 'score_recalibration.method' must be 'platt'")
+    if _finite_number(document, "score_recalibration.slope") <= 0.0:
+        raise ArtifactError("artifact field 'score_recalibration.slope' must be positive")
+    _finite_number(document, "score_recalibration.intercept")
+    if _finite_number(document, "score_recalibration.calibration.slope") <= 0.0:
+        raise ArtifactError(
+            "artifact field 'score_recalibration.calibration.slope' must be positive"
+        )
+    _finite_number(document, "score_recalibration.calibration.intercept")
 
 
 def model_identity(document: Mapping[str, Any]) -> tuple[str, int]:

@@ -130,9 +130,10 @@ class FeedbackLoop:
                 members=model.members,
                 window=self.options.drift_window,
                 detector=self.options.drift_detector,
+                score_recalibration=model.score_recalibration,
             )
         else:
-            self.monitor.reset_quality()
+            self.monitor.reset_quality(score_recalibration=model.score_recalibration)
         self.policy.start(model_version=model.version)
 
     def remember(self, batch: ScoredBatch, model: CompiledModel) -> list[Message]:

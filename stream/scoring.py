@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,33 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def score_recalibration(artifact: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The artifact's ``score_recalibration`` as ``(a, b)`` on the served score's logit.
+
+    It maps decision values ``r`` to ``k' r + c'`` and was fitted beside the calibration
+    ``k r + c_fit``; the served score's logit is ``k r + c``. A calibration with another
+    slope was refitted on outcomes (an outcome re-tune): the recalibration no longer
+    applies. Only the intercept moved (a label-shift re-tune moves the prior): the shift
+    carries over, ``k' r + c' + (c - c_fit)``.
+
+    >>> art = {"calibration": {"slope": 2.0, "intercept": -3.0}, "score_recalibration": {
+    ...     "slope": 1.0, "intercept": -2.0, "calibration": {"slope": 2.0, "intercept": -4.0}}}
+    >>> score_recalibration(art)
+    (0.5, 0.5)
+    """
+    block = artifact.get("score_recalibration")
+    if block is None:
+        return None
+    slope = float(artifact["calibration"]["slope"])
+    fitted = block["calibration"]
+    if not math.isclose(slope, float(fitted["slope"]), rel_tol=1e-9):
+        return None
+    intercept = float(artifact["calibration"]["intercept"])
+    a = float(block["slope"]) / slope
+    b = float(block["intercept"]) + intercept - float(fitted["intercept"]) - a * intercept
+    return a, b
+
+
 @dataclass(frozen=True)
 class CompiledModel:
     """An artifact ready for the hot path."""
@@ -63,6 +91,9 @@ class CompiledModel:
     bias: float
     threshold: float
     sizing: SizingRule = field(default_factory=lambda: SizingRule(method="fixed"))
+    # (a, b): sigmoid(a logit(score) + b) is what the score means, for the label-free
+    # expected quality only (the artifact's score_recalibration); None: the score itself.
+    score_recalibration: tuple[float, float] | None = None
 
     @classmethod
     def from_artifact(cls, artifact: Mapping[str, Any]) -> CompiledModel:
@@ -86,6 +117,7 @@ class CompiledModel:
             + float(artifact["calibration"]["intercept"]),
             threshold=float(artifact["threshold"]["value"]),
             sizing=SizingRule.from_dict(artifact.get("sizing")),
+            score_recalibration=score_recalibration(artifact),
         )
 
     def features(self, votes: np.ndarray) -> np.ndarray:

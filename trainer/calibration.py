@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from metasignal.stream.artifact import CalibrationMap
+from metasignal.stream.artifact import CalibrationMap, ScoreRecalibration
 from metasignal.stream.scoring import sigmoid
 
 
@@ -63,6 +63,44 @@ def fit_platt(raw: np.ndarray, y: np.ndarray) -> PlattCalibration:
         # Perfectly separated out-of-fold scores push the slope to infinity; the prior is safer.
         slope, intercept = 1.0, float(start[1])
     return PlattCalibration(slope=slope, intercept=intercept)
+
+
+def fit_transfer(published_raw: np.ndarray, oof_scores: np.ndarray) -> PlattCalibration:
+    """The calibration map for the *published* model's decision values, fitted without labels.
+
+    The strategy's calibration map was fitted on out-of-fold decision values of walk-forward
+    fold models trained on fewer rows; the published model, refitted on every row, is less
+    regularised and spreads its decision values wider, so the same map makes it
+    over-confident at the top (``bench/label_free.py`` measures it). This fits a Platt map
+    of the published model's decision values on the same training rows to their
+    out-of-fold calibrated scores used as soft targets: it reads the published model on
+    the scale the calibrator was fitted on, and uses no label beyond the ones the
+    out-of-fold calibration used.
+
+    Examples
+    --------
+    A published model whose decision values are 1.5 times the fold models':
+
+    >>> rng = np.random.default_rng(0)
+    >>> fold_raw = rng.normal(size=20_000)
+    >>> cal = PlattCalibration(slope=2.0, intercept=-4.0)
+    >>> transfer = fit_transfer(1.5 * fold_raw, cal.transform(fold_raw))
+    >>> round(transfer.slope, 3), round(transfer.intercept, 3)
+    (1.333, -4.0)
+    """
+    return fit_platt(published_raw, np.clip(np.asarray(oof_scores, dtype=np.float64), 0.0, 1.0))
+
+
+def score_recalibration(
+    calibration: PlattCalibration, transfer: PlattCalibration
+) -> ScoreRecalibration:
+    """The artifact's ``score_recalibration`` block: ``transfer`` and the map it stands beside."""
+    return {
+        "method": "platt",
+        "slope": transfer.slope,
+        "intercept": transfer.intercept,
+        "calibration": calibration.to_dict(),
+    }
 
 
 def brier_score(y: np.ndarray, p: np.ndarray) -> float:

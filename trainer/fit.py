@@ -30,9 +30,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from metasignal.stream.artifact import SCHEMA_VERSION, Artifact
+from metasignal.stream.artifact import SCHEMA_VERSION, Artifact, ScoreRecalibration
 from metasignal.stream.sizing import SizingRule, resolve_sizing
-from metasignal.trainer.calibration import brier_score, reliability_curve
+from metasignal.trainer.calibration import (
+    brier_score,
+    fit_transfer,
+    reliability_curve,
+    score_recalibration,
+)
 from metasignal.trainer.data import DataError, VoteTable, input_summary, load_table
 from metasignal.trainer.meta_model import MetaModelClassifier
 from metasignal.trainer.metrics import decision_metrics
@@ -444,6 +449,7 @@ def fit_meta_model(
         validation=validation,
         holdout=holdout,
         sizing=sizing,
+        training_votes=train.votes,
     )
     artifact["skill"] = skill
     coef, intercept = published.linear_parameters()
@@ -544,6 +550,18 @@ def _threshold_uncertainty(model: MetaModelClassifier, train: Period) -> dict[st
     }
 
 
+def _score_recalibration(
+    model: MetaModelClassifier, training_votes: np.ndarray
+) -> ScoreRecalibration:
+    """The published model read on the scale its calibration map was fitted on
+    (:func:`~metasignal.trainer.calibration.fit_transfer`): training rows only."""
+    evidence = model.walk_forward_[model.strategy_]
+    transfer = fit_transfer(
+        model.decision_function(training_votes[evidence.oof_index]), evidence.oof_scores
+    )
+    return score_recalibration(model.calibration_, transfer)
+
+
 def build_artifact(
     model: MetaModelClassifier,
     *,
@@ -553,8 +571,13 @@ def build_artifact(
     validation: dict[str, Any],
     holdout: dict[str, Any] | None,
     sizing: SizingRule,
+    training_votes: np.ndarray | None = None,
 ) -> Artifact:
-    """The unsigned artifact body (sign with :func:`metasignal.stream.artifact.sign_artifact`)."""
+    """The unsigned artifact body (sign with :func:`metasignal.stream.artifact.sign_artifact`).
+
+    ``training_votes`` are the rows the walk-forward evidence indexes (default: the table's),
+    on which the published model's ``score_recalibration`` is fitted.
+    """
     features = model.pipeline_[0]
     coef, intercept = model.linear_parameters()
     return {
@@ -585,6 +608,9 @@ def build_artifact(
             "fold_thresholds": validation["chosen"]["fold_thresholds"],
         },
         "sizing": sizing.to_dict(),
+        "score_recalibration": _score_recalibration(
+            model, table.votes if training_votes is None else training_votes
+        ),
         "training": {
             "window": {"start": iso_ms(training_window[0]), "end": iso_ms(training_window[1])},
             "rows": len(table),

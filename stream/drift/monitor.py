@@ -143,6 +143,9 @@ class DriftMonitor:
     label_free_refresh
         Votes between two computations of the label-free estimates (each costs a few
         passes over the window, ~0.2 ms for 5,000 votes; the detector sees every vote).
+    score_recalibration
+        The serving model's :attr:`~metasignal.stream.scoring.CompiledModel.score_recalibration`,
+        read by the expected quality only (again at each :meth:`reset_quality`).
     """
 
     def __init__(
@@ -155,6 +158,7 @@ class DriftMonitor:
         label_free_window: int = 5000,
         label_shift_params: Mapping[str, Any] | None = None,
         label_free_refresh: int = 1000,
+        score_recalibration: tuple[float, float] | None = None,
     ) -> None:
         self.members = tuple(members)
         self.window = window
@@ -171,14 +175,14 @@ class DriftMonitor:
         self.outcomes = 0
         self._rate_drift = False
         self._direction: str | None = None
-        self.reset_quality()
+        self.reset_quality(score_recalibration=score_recalibration)
 
-    def reset_quality(self) -> None:
+    def reset_quality(self, *, score_recalibration: tuple[float, float] | None = None) -> None:
         """Forget the rolling quality (a new model is serving); the rate detector keeps going.
 
         The label-free state restarts too: the new model's scores have their own calibration.
         """
-        self.label_free.reset()
+        self.label_free.reset(recalibration=score_recalibration)
         self._vote_window.reset()
         self._label_shift = PriorShiftCUSUM(**self._label_shift_params)
         self._estimate = None
