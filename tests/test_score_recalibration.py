@@ -1,5 +1,7 @@
-"""The published model's score recalibration: fitted by the trainer without labels, carried
-by the artifact (optional), read by the label-free expected quality only."""
+"""The published model's score recalibration: fitted by the trainer without labels and
+composed into the served calibration (decisions unchanged); older artifacts that carry it as
+the optional ``score_recalibration`` block still load, and the label-free expected quality
+still reads it from them."""
 
 from __future__ import annotations
 
@@ -19,8 +21,7 @@ from metasignal.stream.drift.monitor import DriftMonitor
 from metasignal.stream.drift.prior import adjust_posteriors
 from metasignal.stream.errors import ArtifactError
 from metasignal.stream.scoring import CompiledModel, logit, score_recalibration
-from metasignal.trainer.calibration import PlattCalibration, fit_transfer
-from metasignal.trainer.calibration import score_recalibration as recalibration_block
+from metasignal.trainer.calibration import PlattCalibration, compose_transfer, fit_transfer
 
 KEY = b"r" * 32
 MEANS, SD = (-0.1, 1.3), 0.7  # the fold models' decision values per class
@@ -43,10 +44,17 @@ def _committee(
 
 
 def _artifact(transfer: PlattCalibration | None) -> dict[str, Any]:
+    """An artifact as the trainer published it before the transfer was served: the
+    ``score_recalibration`` block beside the calibration it was fitted with."""
     doc: dict[str, Any] = dict(example_artifact(("a", "b")))
     doc["calibration"] = CALIBRATION.to_dict()
     if transfer is not None:
-        doc["score_recalibration"] = recalibration_block(CALIBRATION, transfer)
+        doc["score_recalibration"] = {
+            "method": "platt",
+            "slope": transfer.slope,
+            "intercept": transfer.intercept,
+            "calibration": CALIBRATION.to_dict(),
+        }
     return doc
 
 
@@ -154,9 +162,26 @@ def test_the_monitor_hands_the_recalibration_to_its_estimator_at_every_model() -
     assert monitor.label_free.recalibration is None
 
 
+def test_the_served_transfer_keeps_every_decision_and_moves_the_threshold() -> None:
+    rng = np.random.default_rng(7)
+    transfer = _fitted_transfer(rng)
+    served, threshold = compose_transfer(CALIBRATION, transfer, 0.3)
+    assert served == transfer
+    assert threshold < 0.3  # the published model over-stated the top: the same cut reads lower
+    _, raw, _ = _committee(rng, 200_000, 0.01)
+    np.testing.assert_array_equal(
+        CALIBRATION.transform(raw) >= 0.3, served.transform(raw) >= threshold
+    )
+    # Always / never trade stays so; a transfer without order changes nothing.
+    assert compose_transfer(CALIBRATION, transfer, 0.0) == (transfer, 0.0)
+    assert compose_transfer(CALIBRATION, transfer, 1.0) == (transfer, 1.0)
+    flat = PlattCalibration(slope=0.0, intercept=-4.0)
+    assert compose_transfer(CALIBRATION, flat, 0.3) == (CALIBRATION, 0.3)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_the_trainer_publishes_a_recalibration_that_fixes_the_tail_and_no_decision() -> None:
+def test_the_trainer_serves_the_recalibrated_score_with_the_same_decisions() -> None:
     from metasignal.trainer.data import VoteTable
     from metasignal.trainer.fit import FitConfig, fit_meta_model
     from metasignal.trainer.synthetic import generate_committee
@@ -166,15 +191,26 @@ def test_the_trainer_publishes_a_recalibration_that_fixes_the_tail_and_no_decisi
         time_ms=train.time_ms, members=train.members, votes=train.votes, labels=train.labels
     )
     outcome = fit_meta_model(table, FitConfig(estimator={"strategy": "optimal_threshold"}))
+    assert "score_recalibration" not in outcome.artifact
     text = dumps_artifact(sign_artifact(outcome.artifact, KEY))
     model = CompiledModel.from_artifact(load_artifact(text, keys=[KEY]))
-    assert model.score_recalibration is not None
+    assert model.score_recalibration is None
+    # The artifact as published before: the tuned calibration and threshold, unrecalibrated.
+    before: dict[str, Any] = {
+        **outcome.artifact,
+        "calibration": outcome.report["calibration"],
+        "threshold": {**outcome.artifact["threshold"], "value": outcome.report["threshold"]},
+    }
+    old = CompiledModel.from_artifact(before)
+    assert outcome.report["served"]["threshold"] == model.threshold != old.threshold
     pool = generate_committee(n_events=300_000, positive_rate=0.01, skill=3.0, seed=4)
-    served = model.predict_proba(pool.votes)
-    # Decisions are the fitted model's own.
-    assert np.array_equal(model.decide(served), outcome.model.predict(pool.votes))
+    served, old_served = model.predict_proba(pool.votes), old.predict_proba(pool.votes)
     above = model.decide(served).astype(bool)
+    # The same trades; the fitted model's own probabilities and decisions.
+    np.testing.assert_array_equal(above, old.decide(old_served).astype(bool))
+    np.testing.assert_array_equal(model.decide(served), outcome.model.predict(pool.votes))
+    np.testing.assert_allclose(served, outcome.model.predict_proba(pool.votes)[:, 1], atol=1e-9)
     realized = float(pool.labels[above].mean())
-    recalibrated = recalibrate(served[above], model.score_recalibration)
-    assert served[above].mean() - realized > 0.03  # over-confident at the top as served
-    assert abs(recalibrated.mean() - realized) < (served[above].mean() - realized) / 2
+    over = old_served[above].mean() - realized
+    assert over > 0.03  # the unrecalibrated score over-stated the top
+    assert abs(served[above].mean() - realized) < over / 2

@@ -18,12 +18,13 @@ Examples
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
 
-from metasignal.stream.artifact import CalibrationMap, ScoreRecalibration
+from metasignal.stream.artifact import CalibrationMap
 from metasignal.stream.scoring import sigmoid
 
 
@@ -91,16 +92,31 @@ def fit_transfer(published_raw: np.ndarray, oof_scores: np.ndarray) -> PlattCali
     return fit_platt(published_raw, np.clip(np.asarray(oof_scores, dtype=np.float64), 0.0, 1.0))
 
 
-def score_recalibration(
-    calibration: PlattCalibration, transfer: PlattCalibration
-) -> ScoreRecalibration:
-    """The artifact's ``score_recalibration`` block: ``transfer`` and the map it stands beside."""
-    return {
-        "method": "platt",
-        "slope": transfer.slope,
-        "intercept": transfer.intercept,
-        "calibration": calibration.to_dict(),
-    }
+def compose_transfer(
+    calibration: PlattCalibration, transfer: PlattCalibration, threshold: float
+) -> tuple[PlattCalibration, float]:
+    """The served calibration ``transfer`` and the threshold on its scale that keeps every decision.
+
+    Both maps are Platt maps of the same decision value ``r`` with positive slopes, so
+    ``transfer`` is a monotone function of the old score: the old threshold ``t`` is
+    crossed at ``r* = (logit(t) - c) / k`` and the new one is ``transfer(r*)``; a score
+    reaches the new threshold iff it reached the old one. A threshold of 0 or 1 (trade
+    always / never) stays as it is; a ``transfer`` without a positive slope (no order to
+    keep) leaves both unchanged.
+
+    >>> old = PlattCalibration(slope=2.0, intercept=-4.0)
+    >>> new, t = compose_transfer(old, PlattCalibration(slope=1.5, intercept=-3.5), 0.5)
+    >>> new.slope, round(t, 4), round(float(new.transform(np.array([2.0]))[0]), 4)
+    (1.5, 0.3775, 0.3775)
+    """
+    if not (calibration.slope > 0.0 and transfer.slope > 0.0 and np.isfinite(transfer.slope)):
+        return calibration, threshold
+    if not 0.0 < threshold < 1.0:
+        return transfer, threshold
+    crossing = (math.log(threshold) - math.log1p(-threshold) - calibration.intercept) / (
+        calibration.slope
+    )
+    return transfer, float(transfer.transform(np.array([crossing]))[0])
 
 
 def brier_score(y: np.ndarray, p: np.ndarray) -> float:

@@ -9,11 +9,12 @@ rows only; the holdout is touched once, to report. The skill gate
 without evidence of skill no model is published (:class:`NoSkillError`, which
 carries the report) unless ``allow_no_skill`` overrides it, and the artifact
 records the override. The published model is refitted on every row with the
-tuned settings.
+tuned settings, and its score is recalibrated to the out-of-fold scale (:func:`serve`).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import logging
@@ -30,13 +31,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from metasignal.stream.artifact import SCHEMA_VERSION, Artifact, ScoreRecalibration
+from metasignal.stream.artifact import SCHEMA_VERSION, Artifact
 from metasignal.stream.sizing import SizingRule, resolve_sizing
 from metasignal.trainer.calibration import (
     brier_score,
+    compose_transfer,
     fit_transfer,
     reliability_curve,
-    score_recalibration,
 )
 from metasignal.trainer.data import DataError, VoteTable, input_summary, load_table
 from metasignal.trainer.meta_model import MetaModelClassifier
@@ -441,15 +442,15 @@ def fit_meta_model(
         if published is not model
         else "published model is the one fitted on the training period"
     )
-    artifact = build_artifact(
-        published,
+    served = serve(published, train.votes)
+    artifact = served_artifact(
+        served,
         table=table,
         config=config,
         training_window=(int(table.time_ms[0]), int(table.time_ms[-1])),
         validation=validation,
         holdout=holdout,
         sizing=sizing,
-        training_votes=train.votes,
     )
     artifact["skill"] = skill
     coef, intercept = published.linear_parameters()
@@ -482,6 +483,8 @@ def fit_meta_model(
         "member_weights": dict(zip(table.members, coef.tolist(), strict=True)),
         "intercept": intercept,
         "calibration": model.calibration_.to_dict(),
+        # What the artifact serves: the same decisions on the recalibrated score (serve()).
+        "served": {"calibration": served.calibration_.to_dict(), "threshold": served.threshold_},
         "sizing": sizes,
         "plots": plots,
         "fit_seconds": perf_counter() - started,
@@ -492,7 +495,7 @@ def fit_meta_model(
         refused = f"no model published: {model.skill_.reason}"
         report["published"] = refused
         raise NoSkillError(refused, report=report)
-    return FitOutcome(artifact=artifact, report=report, model=published)
+    return FitOutcome(artifact=artifact, report=report, model=served)
 
 
 def _read_table(
@@ -550,16 +553,27 @@ def _threshold_uncertainty(model: MetaModelClassifier, train: Period) -> dict[st
     }
 
 
-def _score_recalibration(
-    model: MetaModelClassifier, training_votes: np.ndarray
-) -> ScoreRecalibration:
-    """The published model read on the scale its calibration map was fitted on
-    (:func:`~metasignal.trainer.calibration.fit_transfer`): training rows only."""
+def serve(model: MetaModelClassifier, training_votes: np.ndarray) -> MetaModelClassifier:
+    """A copy of ``model`` whose score means on the published model what the out-of-fold one did.
+
+    The calibration map was fitted on out-of-fold decision values of fold models trained on
+    fewer rows; the model refitted on every row spreads its decision values wider, so the
+    same map over-states P(trade) at the top. The copy's calibration is instead a Platt map
+    of its own decision values fitted to the out-of-fold calibrated scores on the training
+    rows (:func:`~metasignal.trainer.calibration.fit_transfer`: no label beyond the ones
+    the calibration used), and its threshold is the old one carried through the same
+    monotone map (:func:`~metasignal.trainer.calibration.compose_transfer`): every
+    decision is the model's own, only the score (and so a position's size) moves.
+    """
     evidence = model.walk_forward_[model.strategy_]
     transfer = fit_transfer(
         model.decision_function(training_votes[evidence.oof_index]), evidence.oof_scores
     )
-    return score_recalibration(model.calibration_, transfer)
+    calibration, threshold = compose_transfer(model.calibration_, transfer, model.threshold_)
+    served = copy.copy(model)
+    served.calibration_ = calibration
+    served.threshold_ = threshold
+    return served
 
 
 def build_artifact(
@@ -575,9 +589,33 @@ def build_artifact(
 ) -> Artifact:
     """The unsigned artifact body (sign with :func:`metasignal.stream.artifact.sign_artifact`).
 
-    ``training_votes`` are the rows the walk-forward evidence indexes (default: the table's),
-    on which the published model's ``score_recalibration`` is fitted.
+    The model is published as :func:`serve` makes it: ``training_votes`` are the rows the
+    walk-forward evidence indexes (default: the table's), on which its served calibration
+    is fitted.
     """
+    served = serve(model, table.votes if training_votes is None else training_votes)
+    return served_artifact(
+        served,
+        table=table,
+        config=config,
+        training_window=training_window,
+        validation=validation,
+        holdout=holdout,
+        sizing=sizing,
+    )
+
+
+def served_artifact(
+    model: MetaModelClassifier,
+    *,
+    table: VoteTable,
+    config: FitConfig,
+    training_window: tuple[int, int],
+    validation: dict[str, Any],
+    holdout: dict[str, Any] | None,
+    sizing: SizingRule,
+) -> Artifact:
+    """The artifact body of a model as it stands (already passed through :func:`serve`)."""
     features = model.pipeline_[0]
     coef, intercept = model.linear_parameters()
     return {
@@ -608,9 +646,6 @@ def build_artifact(
             "fold_thresholds": validation["chosen"]["fold_thresholds"],
         },
         "sizing": sizing.to_dict(),
-        "score_recalibration": _score_recalibration(
-            model, table.votes if training_votes is None else training_votes
-        ),
         "training": {
             "window": {"start": iso_ms(training_window[0]), "end": iso_ms(training_window[1])},
             "rows": len(table),
