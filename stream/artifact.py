@@ -79,6 +79,9 @@ class CalibrationMap(TypedDict):
 class ScoreRecalibration(TypedDict):
     """What the published scores mean, for the label-free expected quality only.
 
+    Written by trainers before the map was composed into the served calibration (newer
+    artifacts omit it); still accepted and read so those artifacts keep loading.
+
     A Platt map of the linear model's decision values (``slope``, ``intercept``) fitted by
     the trainer on the training period (:func:`metasignal.trainer.calibration.fit_transfer`),
     valid beside the ``calibration`` map it was fitted with. Decisions never read it.

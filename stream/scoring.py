@@ -50,6 +50,10 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def score_recalibration(artifact: Mapping[str, Any]) -> tuple[float, float] | None:
     """The artifact's ``score_recalibration`` as ``(a, b)`` on the served score's logit.
 
+    Only artifacts published before the trainer composed this map into the served
+    calibration carry it (newer ones serve the recalibrated score: ``None``); it is still
+    read from them so their label-free expected quality stays corrected.
+
     It maps decision values ``r`` to ``k' r + c'`` and was fitted beside the calibration
     ``k r + c_fit``; the served score's logit is ``k r + c``. A calibration with another
     slope was refitted on outcomes (an outcome re-tune): the recalibration no longer
@@ -92,7 +96,7 @@ class CompiledModel:
     threshold: float
     sizing: SizingRule = field(default_factory=lambda: SizingRule(method="fixed"))
     # (a, b): sigmoid(a logit(score) + b) is what the score means, for the label-free
-    # expected quality only (the artifact's score_recalibration); None: the score itself.
+    # expected quality only (an older artifact's score_recalibration); None: the score itself.
     score_recalibration: tuple[float, float] | None = None
 
     @classmethod

@@ -76,7 +76,8 @@ def fit_transfer(published_raw: np.ndarray, oof_scores: np.ndarray) -> PlattCali
     of the published model's decision values on the same training rows to their
     out-of-fold calibrated scores used as soft targets: it reads the published model on
     the scale the calibrator was fitted on, and uses no label beyond the ones the
-    out-of-fold calibration used.
+    out-of-fold calibration used. The trainer serves it as the published calibration
+    (:func:`compose_transfer`).
 
     Examples
     --------

@@ -9,8 +9,9 @@ from them, without any outcome:
   (:func:`~metasignal.stream.drift.expected.expected_quality`), with the scores first
   re-expressed for that estimated rate. A model whose published scores are over-confident
   at the top (the trainer's refit on every row spreads its decision values wider than the
-  fold models its calibration map was fitted on) over-states them; given the artifact's
-  ``score_recalibration`` (:attr:`CompiledModel.score_recalibration
+  fold models its calibration map was fitted on) over-states them. The trainer now serves
+  the recalibrated score itself; given an older artifact's ``score_recalibration``
+  (:attr:`CompiledModel.score_recalibration
   <metasignal.stream.scoring.CompiledModel.score_recalibration>`) the expected quality is
   computed from the recalibrated scores, each with its own reference rate.
 
