@@ -408,7 +408,10 @@ def fit_meta_model(
         p_ho,
         payoff=None if train.payoff is None else (train, hold),
     )
-    sizes = sizing_summary(sizing, p_ho, model.threshold_)
+    # Sizes read the served score: the tuned model's, recalibrated as the artifact's is.
+    tuned_served = serve(model, train.votes)
+    p_ho_served = tuned_served.predict_proba(hold.votes)[:, 1] if len(hold) else p_ho
+    sizes = sizing_summary(sizing, p_ho_served, tuned_served.threshold_)
     skill = model.skill_.to_dict()
     skill["overridden"] = not model.skill_.skilled and config.allow_no_skill
     if skill["overridden"]:
