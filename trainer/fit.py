@@ -235,12 +235,16 @@ def build_plots(
     p_ho: np.ndarray,
     *,
     payoff: tuple[Period, Period] | None = None,
+    holdout_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Downsampled curve data for the HTML report (never full arrays).
 
     ``payoff``: the training period and the holdout when a payoff column was given; the
     cumulative PnL of the out-of-fold and the holdout trades is added.
+    ``holdout_threshold``: the threshold on ``p_ho``'s scale (default the tuned one, on the
+    out-of-fold scores' scale).
     """
+    ho_threshold = model.threshold_ if holdout_threshold is None else holdout_threshold
     # pr_auc has no threshold of its own: its threshold is the F1-optimal one.
     curve_metric = "f1" if model.metric == "pr_auc" else model.metric
     evidence = model.walk_forward_[model.strategy_]
@@ -256,7 +260,7 @@ def build_plots(
     }
     if len(y_ho) and y_ho.sum():
         recall, precision = _pr_curve(y_ho, p_ho)
-        chosen = decision_metrics(y_ho, p_ho, model.threshold_)
+        chosen = decision_metrics(y_ho, p_ho, ho_threshold)
         plots["pr_curve"] = {
             "recall": _downsample(recall)[0],
             "precision": _downsample(precision)[0],
@@ -281,9 +285,7 @@ def build_plots(
             "threshold": model.threshold_,
         }
         if len(hold) and hold.payoff is not None:
-            plots["pnl"]["holdout"] = cumulative_pnl(
-                hold.payoff, p_ho >= model.threshold_, hold.times
-            )
+            plots["pnl"]["holdout"] = cumulative_pnl(hold.payoff, p_ho >= ho_threshold, hold.times)
     return plots
 
 
@@ -398,8 +400,11 @@ def fit_meta_model(
         raise DataError(str(exc)) from None
     evidence = model.walk_forward_[model.strategy_]
     y_oof = train.labels[evidence.oof_index]
-    p_ho = model.predict_proba(hold.votes)[:, 1] if len(hold) else np.array([])
-    holdout = _holdout_block(hold, p_ho, model.threshold_) if len(hold) else None
+    # The holdout reads the served score: the tuned model recalibrated as the artifact is
+    # (serve); its decisions are the tuned model's own, its probabilities what users get.
+    tuned_served = serve(model, train.votes)
+    p_ho = tuned_served.predict_proba(hold.votes)[:, 1] if len(hold) else np.array([])
+    holdout = _holdout_block(hold, p_ho, tuned_served.threshold_) if len(hold) else None
     plots = build_plots(
         model,
         y_oof,
@@ -407,11 +412,9 @@ def fit_meta_model(
         hold.labels,
         p_ho,
         payoff=None if train.payoff is None else (train, hold),
+        holdout_threshold=tuned_served.threshold_,
     )
-    # Sizes read the served score: the tuned model's, recalibrated as the artifact's is.
-    tuned_served = serve(model, train.votes)
-    p_ho_served = tuned_served.predict_proba(hold.votes)[:, 1] if len(hold) else p_ho
-    sizes = sizing_summary(sizing, p_ho_served, tuned_served.threshold_)
+    sizes = sizing_summary(sizing, p_ho, tuned_served.threshold_)
     skill = model.skill_.to_dict()
     skill["overridden"] = not model.skill_.skilled and config.allow_no_skill
     if skill["overridden"]:
