@@ -587,7 +587,10 @@ def _sizing_section(report: Mapping[str, Any]) -> str:
     from metasignal.trainer import plots
 
     sizing = _mapping(report.get("sizing"))
-    threshold = _finite(report.get("threshold"))
+    # The rule applies to the served probability, so its threshold is the served one (the
+    # tuned threshold is on the scale before the served calibration); older reports have none.
+    served = _mapping(report.get("served"))
+    threshold = _finite(served.get("threshold", report.get("threshold")))
     if not sizing or threshold is None:
         return ""
     try:
