@@ -48,7 +48,7 @@ from bench.machine import cpu_model, load_average
 from bench.markdown import markers, write_section
 from metasignal.stream.artifact import Artifact
 from metasignal.stream.drift.detectors import bernoulli_kl
-from metasignal.stream.drift.label_free import LabelFreeEstimator, recalibrate
+from metasignal.stream.drift.label_free import LabelFreeEstimator
 from metasignal.stream.drift.label_shift import PriorShiftCUSUM, score_divergence
 from metasignal.stream.drift.monitor import DriftMonitor, LabelShiftAlarm
 from metasignal.stream.drift.policy import Decision, DriftPolicy
@@ -431,8 +431,7 @@ class EstimateErrors:
     realized_rate_sd: float  # sampling sd of the realized rate of a window
     cramer_rao_sd: float  # smallest sd of any unbiased rate estimate from these scores
     rate_errors: np.ndarray
-    precision_errors: np.ndarray  # with the artifact's score_recalibration
-    uncorrected_errors: np.ndarray  # the same windows, the scores taken as calibrated
+    precision_errors: np.ndarray
     realized_precision_sd: float
 
     def best_within(self, tolerance: float = PRECISION_TOLERANCE) -> float:
@@ -455,7 +454,7 @@ def estimate_runs(
     out = []
     model = setting.model
     for rate in plan.error_rates:
-        rate_errors, precision_errors, uncorrected_errors = [], [], []
+        rate_errors, precision_errors = [], []
         for _ in range(plan.error_windows):
             # A fresh warm-up per window: its mean score is the reference, as in production.
             reference_index, _ = setting.label_shift_stream(np.full(window, BASE_RATE), rng)
@@ -465,19 +464,17 @@ def estimate_runs(
             traded = int(decisions.sum())
             realized_precision = float(labels[decisions].sum()) / traded if traded else math.nan
             warm = setting.scores[reference_index]
-            estimates = []
-            for recalibration in (model.score_recalibration, None):
-                estimator = LabelFreeEstimator(
-                    window=window, warmup=window, recalibration=recalibration
-                )
-                estimator.update(warm, model.decide(warm).astype(bool))
-                estimator.update(scores, decisions)
-                estimate = estimator.estimate()
-                assert estimate is not None
-                estimates.append(estimate)
-            rate_errors.append(estimates[0].positive_rate - float(labels.mean()))
-            precision_errors.append(estimates[0].precision - realized_precision)
-            uncorrected_errors.append(estimates[1].precision - realized_precision)
+            # An older artifact's score_recalibration is read as the scorer reads it; the
+            # trainer's own artifacts serve the recalibrated score and carry none.
+            estimator = LabelFreeEstimator(
+                window=window, warmup=window, recalibration=model.score_recalibration
+            )
+            estimator.update(warm, model.decide(warm).astype(bool))
+            estimator.update(scores, decisions)
+            estimate = estimator.estimate()
+            assert estimate is not None
+            rate_errors.append(estimate.positive_rate - float(labels.mean()))
+            precision_errors.append(estimate.precision - realized_precision)
         reference = float(setting.scores.mean())
         big_index, big_labels = setting.label_shift_stream(np.full(200_000, rate), rng)
         big = setting.scores[big_index]
@@ -491,7 +488,6 @@ def estimate_runs(
                 cramer_rao_sd=cramer_rao_sd(big, reference, rate, window),
                 rate_errors=np.array(rate_errors),
                 precision_errors=np.array(precision_errors),
-                uncorrected_errors=np.array(uncorrected_errors),
                 realized_precision_sd=math.sqrt(precision * (1 - precision) / trades_per_window),
             )
         )
@@ -610,19 +606,16 @@ def _within(errors: np.ndarray) -> str:
 
 
 def tail_row(setting: Setting) -> str:
-    """The calibration table's row: served vs recalibrated score vs outcome above the threshold."""
+    """The calibration table's row: served score vs outcome above the threshold."""
     model = setting.model
     above = model.decide(setting.scores).astype(bool)
     n = int(above.sum())
     served = setting.scores[above]
-    recalibrated = recalibrate(served, model.score_recalibration)
     share = float(setting.labels[above].mean()) if n else math.nan
     sd = math.sqrt(share * (1 - share) / n) if n else math.nan
-    ab = model.score_recalibration
-    coefficients = "none" if ab is None else f"({ab[0]:.3f}, {ab[1]:+.3f})"
     return (
         f"| {setting.skill:g} | {model.threshold:.3f} | {n:,} | {served.mean():.3f} | "
-        f"{recalibrated.mean():.3f} | {share:.3f} ± {sd:.3f} | {coefficients} |"
+        f"{share:.3f} ± {sd:.3f} | {served.mean() - share:+.3f} |"
     )
 
 
@@ -739,28 +732,24 @@ def render(
         "(reference: the mean score of 5,000 events at 1 %). Rate cells: mean error ± sd, share "
         "within ±0.003; the realized rate's own sampling sd and the Cramér-Rao bound (the "
         "smallest sd any unbiased estimate from these scores can have) beside. Precision "
-        "(expected at the model's threshold, prior-corrected, read through the artifact's "
-        "`score_recalibration`) cells: mean error ± sd, share within ±0.03; *uncorrected*: the "
-        "same windows with the served scores taken as calibrated (the estimate before the "
-        "recalibration); *at best*: the share within ±0.03 of an estimate that knew each "
+        "(expected at the model's threshold, prior-corrected) cells: mean error ± sd, share "
+        "within ±0.03; *at best*: the share within ±0.03 of an estimate that knew each "
         "window's true expected precision, set by the sampling sd of the realized precision "
         "of a window (beside it).",
         "",
         "| skill | true rate | rate error | within ±0.003 | sd of realized rate | Cramér-Rao sd | "
-        "precision error | within ±0.03 | uncorrected precision error | within ±0.03 | "
-        "at best within ±0.03 | sd of realized precision | windows |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "precision error | within ±0.03 | at best within ±0.03 | sd of realized precision | "
+        "windows |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         for e in r.errors:
             pe = e.precision_errors[np.isfinite(e.precision_errors)]
-            ue = e.uncorrected_errors[np.isfinite(e.uncorrected_errors)]
             lines.append(
                 f"| {r.setting.skill:g} | {e.rate:.1%} | {e.rate_errors.mean():+.4f} ± "
                 f"{e.rate_errors.std():.4f} | {np.mean(np.abs(e.rate_errors) <= 0.003):.0%} | "
                 f"{e.realized_rate_sd:.4f} | {e.cramer_rao_sd:.4f} | {pe.mean():+.3f} ± "
-                f"{pe.std():.3f} | {_within(pe)} | {ue.mean():+.3f} ± {ue.std():.3f} | "
-                f"{_within(ue)} | {e.best_within():.0%} | "
+                f"{pe.std():.3f} | {_within(pe)} | {e.best_within():.0%} | "
                 f"{e.realized_precision_sd:.3f} | {len(e.rate_errors)} |"
             )
     lines += [
@@ -769,14 +758,13 @@ def render(
         "",
         f"The {plan.pool_events:,} held-out stationary generator events at {BASE_RATE:.0%} the "
         "streams above are drawn from, scored by each model: the events at or above its "
-        "threshold, their mean served score, the same read through the artifact's "
-        "`score_recalibration` (`(a, b)`: `sigmoid(a logit(s) + b)`; the trainer fits it on the "
-        "training period only, see `trainer/calibration.py:fit_transfer`), and their realized "
-        "positive share (± its binomial sd).",
+        "threshold, their mean served score (the trainer composes `fit_transfer` into the "
+        "published calibration: `trainer/calibration.py:compose_transfer`, training period "
+        "only), their realized positive share (± its binomial sd) and the difference.",
         "",
-        "| skill | threshold | events above | mean served score | mean recalibrated score | "
-        "realized share | `(a, b)` |",
-        "|---|---|---|---|---|---|---|",
+        "| skill | threshold | events above | mean served score | realized share | served - "
+        "realized |",
+        "|---|---|---|---|---|---|",
     ]
     for r in reports:
         lines.append(tail_row(r.setting))
@@ -839,43 +827,26 @@ READING = [
     "* The rate estimate is unbiased to within ±0.001 and its spread sits at the "
     "Cramér-Rao bound: no estimator from these scores does better on 5,000 events; "
     "the share of windows within ±0.003 is set by that bound.",
-    "* Expected precision: its upward bias (the *uncorrected* column: +0.043 to "
-    "+0.055 over the rates at skills 2-4) came from the published model's "
-    "calibration, not from the estimator. The trainer fits its Platt map on the "
-    "out-of-fold decision values of walk-forward fold models trained on fewer rows, "
-    "then publishes a model refitted on every row; with the same regularisation (C "
-    "= 0.1) against more rows its decision values spread wider, so the map "
-    "over-states the top: above the threshold the served score averages 0.582 / "
-    "0.642 / 0.669 against a realized share of 0.514 / 0.575 / 0.615 at skills 2 / "
-    "3 / 4 (*Calibration above the threshold*; a Platt map fitted on the held-out "
-    "pool would have slope 0.87 where the artifact's is 0.94 at skill 2), while the "
-    "fold models' own out-of-fold scores above the threshold are within 0.013 of "
-    "their outcomes (measured once: 0.360 vs 0.347, 0.554 vs 0.563, 0.614 vs 0.619, "
-    "0.646 vs 0.654 at skills 1-4). The trainer now also fits a Platt map of the "
-    "published model's decision values to the out-of-fold calibrated scores of the "
-    "same training rows (soft targets: training period only, no label beyond those "
-    "the calibration used) and the artifact carries it as `score_recalibration`; "
-    "the expected precision, recall and F1 read the scores through it, each on its "
-    "own reference rate (served scores, thresholds and decisions are unchanged). "
-    "Mean error over the four rates: -0.002 / -0.009 / -0.012 / -0.010 at skills "
-    "1-4, from +0.001 / +0.055 / +0.052 / +0.043 on the same windows; what is left "
-    "is a slight under-statement (the recalibrated score above the threshold sits "
-    "0.004-0.007 under the realized share at skills 2-4), largest at 0.5 % (-0.029 "
-    "± 0.009 at skill 3).",
-    "* Within ±0.03 of the realized precision cannot hold for most windows: a "
-    "5,000-event window at 1 % holds 58-74 trades, so its realized precision has a "
-    "sampling sd of 0.034-0.079 over the rates, and even an estimate that knew each "
-    "window's true precision would land within ±0.03 in only 30-62 % of windows "
-    "(*at best*; 45 % over the rates at every skill). The corrected estimate is "
-    "within ±0.03 in 34-42 % of the windows (uncorrected 27-36 %); the rest of the "
-    "gap is its own error (the rate estimate's and the calibration's). ±0.03 on 95 "
-    "% of windows needs about 1,100 trades per window (sd 0.015 at a precision near "
-    "0.5), some 75,000-97,000 events at 1 %.",
-    "* Hot-path cost: reading the scores through `score_recalibration` (a logit and "
-    "a sigmoid per vote, a second prior estimate per refresh) makes the label-free "
-    "path about a third dearer (1.33x in an alternating A/B of `DriftMonitor` with "
-    "and without it, same process); the ratios against scoring above (3.2-3.5) were "
-    "2.3-2.9 before it, in earlier runs on this shared machine.",
+    "* Expected precision: before this session's fix it was biased upwards at skills 2-4 "
+    "(mean error +0.043 to +0.055 over the rates; run of 2026-11-30 05:08 UTC), and the cause "
+    "was the served score, not the estimator. The trainer fits its Platt map on the "
+    "out-of-fold decision values of walk-forward fold models trained on fewer rows, then "
+    "publishes a model refitted on every row; with the same regularisation (C = 0.1) against "
+    "more rows its decision values spread wider, so the served score over-stated the top: "
+    "0.582 / 0.642 / 0.669 above the threshold against a realized share of 0.514 / 0.575 / "
+    "0.615 at skills 2 / 3 / 4 in that run. The trainer now fits a Platt map of the "
+    "published model's decision values to the out-of-fold calibrated scores of the same "
+    "training rows (soft targets: training period only) and composes it into the published "
+    "calibration, with the threshold carried through the same monotone map, so trade "
+    "decisions are identical and the served probability, which sizes positions, is the "
+    "calibrated one (*Calibration above the threshold*). Older artifacts that carry the map "
+    "as `score_recalibration` are read through it by the label-free estimate.",
+    "* Within ±0.03 of the realized precision cannot hold for most windows: a 5,000-event "
+    "window at 1 % holds 58-74 trades, so its realized precision has a sampling sd of "
+    "0.034-0.079 over the rates, and even an estimate that knew each window's true precision "
+    "would land within ±0.03 in only 30-62 % of windows (*at best*). ±0.03 on 95 % of "
+    "windows needs about 1,100 trades per window (sd 0.015 at a precision near 0.5), some "
+    "75,000-97,000 events at 1 %.",
     "* Concept drift: two consistency checks (`stream/drift/consistency.py`) compare the "
     "events since the change point with the model's first 20,000 re-weighted to the "
     "estimated prior. The *moments* check (the members' vote logits, the score logit and "
@@ -906,16 +877,14 @@ READING = [
 def precision_goal(errors: Sequence[EstimateErrors]) -> str:
     """The expected-precision goal line of one skill, over every rate measured."""
     corrected = np.concatenate([e.precision_errors for e in errors])
-    uncorrected = np.concatenate([e.uncorrected_errors for e in errors])
     corrected = corrected[np.isfinite(corrected)]
-    uncorrected = uncorrected[np.isfinite(uncorrected)]
     best = np.mean([e.best_within() for e in errors])
     met = bool(np.all(np.abs(corrected) <= PRECISION_TOLERANCE))
     return (
-        f"expected precision mean error {corrected.mean():+.3f} (uncorrected "
-        f"{uncorrected.mean():+.3f}), windows within ±{PRECISION_TOLERANCE} "
-        f"{_within(corrected)} (goal: all, **{'met' if met else 'not met'}**; at best "
-        f"{best:.0%} given the realized precision's own sampling sd)"
+        f"expected precision mean error {corrected.mean():+.3f}, windows within "
+        f"±{PRECISION_TOLERANCE} {_within(corrected)} (goal: all, "
+        f"**{'met' if met else 'not met'}**; at best {best:.0%} given the realized "
+        "precision's own sampling sd)"
     )
 
 
