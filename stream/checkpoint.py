@@ -229,6 +229,11 @@ class Checkpoint:
             self.on_recreate()
         log.warning("producer re-created; resuming from the committed offsets")
 
+    @property
+    def in_transaction(self) -> bool:
+        """A transaction is open (exactly-once): some batch's outputs are in it."""
+        return self._in_transaction
+
     def begin(self) -> None:
         """Open the span's transaction (exactly-once) unless it is open already."""
         if self.exactly_once and not self._in_transaction:

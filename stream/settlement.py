@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metasignal.stream.checkpoint import Checkpoint
+from metasignal.stream.checkpoint import FLUSH_TIMEOUT_S, Checkpoint
 from metasignal.stream.metrics import ScorerMetrics
 from metasignal.stream.outage import BROKER_UNREACHABLE, PRODUCER_RECREATING, Outage
 from metasignal.stream.stats import RollingRate, ScorerStats
@@ -146,11 +146,16 @@ class Settlement:
         no open span, the shadow's held-back counts go out alone."""
         checkpoint = self.checkpoint
         if not checkpoint.pending and self.evidence_held():
+            if checkpoint.in_transaction:
+                # A batch sent outputs and raised before it was settled (the close after a
+                # crash): committing would publish them without their offsets.
+                self.drop("a batch raised before it was settled")
+                return
             if checkpoint.exactly_once:
                 checkpoint.begin()  # a transaction of their own (sent before it commits)
             else:
                 self.send_evidence(checkpoint.producer)
-                checkpoint.producer.flush()
+                checkpoint.producer.flush(FLUSH_TIMEOUT_S)
         checkpoint.commit()
         self._committed()
 

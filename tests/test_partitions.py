@@ -129,3 +129,38 @@ def test_lost_partitions_stop_reporting_their_lag() -> None:
     assert lag(VOTES) == 0 and lag(OUTCOMES) == 0
     h.ownership.lost({VOTES})  # another replica reports it now
     assert lag(VOTES) is None and lag(OUTCOMES) == 0
+
+
+def test_held_counts_never_commit_a_batch_that_raised_before_it_was_settled() -> None:
+    # Exactly-once: a batch opened the transaction and sent a signal, then raised; the close
+    # that follows has no span but held shadow counts. Committing would publish the signal
+    # without its offsets: the transaction is dropped instead.
+    bus = MemoryBus()
+    bus.create_topics([TopicSpec("votes"), TopicSpec("signals")])
+    consumer = bus.consumer(topics=["votes"], group_id="g")
+    checkpoint = Checkpoint(
+        producer=bus.producer(transactional_id="t"),
+        consumer=consumer,
+        exactly_once=True,
+        policy=CommitPolicy(interval_s=3600.0),
+    )
+    sent: list[str] = []
+    rollbacks: list[bool] = []
+    settlement = Settlement(
+        checkpoint=checkpoint,
+        outage=Outage(),
+        metrics=ScorerMetrics(),
+        stats=ScorerStats(),
+        rate_window=100,
+        on_commit=lambda: None,
+        on_rollback=lambda: rollbacks.append(True),
+        evidence_held=lambda: True,
+        send_evidence=lambda producer: sent.append("evidence"),
+    )
+    checkpoint.begin()
+    checkpoint.producer.send("signals", key=b"e1", value=b"{}")
+    assert checkpoint.in_transaction and checkpoint.pending == 0
+    settlement.commit_all()
+    assert rollbacks == [True] and not checkpoint.in_transaction and sent == []
+    reader = bus.consumer(topics=["signals"], group_id="r", read_committed=True)
+    assert reader.poll(timeout_ms=50, max_records=10) == []

@@ -117,7 +117,10 @@ def compose_transfer(
     crossing = (math.log(threshold) - math.log1p(-threshold) - calibration.intercept) / (
         calibration.slope
     )
-    return transfer, float(transfer.transform(np.array([crossing]))[0])
+    served = float(transfer.transform(np.array([crossing]))[0])
+    if not 0.0 < served < 1.0:  # saturated in floating point: decisions could flip
+        return calibration, threshold
+    return transfer, served
 
 
 def brier_score(y: np.ndarray, p: np.ndarray) -> float:

@@ -300,6 +300,7 @@ def sizing_summary(rule: SizingRule, p_holdout: np.ndarray, threshold: float) ->
         "holdout_mean_size": float(sizes.mean()) if len(sizes) else None,
         "holdout_zero_size_trades": int(np.count_nonzero(sizes == 0)),
         "holdout_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+        "threshold": float(threshold),  # the served threshold the sizes were taken at
     }
 
 

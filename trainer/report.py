@@ -537,7 +537,8 @@ def _pr_figure(plots: Any, pr: Mapping[str, Any], report: Mapping[str, Any]) -> 
     holdout = _mapping(report.get("holdout"))
     chosen = _mapping(pr.get("chosen"))
     r, p = _finite(chosen.get("recall")), _finite(chosen.get("precision"))
-    threshold = _finite(report.get("threshold"))
+    # The point is on the holdout's served scores: its threshold is the holdout's.
+    threshold = _finite(holdout.get("threshold", report.get("threshold")))
     rate = _finite(holdout.get("observed_rate"))
     caption = (
         f"<strong>Precision-recall</strong> on the {_esc(pr.get('source') or 'holdout')}, "
@@ -587,10 +588,11 @@ def _sizing_section(report: Mapping[str, Any]) -> str:
     from metasignal.trainer import plots
 
     sizing = _mapping(report.get("sizing"))
-    # The rule applies to the served probability, so its threshold is the served one (the
-    # tuned threshold is on the scale before the served calibration); older reports have none.
+    # The rule applies to the served probability at the threshold the histogram's sizes were
+    # taken at (the tuned threshold is on the scale before the served calibration); older
+    # reports do not record it.
     served = _mapping(report.get("served"))
-    threshold = _finite(served.get("threshold", report.get("threshold")))
+    threshold = _finite(sizing.get("threshold", served.get("threshold", report.get("threshold"))))
     if not sizing or threshold is None:
         return ""
     try:

@@ -506,12 +506,14 @@ class ShadowComparison:
         estimate = paired_f1_difference(self._counts)
         if _z(estimate, self.margin) >= self.boundaries[k]:  # first: futility is non-binding
             self._verdict = "better"
-        elif _futile(estimate, self.futility_target, self.futility_boundaries[k]) or (
-            k == len(self.looks) - 1
-        ):
+        elif self._futile(estimate, self.futility_boundaries[k]) or (k == len(self.looks) - 1):
             self._verdict = "not_better"
         else:
             self._next_look = k + 1
+
+    def _futile(self, estimate: F1Difference, boundary: float) -> bool:
+        exact = self.min_improvement is not None
+        return _futile(estimate, self.futility_target, boundary, exact=exact)
 
     def evidence(self) -> dict[str, float | int | str]:
         """JSON-ready figures: F1 of both, their difference and its repeated confidence bounds.
@@ -592,16 +594,18 @@ def _z(estimate: F1Difference, margin: float) -> float:
     return (estimate.difference - margin) / estimate.standard_error
 
 
-def _futile(estimate: F1Difference, target: float, boundary: float) -> bool:
+def _futile(estimate: F1Difference, target: float, boundary: float, *, exact: bool) -> bool:
     """Whether an improvement of ``target`` is ruled out at this look.
 
-    Identical decisions so far (no standard error) rule it out too: the challenger has
-    made the champion's decisions on every outcome, so its F1 is the champion's.
+    With ``exact`` (the futility rule), no standard error rules it out too: no discordant
+    outcome moves the difference (identical decisions: the challenger's F1 is the
+    champion's), so a difference below ``target`` is all the data say. Without it (the
+    former rule) such a test runs on to the horizon.
     """
     if not math.isfinite(boundary):  # nothing to spend at this look
         return False
     if estimate.standard_error <= 0.0:
-        return estimate.difference < target
+        return exact and estimate.difference < target
     return _z(estimate, target) <= -boundary
 
 
@@ -611,7 +615,7 @@ def _futility_evidence(
     """The futility figures of :meth:`ShadowComparison.evidence` at look ``last``."""
     boundary = float(test.futility_boundaries[max(last, 0)])
     upper = min(1.0, estimate.difference + boundary * estimate.standard_error)
-    futile = last >= 0 and _futile(estimate, test.futility_target, boundary)
+    futile = last >= 0 and test._futile(estimate, boundary)
     stopped_by = {"better": "efficacy", "not_better": "futility" if futile else "horizon"}
     figures: dict[str, float | str] = {
         "stopped_by": stopped_by.get(test.verdict or "", "undecided"),
