@@ -36,9 +36,11 @@ from metasignal.stream.transport.base import (
     TopicSpec,
     TransportError,
 )
+from metasignal.stream.transport.close_race import install as quiet_close_race
 from metasignal.stream.transport.rebalance_fix import finish_interrupted_rebalances
 
 log = logging.getLogger("metasignal.transport")
+quiet_close_race()  # kafka-python 3.0.12 logs a traceback for its own close race
 
 TOPIC_ALREADY_EXISTS = 36
 UNKNOWN_TOPIC_OR_PARTITION = 3
